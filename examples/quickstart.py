@@ -1,0 +1,41 @@
+"""Example: train the seed's MNISTConvNet with lenetish and report its test accuracy.
+
+Run it with the MNIST files in a local folder (no internet needed):
+
+    python examples/quickstart.py --data ../shared/datasets/mnist --epochs 1
+
+``LENETISH_EXAMPLE_SUBSET=N`` limits training to the first N batches per epoch, for a quick
+check that the example still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+
+from lenetish import MNISTConvNet, Trainer, evaluate, make_loaders
+
+
+def main() -> None:
+    """Train for a few epochs with a validation split, then score on the test set."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=None, help="folder with the MNIST idx files")
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+
+    loaders = make_loaders(args.data, val_size=5_000, seed=0)
+    train = loaders.train
+    subset = os.environ.get("LENETISH_EXAMPLE_SUBSET")
+    if subset:  # a short run: only the first batches of every epoch
+        train = list(itertools.islice(loaders.train, int(subset)))  # type: ignore[assignment]
+    model = MNISTConvNet()
+    history = Trainer(model, epochs=args.epochs, seed=0).fit(train, loaders.val)
+    for row in history:
+        print(row)
+    result = evaluate(model, loaders.test)
+    print(f"test accuracy: {result.accuracy:.2%} ({result.correct}/{result.total})")
+
+
+if __name__ == "__main__":
+    main()

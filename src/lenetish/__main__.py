@@ -1,0 +1,5 @@
+"""``python -m lenetish``: the same as the ``lenetish`` command."""
+
+from lenetish.cli import main
+
+raise SystemExit(main())

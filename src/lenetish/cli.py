@@ -1,0 +1,105 @@
+"""The ``lenetish`` command line: ``lenetish train`` (more commands grow here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from lenetish.data import DATASETS, make_loaders
+from lenetish.errors import LenetishError
+from lenetish.evaluation import evaluate
+from lenetish.models import MNISTConvNet
+from lenetish.trainer import Trainer
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``lenetish`` command."""
+    parser = argparse.ArgumentParser(
+        prog="lenetish", description="Train and use LeNet-like CNNs on MNIST and its family."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser("train", help="train MNISTConvNet and report test accuracy")
+    train.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data folder (default: $LENETISH_DATA "
+        "or ~/.cache/lenetish); the idx files may be raw or .gz",
+    )
+    train.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=200)
+    train.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: 1e-3 for adam, 0.1 for sgd)"
+    )
+    train.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    train.add_argument(
+        "--val-size",
+        type=int,
+        default=0,
+        help="training samples held out for validation (default: 0)",
+    )
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", metavar="DIR", help="write model.pt and history.json here")
+    train.add_argument("--no-download", action="store_true", help="never download data")
+    train.add_argument("--quiet", action="store_true", help="print only the final accuracy")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    loaders = make_loaders(
+        args.data,
+        dataset=args.dataset,
+        batch_size=args.batch_size,
+        val_size=args.val_size,
+        device=args.device,
+        download=not args.no_download,
+        seed=args.seed,
+    )
+    model = MNISTConvNet()
+    trainer = Trainer(
+        model,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+    )
+    history = trainer.fit(loaders.train, loaders.val)
+    if not args.quiet:
+        for row in history:
+            print(
+                " ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                )
+            )
+    result = evaluate(model, loaders.test)
+    print(f"test accuracy {result.accuracy:.2%} ({result.correct}/{result.total})")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), out / "model.pt")
+        (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lenetish`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 when lenetish reports an error.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            _train(args)
+    except LenetishError as exc:
+        print(f"lenetish: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,351 @@
+"""MNIST-family data: find (or download) the idx files, verify them, and batch them fast.
+
+The default path reads a split once into one tensor, normalises it once (on the training
+device when one is given) and yields batches by indexing: no per-sample Python and no PIL. A
+user's own torchvision ``transform`` switches to a standard :class:`~torch.utils.data.DataLoader`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from lenetish._device import DeviceLike, resolve_device
+from lenetish.errors import DatasetCorruptError, DatasetNotFoundError, InvalidArgumentError
+from lenetish.idx import read_idx_images, read_idx_labels
+from lenetish.loaders import IdxDataset, TensorLoader, check_positive_int
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "Loaders",
+    "default_root",
+    "load_split",
+    "make_loaders",
+]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What lenetish knows about one member of the MNIST family.
+
+    Attributes:
+        name: the name ``make_loaders`` accepts (``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``).
+        torchvision_name: torchvision's class, which is also its folder under ``root``.
+        mean: mean pixel value of the training images, scaled to ``[0, 1]``.
+        std: standard deviation of the training pixels, scaled to ``[0, 1]``.
+        classes: the class names, index = label.
+    """
+
+    name: str
+    torchvision_name: str
+    mean: float
+    std: float
+    classes: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", "MNIST", 0.1307, 0.3081, tuple(str(d) for d in range(10))),
+        DatasetInfo(
+            "fashion-mnist",
+            "FashionMNIST",
+            0.2860,
+            0.3530,
+            (
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+        ),
+        DatasetInfo(
+            "kmnist",
+            "KMNIST",
+            0.1918,
+            0.3483,
+            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        ),
+    )
+}
+
+_SPLIT_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def default_root() -> Path:
+    """Return the data folder used when none is given.
+
+    ``$LENETISH_DATA`` if set, else ``lenetish`` under the user's cache folder
+    (``$XDG_CACHE_HOME`` or ``~/.cache``).
+    """
+    if os.environ.get("LENETISH_DATA"):
+        return Path(os.environ["LENETISH_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "lenetish"
+
+
+def _dataset_info(dataset: str) -> DatasetInfo:
+    if dataset not in DATASETS:
+        raise InvalidArgumentError(
+            f"dataset={dataset!r} is not supported; use one of {', '.join(sorted(DATASETS))}"
+        )
+    return DATASETS[dataset]
+
+
+def _candidate_folders(root: Path, info: DatasetInfo) -> list[Path]:
+    """Folders that may hold the idx files: torchvision's layout first, then flat ones."""
+    return [root / info.torchvision_name / "raw", root / info.name, root]
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
+def _find_split(root: Path, info: DatasetInfo, train: bool) -> tuple[Path, Path] | None:
+    """Return the image and label files of a split if one folder holds both."""
+    images_stem, labels_stem = _SPLIT_FILES[train]
+    for folder in _candidate_folders(root, info):
+        images, labels = _find_file(folder, images_stem), _find_file(folder, labels_stem)
+        if images is not None and labels is not None:
+            return images, labels
+    return None
+
+
+def _download(root: Path, info: DatasetInfo) -> None:
+    """Let torchvision download (and check) all four files into ``root/<Name>/raw``."""
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, info.torchvision_name)
+    dataset_class(str(root), train=True, download=True)
+
+
+def _not_found(root: Path, info: DatasetInfo, train: bool, reason: str) -> DatasetNotFoundError:
+    folders = ", ".join(str(f) for f in _candidate_folders(root, info))
+    files = ", ".join(_SPLIT_FILES[train])
+    return DatasetNotFoundError(
+        f"{info.name} {'train' if train else 'test'} files not found ({reason}); looked in "
+        f"{folders} for {files} (raw or .gz). Pass root=/path/to/files (or --data DIR, or set "
+        "LENETISH_DATA) to use local copies, or download=True with internet access"
+    )
+
+
+def load_split(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "mnist",
+    train: bool = True,
+    download: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Find, optionally download, read and verify one split of an MNIST-family dataset.
+
+    Args:
+        root: the data folder (``None``: :func:`default_root`). The files may sit in
+            torchvision's layout (``root/MNIST/raw/``), in ``root/<dataset>/`` or directly in
+            ``root``, raw or gzip-compressed.
+        dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        train: the training split (60,000 images) or the test split (10,000).
+        download: let torchvision download the files when they are not found.
+
+    Returns:
+        ``(images, labels)``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``.
+
+    Raises:
+        InvalidArgumentError: ``dataset`` is unknown.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is not a valid idx file, or the counts disagree.
+    """
+    info = _dataset_info(dataset)
+    root_path = default_root() if root is None else Path(root).expanduser()
+    files = _find_split(root_path, info, train)
+    if files is None:
+        if not download:
+            raise _not_found(root_path, info, train, "download=False")
+        try:
+            _download(root_path, info)
+        except Exception as exc:  # any failure of the network or the mirrors
+            raise _not_found(root_path, info, train, f"download failed: {exc}") from exc
+        files = _find_split(root_path, info, train)
+        if files is None:
+            raise _not_found(root_path, info, train, "the download did not produce them")
+    images_path, labels_path = files
+    images = read_idx_images(images_path)
+    labels = read_idx_labels(labels_path, num_classes=len(info.classes))
+    if len(images) != len(labels):
+        raise DatasetCorruptError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+            "labels; the two files must come from the same split"
+        )
+    return images, labels.long()
+
+
+@dataclass
+class Loaders:
+    """The loaders :func:`make_loaders` returns.
+
+    Attributes:
+        train: shuffled training batches (without the validation samples).
+        val: validation batches carved from the training split, or ``None``.
+        test: test batches, never shuffled.
+        info: the dataset's name, normalisation constants and class names.
+    """
+
+    train: TensorLoader | DataLoader[Any]
+    val: TensorLoader | DataLoader[Any] | None
+    test: TensorLoader | DataLoader[Any]
+    info: DatasetInfo
+
+
+def _val_count(val_size: float, num_train: int) -> int:
+    """Turn ``val_size`` (a count, or a fraction in (0, 1)) into a number of samples."""
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
+        raise InvalidArgumentError(f"val_size must be a number, got {val_size!r}")
+    count = round(val_size * num_train) if isinstance(val_size, float) else val_size
+    if isinstance(val_size, float) and not 0.0 <= val_size < 1.0:
+        count = -1
+    if not 0 <= count < num_train:
+        raise InvalidArgumentError(
+            f"val_size={val_size!r} must be a count in [0, {num_train}) or a fraction in "
+            "[0, 1), so that some training samples remain"
+        )
+    return count
+
+
+def split_indices(num_samples: int, val_count: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Deterministically split ``range(num_samples)`` into sorted train and val indices."""
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
+    return order[val_count:].sort().values, order[:val_count].sort().values
+
+
+def _normalise(images: Tensor, info: DatasetInfo, device: torch.device) -> Tensor:
+    """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, moved first, normalised once."""
+    scaled = images.to(device).unsqueeze(1).float().div_(255.0)
+    return scaled.sub_(info.mean).div_(info.std)
+
+
+def make_loaders(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "mnist",
+    batch_size: int = 200,
+    val_size: float = 0,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    eval_batch_size: int | None = None,
+    drop_last: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    target_transform: Callable[[Any], Any] | None = None,
+    num_workers: int = 0,
+) -> Loaders:
+    """Build train, validation and test loaders for an MNIST-family dataset.
+
+    Args:
+        root: data folder; ``None`` uses ``$LENETISH_DATA`` or a per-user cache folder (see
+            :func:`load_split` for the layouts it understands).
+        dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        batch_size: training batch size (the seed used 200).
+        val_size: samples carved from the training split for validation: a count, or a
+            fraction in ``[0, 1)``; 0 means no validation loader. The split is fixed by ``seed``.
+        device: where the tensors live (``None``: the CPU; ``"auto"``: the best device).
+        download: let torchvision download missing files.
+        seed: seed of the validation split and of the training order.
+        eval_batch_size: batch size of the validation and test loaders (default: ``batch_size``).
+        drop_last: drop a last, smaller training batch.
+        transform: a torchvision transform applied to each PIL image; switches to a standard
+            ``DataLoader`` (no normalisation is added: put it in the transform).
+        target_transform: applied to each integer label (``DataLoader`` path only).
+        num_workers: worker processes of the ``DataLoader`` path.
+
+    Returns:
+        The :class:`Loaders`.
+
+    Raises:
+        InvalidArgumentError: an argument is out of range or the dataset is unknown.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is damaged.
+        DeviceUnavailableError: ``device`` is not present on this machine.
+
+    Example:
+        >>> loaders = make_loaders(mnist_root, val_size=10_000, download=False)  # doctest: +SKIP
+        >>> loaders.train.num_samples, loaders.val.num_samples  # doctest: +SKIP
+        (50000, 10000)
+    """
+    info = _dataset_info(dataset)
+    check_positive_int("batch_size", batch_size)
+    eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+    check_positive_int("eval_batch_size", eval_batch_size)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise InvalidArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    target = torch.device("cpu") if device is None else resolve_device(device)
+    train_images, train_labels = load_split(root, dataset=dataset, train=True, download=download)
+    test_images, test_labels = load_split(root, dataset=dataset, train=False, download=download)
+    train_index, val_index = split_indices(
+        len(train_labels), _val_count(val_size, len(train_labels)), seed
+    )
+
+    if transform is not None or target_transform is not None:
+        full = IdxDataset(train_images, train_labels, transform, target_transform)
+        test_set = IdxDataset(test_images, test_labels, transform, target_transform)
+        shuffler = torch.Generator().manual_seed(seed)
+        return Loaders(
+            train=DataLoader(
+                Subset(full, train_index.tolist()),
+                batch_size=batch_size,
+                shuffle=True,
+                generator=shuffler,
+                drop_last=drop_last,
+                num_workers=num_workers,
+            ),
+            val=DataLoader(
+                Subset(full, val_index.tolist()),
+                batch_size=eval_batch_size,
+                num_workers=num_workers,
+            )
+            if len(val_index)
+            else None,
+            test=DataLoader(test_set, batch_size=eval_batch_size, num_workers=num_workers),
+            info=info,
+        )
+
+    train_all = _normalise(train_images, info, target)
+    train_targets = train_labels.to(target)
+    if len(val_index):
+        on_device = train_index.to(target), val_index.to(target)
+        train_x, train_y = train_all[on_device[0]], train_targets[on_device[0]]
+        val: TensorLoader | None = TensorLoader(
+            train_all[on_device[1]], train_targets[on_device[1]], batch_size=eval_batch_size
+        )
+    else:
+        train_x, train_y, val = train_all, train_targets, None
+    return Loaders(
+        train=TensorLoader(
+            train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed, drop_last=drop_last
+        ),
+        val=val,
+        test=TensorLoader(
+            _normalise(test_images, info, target),
+            test_labels.to(target),
+            batch_size=eval_batch_size,
+        ),
+        info=info,
+    )

@@ -1,0 +1,47 @@
+"""The exception types lenetish raises for mistakes a user can make.
+
+Every error derives from :class:`LenetishError`, so ``except LenetishError`` catches all of
+them, and also from the closest built-in type (``ValueError``, ``FileNotFoundError``, ...), so
+code written against plain Python exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatasetCorruptError",
+    "DatasetNotFoundError",
+    "DeviceUnavailableError",
+    "InputShapeError",
+    "InvalidArgumentError",
+    "LenetishError",
+]
+
+
+class LenetishError(Exception):
+    """Base class of every exception raised on purpose by lenetish."""
+
+
+class InvalidArgumentError(LenetishError, ValueError):
+    """An argument has a value the function cannot use (the message names it and what fits)."""
+
+
+class InputShapeError(LenetishError, ValueError):
+    """A tensor has the wrong shape (the message gives the expected and the received shape)."""
+
+
+class DeviceUnavailableError(LenetishError, RuntimeError):
+    """A device was asked for that this machine does not have (e.g. ``cuda`` without a GPU)."""
+
+
+class DatasetNotFoundError(LenetishError, FileNotFoundError):
+    """The dataset files are not where lenetish looked and could not be downloaded.
+
+    The message lists the folders that were searched and the files that are needed.
+    """
+
+
+class DatasetCorruptError(LenetishError, ValueError):
+    """A dataset file exists but its contents are not a valid idx file of the expected kind.
+
+    The message names the file and what is wrong with it.
+    """

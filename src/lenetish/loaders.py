@@ -1,0 +1,152 @@
+"""Loaders over tensors: the device-resident ``TensorLoader`` and the PIL/transform dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lenetish.errors import InvalidArgumentError
+
+__all__ = ["Batch", "IdxDataset", "TensorLoader", "check_positive_int"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise :class:`InvalidArgumentError` naming ``name`` unless ``value`` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+
+
+class TensorLoader:
+    """Batches of a whole split held as one tensor, yielded by indexing.
+
+    Each iteration is one epoch. With ``shuffle=True`` the order of epoch ``e`` is a
+    permutation drawn from a CPU generator seeded with ``(seed, e)``, so it is the same on
+    every device and can be replayed with :meth:`set_epoch` when resuming.
+
+    Args:
+        images: float tensor ``(N, 1, 28, 28)``, already normalised.
+        labels: int64 tensor ``(N,)`` on the same device.
+        batch_size: samples per batch (the last batch may be smaller unless ``drop_last``).
+        shuffle: draw a new order every epoch.
+        seed: seed of the shuffling.
+        drop_last: skip a last batch smaller than ``batch_size``.
+
+    Raises:
+        InvalidArgumentError: ``batch_size`` is not positive, or the tensors disagree.
+
+    Example:
+        >>> loader = TensorLoader(torch.zeros(5, 1, 28, 28), torch.arange(5), batch_size=2)
+        >>> len(loader), loader.num_samples
+        (3, 5)
+        >>> [labels.tolist() for _, labels in loader]
+        [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        check_positive_int("batch_size", batch_size)
+        if images.shape[0] != labels.shape[0] or images.device != labels.device:
+            raise InvalidArgumentError(
+                f"images {tuple(images.shape)} on {images.device} and labels "
+                f"{tuple(labels.shape)} on {labels.device} must have the same length and device"
+            )
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self._epoch = 0
+
+    @property
+    def num_samples(self) -> int:
+        """The number of samples in the split."""
+        return int(self.labels.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        """The device the batches live on."""
+        return self.images.device
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration will yield."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration yield epoch ``epoch`` (for resuming a run exactly)."""
+        self._epoch = epoch
+
+    def order(self, epoch: int) -> Tensor:
+        """The sample indices of ``epoch`` in the order they are visited (on the CPU)."""
+        if not self.shuffle:
+            return torch.arange(self.num_samples)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.num_samples, generator=generator)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        if self.shuffle:
+            return self._gathered(self.order(epoch).to(self.device))
+        return self._sliced()
+
+    def _sliced(self) -> Iterator[Batch]:
+        for batch in range(len(self)):
+            start = batch * self.batch_size
+            yield (
+                self.images[start : start + self.batch_size],
+                self.labels[start : start + self.batch_size],
+            )
+
+    def _gathered(self, order: Tensor) -> Iterator[Batch]:
+        for batch in range(len(self)):
+            index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            yield self.images[index], self.labels[index]
+
+
+class IdxDataset(Dataset[tuple[Any, Any]]):
+    """Map-style dataset over uint8 images, giving each to a torchvision transform as PIL."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+        self.target_transform = target_transform
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        from PIL import Image
+
+        image: Any = Image.fromarray(self.images[index].numpy(), mode="L")
+        target: Any = int(self.labels[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target

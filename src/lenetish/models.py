@@ -1,0 +1,92 @@
+"""The networks lenetish trains: ``MNISTConvNet``, the seed blog post's CNN, kept exactly."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lenetish.errors import InputShapeError, InvalidArgumentError
+
+__all__ = ["MNISTConvNet"]
+
+IMAGE_SHAPE = (1, 28, 28)
+
+
+def check_image_batch(images: Tensor) -> None:
+    """Raise :class:`InputShapeError` unless ``images`` has shape ``(N, 1, 28, 28)``."""
+    if images.dim() != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
+        raise InputShapeError(
+            f"expected a batch of shape (N, 1, 28, 28), got {tuple(images.shape)}; "
+            "add the batch and channel dimensions with images.reshape(-1, 1, 28, 28)"
+        )
+
+
+class MNISTConvNet(nn.Module):
+    """The seed's small CNN for 28x28 greyscale digits, returning log-probabilities.
+
+    With the defaults this is exactly the blog post's network (252,866 parameters)::
+
+        conv1 1->24, 3x3  -> ReLU -> max-pool 2x2   (24x13x13)
+        conv2 24->48, 3x3 -> ReLU -> max-pool 2x2   (48x5x5)
+        flatten 1200 -> fc1 200 -> ReLU -> fc2 10 -> log_softmax
+
+    Args:
+        conv1_channels: output channels of the first convolution.
+        conv2_channels: output channels of the second convolution.
+        hidden: width of the hidden fully connected layer.
+        dropout: dropout probability before each fully connected layer (0 disables it,
+            keeping the seed network).
+        num_classes: number of output classes.
+
+    Raises:
+        InvalidArgumentError: a width is not positive or ``dropout`` is outside ``[0, 1)``.
+
+    Example:
+        >>> model = MNISTConvNet()
+        >>> sum(p.numel() for p in model.parameters())
+        252866
+        >>> model(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        *,
+        conv1_channels: int = 24,
+        conv2_channels: int = 48,
+        hidden: int = 200,
+        dropout: float = 0.0,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        widths = {
+            "conv1_channels": conv1_channels,
+            "conv2_channels": conv2_channels,
+            "hidden": hidden,
+            "num_classes": num_classes,
+        }
+        for name, value in widths.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise InvalidArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size=3)
+        self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc1 = nn.Linear(conv2_channels * 5 * 5, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Map a batch of images ``(N, 1, 28, 28)`` to log-probabilities ``(N, num_classes)``.
+
+        Raises:
+            InputShapeError: ``images`` is not of shape ``(N, 1, 28, 28)``.
+        """
+        check_image_batch(images)
+        x = F.max_pool2d(F.relu(self.conv1(images)), 2)  # (N, 24, 13, 13)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 48, 5, 5)
+        x = torch.flatten(x, 1)  # (N, 1200)
+        x = F.relu(self.fc1(self.dropout(x)))  # (N, 200)
+        x = self.fc2(self.dropout(x))  # (N, 10)
+        return F.log_softmax(x, dim=1)

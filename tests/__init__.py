@@ -1,0 +1,1 @@
+"""The lenetish test suite."""

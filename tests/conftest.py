@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny synthetic MNIST-style idx files and the real MNIST copy, if present."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenetish.idx import write_idx
+
+REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
+
+FILE_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+FakeMnist = Callable[..., Path]
+
+
+def synthetic_digits(count: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``count`` uint8 28x28 images whose bright row band encodes their label 0-9."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % 10
+    images = torch.randint(0, 40, (count, 28, 28), generator=generator, dtype=torch.uint8)
+    for index, label in enumerate(labels.tolist()):
+        images[index, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
+    return images, labels.to(torch.uint8)
+
+
+def write_fake_mnist(
+    folder: Path, *, num_train: int = 60, num_test: int = 20, gz: bool = False
+) -> Path:
+    """Write the four canonical idx files with synthetic digits into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    train_images, train_labels = synthetic_digits(num_train, seed=1)
+    test_images, test_labels = synthetic_digits(num_test, seed=2)
+    write_idx(folder / (FILE_NAMES["train_images"] + suffix), train_images)
+    write_idx(folder / (FILE_NAMES["train_labels"] + suffix), train_labels)
+    write_idx(folder / (FILE_NAMES["test_images"] + suffix), test_images)
+    write_idx(folder / (FILE_NAMES["test_labels"] + suffix), test_labels)
+    return folder
+
+
+@pytest.fixture
+def fake_mnist(tmp_path: Path) -> Path:
+    """A folder holding tiny synthetic raw idx files (60 train, 20 test) directly in it."""
+    return write_fake_mnist(tmp_path / "data")
+
+
+@pytest.fixture
+def real_mnist() -> Path:
+    """The shared real MNIST folder; the test is skipped when it is absent."""
+    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {REAL_MNIST}")
+    return REAL_MNIST

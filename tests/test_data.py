@@ -1,0 +1,268 @@
+"""Tests of lenetish.data: finding, downloading, verifying and batching MNIST-family data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision.datasets
+from torch.utils.data import DataLoader
+
+from lenetish import (
+    DATASETS,
+    DatasetCorruptError,
+    DatasetNotFoundError,
+    DeviceUnavailableError,
+    InvalidArgumentError,
+    TensorLoader,
+    default_root,
+    load_split,
+    make_loaders,
+    write_idx,
+)
+from tests.conftest import FILE_NAMES, write_fake_mnist
+
+
+def test_finds_raw_files_directly_in_root(fake_mnist: Path) -> None:
+    """The four raw idx files directly in root are found and read."""
+    images, labels = load_split(fake_mnist, download=False)
+    assert images.shape == (60, 28, 28) and images.dtype == torch.uint8
+    assert labels.shape == (60,) and labels.dtype == torch.int64
+
+
+def test_finds_gzip_files(tmp_path: Path) -> None:
+    """Gzip-compressed idx files are read like raw ones."""
+    write_fake_mnist(tmp_path, gz=True)
+    images, _ = load_split(tmp_path, train=False, download=False)
+    assert images.shape == (20, 28, 28)
+
+
+@pytest.mark.parametrize("layout", ["MNIST/raw", "mnist"])
+def test_finds_torchvision_and_named_layouts(tmp_path: Path, layout: str) -> None:
+    """Files in torchvision's root/MNIST/raw or in root/mnist are found."""
+    write_fake_mnist(tmp_path / layout)
+    assert load_split(tmp_path, download=False)[0].shape[0] == 60
+
+
+def test_root_defaults_to_environment_variable(
+    fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without root, $LENETISH_DATA is where the files are looked for."""
+    monkeypatch.setenv("LENETISH_DATA", str(fake_mnist))
+    assert default_root() == fake_mnist
+    assert load_split(download=False)[1].shape == (60,)
+
+
+def test_root_defaults_to_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without root or $LENETISH_DATA, the folder is lenetish under the user's cache."""
+    monkeypatch.delenv("LENETISH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_root() == tmp_path / "lenetish"
+
+
+def test_missing_files_without_download_name_folders_and_files(tmp_path: Path) -> None:
+    """Absent files with download=False list the folders searched and the files needed."""
+    with pytest.raises(DatasetNotFoundError, match="download=False") as caught:
+        load_split(tmp_path, download=False)
+    message = str(caught.value)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message and "train-labels-idx1-ubyte" in message
+    assert "LENETISH_DATA" in message
+
+
+def test_failed_download_raises_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download that fails (no network) becomes DatasetNotFoundError with the cause."""
+
+    def no_network(self: Any) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
+    with pytest.raises(DatasetNotFoundError, match=r"download failed: Error downloading"):
+        load_split(tmp_path, download=True)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_download_uses_torchvision_and_its_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str
+) -> None:
+    """Missing files are downloaded by torchvision's dataset class into root/<Name>/raw."""
+    calls: list[str] = []
+
+    def fake_download(self: Any) -> None:
+        calls.append(type(self).__name__)
+        write_fake_mnist(Path(self.raw_folder))
+
+    name = DATASETS[dataset].torchvision_name
+    monkeypatch.setattr(getattr(torchvision.datasets, name), "download", fake_download)
+    images, _ = load_split(tmp_path, dataset=dataset, download=True)
+    assert calls == [name]
+    assert images.shape == (60, 28, 28)
+    assert (tmp_path / name / "raw" / FILE_NAMES["train_images"]).exists()
+
+
+def test_present_files_are_not_downloaded(
+    fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the files are found, torchvision's download is never called."""
+
+    def forbidden(self: Any) -> None:
+        raise AssertionError("download called although the files are present")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", forbidden)
+    load_split(fake_mnist, download=True)
+
+
+def test_image_label_count_mismatch_is_refused(fake_mnist: Path) -> None:
+    """Image and label files of different lengths raise DatasetCorruptError naming both."""
+    write_idx(fake_mnist / FILE_NAMES["train_labels"], torch.zeros(59, dtype=torch.uint8))
+    with pytest.raises(DatasetCorruptError, match=r"holds 60 images but .* holds 59 labels"):
+        load_split(fake_mnist, download=False)
+
+
+def test_corrupt_file_is_reported_through_make_loaders(fake_mnist: Path) -> None:
+    """A truncated file reached through make_loaders raises DatasetCorruptError naming it."""
+    path = fake_mnist / FILE_NAMES["test_images"]
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(DatasetCorruptError, match="t10k-images-idx3-ubyte is truncated"):
+        make_loaders(fake_mnist, download=False)
+
+
+def test_unknown_dataset_is_refused(fake_mnist: Path) -> None:
+    """An unknown dataset name lists the supported ones."""
+    with pytest.raises(InvalidArgumentError, match=r"dataset='cifar10'.*fashion-mnist, kmnist"):
+        make_loaders(fake_mnist, dataset="cifar10")
+
+
+@pytest.mark.parametrize("name", ["batch_size", "eval_batch_size"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_non_positive_batch_sizes_are_refused(fake_mnist: Path, name: str, value: Any) -> None:
+    """batch_size and eval_batch_size must be positive integers."""
+    with pytest.raises(InvalidArgumentError, match=f"{name} must be a positive integer"):
+        make_loaders(fake_mnist, download=False, **{name: value})
+
+
+@pytest.mark.parametrize("val_size", [-1, 60, 1.0, -0.5, "10"])
+def test_val_size_outside_range_is_refused(fake_mnist: Path, val_size: Any) -> None:
+    """val_size must leave training samples: a count below N or a fraction below 1."""
+    with pytest.raises(InvalidArgumentError, match="val_size"):
+        make_loaders(fake_mnist, val_size=val_size, download=False)
+
+
+def test_negative_num_workers_is_refused(fake_mnist: Path) -> None:
+    """num_workers must be zero or more."""
+    with pytest.raises(InvalidArgumentError, match="num_workers must be an integer >= 0"):
+        make_loaders(fake_mnist, num_workers=-1, download=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_gpu_is_refused(fake_mnist: Path) -> None:
+    """Asking for CUDA on a machine without it raises DeviceUnavailableError."""
+    with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
+        make_loaders(fake_mnist, device="cuda", download=False)
+
+
+def test_batches_are_normalised_float_images_and_int64_labels(fake_mnist: Path) -> None:
+    """Batches are float32 (B, 1, 28, 28) normalised with MNIST's constants, int64 labels."""
+    loaders = make_loaders(fake_mnist, batch_size=16, download=False)
+    images, labels = next(iter(loaders.test))
+    assert images.shape == (16, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (16,) and labels.dtype == torch.int64
+    raw, _ = load_split(fake_mnist, train=False, download=False)
+    expected = (raw[:16].float() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(images[:, 0], expected)
+
+
+def test_lengths_count_batches_and_samples(fake_mnist: Path) -> None:
+    """len(loader) is the number of batches; num_samples the number of samples."""
+    loaders = make_loaders(fake_mnist, batch_size=25, val_size=10, download=False)
+    assert isinstance(loaders.train, TensorLoader) and isinstance(loaders.val, TensorLoader)
+    assert (loaders.train.num_samples, len(loaders.train)) == (50, 2)
+    assert (loaders.val.num_samples, len(loaders.val)) == (10, 1)
+    assert loaders.info.name == "mnist"
+
+
+def test_val_split_is_disjoint_deterministic_and_seeded(fake_mnist: Path) -> None:
+    """The validation split is carved from train, fixed by the seed, disjoint from train."""
+
+    def split_of(seed: int) -> tuple[set[int], set[int]]:
+        loaders = make_loaders(fake_mnist, val_size=0.25, seed=seed, download=False)
+        assert isinstance(loaders.train, TensorLoader) and isinstance(loaders.val, TensorLoader)
+        return (
+            {hash(row.numpy().tobytes()) for row in loaders.train.images},
+            {hash(row.numpy().tobytes()) for row in loaders.val.images},
+        )
+
+    train, val = split_of(0)
+    assert len(val) == 15 and not train & val
+    assert split_of(0) == (train, val)
+    assert split_of(1) != (train, val)
+
+
+def test_no_val_split_gives_none(fake_mnist: Path) -> None:
+    """val_size=0 gives no validation loader and the whole training split."""
+    loaders = make_loaders(fake_mnist, download=False)
+    assert loaders.val is None
+    assert isinstance(loaders.train, TensorLoader) and loaders.train.num_samples == 60
+
+
+def test_train_order_is_seeded_and_changes_every_epoch(fake_mnist: Path) -> None:
+    """Same seed, same order; a new epoch draws a new order; set_epoch replays one."""
+
+    def epoch_labels(loader: Any) -> list[int]:
+        return torch.cat([labels for _, labels in loader]).tolist()
+
+    first = make_loaders(fake_mnist, batch_size=7, seed=3, download=False).train
+    second = make_loaders(fake_mnist, batch_size=7, seed=3, download=False).train
+    epoch0 = epoch_labels(first)
+    assert epoch_labels(second) == epoch0
+    assert epoch_labels(first) != epoch0
+    first.set_epoch(0)
+    assert epoch_labels(first) == epoch0
+
+
+def test_test_loader_is_never_shuffled(fake_mnist: Path) -> None:
+    """The test loader yields the file's order every time."""
+    loaders = make_loaders(fake_mnist, batch_size=6, download=False)
+    _, raw_labels = load_split(fake_mnist, train=False, download=False)
+    for _ in range(2):
+        assert torch.cat([labels for _, labels in loaders.test]).tolist() == raw_labels.tolist()
+
+
+def test_transform_falls_back_to_a_dataloader(fake_mnist: Path) -> None:
+    """A torchvision transform gets a standard DataLoader fed with PIL images."""
+    from torchvision import transforms
+
+    loaders = make_loaders(
+        fake_mnist,
+        batch_size=8,
+        val_size=12,
+        transform=transforms.ToTensor(),
+        target_transform=lambda label: label + 100,
+        download=False,
+    )
+    assert isinstance(loaders.train, DataLoader) and isinstance(loaders.val, DataLoader)
+    images, labels = next(iter(loaders.train))
+    assert images.shape == (8, 1, 28, 28) and 0.0 <= float(images.min()) <= float(images.max())
+    assert float(images.max()) <= 1.0 and int(labels.min()) >= 100
+    assert len(loaders.train.dataset) == 48  # type: ignore[arg-type]
+
+
+def test_dataset_is_shared_by_mnist_family_members(tmp_path: Path) -> None:
+    """fashion-mnist reads its own folder and carries its own normalisation."""
+    write_fake_mnist(tmp_path / "FashionMNIST" / "raw")
+    loaders = make_loaders(tmp_path, dataset="fashion-mnist", download=False)
+    assert loaders.info.mean == pytest.approx(0.2860)
+    assert loaders.info.classes[9] == "Ankle boot"
+    with pytest.raises(DatasetNotFoundError, match="kmnist train files not found"):
+        make_loaders(tmp_path, dataset="kmnist", download=False)
+
+
+def test_real_mnist_has_the_canonical_counts(real_mnist: Path) -> None:
+    """Real MNIST gives 60,000 / 10,000 samples and the canonical train label counts."""
+    loaders = make_loaders(real_mnist, download=False)
+    assert isinstance(loaders.train, TensorLoader) and isinstance(loaders.test, TensorLoader)
+    assert (loaders.train.num_samples, loaders.test.num_samples) == (60_000, 10_000)
+    counts = torch.bincount(loaders.train.labels, minlength=10).tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

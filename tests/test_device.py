@@ -1,0 +1,73 @@
+"""Tests of lenetish._device: device resolution and seeding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lenetish import DeviceUnavailableError, InvalidArgumentError, resolve_device, seed_everything
+
+
+def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'auto' prefers CUDA, then MPS, then the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("lenetish._device._mps_available", lambda: True)
+    assert resolve_device(None) == torch.device("mps")
+    monkeypatch.setattr("lenetish._device._mps_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_explicit_cpu_is_returned() -> None:
+    """An explicit 'cpu' or torch.device is passed through."""
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_unknown_device_name_is_refused() -> None:
+    """A string torch cannot parse raises InvalidArgumentError listing the choices."""
+    with pytest.raises(InvalidArgumentError, match="device='gpu' is not a device; use one of"):
+        resolve_device("gpu")
+
+
+def test_unsupported_device_type_is_refused() -> None:
+    """A device type torch knows but lenetish does not support is refused."""
+    with pytest.raises(InvalidArgumentError, match="device='meta' is a device type lenetish"):
+        resolve_device("meta")
+
+
+def test_cuda_without_gpu_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA asked for on a machine without it raises DeviceUnavailableError."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="asks for CUDA but torch sees no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_cuda_index_beyond_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU index the machine does not have is refused with the GPU count."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceUnavailableError, match="asks for GPU 3 but this machine has 1"):
+        resolve_device("cuda:3")
+
+
+def test_mps_without_apple_gpu_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MPS asked for where it is unavailable raises DeviceUnavailableError."""
+    monkeypatch.setattr("lenetish._device._mps_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="Apple MPS, which is not available"):
+        resolve_device("mps")
+
+
+def test_seed_everything_repeats_every_generator() -> None:
+    """The same seed replays Python's, NumPy's and torch's random streams."""
+
+    def draw() -> tuple[float, float, list[float]]:
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    seed_everything(123)
+    first = draw()
+    seed_everything(123)
+    assert draw() == first

@@ -1,0 +1,58 @@
+"""Tests of the lenetish package itself: the pinned public API and the version."""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+from pathlib import Path
+
+import lenetish
+
+API_FILE = Path(__file__).with_name("public_api.txt")
+
+
+def describe_public_api() -> list[str]:
+    """One line per public name (and per public method of a public class) with its signature."""
+    lines = []
+    for name in sorted(lenetish.__all__):
+        obj = getattr(lenetish, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseException):
+            bases = ", ".join(base.__name__ for base in obj.__bases__)
+            lines.append(f"exception {name}({bases})")
+        elif inspect.isclass(obj):
+            lines.append(f"class {name}{inspect.signature(obj)}")
+            for attr, member in sorted(vars(obj).items()):
+                if attr.startswith("_"):
+                    continue
+                if inspect.isfunction(member):
+                    lines.append(f"  def {name}.{attr}{inspect.signature(member)}")
+                elif isinstance(member, property):
+                    lines.append(f"  property {name}.{attr}")
+        elif callable(obj):
+            lines.append(f"def {name}{inspect.signature(obj)}")
+        else:
+            lines.append(f"{name}: {type(obj).__name__}")
+    return lines
+
+
+def test_public_api_matches_the_recorded_list() -> None:
+    """__all__ and every signature equal tests/public_api.txt (update it with the CHANGELOG)."""
+    recorded = API_FILE.read_text().splitlines()
+    assert describe_public_api() == recorded, (
+        "the public API changed: if on purpose, regenerate tests/public_api.txt with "
+        "`python -m tests.test_init` and describe the change in CHANGELOG.md"
+    )
+
+
+def test_every_public_name_exists() -> None:
+    """Every name in __all__ is importable from lenetish."""
+    assert all(hasattr(lenetish, name) for name in lenetish.__all__)
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    """__version__ is the installed distribution's version."""
+    assert lenetish.__version__ == version("lenetish")
+
+
+if __name__ == "__main__":
+    API_FILE.write_text("\n".join(describe_public_api()) + "\n")
