@@ -1,53 +1,527 @@
-"""Tests of lenetish.trainer: the fit loop and its argument checks."""
+"""Tests of lenetish.trainer: the fit loop, hook order, control flow, seams and resume."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor
 
-from lenetish import InvalidArgumentError, MNISTConvNet, Trainer, evaluate
+from lenetish import (
+    BatchOutput,
+    Callback,
+    DeviceUnavailableError,
+    History,
+    InvalidArgumentError,
+    MNISTConvNet,
+    SkipBatch,
+    StopTraining,
+    Trainer,
+    TrainState,
+    evaluate,
+    load_weights,
+    make_loaders,
+)
 from tests.conftest import synthetic_digits
-
-
-def _digit_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
-    images, labels = synthetic_digits(200)
-    normalised = (images.float() / 255).unsqueeze(1)
-    return [(normalised[i : i + 50], labels[i : i + 50].long()) for i in range(0, 200, 50)]
+from tests.training_helpers import Recorder, digit_batches, quick_trainer
 
 
 def test_fit_learns_synthetic_digits() -> None:
-    """A few epochs of Adam fit the synthetic band digits and return one row per epoch."""
-    batches = _digit_batches()
-    model = MNISTConvNet()
-    history = Trainer(model, epochs=4, device="cpu", seed=0).fit(batches, batches)
+    """A few epochs of Adam fit the synthetic band digits; History has one row per epoch."""
+    batches = digit_batches()
+    trainer = quick_trainer(epochs=4, seed=0)
+    history = trainer.fit(batches, batches)
+    assert isinstance(history, History) and history is trainer.history
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert history[-1]["loss"] < history[0]["loss"]
-    assert evaluate(model, batches).accuracy > 0.9
+    assert evaluate(trainer.model, batches).accuracy > 0.9
+    assert set(history[0]) == {
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "seconds",
+    }
 
 
-def test_same_seed_gives_same_weights() -> None:
-    """Two runs with the same seed end with identical weights."""
+def test_defaults_reproduce_the_seed_settings() -> None:
+    """By default: Adam with PyTorch's default lr (1e-3), five epochs."""
+    trainer = quick_trainer(epochs=5)
+    optimizer = trainer.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[0]["lr"] == 1e-3
+    assert Trainer(MNISTConvNet(), device="cpu").epochs == 5
 
-    def run() -> list[torch.Tensor]:
+
+def test_full_hook_sequence_for_two_epochs_of_three_batches() -> None:
+    """The hooks run in the documented order for 2 epochs x 3 batches with validation."""
+    recorder = Recorder()
+    quick_trainer(epochs=2, callbacks=[recorder]).fit(digit_batches(30, 10), digit_batches(10))
+    batch = ["on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end"]
+    epoch = ["on_epoch_start", *batch * 3, "on_validation_end", "on_epoch_end"]
+    assert recorder.calls == ["on_fit_start", *epoch * 2, "on_fit_end"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    epochs=st.integers(1, 3),
+    batches=st.integers(1, 4),
+    with_val=st.booleans(),
+    stop_at=st.none() | st.integers(0, 12),
+)
+def test_hook_sequence_is_well_formed(
+    epochs: int, batches: int, with_val: bool, stop_at: int | None
+) -> None:
+    """For any shape of run, with or without a stop request, the hook calls nest properly."""
+    recorder = Recorder()
+
+    class StopAfter(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            if state.global_step == stop_at:
+                trainer.should_stop = True
+
+    data = digit_batches(4 * batches, 4)
+    quick_trainer(epochs=epochs, callbacks=[recorder, StopAfter()]).fit(
+        data, digit_batches(4, 4) if with_val else None
+    )
+    calls = recorder.calls
+    assert calls[0] == "on_fit_start" and calls[-1] == "on_fit_end"
+    assert calls.count("on_fit_start") == calls.count("on_fit_end") == 1
+    in_epoch = in_batch = False
+    for name in calls[1:-1]:
+        if name == "on_epoch_start":
+            assert not in_batch
+            in_epoch = True
+        elif name == "on_batch_start":
+            assert in_epoch and not in_batch
+            in_batch = True
+        elif name in ("on_before_backward", "on_before_optimizer_step"):
+            assert in_batch
+        elif name == "on_batch_end":
+            assert in_batch
+            in_batch = False
+        elif name in ("on_validation_end", "on_epoch_end"):
+            assert in_epoch and not in_batch
+            in_epoch = name != "on_epoch_end"
+    full_epochs = calls.count("on_epoch_end")
+    assert calls.count("on_validation_end") == (full_epochs if with_val else 0)
+    assert calls.count("on_batch_end") == (
+        epochs * batches if stop_at is None else min(stop_at, epochs * batches) or epochs * batches
+    )
+
+
+def test_should_stop_ends_training_after_the_current_batch() -> None:
+    """Setting trainer.should_stop in a batch hook lets that batch finish, then stops."""
+    recorder = Recorder(order=10)
+
+    class StopAtSecondBatch(Callback):
+        def on_batch_start(self, trainer: Trainer, state: TrainState) -> None:
+            if state.global_step == 1:
+                trainer.should_stop = True
+
+    trainer = quick_trainer(epochs=3, callbacks=[StopAtSecondBatch(), recorder])
+    trainer.fit(digit_batches(40, 10))
+    assert trainer.state.global_step == 2
+    assert recorder.calls.count("on_batch_end") == 2
+    assert "on_epoch_end" not in recorder.calls and recorder.calls[-1] == "on_fit_end"
+    assert len(trainer.history) == 0
+
+
+@pytest.mark.parametrize("hook", ["on_batch_start", "on_before_backward", "on_batch_end"])
+def test_stop_training_raised_in_a_batch_hook_finishes_the_batch(hook: str) -> None:
+    """Raising StopTraining from a batch hook ends training once that batch's step is done."""
+    recorder = Recorder(raise_in=hook, signal=StopTraining())
+    trainer = quick_trainer(epochs=2, callbacks=[recorder])
+    trainer.fit(digit_batches(40, 10))
+    assert trainer.state.global_step == 1
+    assert recorder.calls.count("on_batch_end") == 1
+    assert recorder.calls[-1] == "on_fit_end"
+
+
+def test_stop_at_epoch_end_keeps_the_epoch() -> None:
+    """A stop requested in on_epoch_end keeps that epoch's row and runs no further epoch."""
+    recorder = Recorder(raise_in="on_epoch_end", signal=StopTraining())
+    trainer = quick_trainer(epochs=4, callbacks=[recorder])
+    history = trainer.fit(digit_batches(20, 10))
+    assert len(history) == 1 and recorder.calls.count("on_epoch_start") == 1
+
+
+def test_several_stop_requests_stop_once() -> None:
+    """Two callbacks asking to stop in the same batch end training once, cleanly."""
+    first = Recorder(raise_in="on_batch_end", signal=StopTraining())
+    second = Recorder(raise_in="on_batch_end", signal=StopTraining())
+    trainer = quick_trainer(epochs=2, callbacks=[first, second])
+    trainer.fit(digit_batches(40, 10))
+    assert second.calls.count("on_batch_end") == 1
+    assert first.calls.count("on_fit_end") == second.calls.count("on_fit_end") == 1
+
+
+@pytest.mark.parametrize(
+    "hook", ["on_batch_start", "on_before_backward", "on_before_optimizer_step"]
+)
+def test_skip_batch_skips_the_optimizer_step(hook: str) -> None:
+    """SkipBatch from a hook before the step leaves the weights unchanged and skips the batch."""
+    recorder = Recorder(raise_in=hook, signal=SkipBatch())
+    trainer = quick_trainer(epochs=1, callbacks=[recorder])
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit(digit_batches(30, 10))
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    assert trainer.state.global_step == 0
+    assert "on_batch_end" not in recorder.calls
+    assert recorder.calls[-2:] == ["on_epoch_end", "on_fit_end"]
+
+
+def test_exception_reaches_every_callback_then_propagates_unchanged() -> None:
+    """An error in a hook calls on_exception on every callback and re-raises the same object."""
+    error = RuntimeError("boom")
+    failing = Recorder(raise_in="on_before_optimizer_step", signal=error)
+    bystander = Recorder(order=5)
+    trainer = quick_trainer(callbacks=[failing, bystander])
+    with pytest.raises(RuntimeError, match="boom") as caught:
+        trainer.fit(digit_batches(20, 10))
+    assert caught.value is error
+    assert failing.calls[-1] == bystander.calls[-1] == "on_exception"
+    assert "on_fit_end" not in bystander.calls
+
+
+def test_a_failing_on_exception_does_not_hide_the_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A callback whose on_exception fails is logged; the original error still propagates."""
+
+    class Broken(Callback):
+        def on_exception(self, trainer: Trainer, state: TrainState, exc: BaseException) -> None:
+            raise ValueError("cleanup failed")
+
+    failing = Recorder(raise_in="on_batch_start", signal=KeyError("original"))
+    with pytest.raises(KeyError, match="original"), caplog.at_level(logging.ERROR, "lenetish"):
+        quick_trainer(callbacks=[Broken(), failing]).fit(digit_batches(10, 10))
+    assert "Broken.on_exception failed" in caplog.text
+    assert failing.calls[-1] == "on_exception"
+
+
+def test_callbacks_run_by_order_and_stably() -> None:
+    """Callbacks run sorted by order; equal orders keep the order they were given in."""
+    log: list[str] = []
+
+    class Named(Callback):
+        def __init__(self, name: str, order: int) -> None:
+            self.name, self.order = name, order
+
+        def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+            log.append(self.name)
+
+    callbacks = [Named("c", 5), Named("a", -1), Named("b1", 0), Named("b2", 0)]
+    quick_trainer(callbacks=callbacks).fit(digit_batches(10, 10))
+    assert log == ["a", "b1", "b2", "c"]
+
+
+def test_per_fit_state_is_reset_by_a_new_fit() -> None:
+    """A second fit without resume starts a fresh History."""
+    trainer = quick_trainer(epochs=2)
+    trainer.fit(digit_batches(20, 10))
+    assert len(trainer.fit(digit_batches(20, 10))) == 2
+
+
+def test_batch_end_output_is_detached_with_logits_and_targets() -> None:
+    """on_batch_end gets the detached loss, the logits (B, 10) and the targets."""
+    seen: list[BatchOutput] = []
+
+    class Keep(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            seen.append(output)
+            assert state.last_loss is output.loss
+
+    quick_trainer(callbacks=[Keep()]).fit(digit_batches(20, 10))
+    assert len(seen) == 2 and not seen[0].loss.requires_grad
+    assert seen[0].logits.shape == (10, 10) and seen[0].targets.shape == (10,)
+
+
+def test_state_tracks_steps_epochs_and_lr() -> None:
+    """TrainState counts global steps and batches and carries the lr and elapsed time."""
+    states: list[tuple[int, int, int, float]] = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            states.append((state.epoch, state.batch_index, state.global_step, state.lr))
+            assert state.elapsed >= 0 and state.steps_per_epoch == 2
+
+    quick_trainer(epochs=2, lr=0.01, callbacks=[Watch()]).fit(digit_batches(20, 10))
+    assert states == [(0, 0, 1, 0.01), (0, 1, 2, 0.01), (1, 0, 3, 0.01), (1, 1, 4, 0.01)]
+
+
+def test_subclass_seams_are_used() -> None:
+    """Overridden training_step, validation_step and configure_optimizers are called."""
+    calls: list[str] = []
+
+    class Custom(Trainer):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            calls.append("configure")
+            return torch.optim.SGD(self.model.parameters(), lr=0.0)
+
+        def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            calls.append("train")
+            return super().training_step(images, labels)
+
+        def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            calls.append("val")
+            return super().validation_step(images, labels)
+
+    torch.manual_seed(0)
+    trainer = Custom(MNISTConvNet(), device="cpu", epochs=1, progress=False)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit(digit_batches(20, 10), digit_batches(10, 10))
+    assert calls == ["configure", "train", "train", "val"]
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_optimizer_can_be_a_callable() -> None:
+    """A callable optimizer receives the parameters and is used for the steps."""
+    trainer = quick_trainer(optimizer=lambda params: torch.optim.RMSprop(params, lr=1e-3))
+    trainer.fit(digit_batches(10, 10))
+    assert isinstance(trainer.optimizer, torch.optim.RMSprop)
+
+
+def test_sgd_uses_momentum_and_the_seed_lr() -> None:
+    """optimizer='sgd' builds SGD with lr 0.1 and momentum 0.9 by default."""
+    optimizer = quick_trainer(optimizer="sgd").configure_optimizers()
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.param_groups[0]["lr"] == 0.1
+    assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "expected_lrs"),
+    [
+        ("step", [0.01, 0.007]),
+        (lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, 0.5), [0.01, 0.005]),
+    ],
+)
+def test_epoch_schedulers_change_the_lr_each_epoch(
+    scheduler: Any, expected_lrs: list[float]
+) -> None:
+    """'step' multiplies the lr by 0.7 per epoch; a callable scheduler is stepped per epoch."""
+    trainer = quick_trainer(epochs=2, lr=0.01, scheduler=scheduler)
+    history = trainer.fit(digit_batches(20, 10))
+    assert history.column("lr") == pytest.approx(expected_lrs)
+
+
+def test_onecycle_schedule_is_stepped_every_batch() -> None:
+    """'onecycle' rises to lr and falls again within the run, one step per batch."""
+    lrs: list[float] = []
+
+    class Watch(Callback):
+        def on_batch_start(self, trainer: Trainer, state: TrainState) -> None:
+            assert trainer.optimizer is not None
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    quick_trainer(epochs=2, lr=0.01, scheduler="onecycle", callbacks=[Watch()]).fit(
+        digit_batches(100, 10)
+    )
+    assert len(set(lrs)) == len(lrs) - 0 or len(set(lrs)) > 10
+    assert max(lrs) == pytest.approx(0.01, rel=0.05) and lrs[0] < 0.001 and lrs[-1] < 0.001
+
+
+def test_onecycle_needs_a_sized_loader() -> None:
+    """'onecycle' with a loader that has no len() raises InvalidArgumentError."""
+    batches = digit_batches(10, 10)
+    trainer = quick_trainer(scheduler="onecycle")
+    with pytest.raises(InvalidArgumentError, match="onecycle' needs the number of batches"):
+        trainer.fit(iter_only(batches))
+
+
+class iter_only:
+    """A re-iterable without len()."""
+
+    def __init__(self, batches: list[tuple[Tensor, Tensor]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+
+def test_unsized_loader_trains() -> None:
+    """A loader without len() still trains; steps_per_epoch is None."""
+    history = quick_trainer(epochs=2).fit(iter_only(digit_batches(20, 10)))
+    assert len(history) == 2
+
+
+def test_accepts_a_plain_dataloader() -> None:
+    """A torch DataLoader over a TensorDataset trains like a lenetish loader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    images, labels = synthetic_digits(40)
+    dataset = TensorDataset((images.float() / 255).unsqueeze(1), labels.long())
+    history = quick_trainer().fit(DataLoader(dataset, batch_size=10, shuffle=True))
+    assert history[0]["accuracy"] >= 0
+
+
+def test_bf16_mixed_precision_trains_on_cpu() -> None:
+    """precision='bf16-mixed' runs the forward pass under bfloat16 autocast on the CPU."""
+    dtypes: list[torch.dtype] = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            dtypes.append(output.logits.dtype)
+
+    quick_trainer(precision="bf16-mixed", callbacks=[Watch()]).fit(digit_batches(20, 10))
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_fp16_mixed_needs_cuda() -> None:
+    """precision='16-mixed' on the CPU raises a clear InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match=r"16-mixed' needs a CUDA device.*bf16-mixed"):
+        quick_trainer(precision="16-mixed")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_gpu_is_refused() -> None:
+    """device='cuda' on a machine without CUDA raises DeviceUnavailableError."""
+    with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
+        Trainer(MNISTConvNet(), device="cuda")
+
+
+def test_grad_clip_norm_bounds_the_gradient_norm() -> None:
+    """With grad_clip_norm the gradients used by each step have at most that norm."""
+    norms: list[float] = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+            norms.append(
+                float(
+                    torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                    )
+                )
+            )
+
+    quick_trainer(grad_clip_norm=0.01, callbacks=[Watch()]).fit(digit_batches(20, 10))
+    assert max(norms) <= 0.01 + 1e-6
+
+
+def test_deterministic_is_on_during_fit_and_restored_after() -> None:
+    """deterministic=True turns on deterministic algorithms for the fit only."""
+    flags: list[bool] = []
+
+    class Watch(Callback):
+        def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+            flags.append(torch.are_deterministic_algorithms_enabled())
+
+    before = torch.are_deterministic_algorithms_enabled()
+    quick_trainer(deterministic=True, callbacks=[Watch()]).fit(digit_batches(10, 10))
+    assert flags == [True] and torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_seed_makes_runs_repeat() -> None:
+    """Two fits with the same seed (dropout included) end with identical weights."""
+
+    def run() -> list[Tensor]:
         torch.manual_seed(5)
-        model = MNISTConvNet()
-        Trainer(model, epochs=1, device="cpu", optimizer="sgd", lr=0.01).fit(_digit_batches())
+        model = MNISTConvNet(dropout=0.5)
+        Trainer(model, epochs=2, device="cpu", seed=9, progress=False).fit(digit_batches())
         return [p.detach().clone() for p in model.parameters()]
 
     assert all(torch.equal(a, b) for a, b in zip(run(), run(), strict=True))
+
+
+def test_compile_compiles_the_forward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile=True compiles the model's forward with torch.compile (nn.Module.compile)."""
+    model = MNISTConvNet()
+    Trainer(model, device="cpu", compile=True)
+    assert model._compiled_call_impl is not None
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"optimizer": "adagrad"}, "optimizer='adagrad' is not supported; use one of adam, sgd"),
-        ({"lr": 0.0}, "lr must be positive, got 0.0"),
+        ({"lr": 0.0}, "lr must be a positive finite number, got 0.0"),
+        ({"lr": float("nan")}, "lr must be a positive finite number, got nan"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"scheduler": "cosine"}, "scheduler='cosine' is not supported"),
+        ({"precision": "64"}, "precision='64' is not supported; use one of 32, bf16-mixed"),
+        ({"grad_clip_norm": -1.0}, "grad_clip_norm must be a positive finite number"),
+        ({"momentum": 1.5}, r"momentum must be in \[0, 1\)"),
+        ({"callbacks": [object()]}, "callbacks must be lenetish.Callback instances"),
+        ({"optimizer": lambda p: None, "lr": 0.1}, "lr is ignored when optimizer is a callable"),
+        ({"device": "gpu"}, "device='gpu' is not a device"),
     ],
 )
 def test_invalid_settings_are_refused(options: dict[str, Any], message: str) -> None:
-    """Unknown optimizers and non-positive lr or epochs raise InvalidArgumentError."""
+    """Each bad Trainer setting raises InvalidArgumentError naming the argument."""
     with pytest.raises(InvalidArgumentError, match=message):
         Trainer(MNISTConvNet(), **options)
+
+
+def test_empty_validation_loader_is_refused() -> None:
+    """A validation loader without samples raises InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match="validation loader yielded no samples"):
+        quick_trainer().fit(digit_batches(10, 10), [])
+
+
+def _weights_equal(first: Path, second: Path) -> bool:
+    a, b = load_weights(MNISTConvNet(), first), load_weights(MNISTConvNet(), second)
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def _run_script(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.resume_script", str(out), *options],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+
+
+def _rows_without_seconds(path: Path) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in History.from_json(path)]
+
+
+@pytest.mark.slow
+def test_resume_in_a_new_process_is_bit_identical(tmp_path: Path) -> None:
+    """3 epochs straight equal 1 epoch, a checkpoint, and a new process resuming to 3."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _run_script(straight, "--epochs", "3").returncode == 0
+    assert _run_script(split, "--epochs", "3", "--stop-after-epoch", "1").returncode == 0
+    assert len(History.from_json(split / "history.json")) == 1
+    resumed = _run_script(split, "--epochs", "3", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _weights_equal(straight / "final.safetensors", split / "final.safetensors")
+    assert _rows_without_seconds(straight / "history.json") == _rows_without_seconds(
+        split / "history.json"
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_in_epoch_two_then_resume_matches(tmp_path: Path) -> None:
+    """A run killed by SIGKILL mid-epoch 2 and resumed ends with the uninterrupted weights."""
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    assert _run_script(straight, "--epochs", "3").returncode == 0
+    killed = _run_script(crashed, "--epochs", "3", "--kill-at-step", "6")  # 4 batches/epoch
+    assert killed.returncode == -9
+    assert not (crashed / "final.safetensors").exists()
+    resumed = _run_script(crashed, "--epochs", "3", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _weights_equal(straight / "final.safetensors", crashed / "final.safetensors")
+
+
+def test_seed_settings_learn_real_mnist_subset(real_mnist: Path) -> None:
+    """The seed's settings (Adam, batch 200) pass 85% after one epoch on 6,000 real images."""
+    loaders = make_loaders(real_mnist, download=False, val_size=54_000, seed=0)
+    torch.manual_seed(0)
+    model = MNISTConvNet()
+    Trainer(model, epochs=1, device="cpu", progress=False).fit(loaders.train)
+    assert evaluate(model, loaders.test).accuracy > 0.85

@@ -5,20 +5,34 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lenetish._device import resolve_device, seed_everything
+from lenetish.callbacks import (
+    Callback,
+    History,
+    LRSchedule,
+    SkipBatch,
+    StopTraining,
+    TerminateOnNaN,
+    Timer,
+)
+from lenetish.checkpoint import load_checkpoint, load_weights, save_weights
 from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
 from lenetish.errors import (
+    CheckpointError,
     DatasetCorruptError,
     DatasetNotFoundError,
     DeviceUnavailableError,
     InputShapeError,
     InvalidArgumentError,
     LenetishError,
+    MissingDependencyError,
 )
 from lenetish.evaluation import EvalResult, evaluate
 from lenetish.idx import read_idx, write_idx
 from lenetish.loaders import TensorLoader
+from lenetish.loggers import CSVLogger, ProgressBar, TensorBoardLogger
 from lenetish.models import MNISTConvNet
-from lenetish.trainer import Trainer
+from lenetish.monitors import EarlyStopping, ModelCheckpoint
+from lenetish.trainer import BatchOutput, Trainer, TrainState
 
 try:
     __version__ = version("lenetish")
@@ -27,25 +41,44 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "DATASETS",
+    "BatchOutput",
+    "CSVLogger",
+    "Callback",
+    "CheckpointError",
     "DatasetCorruptError",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DeviceUnavailableError",
+    "EarlyStopping",
     "EvalResult",
+    "History",
     "InputShapeError",
     "InvalidArgumentError",
+    "LRSchedule",
     "LenetishError",
     "Loaders",
     "MNISTConvNet",
+    "MissingDependencyError",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "SkipBatch",
+    "StopTraining",
+    "TensorBoardLogger",
     "TensorLoader",
+    "TerminateOnNaN",
+    "Timer",
+    "TrainState",
     "Trainer",
     "__version__",
     "default_root",
     "evaluate",
+    "load_checkpoint",
     "load_split",
+    "load_weights",
     "make_loaders",
     "read_idx",
     "resolve_device",
+    "save_weights",
     "seed_everything",
     "write_idx",
 ]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from lenetish.checkpoint import save_weights
 from lenetish.data import DATASETS, make_loaders
 from lenetish.errors import LenetishError
 from lenetish.evaluation import evaluate
+from lenetish.loggers import CSVLogger
 from lenetish.models import MNISTConvNet
+from lenetish.monitors import ModelCheckpoint
 from lenetish.trainer import Trainer
 
 __all__ = ["build_parser", "main"]
@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", metavar="DIR", help="write model.pt and history.json here")
+    train.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write last.pt (resumable checkpoint, every epoch), model.safetensors, "
+        "history.json and history.csv here",
+    )
+    train.add_argument("--resume", metavar="CKPT", help="continue from a last.pt checkpoint")
     train.add_argument("--no-download", action="store_true", help="never download data")
     train.add_argument("--quiet", action="store_true", help="print only the final accuracy")
     return parser
@@ -64,6 +70,8 @@ def _train(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     model = MNISTConvNet()
+    out = Path(args.out) if args.out else None
+    callbacks = [] if out is None else [CSVLogger(out / "history.csv"), ModelCheckpoint(out)]
     trainer = Trainer(
         model,
         optimizer=args.optimizer,
@@ -71,22 +79,22 @@ def _train(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         device=args.device,
         seed=args.seed,
+        callbacks=callbacks,
+        progress=False if args.quiet else None,
     )
-    history = trainer.fit(loaders.train, loaders.val)
+    history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
     if not args.quiet:
         for row in history:
-            print(
-                " ".join(
-                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                )
-            )
+            print(" ".join(_format_metric(key, value) for key, value in row.items()))
     result = evaluate(model, loaders.test)
     print(f"test accuracy {result.accuracy:.2%} ({result.correct}/{result.total})")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out / "model.pt")
-        (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    if out is not None:
+        save_weights(model, out / "model.safetensors")
+        history.to_json(out / "history.json")
+
+
+def _format_metric(key: str, value: float) -> str:
+    return f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,10 +17,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
 from lenetish.errors import DatasetCorruptError, DatasetNotFoundError, InvalidArgumentError
 from lenetish.idx import read_idx_images, read_idx_labels
-from lenetish.loaders import IdxDataset, TensorLoader, check_positive_int
+from lenetish.loaders import IdxDataset, TensorLoader
 
 __all__ = [
     "DATASETS",

@@ -8,12 +8,14 @@ code written against plain Python exceptions keeps working.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "DatasetCorruptError",
     "DatasetNotFoundError",
     "DeviceUnavailableError",
     "InputShapeError",
     "InvalidArgumentError",
     "LenetishError",
+    "MissingDependencyError",
 ]
 
 
@@ -45,3 +47,11 @@ class DatasetCorruptError(LenetishError, ValueError):
 
     The message names the file and what is wrong with it.
     """
+
+
+class CheckpointError(LenetishError, ValueError):
+    """A checkpoint or weights file cannot be written, read, trusted or applied to the model."""
+
+
+class MissingDependencyError(LenetishError, ImportError):
+    """An optional feature needs a package that is not installed (the message names the extra)."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from lenetish._device import DeviceLike, resolve_device
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "RunningScore", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,31 @@ class EvalResult:
     accuracy: float
     correct: int
     total: int
+
+
+class RunningScore:
+    """Sums of loss and correct predictions kept on the device: one sync when read."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+
+    def add(self, mean_loss: Tensor, log_probs: Tensor, targets: Tensor) -> None:
+        """Count one batch: its mean loss, its outputs ``(B, C)`` and its labels ``(B,)``."""
+        count = int(targets.shape[0])
+        self.loss_sum += mean_loss.detach().double() * count
+        self.correct += (log_probs.argmax(dim=1) == targets).sum()
+        self.seen += count
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        """``{prefix}loss`` and ``{prefix}accuracy`` so far (empty before any batch)."""
+        if not self.seen:
+            return {}
+        return {
+            f"{prefix}loss": float(self.loss_sum) / self.seen,
+            f"{prefix}accuracy": int(self.correct) / self.seen,
+        }
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -68,25 +93,22 @@ def evaluate(
     target = _model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.to(target).eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=target)
-    correct = torch.zeros((), dtype=torch.int64, device=target)
-    total = 0
+    score = RunningScore(target)
     try:
         with torch.inference_mode():
             for images, labels in loader:
                 images = images.to(target, non_blocking=True)
                 labels = labels.to(target, non_blocking=True)
                 log_probs = model(images)
-                loss_sum += F.nll_loss(log_probs, labels, reduction="sum").double()
-                correct += (log_probs.argmax(dim=1) == labels).sum()
-                total += int(labels.shape[0])
+                score.add(F.nll_loss(log_probs, labels), log_probs, labels)
     finally:
         model.train(was_training)
-    if total == 0:
+    if score.seen == 0:
         raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
+    metrics = score.metrics()
     return EvalResult(
-        loss=float(loss_sum) / total,
-        accuracy=int(correct) / total,
-        correct=int(correct),
-        total=total,
+        loss=metrics["loss"],
+        accuracy=metrics["accuracy"],
+        correct=int(score.correct),
+        total=score.seen,
     )

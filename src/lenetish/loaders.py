@@ -9,17 +9,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lenetish._checks import check_positive_int
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["Batch", "IdxDataset", "TensorLoader", "check_positive_int"]
+__all__ = ["Batch", "IdxDataset", "TensorLoader"]
 
 Batch = tuple[Tensor, Tensor]
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise :class:`InvalidArgumentError` naming ``name`` unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
 
 
 class TensorLoader:

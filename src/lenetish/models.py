@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lenetish._checks import check_positive_int
 from lenetish.errors import InputShapeError, InvalidArgumentError
 
 __all__ = ["MNISTConvNet"]
@@ -67,8 +68,7 @@ class MNISTConvNet(nn.Module):
             "num_classes": num_classes,
         }
         for name, value in widths.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         if not 0.0 <= dropout < 1.0:
             raise InvalidArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
         self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size=3)

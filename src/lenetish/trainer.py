@@ -1,106 +1,482 @@
-"""The ``Trainer``: the fit loop that trains a model on batches of ``(images, labels)``."""
+"""The ``Trainer``: the fit loop, its callback hooks, precision, seeding and exact resume."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
+from lenetish._checks import check_positive_int, check_positive_number
 from lenetish._device import DeviceLike, resolve_device, seed_everything
+from lenetish.callbacks import Callback, History, LRSchedule, SkipBatch, StopTraining
+from lenetish.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from lenetish.errors import InvalidArgumentError
-from lenetish.evaluation import evaluate
+from lenetish.evaluation import RunningScore
+from lenetish.loggers import ProgressBar
 
-__all__ = ["Trainer"]
+__all__ = ["BatchOutput", "TrainState", "Trainer"]
+
+logger = logging.getLogger("lenetish")
+
+Batch = tuple[Tensor, Tensor]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 _OPTIMIZERS = ("adam", "sgd")
+_DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
+_SCHEDULERS = ("onecycle", "step")
+_PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+@dataclass
+class BatchOutput:
+    """What a training or validation step produced for one batch.
+
+    Attributes:
+        loss: the mean loss of the batch, a scalar tensor (unscaled; detached in hooks).
+        logits: the model's output ``(B, classes)`` (log-probabilities for lenetish models).
+        targets: the labels ``(B,)``.
+    """
+
+    loss: Tensor
+    logits: Tensor
+    targets: Tensor
+
+
+@dataclass
+class TrainState:
+    """Where a fit stands, passed to every hook.
+
+    Attributes:
+        epoch: index of the current epoch, from 0 (``History`` rows count from 1).
+        epochs: the number of epochs the fit runs to.
+        global_step: optimizer steps taken since the first fit of this run (resumes continue).
+        batch_index: index of the current batch within the epoch.
+        steps_per_epoch: ``len(train)``, or ``None`` when the loader has no length.
+        lr: learning rate of the first parameter group, as of the last step.
+        last_loss: the last batch's loss as a device tensor; ``float(state.last_loss)``
+            waits for the device, so read it only when you need it.
+        metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
+        resumed: whether this fit continues from a checkpoint.
+    """
+
+    epoch: int = 0
+    epochs: int = 0
+    global_step: int = 0
+    batch_index: int = 0
+    steps_per_epoch: int | None = None
+    lr: float = 0.0
+    last_loss: Tensor | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since this fit started."""
+        return time.monotonic() - self.started_at
 
 
 class Trainer:
-    """Train a model that returns log-probabilities with NLL loss.
+    """Train a classifier that returns log-probabilities, with callbacks at every step.
+
+    The defaults reproduce the seed blog post: Adam with PyTorch's default learning rate,
+    negative log-likelihood on the model's log-probabilities, the loader's batch size.
+    Subclass it and override :meth:`training_step`, :meth:`validation_step` or
+    :meth:`configure_optimizers` to change what a step does.
 
     Args:
-        model: the network (e.g. :class:`~lenetish.MNISTConvNet`).
-        optimizer: ``"adam"`` (the seed's default) or ``"sgd"`` (momentum 0.9).
+        model: the network, e.g. :class:`~lenetish.MNISTConvNet`.
+        optimizer: ``"adam"``, ``"sgd"`` (with ``momentum``), or a callable that takes the
+            model's parameters and returns an optimizer (then ``lr`` must be ``None``).
         lr: learning rate (default: 1e-3 for Adam, 0.1 for SGD, the seed's values).
         epochs: passes over the training data.
+        scheduler: ``None``; ``"onecycle"`` (one-cycle up to ``lr``, stepped every batch);
+            ``"step"`` (multiply by 0.7 after every epoch); or a callable that takes the
+            optimizer and returns a scheduler stepped after every epoch (use the
+            :class:`~lenetish.LRSchedule` callback for other intervals).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay of the built-in optimizers.
+        callbacks: extra :class:`~lenetish.Callback` objects; a :class:`~lenetish.History`
+            is always added (pass your own to keep a reference).
         device: ``"auto"`` picks CUDA, then MPS, then the CPU.
-        seed: seeds every generator before the model is trained (``None``: leave them).
+        precision: ``"32"``, ``"bf16-mixed"`` (CPU or CUDA) or ``"16-mixed"`` (CUDA only,
+            with a gradient scaler).
+        compile: compile the model's forward pass with :func:`torch.compile`.
+        grad_clip_norm: clip the global gradient norm to this value before each step.
+        seed: seed Python, NumPy and torch at the start of :meth:`fit`.
+        deterministic: use PyTorch's deterministic algorithms during :meth:`fit`.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
 
     Raises:
-        InvalidArgumentError: an argument is out of range.
+        InvalidArgumentError: a setting is unknown or out of range.
+        DeviceUnavailableError: ``device`` is not present on this machine.
 
     Example:
         >>> from lenetish import MNISTConvNet
         >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
         >>> history = Trainer(MNISTConvNet(), epochs=2, device="cpu").fit(batches)
-        >>> len(history)
-        2
+        >>> [row["epoch"] for row in history]
+        [1, 2]
     """
 
     def __init__(
         self,
         model: nn.Module,
         *,
-        optimizer: str = "adam",
+        optimizer: str | OptimizerFactory = "adam",
         lr: float | None = None,
         epochs: int = 5,
+        scheduler: str | SchedulerFactory | None = None,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        callbacks: Sequence[Callback] = (),
         device: DeviceLike = "auto",
+        precision: str = "32",
+        compile: bool = False,
+        grad_clip_norm: float | None = None,
         seed: int | None = None,
+        deterministic: bool = False,
+        progress: bool | None = None,
     ) -> None:
-        if optimizer not in _OPTIMIZERS:
+        if isinstance(optimizer, str) and optimizer not in _OPTIMIZERS:
             raise InvalidArgumentError(
-                f"optimizer={optimizer!r} is not supported; use one of {', '.join(_OPTIMIZERS)}"
+                f"optimizer={optimizer!r} is not supported; use one of {', '.join(_OPTIMIZERS)} "
+                "or a callable that builds an optimizer from the parameters"
             )
-        if lr is not None and not lr > 0:
-            raise InvalidArgumentError(f"lr must be positive, got {lr!r}")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise InvalidArgumentError(f"epochs must be a positive integer, got {epochs!r}")
+        if callable(optimizer) and lr is not None:
+            raise InvalidArgumentError(
+                "lr is ignored when optimizer is a callable; set the learning rate inside it"
+            )
+        if lr is not None:
+            check_positive_number("lr", lr)
+        check_positive_int("epochs", epochs)
+        if isinstance(scheduler, str) and scheduler not in _SCHEDULERS:
+            raise InvalidArgumentError(
+                f"scheduler={scheduler!r} is not supported; use None, "
+                f"{', '.join(repr(s) for s in _SCHEDULERS)} or a callable"
+            )
+        if precision not in _PRECISIONS:
+            raise InvalidArgumentError(
+                f"precision={precision!r} is not supported; use one of {', '.join(_PRECISIONS)}"
+            )
+        if grad_clip_norm is not None:
+            check_positive_number("grad_clip_norm", grad_clip_norm)
+        if not 0 <= momentum < 1 or not weight_decay >= 0:
+            raise InvalidArgumentError(
+                f"momentum must be in [0, 1) and weight_decay >= 0, got {momentum!r} and "
+                f"{weight_decay!r}"
+            )
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise InvalidArgumentError(
+                    f"callbacks must be lenetish.Callback instances, got {callback!r}"
+                )
         self.device = resolve_device(device)
-        if seed is not None:
-            seed_everything(seed)
-        self.model = model.to(self.device)
-        self.epochs = epochs
-        self.optimizer: torch.optim.Optimizer
-        if optimizer == "adam":
-            self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if lr is None else lr)
-        else:
-            self.optimizer = torch.optim.SGD(
-                model.parameters(), lr=0.1 if lr is None else lr, momentum=0.9
+        if precision == "16-mixed" and self.device.type != "cuda":
+            raise InvalidArgumentError(
+                f"precision='16-mixed' needs a CUDA device, but this trainer runs on "
+                f"{self.device.type}; use precision='bf16-mixed' or '32'"
             )
+        self.model = model.to(self.device)
+        if compile:
+            self.model.compile()
+        self.optimizer_spec = optimizer
+        self.lr = _DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
+        self.epochs = epochs
+        self.scheduler_spec = scheduler
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.precision = precision
+        self.grad_clip_norm = grad_clip_norm
+        self.seed = seed
+        self.deterministic = deterministic
+        self.history = next((c for c in callbacks if isinstance(c, History)), History())
+        extra: list[Callback] = [] if self.history in callbacks else [self.history]
+        if not any(isinstance(c, ProgressBar) for c in callbacks):
+            extra.append(ProgressBar(enabled=progress))
+        self.callbacks: list[Callback] = [*callbacks, *extra]
+        self.should_stop = False
+        self.state = TrainState(epochs=epochs)
+        self.optimizer: Optimizer | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self._fit_callbacks: list[Callback] = []
+
+    # ---- seams for subclasses -------------------------------------------------------------
+
+    def configure_optimizers(self) -> Optimizer:
+        """Build the optimizer from the constructor's settings (override to customise)."""
+        parameters = self.model.parameters()
+        if callable(self.optimizer_spec):
+            return self.optimizer_spec(parameters)
+        lr = float(self.lr or 0.0)
+        if self.optimizer_spec == "sgd":
+            return torch.optim.SGD(
+                parameters, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay)
+
+    def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        """Forward one training batch and return its loss (still attached) and logits."""
+        logits = self.model(images)
+        return BatchOutput(F.nll_loss(logits, labels), logits, labels)
+
+    def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        """Forward one validation batch (under inference mode, model in eval mode)."""
+        logits = self.model(images)
+        return BatchOutput(F.nll_loss(logits, labels), logits, labels)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to resume this fit exactly, as plain containers and tensors."""
+        return {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "epoch": self.state.epoch + 1,
+            "global_step": self.state.global_step,
+            "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
+            "rng": capture_rng_state(),
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed)."""
+        save_checkpoint(path, self.checkpoint_state())
+
+    def _keyed_callbacks(self) -> Iterator[tuple[str, Callback]]:
+        seen: dict[str, int] = {}
+        for callback in self._fit_callbacks or self.callbacks:
+            name = type(callback).__name__
+            seen[name] = seen.get(name, 0) + 1
+            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        if self.optimizer is not None and checkpoint["optimizer"] is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scaler is not None and checkpoint["scaler"] is not None:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state.epoch = checkpoint["epoch"]
+        self.state.global_step = checkpoint["global_step"]
+        saved = checkpoint["callbacks"]
+        for key, callback in self._keyed_callbacks():
+            if key in saved:
+                callback.load_state_dict(saved[key])
+            else:
+                logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
+                callback.reset()
+
+    # ---- the fit loop ---------------------------------------------------------------------
 
     def fit(
         self,
-        train: Iterable[tuple[Tensor, Tensor]],
-        val: Iterable[tuple[Tensor, Tensor]] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Train for ``epochs`` passes over ``train``; score ``val`` after each one.
+        train: Iterable[Batch],
+        val: Iterable[Batch] | None = None,
+        *,
+        resume: str | os.PathLike[str] | None = None,
+    ) -> History:
+        """Train for ``epochs`` epochs over ``train``, validating on ``val`` after each one.
+
+        Args:
+            train: any re-iterable of ``(images, labels)`` batches: a lenetish loader, a
+                ``DataLoader``, a list of tensor pairs. A loader with ``set_epoch`` (as
+                lenetish's are) is told each epoch's index, so its order is reproducible.
+            val: batches for validation, or ``None``.
+            resume: a checkpoint written by this trainer's configuration (see
+                :class:`~lenetish.ModelCheckpoint`); training continues exactly where it
+                stopped, up to ``epochs`` in all.
 
         Returns:
-            One dict per epoch: ``epoch``, ``loss`` (mean training loss), ``seconds`` and, with
-            ``val``, ``val_loss`` and ``val_accuracy``.
+            The :class:`~lenetish.History`, one row per epoch (resumed epochs included).
+
+        Raises:
+            CheckpointError: ``resume`` cannot be loaded.
+            InvalidArgumentError: ``scheduler='onecycle'`` with a loader that has no length.
         """
-        rows: list[dict[str, Any]] = []
-        for epoch in range(self.epochs):
-            started = time.perf_counter()
-            self.model.train()
-            loss_sum = torch.zeros((), device=self.device)
-            batches = 0
-            for images, labels in train:
-                images, labels = images.to(self.device), labels.to(self.device)
-                loss = F.nll_loss(self.model(images), labels)
-                self.optimizer.zero_grad(set_to_none=True)
-                torch.autograd.backward(loss)
-                self.optimizer.step()
-                loss_sum += loss.detach()
-                batches += 1
-            row: dict[str, Any] = {"epoch": epoch + 1, "loss": float(loss_sum) / max(batches, 1)}
-            if val is not None:
-                scores = evaluate(self.model, val)
-                row.update(val_loss=scores.loss, val_accuracy=scores.accuracy)
-            row["seconds"] = time.perf_counter() - started
-            rows.append(row)
-        return rows
+        checkpoint = None if resume is None else load_checkpoint(resume)
+        steps_per_epoch = len(train) if isinstance(train, Sized) else None
+        self.state = state = TrainState(
+            epochs=self.epochs, steps_per_epoch=steps_per_epoch, resumed=checkpoint is not None
+        )
+        self.should_stop = False
+        with self._determinism():
+            if checkpoint is None and self.seed is not None:
+                seed_everything(self.seed)
+            self.optimizer = self.configure_optimizers()
+            self.scaler = torch.amp.GradScaler("cuda") if self.precision == "16-mixed" else None
+            schedule = self._schedule_callback(steps_per_epoch)
+            self._fit_callbacks = sorted(
+                [*self.callbacks, *([schedule] if schedule else [])], key=lambda c: c.order
+            )
+            if checkpoint is not None:
+                self._restore(checkpoint)
+            else:
+                for callback in self._fit_callbacks:
+                    callback.reset()
+            state.lr = float(self.optimizer.param_groups[0]["lr"])
+            try:
+                self._call("on_fit_start")
+                if checkpoint is not None:
+                    restore_rng_state(checkpoint["rng"])
+                for epoch in range(state.epoch, self.epochs):
+                    if self.should_stop or not self._run_epoch(epoch, train, val):
+                        break
+                self._call("on_fit_end")
+            except BaseException as exc:
+                for callback in self._fit_callbacks:
+                    try:
+                        callback.on_exception(self, state, exc)
+                    except Exception:
+                        logger.exception("%s.on_exception failed", type(callback).__name__)
+                raise
+        return self.history
+
+    def _schedule_callback(self, steps_per_epoch: int | None) -> LRSchedule | None:
+        spec = self.scheduler_spec
+        if spec is None:
+            return None
+        if spec == "onecycle":
+            if steps_per_epoch is None:
+                raise InvalidArgumentError(
+                    "scheduler='onecycle' needs the number of batches per epoch, but the "
+                    "training loader has no len(); pass a list, a DataLoader or a lenetish loader"
+                )
+            total = self.epochs * steps_per_epoch
+            max_lr = float(self.lr or 1e-3)
+            return LRSchedule(
+                lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=total),
+                interval="step",
+            )
+        if spec == "step":
+            return LRSchedule(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7))
+        assert callable(spec)
+        return LRSchedule(spec)
+
+    @contextmanager
+    def _determinism(self) -> Iterator[None]:
+        if not self.deterministic:
+            yield
+            return
+        previous = torch.are_deterministic_algorithms_enabled()
+        previous_benchmark = torch.backends.cudnn.benchmark
+        # cuBLAS needs a fixed workspace to be deterministic; it reads this at first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous)
+            torch.backends.cudnn.benchmark = previous_benchmark
+
+    def _call(self, hook: str, *args: Any) -> None:
+        """Run ``hook`` on every callback in order; a StopTraining becomes a stop request."""
+        for callback in self._fit_callbacks:
+            try:
+                getattr(callback, hook)(self, self.state, *args)
+            except StopTraining:
+                self.should_stop = True
+
+    def _run_epoch(self, epoch: int, train: Iterable[Batch], val: Iterable[Batch] | None) -> bool:
+        """Train one epoch; return False if a stop request cut it short."""
+        state = self.state
+        state.epoch, state.batch_index = epoch, 0
+        set_epoch = getattr(train, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        started = time.monotonic()
+        self.model.train()
+        self._call("on_epoch_start")
+        score = RunningScore(self.device)
+        for batch_index, (images, labels) in enumerate(train):
+            if self.should_stop:
+                return False
+            state.batch_index = batch_index
+            try:
+                output = self._train_batch(
+                    images.to(self.device, non_blocking=True),
+                    labels.to(self.device, non_blocking=True),
+                )
+            except SkipBatch:
+                continue
+            except StopTraining:
+                self.should_stop = True
+                continue
+            score.add(output.loss, output.logits, output.targets)
+        metrics: dict[str, float] = {"epoch": epoch + 1, **score.metrics()}
+        if val is not None:
+            val_metrics = self._validate(val)
+            metrics.update(val_metrics)
+            self._call("on_validation_end", val_metrics)
+        metrics.update(lr=state.lr, seconds=time.monotonic() - started)
+        state.metrics = metrics
+        self._call("on_epoch_end")
+        return True
+
+    def _train_batch(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        assert self.optimizer is not None
+        self._call("on_batch_start")
+        dtype = _PRECISIONS[self.precision]
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            output = self.training_step(images, labels)
+        self._call("on_before_backward", output.loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            torch.autograd.backward(self.scaler.scale(output.loss))
+            self.scaler.unscale_(self.optimizer)
+        else:
+            torch.autograd.backward(output.loss)
+        self._call("on_before_optimizer_step", self.optimizer)
+        if self.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.state.global_step += 1
+        detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
+        self.state.last_loss = detached.loss
+        self.state.lr = float(self.optimizer.param_groups[0]["lr"])
+        self._call("on_batch_end", detached)
+        return detached
+
+    def _validate(self, val: Iterable[Batch]) -> dict[str, float]:
+        was_training = self.model.training
+        self.model.eval()
+        score = RunningScore(self.device)
+        dtype = _PRECISIONS[self.precision]
+        try:
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
+            ):
+                for images, labels in val:
+                    output = self.validation_step(
+                        images.to(self.device, non_blocking=True),
+                        labels.to(self.device, non_blocking=True),
+                    )
+                    score.add(output.loss, output.logits, output.targets)
+        finally:
+            self.model.train(was_training)
+        if not score.seen:
+            raise InvalidArgumentError("the validation loader yielded no samples")
+        return score.metrics(prefix="val_")

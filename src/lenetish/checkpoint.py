@@ -1,0 +1,214 @@
+"""Checkpoints: full training state and model-only weights, written atomically, loaded safely.
+
+A full checkpoint is a dict of plain containers and tensors (see
+:meth:`lenetish.Trainer.checkpoint_state`) saved with :func:`torch.save` and loaded with
+``torch.load(weights_only=True)``, so loading one never runs code from the file. Model-only
+weights are also written as safetensors. Every write goes to a temporary file in the same folder,
+is flushed to disk, then renamed over the target: a crash leaves the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lenetish.errors import CheckpointError
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "capture_rng_state",
+    "load_checkpoint",
+    "load_weights",
+    "restore_rng_state",
+    "save_checkpoint",
+    "save_weights",
+]
+
+CHECKPOINT_FORMAT_VERSION = 1
+_REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "global_step", "callbacks")
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, sync it, then rename it to ``path``.
+
+    Raises:
+        CheckpointError: the write failed (e.g. the disk is full); ``path`` is untouched.
+    """
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"could not write {target}: {exc}; any earlier file there is left as it was"
+        ) from exc
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Atomically save a full training state (from :meth:`lenetish.Trainer.checkpoint_state`).
+
+    Raises:
+        CheckpointError: the file could not be written.
+    """
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a full checkpoint safely (tensors and plain containers only, onto the CPU).
+
+    Args:
+        path: a file written by :func:`save_checkpoint` or :class:`~lenetish.ModelCheckpoint`.
+
+    Returns:
+        The checkpoint's dict.
+
+    Raises:
+        CheckpointError: the file is missing, damaged, not a lenetish checkpoint, from a newer
+            format version, or holds objects other than tensors and plain containers (which
+            could run code when unpickled; they are refused, not run).
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} does not exist (or is not a file)")
+    try:
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {source} was refused: it holds objects other than tensors and plain "
+            "containers, which could run code when loaded; only load files you trust with "
+            "other tools"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {source} is damaged or truncated and cannot be read ({exc})"
+        ) from exc
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in _REQUIRED_KEYS):
+        raise CheckpointError(
+            f"{source} is not a lenetish training checkpoint (it lacks the keys "
+            f"{', '.join(_REQUIRED_KEYS)}); for model weights use load_weights"
+        )
+    if checkpoint["format_version"] > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {source} has format version {checkpoint['format_version']}, newer "
+            f"than this lenetish reads ({CHECKPOINT_FORMAT_VERSION}); upgrade lenetish"
+        )
+    return checkpoint
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Atomically save a model's weights (its ``state_dict``) as a safetensors file.
+
+    Raises:
+        CheckpointError: the file could not be written.
+    """
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    payload = save(tensors, metadata={"format": "pt", "producer": "lenetish"})
+    atomic_write(path, lambda handle: handle.write(payload))
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+    """Load weights saved by :func:`save_weights` (or a checkpoint's model) into ``model``.
+
+    Returns:
+        ``model``, for chaining.
+
+    Raises:
+        CheckpointError: the file is missing or damaged, or its tensors do not fit ``model``
+            (the message names the mismatched layers).
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"weights file {source} does not exist (or is not a file)")
+    if source.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(source)
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"weights file {source} is damaged ({exc})") from exc
+    else:
+        weights = load_checkpoint(source)["model"]
+    load_model_state(model, weights, source=str(source))
+    return model
+
+
+def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], *, source: str) -> None:
+    """``model.load_state_dict(weights)`` with a message naming every mismatched layer."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    resized = sorted(
+        f"{name} {tuple(weights[name].shape)} vs {tuple(expected[name].shape)}"
+        for name in set(expected) & set(weights)
+        if weights[name].shape != expected[name].shape
+    )
+    if missing or unexpected or resized:
+        problems = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("different shape (file vs model)", resized),
+            )
+            if names
+        ]
+        raise CheckpointError(
+            f"{source} does not fit this {type(model).__name__} ({'; '.join(problems)}); "
+            "build the model with the options it was trained with"
+        )
+    model.load_state_dict(weights)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's (CPU and CUDA) generators, as tensors."""
+    numpy_state = np.random.get_state(legacy=True)
+    assert isinstance(numpy_state, tuple)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "position": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back the generator states :func:`capture_rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,166 @@
+"""Callbacks that report progress: ``ProgressBar``, ``CSVLogger`` and ``TensorBoardLogger``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from lenetish._checks import check_positive_int
+from lenetish.callbacks import Callback
+from lenetish.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from lenetish.trainer import BatchOutput, Trainer, TrainState
+
+__all__ = ["CSVLogger", "ProgressBar", "TensorBoardLogger"]
+
+
+def _format_metrics(metrics: dict[str, float]) -> dict[str, str]:
+    return {k: f"{v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds", "lr")}
+
+
+class ProgressBar(Callback):
+    """One tqdm bar per epoch with the loss, redrawn in place (no new line per update).
+
+    Reading the loss waits for the device, so the bar shows it only every ``refresh_every``
+    batches; the epoch's metrics appear when it ends.
+
+    Args:
+        enabled: ``True``/``False``, or ``None`` to show it only when ``stream`` is a terminal.
+        refresh_every: batches between loss updates.
+        stream: where to draw (default: ``sys.stderr``).
+
+    Raises:
+        InvalidArgumentError: ``refresh_every`` is not a positive integer.
+    """
+
+    order = 100
+
+    def __init__(
+        self,
+        *,
+        enabled: bool | None = None,
+        refresh_every: int = 25,
+        stream: TextIO | None = None,
+    ) -> None:
+        check_positive_int("refresh_every", refresh_every)
+        self.stream = stream
+        self.enabled = enabled
+        self.refresh_every = refresh_every
+        self.bar: Any = None
+
+    def _active(self) -> bool:
+        if self.enabled is not None:
+            return self.enabled
+        stream = self.stream or sys.stderr
+        return bool(getattr(stream, "isatty", lambda: False)())
+
+    def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+        """Open this epoch's bar."""
+        if not self._active():
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=state.steps_per_epoch,
+            desc=f"epoch {state.epoch + 1}/{state.epochs}",
+            unit="batch",
+            file=self.stream or sys.stderr,
+            dynamic_ncols=True,
+            leave=True,
+        )
+
+    def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+        """Advance the bar; show the loss every ``refresh_every`` batches."""
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if (state.batch_index + 1) % self.refresh_every == 0:
+            self.bar.set_postfix(loss=f"{float(output.loss):.4f}", refresh=False)
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Show the epoch's metrics and close the bar."""
+        if self.bar is not None:
+            self.bar.set_postfix(_format_metrics(state.metrics), refresh=True)
+        self._close()
+
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Close a bar left open by a stop request."""
+        self._close()
+
+    def on_exception(self, trainer: Trainer, state: TrainState, exc: BaseException) -> None:
+        """Close the bar so the traceback starts on a clean line."""
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class CSVLogger(Callback):
+    """Rewrite a CSV file of the :class:`~lenetish.History` after every epoch.
+
+    Rewriting the whole (small) file keeps it complete after a resume, and
+    :meth:`History.from_csv <lenetish.History.from_csv>` reads it back.
+
+    Args:
+        path: the CSV file (its folder is created if needed).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Write the history so far."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.history.to_csv(self.path)
+
+
+class TensorBoardLogger(Callback):
+    """Write every epoch's metrics as TensorBoard scalars (needs the ``tensorboard`` extra).
+
+    Args:
+        log_dir: the TensorBoard run folder.
+
+    Raises:
+        MissingDependencyError: tensorboard is not installed.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "TensorBoardLogger needs the tensorboard package; install it with "
+                "pip install 'lenetish[tensorboard]'"
+            ) from exc
+        self.log_dir = Path(log_dir)
+        self._writer_class = SummaryWriter
+        self.writer: Any = None
+
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+        """Open the event file."""
+        self.writer = self._writer_class(log_dir=str(self.log_dir))
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Log each metric at step ``epoch`` (1-based)."""
+        for name, value in state.metrics.items():
+            if name != "epoch":
+                self.writer.add_scalar(name, value, global_step=state.epoch + 1)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Close the event file."""
+        self._close()
+
+    def on_exception(self, trainer: Trainer, state: TrainState, exc: BaseException) -> None:
+        """Close the event file."""
+        self._close()
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

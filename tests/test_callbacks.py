@@ -1,0 +1,139 @@
+"""Tests of lenetish.callbacks: the Callback base, History, LRSchedule, TerminateOnNaN, Timer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenetish import (
+    BatchOutput,
+    Callback,
+    History,
+    InvalidArgumentError,
+    LRSchedule,
+    TerminateOnNaN,
+    Timer,
+    Trainer,
+    TrainState,
+)
+from tests.training_helpers import digit_batches, quick_trainer
+
+
+def test_base_callback_hooks_do_nothing() -> None:
+    """A plain Callback can be passed to fit and changes nothing; its state is empty."""
+    callback = Callback()
+    quick_trainer(callbacks=[callback]).fit(digit_batches(10, 10))
+    assert callback.state_dict() == {} and callback.order == 0
+
+
+def test_history_records_one_row_per_epoch() -> None:
+    """History rows hold the epoch's metrics; column() reads one metric across rows."""
+    history = History()
+    quick_trainer(epochs=2, callbacks=[history]).fit(digit_batches(20, 10))
+    assert [row["epoch"] for row in history] == [1, 2] and len(history.column("loss")) == 2
+    assert repr(history) == "History(2 epochs)"
+
+
+def test_history_json_round_trip(tmp_path: Path) -> None:
+    """to_json then from_json gives the same rows."""
+    history = History([{"epoch": 1, "loss": 0.5, "val_loss": 0.25}, {"epoch": 2, "loss": 0.4}])
+    history.to_json(tmp_path / "h.json")
+    assert History.from_json(tmp_path / "h.json").rows == history.rows
+
+
+def test_history_csv_round_trip(tmp_path: Path) -> None:
+    """to_csv then from_csv gives the same rows, integers staying integers."""
+    history = History([{"epoch": 1, "loss": 0.5, "val_loss": 0.25}, {"epoch": 2, "loss": 1e-9}])
+    history.to_csv(tmp_path / "h.csv")
+    loaded = History.from_csv(tmp_path / "h.csv")
+    assert loaded.rows == history.rows
+    assert isinstance(loaded[0]["epoch"], int)
+
+
+def test_history_state_dict_round_trip() -> None:
+    """A History restored from its state_dict has the same rows."""
+    history = History([{"epoch": 1, "loss": 0.5}])
+    restored = History()
+    restored.load_state_dict(history.state_dict())
+    assert restored.rows == history.rows
+
+
+def test_lr_schedule_per_step() -> None:
+    """LRSchedule with interval='step' steps its scheduler after every optimizer step."""
+    schedule = LRSchedule(
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)),
+        interval="step",
+    )
+    trainer = quick_trainer(lr=0.1, callbacks=[schedule])
+    trainer.fit(digit_batches(30, 10))
+    assert trainer.optimizer is not None
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / 4)
+
+
+def test_lr_schedule_state_survives_a_round_trip() -> None:
+    """LRSchedule keeps a loaded state until on_fit_start builds the scheduler."""
+    first = LRSchedule(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))
+    quick_trainer(epochs=2, callbacks=[first]).fit(digit_batches(10, 10))
+    second = LRSchedule(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))
+    second.load_state_dict(first.state_dict())
+    assert second.state_dict()["last_epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"factory": lambda opt: opt, "interval": "batch"}, "interval must be 'step' or 'epoch'"),
+        ({"factory": 3}, "factory must be callable"),
+    ],
+)
+def test_lr_schedule_settings_are_checked(arguments: dict[str, object], message: str) -> None:
+    """LRSchedule refuses an unknown interval or a factory that is not callable."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        LRSchedule(**arguments)  # type: ignore[arg-type]
+
+
+def test_terminate_on_nan_stops_and_names_the_step(caplog: pytest.LogCaptureFixture) -> None:
+    """A diverging run (huge lr) is stopped by TerminateOnNaN, which logs the step."""
+    guard = TerminateOnNaN()
+    trainer = quick_trainer(epochs=3, optimizer="sgd", lr=1e12, callbacks=[guard])
+    with caplog.at_level(logging.WARNING, "lenetish"):
+        trainer.fit(digit_batches(200, 10))
+    assert guard.stopped_at_step is not None and guard.stopped_at_step < 60
+    assert f"at step {guard.stopped_at_step}" in caplog.text
+    assert trainer.state.global_step == guard.stopped_at_step
+
+
+def test_terminate_on_nan_leaves_finite_runs_alone() -> None:
+    """A healthy run is not stopped."""
+    guard = TerminateOnNaN(check_every=2)
+    quick_trainer(epochs=2, callbacks=[guard]).fit(digit_batches(20, 10))
+    assert guard.stopped_at_step is None
+
+
+def test_terminate_on_nan_check_every_is_checked() -> None:
+    """check_every must be a positive integer."""
+    with pytest.raises(InvalidArgumentError, match="check_every must be a positive integer"):
+        TerminateOnNaN(check_every=0)
+
+
+def test_timer_stops_when_time_runs_out() -> None:
+    """Timer requests a stop after the first batch past its limit."""
+
+    class Slow(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            state.started_at -= 1.0  # as if each batch took a second
+
+    timer = Timer(max_seconds=2.5)
+    trainer = quick_trainer(epochs=5, callbacks=[Slow(), timer])
+    trainer.fit(digit_batches(40, 10))
+    assert timer.timed_out and trainer.state.global_step == 3
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), "10"])
+def test_timer_limit_is_checked(value: object) -> None:
+    """max_seconds must be a positive finite number."""
+    with pytest.raises(InvalidArgumentError, match="max_seconds must be a positive finite number"):
+        Timer(value)  # type: ignore[arg-type]

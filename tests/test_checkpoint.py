@@ -1,0 +1,181 @@
+"""Tests of lenetish.checkpoint: atomic writes, safe loads, weights and RNG states."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lenetish import CheckpointError, MNISTConvNet, load_checkpoint, load_weights, save_weights
+from lenetish.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
+from tests.training_helpers import digit_batches, quick_trainer
+
+
+def _trained_checkpoint(path: Path) -> dict[str, Any]:
+    trainer = quick_trainer(epochs=1)
+    trainer.fit(digit_batches(10, 10))
+    trainer.save_checkpoint(path)
+    return trainer.checkpoint_state()
+
+
+def test_checkpoint_holds_the_full_training_state(tmp_path: Path) -> None:
+    """A checkpoint holds model, optimizer, epoch, step, callbacks and RNG states."""
+    _trained_checkpoint(tmp_path / "c.pt")
+    checkpoint = load_checkpoint(tmp_path / "c.pt")
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 1
+    assert set(checkpoint["model"]) == set(MNISTConvNet().state_dict())
+    assert checkpoint["optimizer"]["state"] and "History" in checkpoint["callbacks"]
+    assert {"python", "numpy", "torch", "cuda"} <= set(checkpoint["rng"])
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
+    """The file loads with plain torch.load(weights_only=True)."""
+    _trained_checkpoint(tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 1
+
+
+def test_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """After a save only the target file is in the folder."""
+    _trained_checkpoint(tmp_path / "c.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_full_disk_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ENOSPC during a write raises CheckpointError and leaves the old file intact."""
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"marker": 1})
+    before = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(CheckpointError, match=r"No space left on device.*left as it was"):
+        save_checkpoint(path, {"marker": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
+    """Loading a checkpoint that does not exist raises CheckpointError naming it."""
+    with pytest.raises(CheckpointError, match=r"nothing\.pt does not exist"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
+    """A checkpoint cut short raises CheckpointError, not a zip or pickle error."""
+    path = tmp_path / "c.pt"
+    _trained_checkpoint(path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_checkpoint(path)
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    """A file whose unpickling would run code is refused, and the code does not run."""
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "model": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
+    """A raw pickle (not torch's format) carrying code is refused too."""
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError, match=r"evil.pkl (was refused|is damaged)"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_newer_format_version_is_refused(tmp_path: Path) -> None:
+    """A checkpoint from a newer format version asks for an upgrade."""
+    path = tmp_path / "c.pt"
+    state = _trained_checkpoint(path)
+    save_checkpoint(path, {**state, "format_version": 99})
+    with pytest.raises(CheckpointError, match=r"format version 99, newer .* upgrade lenetish"):
+        load_checkpoint(path)
+
+
+def test_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    """A safe file without the checkpoint keys is not taken for a checkpoint."""
+    path = tmp_path / "weights.pt"
+    torch.save(MNISTConvNet().state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a lenetish training checkpoint"):
+        load_checkpoint(path)
+
+
+def test_weights_round_trip_as_safetensors(tmp_path: Path) -> None:
+    """save_weights then load_weights restores every tensor exactly."""
+    torch.manual_seed(1)
+    model = MNISTConvNet()
+    save_weights(model, tmp_path / "m.safetensors")
+    loaded = load_weights(MNISTConvNet(), tmp_path / "m.safetensors")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+
+
+def test_weights_load_from_a_full_checkpoint(tmp_path: Path) -> None:
+    """load_weights also takes the model out of a training checkpoint."""
+    state = _trained_checkpoint(tmp_path / "c.pt")
+    model = load_weights(MNISTConvNet(), tmp_path / "c.pt")
+    assert torch.equal(model.fc2.bias, state["model"]["fc2.bias"])
+
+
+def test_architecture_mismatch_names_the_layers(tmp_path: Path) -> None:
+    """Weights of another architecture raise CheckpointError naming the mismatched layers."""
+    save_weights(MNISTConvNet(hidden=64), tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match=r"fc1.weight \(64, 1200\) vs \(200, 1200\)"):
+        load_weights(MNISTConvNet(), tmp_path / "m.safetensors")
+
+
+def test_missing_and_unexpected_layers_are_named(tmp_path: Path) -> None:
+    """Layers absent from or extra to the model are listed."""
+    weights = MNISTConvNet().state_dict()
+    weights["extra.weight"] = weights.pop("fc2.weight")
+
+    save_file(weights, str(tmp_path / "m.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing: fc2.weight; unexpected: extra.weight"):
+        load_weights(MNISTConvNet(), tmp_path / "m.safetensors")
+
+
+def test_damaged_safetensors_is_refused(tmp_path: Path) -> None:
+    """A damaged safetensors file raises CheckpointError."""
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_weights(MNISTConvNet(), path)
+
+
+def test_rng_state_round_trip() -> None:
+    """Restoring a captured RNG state replays Python, NumPy and torch draws."""
+    state = capture_rng_state()
+    first = (random.random(), float(np.random.rand()), torch.rand(2).tolist())
+    restore_rng_state(state)
+    assert (random.random(), float(np.random.rand()), torch.rand(2).tolist()) == first

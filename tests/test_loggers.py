@@ -1,0 +1,79 @@
+"""Tests of lenetish.loggers: ProgressBar, CSVLogger and TensorBoardLogger."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from lenetish import (
+    CSVLogger,
+    History,
+    InvalidArgumentError,
+    MissingDependencyError,
+    ProgressBar,
+    StopTraining,
+    TensorBoardLogger,
+)
+from tests.training_helpers import Recorder, digit_batches, quick_trainer
+
+
+def test_progress_bar_draws_one_bar_per_epoch_in_place() -> None:
+    """An enabled bar writes one line per epoch, redrawn with carriage returns."""
+    stream = io.StringIO()
+    bar = ProgressBar(enabled=True, refresh_every=1, stream=stream)
+    quick_trainer(epochs=2, callbacks=[bar]).fit(digit_batches(30, 10))
+    text = stream.getvalue()
+    assert "epoch 1/2" in text and "epoch 2/2" in text
+    assert text.count("\n") == 2 and "\r" in text
+    assert "loss=" in text and "accuracy=" in text
+
+
+def test_progress_bar_is_off_when_not_a_terminal() -> None:
+    """With enabled=None the bar stays silent on a stream that is not a terminal."""
+    stream = io.StringIO()
+    quick_trainer(callbacks=[ProgressBar(stream=stream)]).fit(digit_batches(10, 10))
+    assert stream.getvalue() == ""
+
+
+def test_progress_bar_closes_after_a_stop_mid_epoch() -> None:
+    """A bar left open by a stop request is closed at the end of the fit."""
+    bar = ProgressBar(enabled=True, stream=io.StringIO())
+    stop = Recorder(raise_in="on_batch_end", signal=StopTraining())
+    quick_trainer(epochs=2, callbacks=[bar, stop]).fit(digit_batches(30, 10))
+    assert stop.calls[-1] == "on_fit_end" and "on_epoch_end" not in stop.calls
+    assert bar.bar is None
+
+
+def test_progress_bar_refresh_every_is_checked() -> None:
+    """refresh_every must be a positive integer."""
+    with pytest.raises(InvalidArgumentError, match="refresh_every must be a positive integer"):
+        ProgressBar(refresh_every=0)
+
+
+def test_csv_logger_writes_the_history(tmp_path: Path) -> None:
+    """CSVLogger leaves a CSV that History.from_csv reads back to the same rows."""
+    path = tmp_path / "logs" / "history.csv"
+    trainer = quick_trainer(epochs=2, callbacks=[CSVLogger(path)])
+    history = trainer.fit(digit_batches(20, 10))
+    assert History.from_csv(path).rows == history.rows
+
+
+def test_tensorboard_logger_writes_event_files(tmp_path: Path) -> None:
+    """TensorBoardLogger writes an event file with the epoch metrics."""
+    pytest.importorskip("tensorboard")
+    logger = TensorBoardLogger(tmp_path / "tb")
+    quick_trainer(epochs=2, callbacks=[logger]).fit(digit_batches(10, 10))
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert logger.writer is None
+
+
+def test_tensorboard_logger_without_tensorboard_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without tensorboard installed, a MissingDependencyError names the extra to install."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'lenetish\[tensorboard\]'"):
+        TensorBoardLogger(tmp_path)
