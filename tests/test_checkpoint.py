@@ -81,16 +81,22 @@ def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+class CodeRunningPayload:
+    """An object whose unpickling creates ``marker``: the side effect a loader must prevent."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
 def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
     """A file whose unpickling would run code is refused, and the code does not run."""
     marker = tmp_path / "ran"
 
-    class Payload:
-        def __reduce__(self) -> tuple[Any, ...]:
-            return (os.system, (f"touch {marker}",))
-
     path = tmp_path / "evil.pt"
-    torch.save({"format_version": 1, "model": Payload()}, path)
+    torch.save({"format_version": 1, "model": CodeRunningPayload(marker)}, path)
     with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
         load_checkpoint(path)
     assert not marker.exists()
@@ -101,12 +107,8 @@ def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
     """A raw pickle (not torch's format) carrying code is refused too."""
     marker = tmp_path / "ran"
 
-    class Payload:
-        def __reduce__(self) -> tuple[Any, ...]:
-            return (os.system, (f"touch {marker}",))
-
     path = tmp_path / "evil.pkl"
-    path.write_bytes(pickle.dumps(Payload()))
+    path.write_bytes(pickle.dumps(CodeRunningPayload(marker)))
     with pytest.raises(CheckpointError, match=r"evil.pkl (was refused|is damaged)"):
         load_checkpoint(path)
     assert not marker.exists()

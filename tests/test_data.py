@@ -150,6 +150,15 @@ def test_val_size_outside_range_is_refused(fake_mnist: Path, val_size: Any) -> N
         make_loaders(fake_mnist, val_size=val_size, download=False)
 
 
+def test_subset_keeps_the_first_training_samples(fake_mnist: Path) -> None:
+    """subset=N keeps the first N training samples, before the validation split."""
+    loaders = make_loaders(fake_mnist, subset=30, val_size=10, download=False)
+    assert isinstance(loaders.train, TensorLoader) and isinstance(loaders.val, TensorLoader)
+    assert (loaders.train.num_samples, loaders.val.num_samples) == (20, 10)
+    with pytest.raises(InvalidArgumentError, match="subset must be a positive integer, got 0"):
+        make_loaders(fake_mnist, subset=0, download=False)
+
+
 def test_negative_num_workers_is_refused(fake_mnist: Path) -> None:
     """num_workers must be zero or more."""
     with pytest.raises(InvalidArgumentError, match="num_workers must be an integer >= 0"):

@@ -31,59 +31,24 @@ def _header(*dims: int, type_code: int = 0x08) -> bytes:
     return bytes([0, 0, type_code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
 
 
-def test_empty_file_is_refused(tmp_path: Path) -> None:
-    """An empty file raises DatasetCorruptError saying it is empty."""
-    path = tmp_path / "empty"
-    path.write_bytes(b"")
-    with pytest.raises(DatasetCorruptError, match=r"empty\b.*file has 0 bytes"):
-        read_idx(path)
+BAD_FILES = {
+    "empty": (b"", r"empty\b.*file has 0 bytes"),
+    "wrong-magic": (b"\x89PNG\r\n\x1a\n" + bytes(20), "wrong magic number 0x89504e47"),
+    "float-values": (_header(2, type_code=0x0D) + bytes(8), r"idx type 0x0d.*unsigned bytes"),
+    "short-header": (bytes([0, 0, 8, 3]) + b"\x00\x00", r"truncated inside its header \(6 of 16"),
+    "truncated": (_header(3, 28, 28) + bytes(100), r"is truncated.*shape \(3, 28, 28\)"),
+    "trailing-bytes": (_header(2) + bytes(3), "longer than its header says"),
+    "bad.gz": (b"this is not gzip at all", r"bad.gz is not a readable gzip file"),
+}
 
 
-def test_wrong_magic_number_is_refused(tmp_path: Path) -> None:
-    """A file not starting with 0x0000 and a dimension count is not an idx file."""
-    path = tmp_path / "png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
-    with pytest.raises(DatasetCorruptError, match="wrong magic number 0x89504e47"):
-        read_idx(path)
-
-
-def test_non_byte_value_type_is_refused(tmp_path: Path) -> None:
-    """An idx file of another value type (e.g. float 0x0d) is refused."""
-    path = tmp_path / "floats"
-    path.write_bytes(_header(2, type_code=0x0D) + bytes(8))
-    with pytest.raises(DatasetCorruptError, match=r"idx type 0x0d.*unsigned bytes"):
-        read_idx(path)
-
-
-def test_truncated_header_is_refused(tmp_path: Path) -> None:
-    """A file that ends inside its dimension list is reported as truncated."""
-    path = tmp_path / "short"
-    path.write_bytes(bytes([0, 0, 8, 3]) + b"\x00\x00")
-    with pytest.raises(DatasetCorruptError, match=r"truncated inside its header \(6 of 16"):
-        read_idx(path)
-
-
-def test_truncated_data_is_refused(tmp_path: Path) -> None:
-    """Fewer data bytes than the header declares is reported as truncated."""
-    path = tmp_path / "cut"
-    path.write_bytes(_header(3, 28, 28) + bytes(100))
-    with pytest.raises(DatasetCorruptError, match=r"cut is truncated.*shape \(3, 28, 28\)"):
-        read_idx(path)
-
-
-def test_trailing_bytes_are_refused(tmp_path: Path) -> None:
-    """More data bytes than the header declares is refused too."""
-    path = tmp_path / "long"
-    path.write_bytes(_header(2) + bytes(3))
-    with pytest.raises(DatasetCorruptError, match="longer than its header says"):
-        read_idx(path)
-
-
-def test_corrupt_gzip_is_refused(tmp_path: Path) -> None:
-    """A .gz file that is not valid gzip raises DatasetCorruptError, not a gzip error."""
-    path = tmp_path / "labels.gz"
-    path.write_bytes(b"this is not gzip at all")
-    with pytest.raises(DatasetCorruptError, match=r"labels.gz is not a readable gzip file"):
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_file_is_refused_with_its_problem(tmp_path: Path, name: str) -> None:
+    """Each kind of damaged idx file raises DatasetCorruptError naming the problem."""
+    content, message = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetCorruptError, match=message):
         read_idx(path)
 
 

@@ -17,10 +17,12 @@ from torch import Tensor
 from lenetish import (
     BatchOutput,
     Callback,
+    CheckpointError,
     DeviceUnavailableError,
     History,
     InvalidArgumentError,
     MNISTConvNet,
+    ModelCheckpoint,
     SkipBatch,
     StopTraining,
     Trainer,
@@ -468,6 +470,15 @@ def test_empty_validation_loader_is_refused() -> None:
         quick_trainer().fit(digit_batches(10, 10), [])
 
 
+def test_resume_into_another_architecture_names_the_layers(tmp_path: Path) -> None:
+    """Resuming a checkpoint of another architecture raises CheckpointError naming layers."""
+    trainer = quick_trainer(callbacks=[ModelCheckpoint(tmp_path)])
+    trainer.fit(digit_batches(10, 10))
+    other = Trainer(MNISTConvNet(hidden=16), device="cpu", progress=False)
+    with pytest.raises(CheckpointError, match=r"does not fit this MNISTConvNet.*fc1.weight"):
+        other.fit(digit_batches(10, 10), resume=tmp_path / "last.pt")
+
+
 def _weights_equal(first: Path, second: Path) -> bool:
     a, b = load_weights(MNISTConvNet(), first), load_weights(MNISTConvNet(), second)
     return all(
@@ -520,7 +531,7 @@ def test_sigkill_in_epoch_two_then_resume_matches(tmp_path: Path) -> None:
 
 def test_seed_settings_learn_real_mnist_subset(real_mnist: Path) -> None:
     """The seed's settings (Adam, batch 200) pass 85% after one epoch on 6,000 real images."""
-    loaders = make_loaders(real_mnist, download=False, val_size=54_000, seed=0)
+    loaders = make_loaders(real_mnist, download=False, subset=6_000, seed=0)
     torch.manual_seed(0)
     model = MNISTConvNet()
     Trainer(model, epochs=1, device="cpu", progress=False).fit(loaders.train)

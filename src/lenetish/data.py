@@ -257,6 +257,7 @@ def make_loaders(
     transform: Callable[[Any], Any] | None = None,
     target_transform: Callable[[Any], Any] | None = None,
     num_workers: int = 0,
+    subset: int | None = None,
 ) -> Loaders:
     """Build train, validation and test loaders for an MNIST-family dataset.
 
@@ -276,6 +277,8 @@ def make_loaders(
             ``DataLoader`` (no normalisation is added: put it in the transform).
         target_transform: applied to each integer label (``DataLoader`` path only).
         num_workers: worker processes of the ``DataLoader`` path.
+        subset: keep only the first ``subset`` training samples (before the validation
+            split), for quick trial runs; ``None`` keeps them all.
 
     Returns:
         The :class:`Loaders`.
@@ -299,6 +302,9 @@ def make_loaders(
         raise InvalidArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     target = torch.device("cpu") if device is None else resolve_device(device)
     train_images, train_labels = load_split(root, dataset=dataset, train=True, download=download)
+    if subset is not None:
+        check_positive_int("subset", subset)
+        train_images, train_labels = train_images[:subset], train_labels[:subset]
     test_images, test_labels = load_split(root, dataset=dataset, train=False, download=download)
     train_index, val_index = split_indices(
         len(train_labels), _val_count(val_size, len(train_labels)), seed

@@ -23,6 +23,7 @@ from lenetish.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     capture_rng_state,
     load_checkpoint,
+    load_model_state,
     restore_rng_state,
     save_checkpoint,
 )
@@ -268,8 +269,8 @@ class Trainer:
             seen[name] = seen.get(name, 0) + 1
             yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
 
-    def _restore(self, checkpoint: dict[str, Any]) -> None:
-        self.model.load_state_dict(checkpoint["model"])
+    def _restore(self, checkpoint: dict[str, Any], source: str) -> None:
+        load_model_state(self.model, checkpoint["model"], source=source)
         if self.optimizer is not None and checkpoint["optimizer"] is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler is not None and checkpoint["scaler"] is not None:
@@ -327,7 +328,7 @@ class Trainer:
                 [*self.callbacks, *([schedule] if schedule else [])], key=lambda c: c.order
             )
             if checkpoint is not None:
-                self._restore(checkpoint)
+                self._restore(checkpoint, source=str(resume))
             else:
                 for callback in self._fit_callbacks:
                     callback.reset()

@@ -1,0 +1,27 @@
+"""Tests of examples/: every example script runs to the end on tiny synthetic data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.name)
+def test_example_runs(script: Path, fake_mnist: Path) -> None:
+    """The example exits 0 and reports a test accuracy."""
+    environment = {**os.environ, "LENETISH_EXAMPLE_SUBSET": "40"}
+    result = subprocess.run(
+        [sys.executable, str(script), "--data", str(fake_mnist), "--epochs", "2"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
