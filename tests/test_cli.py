@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from lenetish import History, MNISTConvNet, load_checkpoint, load_weights
+from lenetish import (
+    History,
+    MNISTConvNet,
+    Trainer,
+    load_checkpoint,
+    load_split,
+    load_weights,
+    make_loaders,
+    save_weights,
+)
 from lenetish.cli import main
 
 
@@ -74,3 +87,171 @@ def test_python_dash_m_runs_the_command() -> None:
         [sys.executable, "-m", "lenetish", "--help"], capture_output=True, text=True, check=True
     )
     assert "train" in result.stdout
+
+
+@pytest.fixture
+def trained_run(fake_mnist: Path, tmp_path: Path) -> Path:
+    """A folder holding last.pt and model.safetensors from a short run on synthetic digits."""
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(fake_mnist),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "20",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_evaluate_prints_per_class_table_and_writes_confusion(
+    trained_run: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lenetish evaluate CKPT` prints accuracy and a per-class table and draws the matrix."""
+    capsys.readouterr()
+    plot = tmp_path / "cm.png"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_run / "last.pt"),
+                "--data",
+                str(fake_mnist),
+                "--device",
+                "cpu",
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "/20)" in printed
+    assert len(re.findall(r"^\d\s+\d+\.\d\d%$", printed, flags=re.MULTILINE)) == 10
+    assert plot.exists()
+
+
+def test_predict_sample_prints_actual_and_predicted(
+    trained_run: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without images, `lenetish predict` shows N test digits like the seed, and a grid."""
+    capsys.readouterr()
+    plot = tmp_path / "p.png"
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_run / "model.safetensors"),
+                "--data",
+                str(fake_mnist),
+                "--sample",
+                "5",
+                "--seed",
+                "1",
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    actual = re.search(r"actual: +\[([\d, ]+)\]", printed)
+    predicted = re.search(r"predicted: \[([\d, ]+)\]", printed)
+    assert actual and predicted and len(actual.group(1).split(",")) == 5
+    assert plot.exists()
+
+
+def test_img_draws_training_digits(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lenetish img` writes a grid of training digits."""
+    out = tmp_path / "digits.png"
+    assert main(["img", "--data", str(fake_mnist), "--count", "9", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("format", ["safetensors", "pt2", "onnx"])
+def test_export_writes_next_to_the_checkpoint(
+    trained_run: Path, format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lenetish export CKPT --format F` writes the file beside CKPT by default."""
+    assert main(["export", str(trained_run / "last.pt"), "--format", format]) == 0
+    assert "exported to" in capsys.readouterr().out
+    assert len(list(trained_run.glob(f"last.*{format if format != 'safetensors' else 'safe'}*")))
+
+
+def test_usage_error_exits_with_two(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown option is a usage error: exit status 2."""
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--epochs"])
+    assert caught.value.code == 2
+
+
+def test_unexpected_error_is_one_line_and_debug_shows_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A non-lenetish error is one line suggesting --debug; with --debug it propagates."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("lenetish.cli.make_loaders", broken)
+    assert main(["img", "--data", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert (
+        error == "lenetish: error: unexpected RuntimeError: disk on fire (run with --debug "
+        "for details)\n"
+    )
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        main(["--debug", "img", "--data", str(tmp_path)])
+
+
+def test_every_command_has_help_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lenetish COMMAND --help` exits 0 and shows examples."""
+    for command in ("train", "evaluate", "predict", "img", "export"):
+        with pytest.raises(SystemExit) as caught:
+            main([command, "--help"])
+        assert caught.value.code == 0
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_predict_on_a_folder_of_drawn_digits(
+    real_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PNG digits, dark ink on white at arbitrary sizes and offsets, get sensible labels."""
+    loaders = make_loaders(real_mnist, subset=12_000, download=False, seed=0)
+    torch.manual_seed(0)
+    model = MNISTConvNet()
+    Trainer(model, epochs=1, device="cpu", progress=False).fit(loaders.train)
+    save_weights(model, tmp_path / "model.safetensors")
+    images, labels = load_split(real_mnist, train=False, download=False)
+    folder = tmp_path / "drawn"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(30):
+        scale = int(rng.integers(2, 6))
+        digit = Image.fromarray(255 - images[index].numpy()).resize((28 * scale, 28 * scale))
+        canvas = Image.new(
+            "L", (28 * scale + int(rng.integers(0, 80)), 28 * scale + int(rng.integers(0, 80))), 255
+        )
+        canvas.paste(digit, (int(rng.integers(0, 40)), int(rng.integers(0, 40))))
+        canvas.convert("RGB").save(folder / f"{index:02d}-{int(labels[index])}.png")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "model.safetensors"), str(folder)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 30
+    right = sum(
+        Path(line.split(":")[0]).stem.split("-")[1] == line.split(": ")[1][0] for line in lines
+    )
+    assert right >= 27

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,7 @@ def test_matches_a_hand_written_loop() -> None:
         correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in batches)
     result = evaluate(model, batches)
     assert result.total == 15 and result.correct == correct
+    assert int(result.confusion.sum()) == 15 and int(result.confusion.trace()) == correct
     assert result.accuracy == pytest.approx(correct / 15)
     assert result.loss == pytest.approx(loss / 15, rel=1e-5)
 
@@ -45,3 +48,38 @@ def test_empty_loader_is_refused() -> None:
     """A loader without samples raises InvalidArgumentError."""
     with pytest.raises(InvalidArgumentError, match="the loader yielded no samples"):
         evaluate(MNISTConvNet(), [])
+
+
+def test_confusion_and_per_class_accuracy_match_a_hand_count() -> None:
+    """The confusion matrix counts (actual, predicted) pairs; per-class accuracy follows."""
+    torch.manual_seed(1)
+    model = MNISTConvNet().eval()
+    batches = _batches()
+    expected = torch.zeros(10, 10, dtype=torch.int64)
+    with torch.no_grad():
+        for images, labels in batches:
+            for actual, guess in zip(
+                labels.tolist(), model(images).argmax(1).tolist(), strict=True
+            ):
+                expected[actual, guess] += 1
+    result = evaluate(model, batches)
+    assert torch.equal(result.confusion, expected)
+    for label in range(10):
+        row = expected[label]
+        if row.sum():
+            assert result.per_class_accuracy[label] == pytest.approx(row[label] / row.sum())
+        else:
+            assert math.isnan(result.per_class_accuracy[label])
+
+
+def test_ensemble_evaluation_uses_mean_probabilities() -> None:
+    """For a list of models, the loss is the NLL of the mean of their probabilities."""
+    torch.manual_seed(2)
+    models = [MNISTConvNet().eval(), MNISTConvNet().eval()]
+    batches = _batches()
+    with torch.no_grad():
+        total = 0.0
+        for images, labels in batches:
+            mean = (models[0](images).exp() + models[1](images).exp()) / 2
+            total += float(F.nll_loss(mean.log(), labels, reduction="sum"))
+    assert evaluate(models, batches).loss == pytest.approx(total / 15, rel=1e-5)

@@ -23,15 +23,19 @@ from lenetish.errors import (
     DeviceUnavailableError,
     InputShapeError,
     InvalidArgumentError,
+    InvalidImageError,
+    InvalidInputError,
     LenetishError,
     MissingDependencyError,
 )
-from lenetish.evaluation import EvalResult, evaluate
+from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
+from lenetish.export import export_model
 from lenetish.idx import read_idx, write_idx
 from lenetish.loaders import TensorLoader
 from lenetish.loggers import CSVLogger, ProgressBar, TensorBoardLogger
 from lenetish.models import MNISTConvNet
 from lenetish.monitors import EarlyStopping, ModelCheckpoint
+from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 
 try:
@@ -54,12 +58,15 @@ __all__ = [
     "History",
     "InputShapeError",
     "InvalidArgumentError",
+    "InvalidImageError",
+    "InvalidInputError",
     "LRSchedule",
     "LenetishError",
     "Loaders",
     "MNISTConvNet",
     "MissingDependencyError",
     "ModelCheckpoint",
+    "Prediction",
     "ProgressBar",
     "SkipBatch",
     "StopTraining",
@@ -72,10 +79,16 @@ __all__ = [
     "__version__",
     "default_root",
     "evaluate",
+    "export_model",
     "load_checkpoint",
     "load_split",
     "load_weights",
     "make_loaders",
+    "plot_confusion",
+    "plot_digits",
+    "plot_history",
+    "plot_mistakes",
+    "predict",
     "read_idx",
     "resolve_device",
     "save_weights",

@@ -1,22 +1,65 @@
-"""The ``lenetish`` command line: ``lenetish train`` (more commands grow here)."""
+"""The ``lenetish`` command line: ``train``, ``evaluate``, ``predict``, ``img``, ``export``.
+
+Exit status: 0 on success, 2 on usage errors (argparse), 1 on any other error, reported as
+one line (``--debug`` shows the full traceback instead).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lenetish.checkpoint import save_weights
+import torch
+
+from lenetish.checkpoint import load_weights, save_weights
 from lenetish.data import DATASETS, make_loaders
-from lenetish.errors import LenetishError
-from lenetish.evaluation import evaluate
+from lenetish.errors import LenetishError, MissingDependencyError
+from lenetish.evaluation import evaluate, predict
+from lenetish.export import EXPORT_FORMATS, export_model
+from lenetish.inputs import IMAGE_SUFFIXES
+from lenetish.loaders import TensorLoader
 from lenetish.loggers import CSVLogger
 from lenetish.models import MNISTConvNet
 from lenetish.monitors import ModelCheckpoint
+from lenetish.plots import plot_confusion, plot_digits
 from lenetish.trainer import Trainer
 
 __all__ = ["build_parser", "main"]
+
+_EXAMPLES = {
+    "train": "examples:\n  lenetish train --data ~/mnist --epochs 5 --out runs/a\n"
+    "  lenetish train --data ~/mnist --epochs 10 --out runs/a --resume runs/a/last.pt",
+    "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --data ~/mnist --plot cm.png",
+    "predict": "examples:\n  lenetish predict runs/a/model.safetensors --data ~/mnist --sample 4\n"
+    "  lenetish predict runs/a/model.safetensors my_digit.png more_digits/",
+    "img": "examples:\n  lenetish img --data ~/mnist --count 25 --out digits.png",
+    "export": "examples:\n  lenetish export runs/a/last.pt --format onnx --out model.onnx",
+}
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data folder (default: $LENETISH_DATA "
+        "or ~/.cache/lenetish); the idx files may be raw or .gz",
+    )
+    parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    parser.add_argument("--no-download", action="store_true", help="never download data")
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,15 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lenetish", description="Train and use LeNet-like CNNs on MNIST and its family."
     )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser("train", help="train MNISTConvNet and report test accuracy")
-    train.add_argument(
-        "--data",
-        metavar="DIR",
-        help="data folder (default: $LENETISH_DATA "
-        "or ~/.cache/lenetish); the idx files may be raw or .gz",
-    )
-    train.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+
+    train = _command(commands, "train", "train MNISTConvNet and report its test accuracy")
+    _add_data_options(train)
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=200)
     train.add_argument(
@@ -46,17 +85,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="training samples held out for validation (default: 0)",
     )
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    train.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--out",
         metavar="DIR",
-        help="write last.pt (resumable checkpoint, every epoch), model.safetensors, "
-        "history.json and history.csv here",
+        help="write last.pt (resumable, every epoch), "
+        "model.safetensors, history.json and history.csv here",
     )
     train.add_argument("--resume", metavar="CKPT", help="continue from a last.pt checkpoint")
-    train.add_argument("--no-download", action="store_true", help="never download data")
     train.add_argument("--quiet", action="store_true", help="print only the final accuracy")
+
+    evaluate_cmd = _command(commands, "evaluate", "score a trained model on the test set")
+    evaluate_cmd.add_argument("checkpoint", metavar="CKPT", help="last.pt or .safetensors")
+    _add_data_options(evaluate_cmd)
+    evaluate_cmd.add_argument("--device", default="auto")
+    evaluate_cmd.add_argument(
+        "--plot",
+        metavar="PNG",
+        default="confusion.png",
+        help="confusion-matrix picture (default: confusion.png)",
+    )
+
+    predict_cmd = _command(commands, "predict", "classify test digits or your own images")
+    predict_cmd.add_argument("checkpoint", metavar="CKPT", help="last.pt or .safetensors")
+    predict_cmd.add_argument(
+        "images", nargs="*", metavar="IMAGE", help="image files or folders of them (PNG, JPEG, ...)"
+    )
+    _add_data_options(predict_cmd)
+    predict_cmd.add_argument(
+        "--sample",
+        type=int,
+        default=4,
+        help="without IMAGE: how many random test digits (default: 4)",
+    )
+    predict_cmd.add_argument("--seed", type=int, default=None, help="seed of the sample")
+    predict_cmd.add_argument(
+        "--plot",
+        metavar="PNG",
+        default="predictions.png",
+        help="without IMAGE: picture of the sample (default: predictions.png)",
+    )
+
+    img = _command(commands, "img", "draw a grid of training digits with their labels")
+    _add_data_options(img)
+    img.add_argument("--count", type=int, default=16)
+    img.add_argument("--seed", type=int, default=None, help="seed of the random choice")
+    img.add_argument("--out", metavar="PNG", default="digits.png")
+
+    export = _command(commands, "export", "write a trained model for use elsewhere")
+    export.add_argument("checkpoint", metavar="CKPT", help="last.pt or .safetensors")
+    export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS))
+    export.add_argument("--out", metavar="FILE", help="default: next to CKPT")
     return parser
+
+
+def _test_loader(args: argparse.Namespace, *, device: str | None = None) -> TensorLoader:
+    loaders = make_loaders(
+        args.data,
+        dataset=args.dataset,
+        download=not args.no_download,
+        device=device,
+        eval_batch_size=2000,
+    )
+    assert isinstance(loaders.test, TensorLoader)
+    return loaders.test
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -78,6 +171,7 @@ def _train(args: argparse.Namespace) -> None:
         lr=args.lr,
         epochs=args.epochs,
         device=args.device,
+        precision=args.precision,
         seed=args.seed,
         callbacks=callbacks,
         progress=False if args.quiet else None,
@@ -97,17 +191,120 @@ def _format_metric(key: str, value: float) -> str:
     return f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    model = load_weights(MNISTConvNet(), args.checkpoint)
+    test = _test_loader(args, device=args.device)
+    result = evaluate(model, test)
+    print(
+        f"test accuracy {result.accuracy:.2%} ({result.correct}/{result.total}), "
+        f"loss {result.loss:.4f}"
+    )
+    classes = DATASETS[args.dataset].classes
+    print("class        accuracy")
+    for name, accuracy in zip(classes, result.per_class_accuracy, strict=True):
+        print(f"{name:<12} {accuracy:.2%}")
+    _picture(lambda: plot_confusion(result.confusion, args.plot, classes=classes))
+
+
+def _picture(draw: Callable[[], Path]) -> None:
+    """Draw a picture; without matplotlib, say so on stderr instead of failing the command."""
+    try:
+        path = draw()
+    except MissingDependencyError as exc:
+        print(f"lenetish: no picture: {exc}", file=sys.stderr)
+        return
+    print(f"picture written to {path}")
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    """A generator seeded with ``seed``, or from system entropy when it is None."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _image_files(names: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def _predict(args: argparse.Namespace) -> None:
+    model = load_weights(MNISTConvNet(), args.checkpoint)
+    if args.images:
+        files = _image_files(args.images)
+        prediction = predict(model, [str(f) for f in files], dataset=args.dataset)
+        for file, label, confidence in zip(
+            files, prediction.labels.tolist(), prediction.confidence.tolist(), strict=True
+        ):
+            print(f"{file}: {DATASETS[args.dataset].classes[label]} (probability {confidence:.3f})")
+        return
+    test = _test_loader(args)
+    chosen = torch.randperm(test.num_samples, generator=_generator(args.seed))[: args.sample]
+    images, labels = test.images[chosen], test.labels[chosen]
+    predicted = model.eval()(images).argmax(dim=1)
+    print(f"actual:    {labels.tolist()}")
+    print(f"predicted: {predicted.tolist()}")
+    _picture(
+        lambda: plot_digits(
+            images, args.plot, labels=labels, predicted=predicted, title="actual / predicted"
+        )
+    )
+
+
+def _img(args: argparse.Namespace) -> None:
+    loaders = make_loaders(args.data, dataset=args.dataset, download=not args.no_download)
+    assert isinstance(loaders.train, TensorLoader)
+    chosen = torch.randperm(loaders.train.num_samples, generator=_generator(args.seed))
+    chosen = chosen[: args.count]
+    path = plot_digits(
+        loaders.train.images[chosen],
+        args.out,
+        labels=loaders.train.labels[chosen],
+        title="training digits",
+    )
+    print(f"picture written to {path}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    model = load_weights(MNISTConvNet(), args.checkpoint)
+    checkpoint = Path(args.checkpoint)
+    out = args.out or checkpoint.with_name(checkpoint.stem + EXPORT_FORMATS[args.format])
+    print(f"exported to {export_model(model, out, format=args.format)}")
+
+
+_HANDLERS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "img": _img,
+    "export": _export,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lenetish`` command with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 1 when lenetish reports an error.
+        The exit status: 0 on success, 1 on an error (usage errors exit with 2).
     """
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            _train(args)
-    except LenetishError as exc:
-        print(f"lenetish: error: {exc}", file=sys.stderr)
+        with torch.inference_mode(args.command in ("predict", "img")):
+            _HANDLERS[args.command](args)
+    except Exception as exc:
+        if args.debug:
+            raise
+        kind = "" if isinstance(exc, LenetishError) else f"unexpected {type(exc).__name__}: "
+        hint = "" if isinstance(exc, LenetishError) else " (run with --debug for details)"
+        print(f"lenetish: error: {kind}{exc}{hint}".replace("\n", " "), file=sys.stderr)
         return 1
     return 0

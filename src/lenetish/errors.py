@@ -14,6 +14,8 @@ __all__ = [
     "DeviceUnavailableError",
     "InputShapeError",
     "InvalidArgumentError",
+    "InvalidImageError",
+    "InvalidInputError",
     "LenetishError",
     "MissingDependencyError",
 ]
@@ -29,6 +31,14 @@ class InvalidArgumentError(LenetishError, ValueError):
 
 class InputShapeError(LenetishError, ValueError):
     """A tensor has the wrong shape (the message gives the expected and the received shape)."""
+
+
+class InvalidInputError(LenetishError, ValueError):
+    """Inputs to ``predict`` cannot be used: empty, NaN/Inf, a wrong dtype or a blank image."""
+
+
+class InvalidImageError(LenetishError, ValueError):
+    """An image file is missing, unreadable, not an image, or too large to open safely."""
 
 
 class DeviceUnavailableError(LenetishError, RuntimeError):

@@ -1,35 +1,30 @@
-"""Measuring a trained model: ``evaluate`` (loss and accuracy over a loader)."""
+"""Measuring and using a trained model: ``evaluate`` over a loader, ``predict`` on any input.
+
+Both accept one model or a list of models (an ensemble: the mean of their probabilities), run
+under :func:`torch.inference_mode` in eval mode, and restore each model's mode afterwards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
+from lenetish.data import DATASETS
 from lenetish.errors import InvalidArgumentError
+from lenetish.inputs import prepare_inputs
 
-__all__ = ["EvalResult", "RunningScore", "evaluate"]
+__all__ = ["EvalResult", "Prediction", "RunningScore", "evaluate", "predict"]
 
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Scores of a model on a dataset.
-
-    Attributes:
-        loss: mean negative log-likelihood per sample.
-        accuracy: fraction of samples classified correctly, in ``[0, 1]``.
-        correct: number of samples classified correctly.
-        total: number of samples seen.
-    """
-
-    loss: float
-    accuracy: float
-    correct: int
-    total: int
+ModelOrModels = nn.Module | Sequence[nn.Module]
 
 
 class RunningScore:
@@ -57,58 +52,188 @@ class RunningScore:
         }
 
 
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of a model (or an ensemble) on a dataset.
+
+    Attributes:
+        loss: mean negative log-likelihood per sample (of the ensemble's mean probabilities).
+        accuracy: fraction of samples classified correctly, in ``[0, 1]``.
+        correct: number of samples classified correctly.
+        total: number of samples seen.
+        per_class_accuracy: accuracy on the samples of each class (NaN for an absent class).
+        confusion: ``(classes, classes)`` int64 counts; row = actual, column = predicted.
+    """
+
+    loss: float
+    accuracy: float
+    correct: int
+    total: int
+    per_class_accuracy: tuple[float, ...]
+    confusion: Tensor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :func:`predict` returns.
+
+    Attributes:
+        labels: int64 ``(N,)`` predicted classes.
+        probabilities: float ``(N, classes)``, each row summing to 1 (for an ensemble, the
+            mean of its members' probabilities).
+    """
+
+    labels: Tensor
+    probabilities: Tensor
+
+    @property
+    def confidence(self) -> Tensor:
+        """The probability of each predicted label, ``(N,)``."""
+        return self.probabilities.max(dim=1).values
+
+
+def _as_list(model_or_models: ModelOrModels) -> list[nn.Module]:
+    models = [model_or_models] if isinstance(model_or_models, nn.Module) else list(model_or_models)
+    if not models or not all(isinstance(m, nn.Module) for m in models):
+        raise InvalidArgumentError(
+            "pass a torch.nn.Module or a non-empty list of them (an ensemble)"
+        )
+    return models
+
+
 def _model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+@contextmanager
+def _inference(models: list[nn.Module], device: torch.device) -> Iterator[None]:
+    """Models on ``device`` in eval mode under inference_mode; their modes restored after."""
+    modes = [model.training for model in models]
+    for model in models:
+        model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        for model, mode in zip(models, modes, strict=True):
+            model.train(mode)
+
+
+def _log_probabilities(models: list[nn.Module], images: Tensor) -> Tensor:
+    """Log of the mean of the members' probabilities, ``(B, classes)``."""
+    if len(models) == 1:
+        single: Tensor = models[0](images)
+        return single.float()
+    stacked = torch.stack([model(images).float() for model in models])  # (M, B, C)
+    return torch.logsumexp(stacked, dim=0) - math.log(len(models))
+
+
 def evaluate(
-    model: nn.Module,
+    model: ModelOrModels,
     loader: Iterable[tuple[Tensor, Tensor]],
     *,
     device: DeviceLike | None = None,
+    num_classes: int = 10,
 ) -> EvalResult:
-    """Compute the mean loss and the accuracy of ``model`` over every batch of ``loader``.
+    """Score a model (or an ensemble) over every batch of ``loader``.
 
-    The model must return log-probabilities (as :class:`~lenetish.MNISTConvNet` does). It runs
-    in eval mode under :func:`torch.inference_mode`; its train/eval mode is restored after.
+    The models must return log-probabilities (as :class:`~lenetish.MNISTConvNet` does).
 
     Args:
-        model: the network to score.
+        model: a network, or a list of networks whose probabilities are averaged.
         loader: any iterable of ``(images, labels)`` batches.
-        device: where to run (``None``: where the model's parameters are).
+        device: where to run (``None``: where the first model's parameters are).
+        num_classes: the number of classes (the size of the confusion matrix).
 
     Returns:
         The :class:`EvalResult`.
 
     Raises:
-        InvalidArgumentError: ``loader`` yielded no samples.
+        InvalidArgumentError: ``loader`` yielded no samples, or ``model`` is not a model.
 
     Example:
         >>> from lenetish import MNISTConvNet
         >>> batch = (torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))
-        >>> evaluate(MNISTConvNet(), [batch]).total
-        4
+        >>> result = evaluate(MNISTConvNet(), [batch])
+        >>> result.total, result.confusion.shape
+        (4, torch.Size([10, 10]))
     """
-    target = _model_device(model) if device is None else resolve_device(device)
-    was_training = model.training
-    model.to(target).eval()
+    models = _as_list(model)
+    check_positive_int("num_classes", num_classes)
+    target = _model_device(models[0]) if device is None else resolve_device(device)
     score = RunningScore(target)
-    try:
-        with torch.inference_mode():
-            for images, labels in loader:
-                images = images.to(target, non_blocking=True)
-                labels = labels.to(target, non_blocking=True)
-                log_probs = model(images)
-                score.add(F.nll_loss(log_probs, labels), log_probs, labels)
-    finally:
-        model.train(was_training)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=target)
+    with _inference(models, target):
+        for images, labels in loader:
+            images = images.to(target, non_blocking=True)
+            labels = labels.to(target, non_blocking=True)
+            log_probs = _log_probabilities(models, images)
+            score.add(F.nll_loss(log_probs, labels), log_probs, labels)
+            pairs = labels * num_classes + log_probs.argmax(dim=1)
+            confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
     if score.seen == 0:
         raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
+    matrix = confusion.reshape(num_classes, num_classes).cpu()
+    per_class = matrix.diagonal().double() / matrix.sum(dim=1).double()  # NaN if absent
     metrics = score.metrics()
     return EvalResult(
         loss=metrics["loss"],
         accuracy=metrics["accuracy"],
         correct=int(score.correct),
         total=score.seen,
+        per_class_accuracy=tuple(per_class.tolist()),
+        confusion=matrix,
     )
+
+
+def predict(
+    model: ModelOrModels,
+    inputs: Any,
+    *,
+    device: DeviceLike | None = None,
+    batch_size: int = 4096,
+    dataset: str = "mnist",
+) -> Prediction:
+    """Classify images with a model, or with an ensemble (the mean of its probabilities).
+
+    Args:
+        model: a network returning log-probabilities, or a list of them.
+        inputs: a tensor or numpy array ``(28, 28)``, ``(N, 28, 28)`` or ``(N, 1, 28, 28)``
+            with uint8 (0-255) or float (0-1) pixels, white ink on black as in MNIST; a PIL
+            image or an image file path (any size, either polarity: prepared the way MNIST was
+            made); or a list mixing these.
+        device: where to run (``None``: where the first model's parameters are).
+        batch_size: images per forward pass.
+        dataset: the dataset the model was trained on (its normalisation is applied).
+
+    Returns:
+        The :class:`Prediction`.
+
+    Raises:
+        InputShapeError: a tensor or array has the wrong rank or size.
+        InvalidInputError: the batch is empty, holds NaN/Inf, or has an unsupported dtype.
+        InvalidImageError: a file is missing, not an image, or too large.
+        InvalidArgumentError: ``batch_size`` or ``dataset`` is invalid.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> prediction = predict(MNISTConvNet(), torch.zeros(3, 28, 28, dtype=torch.uint8))
+        >>> prediction.labels.shape, prediction.probabilities.shape
+        (torch.Size([3]), torch.Size([3, 10]))
+    """
+    models = _as_list(model)
+    check_positive_int("batch_size", batch_size)
+    if dataset not in DATASETS:
+        raise InvalidArgumentError(
+            f"dataset={dataset!r} is not supported; use one of {', '.join(sorted(DATASETS))}"
+        )
+    target = _model_device(models[0]) if device is None else resolve_device(device)
+    images = prepare_inputs(inputs, DATASETS[dataset]).to(target)
+    with _inference(models, target):
+        chunks = [
+            _log_probabilities(models, images[start : start + batch_size]).exp()
+            for start in range(0, images.shape[0], batch_size)
+        ]
+    probabilities = torch.cat(chunks).cpu()
+    return Prediction(labels=probabilities.argmax(dim=1), probabilities=probabilities)

@@ -1,0 +1,108 @@
+"""Exporting a trained model: safetensors weights, TorchScript, and ONNX (``export`` extra)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lenetish.checkpoint import atomic_write, save_weights
+from lenetish.errors import InvalidArgumentError, MissingDependencyError
+
+__all__ = ["EXPORT_FORMATS", "export_model"]
+
+EXPORT_FORMATS = {
+    "safetensors": ".safetensors",
+    "pt2": ".pt2",
+    "torchscript": ".torchscript.pt",
+    "onnx": ".onnx",
+}
+
+
+def export_model(
+    model: nn.Module, path: str | os.PathLike[str], *, format: str = "safetensors"
+) -> Path:
+    """Write ``model`` for use elsewhere, in one of three formats.
+
+    * ``"safetensors"``: the weights only (load them with :func:`~lenetish.load_weights`).
+    * ``"pt2"``: a :func:`torch.export` program (``torch.export.load``), batch size dynamic.
+    * ``"torchscript"``: a traced TorchScript module (``torch.jit.load``); PyTorch deprecates
+      TorchScript in favour of ``torch.export``, so prefer ``"pt2"`` for new work.
+    * ``"onnx"``: an ONNX graph with input ``images`` ``(batch, 1, 28, 28)`` (any batch size)
+      and output ``log_probabilities`` ``(batch, 10)``; needs the ``export`` extra.
+
+    Args:
+        model: the trained network (it is put in eval mode on the CPU for tracing; its mode
+            is restored).
+        path: the file to write (atomically for safetensors and TorchScript).
+        format: ``"safetensors"``, ``"pt2"``, ``"torchscript"`` or ``"onnx"``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        InvalidArgumentError: ``format`` is unknown.
+        MissingDependencyError: ONNX export without the ``export`` extra installed.
+        CheckpointError: the file cannot be written.
+    """
+    if format not in EXPORT_FORMATS:
+        raise InvalidArgumentError(
+            f"format={format!r} is not supported; use one of {', '.join(EXPORT_FORMATS)}"
+        )
+    target = Path(path)
+    if format == "safetensors":
+        save_weights(model, target)
+        return target
+    was_training = model.training
+    device = next(model.parameters()).device
+    cpu_model = model.to("cpu").eval()
+    example = torch.zeros(2, 1, 28, 28)
+    try:
+        if format == "pt2":
+            program = torch.export.export(
+                cpu_model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+            )
+            atomic_write(target, lambda handle: torch.export.save(program, handle))
+        elif format == "torchscript":
+            with warnings.catch_warnings():
+                # The input-shape check is constant in a traced graph, as intended, and the
+                # deprecation is documented above.
+                warnings.filterwarnings("ignore", message="Converting a tensor to a Python")
+                warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+                traced = torch.jit.trace(cpu_model, example)  # type: ignore[no-untyped-call]
+                atomic_write(target, lambda handle: torch.jit.save(traced, handle))
+        else:
+            _export_onnx(cpu_model, example, target)
+    finally:
+        model.to(device).train(was_training)
+    return target
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+    try:
+        import onnx  # noqa: F401  (the exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "ONNX export needs onnx and onnxscript; install them with "
+            "pip install 'lenetish[export]'"
+        ) from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.onnx")
+    try:
+        torch.onnx.export(
+            model,
+            (example,),
+            str(temporary),
+            input_names=["images"],
+            output_names=["log_probabilities"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            dynamo=True,
+            verbose=False,
+        )
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,0 +1,222 @@
+"""Headless PNG figures: digit grids, predictions, confusion matrix, training curves, mistakes.
+
+Needs the ``plot`` extra (matplotlib). Figures are drawn on matplotlib's Agg canvas directly,
+so nothing here changes the user's pyplot backend or opens a window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lenetish.callbacks import History
+from lenetish.errors import InvalidArgumentError, MissingDependencyError
+
+__all__ = ["plot_confusion", "plot_digits", "plot_history", "plot_mistakes"]
+
+
+def _figure(width: float, height: float) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "plotting needs matplotlib; install it with pip install 'lenetish[plot]'"
+        ) from exc
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, format="png")
+    return target
+
+
+def _as_images(images: Tensor) -> Tensor:
+    """``(N, 28, 28)`` float on the CPU from ``(N, 1, 28, 28)`` or ``(N, 28, 28)``."""
+    pictures = images.detach().cpu().float()
+    if pictures.dim() == 4 and pictures.shape[1] == 1:
+        pictures = pictures[:, 0]
+    if pictures.dim() != 3 or pictures.shape[0] == 0:
+        raise InvalidArgumentError(
+            f"expected a non-empty batch of shape (N, 1, H, W) or (N, H, W), got "
+            f"{tuple(images.shape)}"
+        )
+    return pictures
+
+
+def plot_digits(
+    images: Tensor,
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[int] | Tensor | None = None,
+    predicted: Sequence[int] | Tensor | None = None,
+    notes: Sequence[str] | None = None,
+    columns: int = 8,
+    title: str | None = None,
+) -> Path:
+    """Draw a grid of digits, captioned with labels and, if given, predictions.
+
+    With ``predicted``, each caption reads ``actual / predicted`` and wrong ones are red.
+
+    Args:
+        images: ``(N, 1, 28, 28)`` or ``(N, 28, 28)``, any value range.
+        path: the PNG to write.
+        labels: the true labels.
+        predicted: predicted labels.
+        notes: an extra caption line per image (e.g. a probability).
+        columns: images per row.
+        title: a title over the grid.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed.
+        InvalidArgumentError: ``images`` is empty or of the wrong shape.
+    """
+    pictures = _as_images(images)
+    count = pictures.shape[0]
+    columns = max(1, min(columns, count))
+    rows = math.ceil(count / columns)
+    figure = _figure(1.3 * columns, 1.5 * rows + (0.4 if title else 0))
+    for index in range(count):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(pictures[index].numpy(), cmap="gray")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        caption, colour = [], "black"
+        if labels is not None:
+            caption.append(str(int(labels[index])))
+        if predicted is not None:
+            guess = int(predicted[index])
+            caption.append(f"pred {guess}")
+            if labels is not None and guess != int(labels[index]):
+                colour = "red"
+        if notes is not None:
+            caption.append(notes[index])
+        axes.set_title(
+            " / ".join(caption[:2]) + ("\n" + caption[2] if len(caption) > 2 else ""),
+            fontsize=8,
+            color=colour,
+        )
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_mistakes(
+    images: Tensor,
+    labels: Tensor,
+    probabilities: Tensor,
+    path: str | os.PathLike[str],
+    *,
+    count: int = 16,
+) -> Path:
+    """Draw the ``count`` most confidently misclassified images, with their confidence.
+
+    Args:
+        images: ``(N, 1, 28, 28)`` or ``(N, 28, 28)``.
+        labels: true labels ``(N,)``.
+        probabilities: predicted probabilities ``(N, classes)`` (e.g. from ``predict``).
+        path: the PNG to write.
+        count: how many mistakes to show at most.
+
+    Raises:
+        InvalidArgumentError: there are no mistakes to show.
+        MissingDependencyError: matplotlib is not installed.
+    """
+    confidence, predicted = probabilities.cpu().max(dim=1)
+    wrong = (predicted != labels.cpu()).nonzero().flatten()
+    if wrong.numel() == 0:
+        raise InvalidArgumentError("there are no misclassified images to plot")
+    chosen = wrong[confidence[wrong].argsort(descending=True)[:count]]
+    return plot_digits(
+        images[chosen.to(images.device)],
+        path,
+        labels=labels.cpu()[chosen],
+        predicted=predicted[chosen],
+        notes=[f"p={float(confidence[i]):.3f}" for i in chosen],
+        title="most confident mistakes (actual / predicted)",
+    )
+
+
+def plot_confusion(
+    confusion: Tensor, path: str | os.PathLike[str], *, classes: Sequence[str] | None = None
+) -> Path:
+    """Draw a confusion matrix (rows: actual, columns: predicted) with its counts.
+
+    Raises:
+        InvalidArgumentError: ``confusion`` is not a square matrix.
+        MissingDependencyError: matplotlib is not installed.
+    """
+    matrix = confusion.detach().cpu()
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise InvalidArgumentError(f"confusion must be square, got {tuple(matrix.shape)}")
+    size = matrix.shape[0]
+    names = list(classes) if classes is not None else [str(i) for i in range(size)]
+    figure = _figure(7, 6)
+    axes = figure.add_subplot(1, 1, 1)
+    shown = torch.log1p(matrix.double()).numpy()  # the diagonal would hide everything else
+    axes.imshow(shown, cmap="Blues")
+    for row in range(size):
+        for column in range(size):
+            value = int(matrix[row, column])
+            if value:
+                axes.text(
+                    column,
+                    row,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if row == column else "black",
+                )
+    axes.set_xticks(range(size), names, rotation=45, ha="right")
+    axes.set_yticks(range(size), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    correct = int(matrix.trace())
+    axes.set_title(f"accuracy {correct / max(int(matrix.sum()), 1):.2%}")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
+    """Draw loss and accuracy per epoch (training and, when present, validation).
+
+    Raises:
+        InvalidArgumentError: the history has no rows.
+        MissingDependencyError: matplotlib is not installed.
+    """
+    if not len(history):
+        raise InvalidArgumentError("the history is empty: train for an epoch first")
+    figure = _figure(10, 4)
+    epochs = history.column("epoch")
+    for position, metric in enumerate(("loss", "accuracy"), start=1):
+        axes = figure.add_subplot(1, 2, position)
+        for prefix in ("", "val_"):
+            values = history.column(prefix + metric)
+            if values:
+                axes.plot(
+                    epochs[: len(values)],
+                    values,
+                    marker="o",
+                    label="validation" if prefix else "training",
+                )
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.legend()
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,239 @@
+"""Tests of lenetish.inputs and predict: every input kind and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from lenetish import (
+    DATASETS,
+    InputShapeError,
+    InvalidArgumentError,
+    InvalidImageError,
+    InvalidInputError,
+    MNISTConvNet,
+    predict,
+)
+from lenetish.inputs import mnistify, prepare_inputs
+
+MNIST = DATASETS["mnist"]
+
+
+def _digit_on_white(width: int = 120, height: int = 200) -> Image.Image:
+    """A dark vertical stroke with a foot, on a white background, off centre."""
+    pixels = np.full((height, width), 255, dtype=np.uint8)
+    pixels[20:170, 30:45] = 10  # the stem
+    pixels[150:170, 30:90] = 10  # the foot
+    return Image.fromarray(pixels, mode="L")
+
+
+def test_tensor_shapes_become_a_normalised_batch() -> None:
+    """(28, 28), (N, 28, 28) and (N, 1, 28, 28) tensors become (N, 1, 28, 28) normalised."""
+    single = torch.full((28, 28), 255, dtype=torch.uint8)
+    assert prepare_inputs(single, MNIST).shape == (1, 1, 28, 28)
+    assert prepare_inputs(torch.zeros(3, 28, 28), MNIST).shape == (3, 1, 28, 28)
+    batch = prepare_inputs(torch.ones(2, 1, 28, 28), MNIST)
+    torch.testing.assert_close(batch, torch.full((2, 1, 28, 28), (1 - 0.1307) / 0.3081))
+
+
+def test_uint8_and_float_inputs_agree() -> None:
+    """uint8 0-255 and float 0-1 versions of the same image give the same input."""
+    pixels = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
+    torch.testing.assert_close(
+        prepare_inputs(pixels, MNIST), prepare_inputs(pixels.float() / 255, MNIST)
+    )
+
+
+def test_numpy_arrays_are_accepted() -> None:
+    """A numpy array is read like a tensor."""
+    assert prepare_inputs(np.zeros((4, 28, 28), dtype=np.uint8), MNIST).shape == (4, 1, 28, 28)
+
+
+def test_pil_image_and_file_path_are_prepared_like_mnist(tmp_path: Path) -> None:
+    """A PIL image and the same image saved as PNG give the same MNIST-style input."""
+    image = _digit_on_white()
+    image.save(tmp_path / "digit.png")
+    from_pil = prepare_inputs(image, MNIST)
+    from_file = prepare_inputs(str(tmp_path / "digit.png"), MNIST)
+    assert from_pil.shape == (1, 1, 28, 28)
+    torch.testing.assert_close(from_pil, from_file)
+
+
+def test_a_list_mixes_input_kinds(tmp_path: Path) -> None:
+    """A list of a tensor, an array, a PIL image and a path is one batch in that order."""
+    _digit_on_white().save(tmp_path / "d.png")
+    inputs = [
+        torch.zeros(28, 28),
+        np.zeros((2, 28, 28), np.uint8),
+        _digit_on_white(),
+        tmp_path / "d.png",
+    ]
+    assert prepare_inputs(inputs, MNIST).shape == (5, 1, 28, 28)
+
+
+def test_mnistify_inverts_crops_scales_and_centres() -> None:
+    """Dark ink on white becomes white ink on black, within 20x20, centred by mass."""
+    digit = mnistify(_digit_on_white()).float()
+    assert digit.shape == (28, 28)
+    assert digit[0].max() == 0 and digit[:, 0].max() == 0  # black background
+    rows, columns = torch.nonzero(digit > 0, as_tuple=True)
+    assert int(rows.max() - rows.min()) + 1 <= 20 and int(columns.max() - columns.min()) + 1 <= 20
+    grid_y, grid_x = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    centre = ((grid_y * digit).sum() / digit.sum(), (grid_x * digit).sum() / digit.sum())
+    assert abs(float(centre[0]) - 14) < 1.0 and abs(float(centre[1]) - 14) < 1.0
+
+
+def test_mnistify_keeps_the_aspect_ratio() -> None:
+    """A tall thin stroke stays tall and thin: 20 pixels high, a few wide."""
+    pixels = np.zeros((300, 300), dtype=np.uint8)
+    pixels[50:250, 140:160] = 255  # 200 x 20, white on black
+    digit = mnistify(Image.fromarray(pixels))
+    rows, columns = torch.nonzero(digit > 64, as_tuple=True)
+    assert int(rows.max() - rows.min()) + 1 == 20
+    assert 1 <= int(columns.max() - columns.min()) + 1 <= 3
+
+
+def test_mnistify_puts_transparent_backgrounds_on_white() -> None:
+    """An RGBA drawing with a transparent background reads as dark ink on white."""
+    rgba = np.zeros((60, 60, 4), dtype=np.uint8)
+    rgba[10:50, 25:35] = (0, 0, 0, 255)  # opaque black stroke, the rest transparent
+    digit = mnistify(Image.fromarray(rgba, mode="RGBA"))
+    assert digit[14, 14] > 200 and digit[0, 0] == 0
+
+
+def test_blank_image_is_refused() -> None:
+    """An image of one colour raises InvalidInputError."""
+    with pytest.raises(InvalidInputError, match="one colour: there is no digit"):
+        mnistify(Image.new("L", (40, 40), 255))
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ((784,), r"\(784,\)"),
+        ((2, 2, 1, 28, 28), r"\(2, 2, 1, 28, 28\)"),
+        ((2, 32, 32), r"\(2, 32, 32\)"),
+    ],
+)
+def test_wrong_rank_or_size_is_refused(shape: tuple[int, ...], expected: str) -> None:
+    """A tensor of the wrong rank or size raises InputShapeError with its shape."""
+    with pytest.raises(InputShapeError, match=rf"expected images of shape.*got {expected}"):
+        prepare_inputs(torch.zeros(shape), MNIST)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_inf_are_refused(bad: float) -> None:
+    """NaN or infinite pixels raise InvalidInputError."""
+    images = torch.zeros(2, 28, 28)
+    images[1, 3, 3] = bad
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        prepare_inputs(images, MNIST)
+
+
+def test_unsupported_dtype_is_refused() -> None:
+    """Integer pixels other than uint8 raise InvalidInputError naming the dtype."""
+    with pytest.raises(InvalidInputError, match=r"dtype torch.int64 are not supported"):
+        prepare_inputs(torch.zeros(28, 28, dtype=torch.int64), MNIST)
+
+
+@pytest.mark.parametrize("empty", [torch.zeros(0, 28, 28), []])
+def test_empty_batch_is_refused(empty: object) -> None:
+    """An empty tensor or an empty list raises InvalidInputError."""
+    with pytest.raises(InvalidInputError, match="the batch is empty"):
+        prepare_inputs(empty, MNIST)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    """A path that does not exist raises InvalidImageError naming it."""
+    with pytest.raises(InvalidImageError, match=r"nope.png does not exist"):
+        prepare_inputs(tmp_path / "nope.png", MNIST)
+
+
+def test_non_image_file_is_refused(tmp_path: Path) -> None:
+    """A file that is not an image raises InvalidImageError."""
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(InvalidImageError, match=r"notes.png is not an image file"):
+        prepare_inputs(tmp_path / "notes.png", MNIST)
+
+
+def test_huge_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image above the pixel limit is refused before it is decoded."""
+    monkeypatch.setattr("lenetish.inputs.MAX_PIXELS", 1000)
+    Image.new("L", (100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(InvalidImageError, match=r"100x100 pixels, more than the 1,000"):
+        prepare_inputs(tmp_path / "big.png", MNIST)
+
+
+def test_unknown_input_type_is_refused() -> None:
+    """Something that is no image at all raises InvalidInputError naming its type."""
+    with pytest.raises(InvalidInputError, match="cannot predict on a dict"):
+        prepare_inputs({"image": 1}, MNIST)
+
+
+def test_predict_returns_labels_and_probabilities() -> None:
+    """Predict gives int64 labels (N,) and probability rows summing to one."""
+    torch.manual_seed(0)
+    prediction = predict(MNISTConvNet(), torch.rand(5, 28, 28))
+    assert prediction.labels.dtype == torch.int64 and prediction.labels.shape == (5,)
+    torch.testing.assert_close(prediction.probabilities.sum(dim=1), torch.ones(5))
+    assert torch.equal(prediction.labels, prediction.probabilities.argmax(dim=1))
+    assert torch.equal(prediction.confidence, prediction.probabilities.max(dim=1).values)
+
+
+def test_predict_with_a_list_of_models_averages_probabilities() -> None:
+    """An ensemble's probabilities are the mean of its members'."""
+    torch.manual_seed(0)
+    models = [MNISTConvNet(), MNISTConvNet()]
+    images = torch.rand(4, 28, 28)
+    members = [predict(model, images).probabilities for model in models]
+    torch.testing.assert_close(predict(models, images).probabilities, (members[0] + members[1]) / 2)
+
+
+def test_predict_restores_the_training_mode() -> None:
+    """A model in training mode is back in training mode after predict."""
+    model = MNISTConvNet(dropout=0.5).train()
+    predict(model, torch.rand(2, 28, 28))
+    assert model.training
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"dataset": "emnist"}, "dataset='emnist' is not supported"),
+    ],
+)
+def test_predict_settings_are_checked(options: dict[str, object], message: str) -> None:
+    """Bad predict settings raise InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        predict(MNISTConvNet(), torch.rand(1, 28, 28), **options)  # type: ignore[arg-type]
+
+
+def test_predict_refuses_something_that_is_not_a_model() -> None:
+    """A list that holds no models raises InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match="a non-empty list of them"):
+        predict([], torch.rand(1, 28, 28))
+
+
+@settings(max_examples=20, deadline=None)
+@given(count=st.integers(2, 60), split=st.integers(1, 59), batch_size=st.integers(1, 64))
+def test_batch_prediction_equals_its_parts(count: int, split: int, batch_size: int) -> None:
+    """Predicting a batch equals predicting its two parts and concatenating."""
+    split = min(split, count - 1)
+    torch.manual_seed(count)
+    model = MNISTConvNet()
+    images = torch.rand(count, 28, 28)
+    whole = predict(model, images, batch_size=batch_size)
+    parts = [predict(model, images[:split]), predict(model, images[split:])]
+    joined = torch.cat([part.probabilities for part in parts])
+    torch.testing.assert_close(whole.probabilities, joined, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(whole.probabilities.sum(dim=1), torch.ones(count))
+    top2 = whole.probabilities.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-4  # labels can only differ on near-ties
+    assert torch.equal(whole.labels[clear], torch.cat([p.labels for p in parts])[clear])
