@@ -4,7 +4,9 @@ Trains a dropout MNISTConvNet (so torch's RNG matters) on synthetic digits with 
 one-cycle schedule and a validation split, checkpointing every epoch into OUT, and writes the
 final weights to OUT/final.safetensors. ``--kill-at-step N`` kills the process with SIGKILL
 right after optimizer step N, as a crash would; ``--stop-after-epoch N`` ends the run
-cleanly after epoch N (a schedule still planned for ``--epochs``).
+cleanly after epoch N (a schedule still planned for ``--epochs``); ``--kill-in-save N``
+kills it during the N-th checkpoint write, after the temporary file is written and before it
+is renamed over ``last.pt``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,23 @@ class StopAfterEpoch(Callback):
             trainer.should_stop = True
 
 
+def kill_during_save(write_number: int) -> None:
+    """Make the given checkpoint write (1-based) SIGKILL the process just before its rename."""
+    import lenetish.checkpoint
+
+    real_replace = os.replace
+    writes = 0
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == write_number:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(source, target)
+
+    lenetish.checkpoint.os.replace = replace  # type: ignore[assignment]
+
+
 def main() -> None:
     """Run (or resume) the training described in the module docstring."""
     parser = argparse.ArgumentParser()
@@ -61,9 +80,12 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--kill-at-step", type=int, default=None)
     parser.add_argument("--stop-after-epoch", type=int, default=None)
+    parser.add_argument("--kill-in-save", type=int, default=None)
     args = parser.parse_args()
 
     torch.set_num_threads(1)
+    if args.kill_in_save is not None:
+        kill_during_save(args.kill_in_save)
     data = write_fake_mnist(args.out / "data", num_train=120, num_test=20)
     loaders = make_loaders(data, batch_size=25, val_size=20, download=False, seed=4)
     torch.manual_seed(11)

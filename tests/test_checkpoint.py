@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from lenetish import CheckpointError, MNISTConvNet, load_checkpoint, load_weights, save_weights
 from lenetish.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
-from tests.training_helpers import digit_batches, quick_trainer
+from tests.training_helpers import digit_batches, quick_trainer, run_script, weights_equal
 
 
 def _trained_checkpoint(path: Path) -> dict[str, Any]:
@@ -181,3 +181,31 @@ def test_rng_state_round_trip() -> None:
     first = (random.random(), float(np.random.rand()), torch.rand(2).tolist())
     restore_rng_state(state)
     assert (random.random(), float(np.random.rand()), torch.rand(2).tolist()) == first
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    """Killed at random steps or inside a checkpoint write, a run resumes to the same weights."""
+    straight = tmp_path / "straight"
+    assert run_script(straight, "--epochs", "3").returncode == 0
+    moments = [("--kill-at-step", str(step)) for step in random.Random(7).sample(range(5, 12), 2)]
+    moments.append(("--kill-in-save", "2"))  # dies while writing epoch 2's checkpoint
+    for index, (option, value) in enumerate(moments):
+        crashed = tmp_path / f"crashed-{index}"
+        killed = run_script(crashed, "--epochs", "3", option, value)
+        assert killed.returncode == -9, killed.stderr
+        last = crashed / "ckpt" / "last.pt"
+        assert load_checkpoint(last)["epoch"] >= 1  # the last complete checkpoint loads
+        resumed = run_script(crashed, "--epochs", "3", "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert weights_equal(straight / "final.safetensors", crashed / "final.safetensors")
+
+
+@pytest.mark.slow
+def test_kill_inside_a_write_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
+    """A SIGKILL between writing the temporary file and renaming it keeps last.pt as it was."""
+    crashed = tmp_path / "crashed"
+    assert run_script(crashed, "--epochs", "3", "--kill-in-save", "2").returncode == -9
+    assert load_checkpoint(crashed / "ckpt" / "last.pt")["epoch"] == 1
+    leftovers = [p.name for p in (crashed / "ckpt").iterdir() if p.name != "last.pt"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".last.pt.")

@@ -255,3 +255,55 @@ def test_predict_on_a_folder_of_drawn_digits(
         Path(line.split(":")[0]).stem.split("-")[1] == line.split(": ")[1][0] for line in lines
     )
     assert right >= 27
+
+
+def _corrupt_copy(fake_mnist: Path) -> Path:
+    path = fake_mnist / "train-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:20])
+    return fake_mnist
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (lambda d, t: ["train", "--data", str(t), "--no-download"], "train files not found"),
+        (lambda d, t: ["train", "--data", str(_corrupt_copy(d))], "is truncated"),
+        (lambda d, t: ["train", "--data", str(d), "--epochs", "0"], "epochs must be a positive"),
+        (lambda d, t: ["train", "--data", str(d), "--lr", "-1"], "lr must be a positive"),
+        (lambda d, t: ["train", "--data", str(d), "--batch-size", "0"], "batch_size must be"),
+        (lambda d, t: ["train", "--data", str(d), "--device", "tpu"], "device='tpu' is not"),
+        (lambda d, t: ["evaluate", str(t / "missing.pt"), "--data", str(d)], "does not exist"),
+        (lambda d, t: ["predict", str(_not_a_checkpoint(t)), "x.png"], "is damaged or truncated"),
+        (lambda d, t: ["export", str(t / "missing.pt"), "--format", "onnx"], "does not exist"),
+    ],
+)
+def test_bad_inputs_are_one_line_with_status_one(
+    fake_mnist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    arguments: object,
+    message: str,
+) -> None:
+    """Each bad input on the command line gives one `lenetish: error:` line and status 1."""
+    assert main(arguments(fake_mnist, tmp_path)) == 1  # type: ignore[operator]
+    error = capsys.readouterr().err
+    assert error.startswith("lenetish: error: ") and error.count("\n") == 1
+    assert message in error
+
+
+def _not_a_checkpoint(folder: Path) -> Path:
+    path = folder / "garbage.pt"
+    path.write_bytes(b"\x00garbage" * 10)
+    return path
+
+
+def test_bad_image_on_the_command_line_is_one_line(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A non-image file given to predict is reported in one line with status 1."""
+    (tmp_path / "notes.png").write_text("hello")
+    capsys.readouterr()
+    assert (
+        main(["predict", str(trained_run / "model.safetensors"), str(tmp_path / "notes.png")]) == 1
+    )
+    assert "is not an image file" in capsys.readouterr().err

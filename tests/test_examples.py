@@ -14,7 +14,7 @@ EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.py"))
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.name)
 def test_example_runs(script: Path, fake_mnist: Path) -> None:
-    """The example exits 0 and reports a test accuracy."""
+    """The example exits 0 and prints its result."""
     environment = {**os.environ, "LENETISH_EXAMPLE_SUBSET": "40"}
     result = subprocess.run(
         [sys.executable, str(script), "--data", str(fake_mnist), "--epochs", "2"],
@@ -24,4 +24,4 @@ def test_example_runs(script: Path, fake_mnist: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "test accuracy" in result.stdout
+    assert "test accuracy" in result.stdout or "images classified" in result.stdout

@@ -13,6 +13,7 @@ from lenetish import (
     EarlyStopping,
     InvalidArgumentError,
     ModelCheckpoint,
+    TerminateOnNaN,
     Trainer,
     TrainState,
     load_checkpoint,
@@ -147,3 +148,48 @@ def test_model_checkpoint_settings_are_checked(
     """Bad ModelCheckpoint settings raise InvalidArgumentError naming the argument."""
     with pytest.raises(InvalidArgumentError, match=message):
         ModelCheckpoint(tmp_path, **arguments)
+
+
+def test_model_checkpoint_keeps_the_last_good_file_when_training_diverges(
+    tmp_path: Path,
+) -> None:
+    """A run that diverges in epoch 2 is stopped by TerminateOnNaN; epoch 1's file loads."""
+    saver, guard = ModelCheckpoint(tmp_path), TerminateOnNaN()
+    explode = lambda opt: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
+        opt, lambda epoch: 1.0 if epoch < 1 else 1e14
+    )
+    trainer = quick_trainer(
+        epochs=3, optimizer="sgd", lr=0.01, scheduler=explode, callbacks=[guard, saver]
+    )
+    trainer.fit(digit_batches(40, 10))
+    assert guard.stopped_at_step is not None and guard.stopped_at_step > 4
+    checkpoint = load_checkpoint(saver.last_path)
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
+
+
+def test_model_checkpoint_skips_a_non_finite_epoch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An epoch whose loss is NaN (stop requested in its last batch) is not saved."""
+    saver = ModelCheckpoint(tmp_path)
+    with caplog.at_level("WARNING", "lenetish"):
+        quick_trainer(epochs=1, optimizer="sgd", lr=1e15, callbacks=[saver]).fit(
+            digit_batches(40, 10)
+        )
+    assert not saver.last_path.exists()
+    assert "non-finite loss; not saving" in caplog.text
+
+
+def test_checkpoint_written_before_a_failing_callback_stays_intact(tmp_path: Path) -> None:
+    """A user callback that raises in epoch 2 propagates; epoch 1's checkpoint still loads."""
+
+    class Faulty(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: object) -> None:
+            if state.epoch == 1:
+                raise RuntimeError("user bug")
+
+    saver = ModelCheckpoint(tmp_path)
+    with pytest.raises(RuntimeError, match="user bug"):
+        quick_trainer(epochs=3, callbacks=[Faulty(), saver]).fit(digit_batches(20, 10))
+    assert load_checkpoint(saver.last_path)["epoch"] == 1

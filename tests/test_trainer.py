@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +26,17 @@ from lenetish import (
     Trainer,
     TrainState,
     evaluate,
-    load_weights,
     make_loaders,
 )
 from tests.conftest import synthetic_digits
-from tests.training_helpers import Recorder, digit_batches, quick_trainer
+from tests.training_helpers import (
+    Recorder,
+    digit_batches,
+    quick_trainer,
+    rows_without_seconds,
+    run_script,
+    weights_equal,
+)
 
 
 def test_fit_learns_synthetic_digits() -> None:
@@ -479,39 +483,24 @@ def test_resume_into_another_architecture_names_the_layers(tmp_path: Path) -> No
         other.fit(digit_batches(10, 10), resume=tmp_path / "last.pt")
 
 
-def _weights_equal(first: Path, second: Path) -> bool:
-    a, b = load_weights(MNISTConvNet(), first), load_weights(MNISTConvNet(), second)
-    return all(
-        torch.equal(x, y)
-        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-    )
-
-
-def _run_script(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tests.resume_script", str(out), *options],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[1],
-        timeout=300,
-    )
-
-
-def _rows_without_seconds(path: Path) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in History.from_json(path)]
+def test_resume_with_another_optimizer_is_refused(tmp_path: Path) -> None:
+    """Resuming an Adam checkpoint with an SGD trainer raises CheckpointError naming both."""
+    quick_trainer(callbacks=[ModelCheckpoint(tmp_path)]).fit(digit_batches(10, 10))
+    with pytest.raises(CheckpointError, match="using Adam, but this one uses SGD"):
+        quick_trainer(optimizer="sgd").fit(digit_batches(10, 10), resume=tmp_path / "last.pt")
 
 
 @pytest.mark.slow
 def test_resume_in_a_new_process_is_bit_identical(tmp_path: Path) -> None:
     """3 epochs straight equal 1 epoch, a checkpoint, and a new process resuming to 3."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert _run_script(straight, "--epochs", "3").returncode == 0
-    assert _run_script(split, "--epochs", "3", "--stop-after-epoch", "1").returncode == 0
+    assert run_script(straight, "--epochs", "3").returncode == 0
+    assert run_script(split, "--epochs", "3", "--stop-after-epoch", "1").returncode == 0
     assert len(History.from_json(split / "history.json")) == 1
-    resumed = _run_script(split, "--epochs", "3", "--resume")
+    resumed = run_script(split, "--epochs", "3", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert _weights_equal(straight / "final.safetensors", split / "final.safetensors")
-    assert _rows_without_seconds(straight / "history.json") == _rows_without_seconds(
+    assert weights_equal(straight / "final.safetensors", split / "final.safetensors")
+    assert rows_without_seconds(straight / "history.json") == rows_without_seconds(
         split / "history.json"
     )
 
@@ -520,13 +509,13 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path: Path) -> None:
 def test_sigkill_in_epoch_two_then_resume_matches(tmp_path: Path) -> None:
     """A run killed by SIGKILL mid-epoch 2 and resumed ends with the uninterrupted weights."""
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert _run_script(straight, "--epochs", "3").returncode == 0
-    killed = _run_script(crashed, "--epochs", "3", "--kill-at-step", "6")  # 4 batches/epoch
+    assert run_script(straight, "--epochs", "3").returncode == 0
+    killed = run_script(crashed, "--epochs", "3", "--kill-at-step", "6")  # 4 batches/epoch
     assert killed.returncode == -9
     assert not (crashed / "final.safetensors").exists()
-    resumed = _run_script(crashed, "--epochs", "3", "--resume")
+    resumed = run_script(crashed, "--epochs", "3", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert _weights_equal(straight / "final.safetensors", crashed / "final.safetensors")
+    assert weights_equal(straight / "final.safetensors", crashed / "final.safetensors")
 
 
 def test_seed_settings_learn_real_mnist_subset(real_mnist: Path) -> None:

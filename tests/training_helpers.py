@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lenetish import Callback, MNISTConvNet, Trainer, TrainState
+from lenetish import Callback, History, MNISTConvNet, Trainer, TrainState, load_weights
 from tests.conftest import synthetic_digits
 
 HOOKS = [
@@ -58,3 +61,28 @@ def quick_trainer(**options: Any) -> Trainer:
     torch.manual_seed(0)
     options.setdefault("epochs", 1)
     return Trainer(MNISTConvNet(), device="cpu", progress=False, **options)
+
+
+def weights_equal(first: Path, second: Path) -> bool:
+    """Whether two weights files hold bit-identical tensors."""
+    a, b = load_weights(MNISTConvNet(), first), load_weights(MNISTConvNet(), second)
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def run_script(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run tests/resume_script.py in a new process, writing into ``out``."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.resume_script", str(out), *options],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+
+
+def rows_without_seconds(path: Path) -> list[dict[str, float]]:
+    """The rows of a History JSON file without their timings."""
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in History.from_json(path)]

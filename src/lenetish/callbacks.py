@@ -133,6 +133,9 @@ class History(Callback):
     A row holds ``epoch`` (1-based), ``loss`` and ``accuracy`` (training), ``val_loss`` and
     ``val_accuracy`` (with validation), ``lr`` and ``seconds``.
 
+    Args:
+        rows: rows to start with (e.g. read back from a file); usually none.
+
     Example:
         >>> history = History([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
         >>> len(history), history[-1]["loss"], history.column("loss")

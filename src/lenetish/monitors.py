@@ -162,6 +162,8 @@ class ModelCheckpoint(Callback):
 
     It runs after every other callback, so a checkpoint holds their state for that epoch.
     Files are written atomically; resume with ``trainer.fit(..., resume=folder / "last.pt")``.
+    An epoch whose training loss is NaN or infinite is not saved, so a diverged run never
+    replaces the last good checkpoint.
 
     Args:
         folder: where the files go (created if needed).
@@ -213,6 +215,10 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Write ``best.pt`` on improvement and ``last.pt`` on schedule."""
         epoch = state.epoch + 1
+        if not math.isfinite(state.metrics.get("loss", 0.0)):
+            # A diverged epoch would overwrite the last good checkpoint with NaN weights.
+            logger.warning("ModelCheckpoint: epoch %d has a non-finite loss; not saving", epoch)
+            return
         if self.save_best and self.watch.update(self.watch.value(state.metrics), epoch):
             trainer.save_checkpoint(self.best_path)
         if self.save_last and (epoch % self.every_n_epochs == 0 or epoch == state.epochs):

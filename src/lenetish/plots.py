@@ -132,6 +132,9 @@ def plot_mistakes(
         path: the PNG to write.
         count: how many mistakes to show at most.
 
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
     Raises:
         InvalidArgumentError: there are no mistakes to show.
         MissingDependencyError: matplotlib is not installed.
@@ -155,6 +158,15 @@ def plot_confusion(
     confusion: Tensor, path: str | os.PathLike[str], *, classes: Sequence[str] | None = None
 ) -> Path:
     """Draw a confusion matrix (rows: actual, columns: predicted) with its counts.
+
+    Args:
+        confusion: ``(C, C)`` counts, e.g. :attr:`EvalResult.confusion
+            <lenetish.EvalResult>`.
+        path: the PNG to write.
+        classes: the class names for the axes (default: ``0`` to ``C-1``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         InvalidArgumentError: ``confusion`` is not a square matrix.
@@ -194,6 +206,13 @@ def plot_confusion(
 
 def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
     """Draw loss and accuracy per epoch (training and, when present, validation).
+
+    Args:
+        history: what :meth:`Trainer.fit <lenetish.Trainer.fit>` returned.
+        path: the PNG to write.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         InvalidArgumentError: the history has no rows.

@@ -27,7 +27,7 @@ from lenetish.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import CheckpointError, InvalidArgumentError
 from lenetish.evaluation import RunningScore
 from lenetish.loggers import ProgressBar
 
@@ -251,6 +251,7 @@ class Trainer:
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "model": self.model.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "optimizer_class": type(self.optimizer).__name__,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "epoch": self.state.epoch + 1,
             "global_step": self.state.global_step,
@@ -271,6 +272,12 @@ class Trainer:
 
     def _restore(self, checkpoint: dict[str, Any], source: str) -> None:
         load_model_state(self.model, checkpoint["model"], source=source)
+        saved_class = checkpoint.get("optimizer_class")
+        if saved_class is not None and saved_class != type(self.optimizer).__name__:
+            raise CheckpointError(
+                f"{source} was written by a trainer using {saved_class}, but this one uses "
+                f"{type(self.optimizer).__name__}; resume with the same optimizer settings"
+            )
         if self.optimizer is not None and checkpoint["optimizer"] is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler is not None and checkpoint["scaler"] is not None:
