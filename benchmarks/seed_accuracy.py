@@ -22,7 +22,9 @@ import torch
 from lenetish import MNISTConvNet, Trainer, evaluate, make_loaders
 
 
-def run(data: str, *, optimizer: str, epochs: int, seed: int, device: str) -> dict[str, object]:
+def run(
+    data: str, *, optimizer: str, epochs: int, seed: int, device: str, precision: str
+) -> dict[str, object]:
     """Train once with the seed's settings and return the result as a dict."""
     loaders = make_loaders(data, batch_size=200, device=device, download=False, seed=seed)
     torch.manual_seed(seed)
@@ -37,6 +39,7 @@ def run(data: str, *, optimizer: str, epochs: int, seed: int, device: str) -> di
     return {
         "benchmark": "seed_accuracy",
         "optimizer": optimizer,
+        "precision": trainer.precision,
         "epochs": epochs,
         "batch_size": 200,
         "seed": seed,
@@ -66,19 +69,25 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="32", help="32, bf16-mixed or auto")
     args = parser.parse_args()
     epochs = args.epochs or (5 if args.optimizer == "adam" else 10)
     results = []
     for seed in args.seeds:
         result = run(
-            args.data, optimizer=args.optimizer, epochs=epochs, seed=seed, device=args.device
+            args.data,
+            optimizer=args.optimizer,
+            epochs=epochs,
+            seed=seed,
+            device=args.device,
+            precision=args.precision,
         )
         print(json.dumps(result), flush=True)
         results.append(result)
     accuracies = [float(r["test_accuracy"]) for r in results]  # type: ignore[arg-type]
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     print(
-        f"{args.optimizer}, {epochs} epochs, {len(accuracies)} seeds: mean "
+        f"{args.optimizer}, {args.precision}, {epochs} epochs, {len(accuracies)} seeds: mean "
         f"{statistics.mean(accuracies):.2%} (sd {spread:.2%}, min {min(accuracies):.2%}, "
         f"max {max(accuracies):.2%})"
     )

@@ -9,7 +9,7 @@ import torch
 
 from lenetish.errors import DeviceUnavailableError, InvalidArgumentError
 
-__all__ = ["DeviceLike", "resolve_device", "seed_everything"]
+__all__ = ["DeviceLike", "resolve_device", "resolve_precision", "seed_everything", "supports_bf16"]
 
 DeviceLike = str | torch.device
 
@@ -92,3 +92,51 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def supports_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (so bf16 autocast is faster there).
+
+    True on CUDA GPUs with bfloat16 support and on CPUs with AMX or AVX-512 BF16 (read from
+    ``/proc/cpuinfo``; other systems answer False).
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn ``"auto"`` into ``"bf16-mixed"`` where the device has native bf16, else ``"32"``.
+
+    Raises:
+        InvalidArgumentError: ``precision`` is not one of ``auto``, ``32``, ``bf16-mixed``,
+            ``16-mixed``, or ``16-mixed`` is asked for off CUDA.
+    """
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(
+            f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}"
+        )
+    if precision == "16-mixed" and device.type != "cuda":
+        raise InvalidArgumentError(
+            f"precision='16-mixed' needs a CUDA device, but this trainer runs on "
+            f"{device.type}; use precision='bf16-mixed' or '32'"
+        )
+    if precision == "auto":
+        return "bf16-mixed" if supports_bf16(device) else "32"
+    return precision

@@ -41,7 +41,8 @@ from lenetish._checks import check_positive_int, check_positive_number
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.trainer import BatchOutput, Trainer, TrainState
+    from lenetish.state import BatchOutput, TrainState
+    from lenetish.trainer import Trainer
 
 __all__ = [
     "Callback",
@@ -221,6 +222,8 @@ class LRSchedule(Callback):
         factory: builds the scheduler from the trainer's optimizer, e.g.
             ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)``.
         interval: ``"step"`` (after every optimizer step) or ``"epoch"``.
+        builtin: set by the Trainer for its own schedules, which only change the lr (so a
+            CUDA-graph step can follow them); leave it False for yours.
 
     Raises:
         InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``.
@@ -229,7 +232,11 @@ class LRSchedule(Callback):
     order = -50
 
     def __init__(
-        self, factory: Callable[[Optimizer], LRScheduler], *, interval: str = "epoch"
+        self,
+        factory: Callable[[Optimizer], LRScheduler],
+        *,
+        interval: str = "epoch",
+        builtin: bool = False,
     ) -> None:
         if interval not in ("step", "epoch"):
             raise InvalidArgumentError(f"interval must be 'step' or 'epoch', got {interval!r}")
@@ -237,6 +244,7 @@ class LRSchedule(Callback):
             raise InvalidArgumentError(f"factory must be callable, got {factory!r}")
         self.factory = factory
         self.interval = interval
+        self.builtin = builtin
         self.scheduler: LRScheduler | None = None
         self._pending: dict[str, Any] | None = None
 
@@ -250,14 +258,22 @@ class LRSchedule(Callback):
         # Building a scheduler rewrites lr (and momentum, for one-cycle) in the param groups;
         # a resumed optimizer's values are the right ones, so put them back afterwards.
         restored = [
-            {key: value for key, value in group.items() if key != "params"}
+            {
+                key: value.clone() if isinstance(value, Tensor) else value
+                for key, value in group.items()
+                if key != "params"
+            }
             for group in trainer.optimizer.param_groups
         ]
         self.scheduler = self.factory(trainer.optimizer)
         if self._pending is not None:
             self.scheduler.load_state_dict(self._pending)
             for group, values in zip(trainer.optimizer.param_groups, restored, strict=True):
-                group.update(values)
+                for key, value in values.items():
+                    if isinstance(group[key], Tensor) and isinstance(value, Tensor):
+                        group[key].copy_(value)  # keep the tensor a captured step reads
+                    else:
+                        group[key] = value
             self._pending = None
         state.lr = float(trainer.optimizer.param_groups[0]["lr"])
 

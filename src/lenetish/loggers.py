@@ -12,7 +12,8 @@ from lenetish.callbacks import Callback
 from lenetish.errors import MissingDependencyError
 
 if TYPE_CHECKING:
-    from lenetish.trainer import BatchOutput, Trainer, TrainState
+    from lenetish.state import BatchOutput, TrainState
+    from lenetish.trainer import Trainer
 
 __all__ = ["CSVLogger", "ProgressBar", "TensorBoardLogger"]
 

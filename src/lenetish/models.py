@@ -84,8 +84,10 @@ class MNISTConvNet(nn.Module):
             InputShapeError: ``images`` is not of shape ``(N, 1, 28, 28)``.
         """
         check_image_batch(images)
-        x = F.max_pool2d(F.relu(self.conv1(images)), 2)  # (N, 24, 13, 13)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 48, 5, 5)
+        # relu(max_pool(x)) == max_pool(relu(x)) with the same gradients, since ReLU is
+        # monotonic; pooling first runs the ReLU (and its backward) on 4x fewer values.
+        x = F.relu(F.max_pool2d(self.conv1(images), 2))  # (N, 24, 13, 13)
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))  # (N, 48, 5, 5)
         x = torch.flatten(x, 1)  # (N, 1200)
         x = F.relu(self.fc1(self.dropout(x)))  # (N, 200)
         x = self.fc2(self.dropout(x))  # (N, 10)

@@ -16,7 +16,8 @@ from lenetish.callbacks import Callback
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.trainer import Trainer, TrainState
+    from lenetish.state import TrainState
+    from lenetish.trainer import Trainer
 
 __all__ = ["EarlyStopping", "ModelCheckpoint"]
 

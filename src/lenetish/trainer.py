@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,7 +16,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from lenetish._checks import check_positive_int, check_positive_number
-from lenetish._device import DeviceLike, resolve_device, seed_everything
+from lenetish._device import DeviceLike, resolve_device, resolve_precision, seed_everything
 from lenetish.callbacks import Callback, History, LRSchedule, SkipBatch, StopTraining
 from lenetish.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
@@ -29,9 +28,11 @@ from lenetish.checkpoint import (
 )
 from lenetish.errors import CheckpointError, InvalidArgumentError
 from lenetish.evaluation import RunningScore
+from lenetish.graph import CudaGraphStep, graph_blockers
 from lenetish.loggers import ProgressBar
+from lenetish.state import BatchOutput, TrainState
 
-__all__ = ["BatchOutput", "TrainState", "Trainer"]
+__all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lenetish.state
 
 logger = logging.getLogger("lenetish")
 
@@ -42,56 +43,7 @@ SchedulerFactory = Callable[[Optimizer], LRScheduler]
 _OPTIMIZERS = ("adam", "sgd")
 _DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
 _SCHEDULERS = ("onecycle", "step")
-_PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-@dataclass
-class BatchOutput:
-    """What a training or validation step produced for one batch.
-
-    Attributes:
-        loss: the mean loss of the batch, a scalar tensor (unscaled; detached in hooks).
-        logits: the model's output ``(B, classes)`` (log-probabilities for lenetish models).
-        targets: the labels ``(B,)``.
-    """
-
-    loss: Tensor
-    logits: Tensor
-    targets: Tensor
-
-
-@dataclass
-class TrainState:
-    """Where a fit stands, passed to every hook.
-
-    Attributes:
-        epoch: index of the current epoch, from 0 (``History`` rows count from 1).
-        epochs: the number of epochs the fit runs to.
-        global_step: optimizer steps taken since the first fit of this run (resumes continue).
-        batch_index: index of the current batch within the epoch.
-        steps_per_epoch: ``len(train)``, or ``None`` when the loader has no length.
-        lr: learning rate of the first parameter group, as of the last step.
-        last_loss: the last batch's loss as a device tensor; ``float(state.last_loss)``
-            waits for the device, so read it only when you need it.
-        metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
-        resumed: whether this fit continues from a checkpoint.
-    """
-
-    epoch: int = 0
-    epochs: int = 0
-    global_step: int = 0
-    batch_index: int = 0
-    steps_per_epoch: int | None = None
-    lr: float = 0.0
-    last_loss: Tensor | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    resumed: bool = False
-    started_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since this fit started."""
-        return time.monotonic() - self.started_at
+_AUTOCAST_DTYPES = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class Trainer:
@@ -117,8 +69,15 @@ class Trainer:
         callbacks: extra :class:`~lenetish.Callback` objects; a :class:`~lenetish.History`
             is always added (pass your own to keep a reference).
         device: ``"auto"`` picks CUDA, then MPS, then the CPU.
-        precision: ``"32"``, ``"bf16-mixed"`` (CPU or CUDA) or ``"16-mixed"`` (CUDA only,
-            with a gradient scaler).
+        precision: ``"32"`` (the seed's), ``"bf16-mixed"`` (CPU or CUDA), ``"16-mixed"``
+            (CUDA only, with a gradient scaler), or ``"auto"``: ``"bf16-mixed"`` where the
+            device computes bfloat16 natively (recent GPUs; CPUs with AMX or AVX-512 BF16),
+            else ``"32"``. The resolved value is in ``trainer.precision``.
+        channels_last: store convolution weights and image batches channels-last (NHWC),
+            which the CPU and GPU convolution libraries run fastest; the values are the same.
+        cuda_graphs: on CUDA, capture the whole training step as a CUDA graph and replay it,
+            when that is safe (see :func:`lenetish.graph.graph_blockers`); otherwise, and on
+            other devices, train eagerly. Each fit logs which it does and why.
         compile: compile the model's forward pass with :func:`torch.compile`.
         grad_clip_norm: clip the global gradient norm to this value before each step.
         seed: seed Python, NumPy and torch at the start of :meth:`fit`.
@@ -150,6 +109,8 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         device: DeviceLike = "auto",
         precision: str = "32",
+        channels_last: bool = True,
+        cuda_graphs: bool = True,
         compile: bool = False,
         grad_clip_norm: float | None = None,
         seed: int | None = None,
@@ -173,10 +134,6 @@ class Trainer:
                 f"scheduler={scheduler!r} is not supported; use None, "
                 f"{', '.join(repr(s) for s in _SCHEDULERS)} or a callable"
             )
-        if precision not in _PRECISIONS:
-            raise InvalidArgumentError(
-                f"precision={precision!r} is not supported; use one of {', '.join(_PRECISIONS)}"
-            )
         if grad_clip_norm is not None:
             check_positive_number("grad_clip_norm", grad_clip_norm)
         if not 0 <= momentum < 1 or not weight_decay >= 0:
@@ -190,12 +147,14 @@ class Trainer:
                     f"callbacks must be lenetish.Callback instances, got {callback!r}"
                 )
         self.device = resolve_device(device)
-        if precision == "16-mixed" and self.device.type != "cuda":
-            raise InvalidArgumentError(
-                f"precision='16-mixed' needs a CUDA device, but this trainer runs on "
-                f"{self.device.type}; use precision='bf16-mixed' or '32'"
-            )
+        self.precision = resolve_precision(precision, self.device)
+        self.channels_last = channels_last
+        self.cuda_graphs = cuda_graphs
+        self.compile = compile
         self.model = model.to(self.device)
+        if channels_last:
+            # NHWC lets oneDNN/cuDNN pick their fastest convolutions; values are unchanged.
+            self.model.to(memory_format=torch.channels_last)
         if compile:
             self.model.compile()
         self.optimizer_spec = optimizer
@@ -204,7 +163,6 @@ class Trainer:
         self.scheduler_spec = scheduler
         self.momentum = momentum
         self.weight_decay = weight_decay
-        self.precision = precision
         self.grad_clip_norm = grad_clip_norm
         self.seed = seed
         self.deterministic = deterministic
@@ -218,6 +176,8 @@ class Trainer:
         self.optimizer: Optimizer | None = None
         self.scaler: torch.amp.GradScaler | None = None
         self._fit_callbacks: list[Callback] = []
+        self._graph_step: CudaGraphStep | None = None
+        self._graph_planned = False
 
     # ---- seams for subclasses -------------------------------------------------------------
 
@@ -231,7 +191,17 @@ class Trainer:
             return torch.optim.SGD(
                 parameters, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
             )
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay)
+        if self._graph_planned:
+            # A captured step reads the lr from device memory, so schedules can change it.
+            return torch.optim.Adam(
+                parameters,
+                lr=torch.tensor(lr, device=self.device),
+                capturable=True,
+                foreach=True,
+                weight_decay=self.weight_decay,
+            )
+        fused = self.device.type == "cuda"  # one kernel for the whole update on GPUs
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay, fused=fused)
 
     def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
         """Forward one training batch and return its loss (still attached) and logits."""
@@ -328,17 +298,30 @@ class Trainer:
         with self._determinism():
             if checkpoint is None and self.seed is not None:
                 seed_everything(self.seed)
-            self.optimizer = self.configure_optimizers()
-            self.scaler = torch.amp.GradScaler("cuda") if self.precision == "16-mixed" else None
             schedule = self._schedule_callback(steps_per_epoch)
             self._fit_callbacks = sorted(
                 [*self.callbacks, *([schedule] if schedule else [])], key=lambda c: c.order
             )
+            blockers = graph_blockers(self, self._fit_callbacks)
+            self._graph_planned = not blockers
+            logger.info(
+                "lenetish: training step %s",
+                "captured as a CUDA graph" if not blockers else f"eager ({'; '.join(blockers)})",
+            )
+            self.optimizer = self.configure_optimizers()
+            self.scaler = torch.amp.GradScaler("cuda") if self.precision == "16-mixed" else None
             if checkpoint is not None:
                 self._restore(checkpoint, source=str(resume))
             else:
                 for callback in self._fit_callbacks:
                     callback.reset()
+            if self._graph_planned:
+                for group in self.optimizer.param_groups:  # a restored lr may be a float
+                    if not isinstance(group["lr"], Tensor):
+                        group["lr"] = torch.tensor(group["lr"], device=self.device)
+            self._graph_step = (
+                CudaGraphStep(self, self._autocast_step) if self._graph_planned else None
+            )
             state.lr = float(self.optimizer.param_groups[0]["lr"])
             try:
                 self._call("on_fit_start")
@@ -370,11 +353,18 @@ class Trainer:
             total = self.epochs * steps_per_epoch
             max_lr = float(self.lr or 1e-3)
             return LRSchedule(
-                lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=total),
+                # Momentum stays fixed, so the schedule only changes the lr, which a captured
+                # CUDA-graph step reads from device memory.
+                lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+                    opt, max_lr, total_steps=total, cycle_momentum=False
+                ),
                 interval="step",
+                builtin=True,
             )
         if spec == "step":
-            return LRSchedule(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7))
+            return LRSchedule(
+                lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7), builtin=True
+            )
         assert callable(spec)
         return LRSchedule(spec)
 
@@ -419,10 +409,7 @@ class Trainer:
                 return False
             state.batch_index = batch_index
             try:
-                output = self._train_batch(
-                    images.to(self.device, non_blocking=True),
-                    labels.to(self.device, non_blocking=True),
-                )
+                output = self._train_batch(*self._on_device(images, labels))
             except SkipBatch:
                 continue
             except StopTraining:
@@ -434,17 +421,44 @@ class Trainer:
             val_metrics = self._validate(val)
             metrics.update(val_metrics)
             self._call("on_validation_end", val_metrics)
+        if self.optimizer is not None:
+            state.lr = float(self.optimizer.param_groups[0]["lr"])
         metrics.update(lr=state.lr, seconds=time.monotonic() - started)
         state.metrics = metrics
         self._call("on_epoch_end")
         return True
 
+    def _on_device(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, labels.to(self.device, non_blocking=True)
+
     def _train_batch(self, images: Tensor, labels: Tensor) -> BatchOutput:
         assert self.optimizer is not None
         self._call("on_batch_start")
-        dtype = _PRECISIONS[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            output = self.training_step(images, labels)
+        captured = None if self._graph_step is None else self._graph_step(images, labels)
+        output = captured if captured is not None else self._eager_step(images, labels)
+        self.state.global_step += 1
+        detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
+        self.state.last_loss = detached.loss
+        lr = self.optimizer.param_groups[0]["lr"]
+        if not isinstance(lr, Tensor):  # a tensor lr is read once per epoch (no sync here)
+            self.state.lr = float(lr)
+        self._call("on_batch_end", detached)
+        return detached
+
+    def _autocast_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        """``training_step`` under the trainer's autocast (cache off, as graph capture needs)."""
+        dtype = _AUTOCAST_DTYPES[self.precision]
+        with torch.autocast(
+            self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False
+        ):
+            return self.training_step(images, labels)
+
+    def _eager_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        assert self.optimizer is not None
+        output = self._autocast_step(images, labels)
         self._call("on_before_backward", output.loss)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -460,28 +474,20 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.state.global_step += 1
-        detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
-        self.state.last_loss = detached.loss
-        self.state.lr = float(self.optimizer.param_groups[0]["lr"])
-        self._call("on_batch_end", detached)
-        return detached
+        return output
 
     def _validate(self, val: Iterable[Batch]) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
         score = RunningScore(self.device)
-        dtype = _PRECISIONS[self.precision]
+        dtype = _AUTOCAST_DTYPES[self.precision]
         try:
             with (
                 torch.inference_mode(),
                 torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
             ):
                 for images, labels in val:
-                    output = self.validation_step(
-                        images.to(self.device, non_blocking=True),
-                        labels.to(self.device, non_blocking=True),
-                    )
+                    output = self.validation_step(*self._on_device(images, labels))
                     score.add(output.loss, output.logits, output.targets)
         finally:
             self.model.train(was_training)

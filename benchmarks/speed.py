@@ -1,0 +1,231 @@
+"""Benchmark: lenetish's Trainer against a seed-style training loop, in one process.
+
+The reference mirrors the blog post's script: torchvision's ``MNIST`` dataset with
+``ToTensor`` and ``Normalize`` through a ``DataLoader`` (batch 200, shuffled), the same network
+written out as in the post, eager float32, Adam. lenetish runs ``MNISTConvNet`` through the
+``Trainer`` on ``make_loaders`` data held on the device. The two alternate epoch by epoch after
+a warm-up epoch each, and the script prints one JSON line per configuration and a table.
+
+    python benchmarks/speed.py --data ../shared/datasets/mnist              # CPU, 12k subset
+    python benchmarks/speed.py --data ../shared/datasets/mnist --device cuda --subset 0
+
+With ``--time-to-accuracy`` it also trains lenetish's fastest setting from scratch and
+reports the training time until the test accuracy, checked after every epoch, first reaches
+99.0% (the checks are not counted in the time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from lenetish import MNISTConvNet, Trainer, evaluate, make_loaders
+from lenetish.data import load_split  # noqa: F401  (documents where the data comes from)
+
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class SeedNet(nn.Module):
+    """The blog post's network, written the way the post wrote it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 24, 3, 1)
+        self.conv2 = nn.Conv2d(24, 48, 3, 1)
+        self.fc1 = nn.Linear(1200, 200)
+        self.fc2 = nn.Linear(200, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The seed's forward pass: log-probabilities (N, 10)."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def torchvision_root(data: Path, folder: Path) -> Path:
+    """Lay the idx files out as torchvision's MNIST expects (root/MNIST/raw, uncompressed)."""
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in FILES:
+        source = data / name if (data / name).exists() else data / (name + ".gz")
+        if source.suffix == ".gz":
+            with gzip.open(source) as packed, open(raw / name, "wb") as out:
+                shutil.copyfileobj(packed, out)
+        else:
+            shutil.copy(source, raw / name)
+    return folder
+
+
+class Reference:
+    """The seed-style loop: DataLoader + ToTensor/Normalize, eager float32, Adam."""
+
+    def __init__(self, root: Path, subset: int, device: torch.device) -> None:
+        from torchvision import datasets, transforms
+
+        transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+        )
+        dataset = datasets.MNIST(str(root), train=True, download=False, transform=transform)
+        if subset:
+            dataset = Subset(dataset, range(subset))  # type: ignore[assignment]
+        self.loader = DataLoader(dataset, batch_size=200, shuffle=True)
+        self.device = device
+        self.model = SeedNet().to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters())
+
+    def epoch(self) -> None:
+        """One pass over the data."""
+        self.model.train()
+        for images, labels in self.loader:
+            images, labels = images.to(self.device), labels.to(self.device)
+            self.optimizer.zero_grad()
+            loss = F.nll_loss(self.model(images), labels)
+            loss.backward()
+            self.optimizer.step()
+
+
+def synchronise(device: torch.device) -> None:
+    """Wait for the device, so wall-clock times include all queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function: object, device: torch.device) -> float:
+    """Seconds ``function()`` takes, device work included."""
+    synchronise(device)
+    started = time.perf_counter()
+    function()  # type: ignore[operator]
+    synchronise(device)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    """Alternate reference and lenetish epochs; print JSON lines and a table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default="../shared/datasets/mnist", type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--subset", type=int, default=12_000, help="training images per epoch (0: all 60,000)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="timed epochs of each")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["32", "auto"],
+        help="lenetish precisions to time; 'auto' is bf16 where native",
+    )
+    parser.add_argument("--time-to-accuracy", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        reference = Reference(torchvision_root(args.data, Path(folder)), args.subset, device)
+        loaders = make_loaders(args.data, device=device, download=False, subset=args.subset or None)
+        trainers = {
+            precision: Trainer(
+                MNISTConvNet(), epochs=1, device=device, precision=precision, progress=False
+            )
+            for precision in args.precision
+        }
+        reference.epoch()  # warm-up
+        for trainer in trainers.values():
+            trainer.fit(loaders.train)
+        times: dict[str, list[float]] = {"reference": [], **{p: [] for p in trainers}}
+        for _ in range(args.rounds):
+            times["reference"].append(timed(reference.epoch, device))
+            for precision, trainer in trainers.items():
+                times[precision].append(
+                    timed(lambda trainer=trainer: trainer.fit(loaders.train), device)
+                )
+    images = args.subset or 60_000
+    reference_median = statistics.median(times["reference"])
+    common = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "images_per_epoch": images,
+        "batch_size": 200,
+        "rounds": args.rounds,
+    }
+    rows = []
+    for name, values in times.items():
+        median = statistics.median(values)
+        row = {
+            "benchmark": "speed",
+            "loop": "reference" if name == "reference" else "lenetish",
+            "precision": "32" if name == "reference" else name,
+            "seconds_per_epoch": round(median, 4),
+            "seconds_per_full_epoch": round(median * 60_000 / images, 3),
+            "images_per_second": round(images / median),
+            "speedup_vs_reference": round(reference_median / median, 2),
+            "all_seconds": [round(v, 4) for v in values],
+            **common,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\n{'loop':<22}{'s/epoch (60k)':>14}{'images/s':>12}{'speed-up':>10}")
+    for row in rows:
+        label = f"{row['loop']} {row['precision']}"
+        print(
+            f"{label:<22}{row['seconds_per_full_epoch']:>14}{row['images_per_second']:>12}"
+            f"{row['speedup_vs_reference']:>9}x"
+        )
+    if args.time_to_accuracy:
+        time_to_accuracy(args, device, common)
+
+
+def time_to_accuracy(args: argparse.Namespace, device: torch.device, common: dict) -> None:  # type: ignore[type-arg]
+    """Train the fastest setting on all 60,000 images until 99.0% test accuracy."""
+    loaders = make_loaders(args.data, device=device, download=False, seed=0)
+    torch.manual_seed(0)
+    model = MNISTConvNet()
+    trainer = Trainer(
+        model, epochs=1, device=device, precision=args.precision[-1], progress=False, seed=0
+    )
+    spent = 0.0
+    for epoch in range(1, 21):
+        loaders.train.set_epoch(epoch - 1)  # type: ignore[union-attr]
+        spent += timed(lambda: trainer.fit(loaders.train), device)
+        accuracy = evaluate(model, loaders.test).accuracy
+        if accuracy >= 0.99:
+            break
+    print(
+        json.dumps(
+            {
+                "benchmark": "time_to_99",
+                "precision": args.precision[-1],
+                "epochs": epoch,
+                "train_seconds": round(spent, 2),
+                "test_accuracy": accuracy,
+                **common,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""What hooks receive: ``TrainState`` (where a fit stands) and ``BatchOutput`` (one step)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+__all__ = ["BatchOutput", "TrainState"]
+
+
+@dataclass
+class BatchOutput:
+    """What a training or validation step produced for one batch.
+
+    Attributes:
+        loss: the mean loss of the batch, a scalar tensor (unscaled; detached in hooks).
+        logits: the model's output ``(B, classes)`` (log-probabilities for lenetish models).
+        targets: the labels ``(B,)``.
+    """
+
+    loss: Tensor
+    logits: Tensor
+    targets: Tensor
+
+
+@dataclass
+class TrainState:
+    """Where a fit stands, passed to every hook.
+
+    Attributes:
+        epoch: index of the current epoch, from 0 (``History`` rows count from 1).
+        epochs: the number of epochs the fit runs to.
+        global_step: optimizer steps taken since the first fit of this run (resumes continue).
+        batch_index: index of the current batch within the epoch.
+        steps_per_epoch: ``len(train)``, or ``None`` when the loader has no length.
+        lr: learning rate of the first parameter group, as of the last step.
+        last_loss: the last batch's loss as a device tensor; ``float(state.last_loss)``
+            waits for the device, so read it only when you need it.
+        metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
+        resumed: whether this fit continues from a checkpoint.
+    """
+
+    epoch: int = 0
+    epochs: int = 0
+    global_step: int = 0
+    batch_index: int = 0
+    steps_per_epoch: int | None = None
+    lr: float = 0.0
+    last_loss: Tensor | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since this fit started."""
+        return time.monotonic() - self.started_at
