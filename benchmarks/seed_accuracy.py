@@ -30,7 +30,13 @@ def run(
     torch.manual_seed(seed)
     model = MNISTConvNet()
     trainer = Trainer(
-        model, optimizer=optimizer, epochs=epochs, device=device, seed=seed, progress=False
+        model,
+        optimizer=optimizer,
+        epochs=epochs,
+        device=device,
+        seed=seed,
+        precision=precision,
+        progress=False,
     )
     started = time.perf_counter()
     history = trainer.fit(loaders.train)

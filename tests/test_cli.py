@@ -307,3 +307,41 @@ def test_bad_image_on_the_command_line_is_one_line(
         main(["predict", str(trained_run / "model.safetensors"), str(tmp_path / "notes.png")]) == 1
     )
     assert "is not an image file" in capsys.readouterr().err
+
+
+def test_train_with_a_named_recipe(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lenetish train --recipe seed-sgd` says which recipe it trains and uses its optimizer."""
+    out = tmp_path / "sgd"
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "seed-sgd",
+                "--epochs",
+                "1",
+                "--data",
+                str(fake_mnist),
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "recipe seed-sgd:" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["optimizer_class"] == "SGD"
+
+
+def test_predict_without_a_checkpoint_uses_the_shipped_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lenetish predict IMAGE` classifies with the shipped default weights."""
+    pixels = np.full((90, 60), 255, dtype=np.uint8)
+    pixels[10:80, 27:33] = 0  # a dark vertical stroke: a one
+    Image.fromarray(pixels).save(tmp_path / "one.png")
+    assert main(["predict", str(tmp_path / "one.png")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'one.png'}: 1 (probability")

@@ -83,3 +83,16 @@ def test_ensemble_evaluation_uses_mean_probabilities() -> None:
             mean = (models[0](images).exp() + models[1](images).exp()) / 2
             total += float(F.nll_loss(mean.log(), labels, reduction="sum"))
     assert evaluate(models, batches).loss == pytest.approx(total / 15, rel=1e-5)
+
+
+def test_tta_averages_the_shifted_views() -> None:
+    """With tta, probabilities are the mean over the image and its four one-pixel shifts."""
+    torch.manual_seed(3)
+    model = MNISTConvNet().eval()
+    images, labels = _batches()[0]
+    with torch.no_grad():
+        views = [images] + [torch.roll(images, s, d) for d in (-2, -1) for s in (-1, 1)]
+        mean = torch.stack([model(v).exp() for v in views]).mean(0)
+        expected = float(F.nll_loss(mean.log(), labels))
+    assert evaluate(model, [(images, labels)], tta=True).loss == pytest.approx(expected, rel=1e-5)
+    assert evaluate(model, [(images, labels)]).loss != pytest.approx(expected, rel=1e-5)

@@ -237,3 +237,10 @@ def test_batch_prediction_equals_its_parts(count: int, split: int, batch_size: i
     top2 = whole.probabilities.topk(2, dim=1).values
     clear = (top2[:, 0] - top2[:, 1]) > 1e-4  # labels can only differ on near-ties
     assert torch.equal(whole.labels[clear], torch.cat([p.labels for p in parts])[clear])
+
+
+def test_predict_with_tta_still_sums_to_one() -> None:
+    """Test-time augmentation gives probability rows that sum to one."""
+    torch.manual_seed(0)
+    prediction = predict(MNISTConvNet(), torch.rand(3, 28, 28), tta=True)
+    torch.testing.assert_close(prediction.probabilities.sum(dim=1), torch.ones(3))

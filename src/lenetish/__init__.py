@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lenetish._device import resolve_device, seed_everything
+from lenetish.augment import RandomAffine
 from lenetish.callbacks import (
     Callback,
     History,
@@ -16,6 +17,7 @@ from lenetish.callbacks import (
 )
 from lenetish.checkpoint import load_checkpoint, load_weights, save_weights
 from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
+from lenetish.ema import EMA
 from lenetish.errors import (
     CheckpointError,
     DatasetCorruptError,
@@ -33,9 +35,18 @@ from lenetish.export import export_model
 from lenetish.idx import read_idx, write_idx
 from lenetish.loaders import TensorLoader
 from lenetish.loggers import CSVLogger, ProgressBar, TensorBoardLogger
-from lenetish.models import MNISTConvNet
+from lenetish.models import MNISTConvNet, MNISTWideNet
 from lenetish.monitors import EarlyStopping, ModelCheckpoint
 from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
+from lenetish.pretrained import available_pretrained, pretrained, pretrained_info
+from lenetish.recipes import (
+    RECIPES,
+    Recipe,
+    TrainedModel,
+    get_recipe,
+    train_ensemble,
+    train_recipe,
+)
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 
 try:
@@ -45,6 +56,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "DATASETS",
+    "EMA",
+    "RECIPES",
     "BatchOutput",
     "CSVLogger",
     "Callback",
@@ -64,10 +77,13 @@ __all__ = [
     "LenetishError",
     "Loaders",
     "MNISTConvNet",
+    "MNISTWideNet",
     "MissingDependencyError",
     "ModelCheckpoint",
     "Prediction",
     "ProgressBar",
+    "RandomAffine",
+    "Recipe",
     "SkipBatch",
     "StopTraining",
     "TensorBoardLogger",
@@ -75,11 +91,14 @@ __all__ = [
     "TerminateOnNaN",
     "Timer",
     "TrainState",
+    "TrainedModel",
     "Trainer",
     "__version__",
+    "available_pretrained",
     "default_root",
     "evaluate",
     "export_model",
+    "get_recipe",
     "load_checkpoint",
     "load_split",
     "load_weights",
@@ -89,9 +108,13 @@ __all__ = [
     "plot_history",
     "plot_mistakes",
     "predict",
+    "pretrained",
+    "pretrained_info",
     "read_idx",
     "resolve_device",
     "save_weights",
     "seed_everything",
+    "train_ensemble",
+    "train_recipe",
     "write_idx",
 ]

@@ -128,7 +128,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     from safetensors.torch import save
 
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    payload = save(tensors, metadata={"format": "pt", "producer": "lenetish"})
+    metadata = {"format": "pt", "producer": "lenetish", "model": type(model).__name__}
+    payload = save(tensors, metadata=metadata)
     atomic_write(path, lambda handle: handle.write(payload))
 
 
@@ -160,6 +161,50 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
         weights = load_checkpoint(source)["model"]
     load_model_state(model, weights, source=str(source))
     return model
+
+
+def saved_model_class(path: str | os.PathLike[str]) -> str:
+    """The network class recorded in a weights file or checkpoint (``MNISTConvNet`` if none).
+
+    Raises:
+        CheckpointError: the file is missing or damaged.
+    """
+    source = Path(path)
+    if source.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        if not source.is_file():
+            raise CheckpointError(f"weights file {source} does not exist (or is not a file)")
+        try:
+            with safe_open(str(source), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except Exception as exc:  # a header that is not JSON, a short file
+            raise CheckpointError(f"weights file {source} is damaged ({exc})") from exc
+        return str(metadata.get("model", "MNISTConvNet"))
+    return str(load_checkpoint(source).get("model_class", "MNISTConvNet"))
+
+
+def load_model(path: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild the network saved in ``path`` (weights or checkpoint) with its weights, in eval mode.
+
+    Args:
+        path: a ``.safetensors`` file from :func:`save_weights` or a training checkpoint.
+
+    Returns:
+        The network, on the CPU, in eval mode.
+
+    Raises:
+        CheckpointError: the file is missing, damaged, or names an unknown network.
+    """
+    from lenetish.models import MODELS
+
+    name = saved_model_class(path)
+    if name not in MODELS:
+        raise CheckpointError(
+            f"{path} holds a {name}, which lenetish cannot rebuild; load it into your own "
+            "network with load_weights"
+        )
+    return load_weights(MODELS[name](), path).eval()
 
 
 def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], *, source: str) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from lenetish.checkpoint import load_weights, save_weights
+from lenetish.checkpoint import load_model, save_weights
 from lenetish.data import DATASETS, make_loaders
 from lenetish.errors import LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
@@ -21,10 +22,10 @@ from lenetish.export import EXPORT_FORMATS, export_model
 from lenetish.inputs import IMAGE_SUFFIXES
 from lenetish.loaders import TensorLoader
 from lenetish.loggers import CSVLogger
-from lenetish.models import MNISTConvNet
 from lenetish.monitors import ModelCheckpoint
 from lenetish.plots import plot_confusion, plot_digits
-from lenetish.trainer import Trainer
+from lenetish.pretrained import pretrained
+from lenetish.recipes import RECIPES, get_recipe
 
 __all__ = ["build_parser", "main"]
 
@@ -33,7 +34,8 @@ _EXAMPLES = {
     "  lenetish train --data ~/mnist --epochs 10 --out runs/a --resume runs/a/last.pt",
     "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --data ~/mnist --plot cm.png",
     "predict": "examples:\n  lenetish predict runs/a/model.safetensors --data ~/mnist --sample 4\n"
-    "  lenetish predict runs/a/model.safetensors my_digit.png more_digits/",
+    "  lenetish predict runs/a/model.safetensors my_digit.png more_digits/\n"
+    "  lenetish predict my_digit.png          # with the shipped 'default' weights",
     "img": "examples:\n  lenetish img --data ~/mnist --count 25 --out digits.png",
     "export": "examples:\n  lenetish export runs/a/last.pt --format onnx --out model.onnx",
 }
@@ -70,14 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = _command(commands, "train", "train MNISTConvNet and report its test accuracy")
-    _add_data_options(train)
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=200)
-    train.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default: 1e-3 for adam, 0.1 for sgd)"
+    train = _command(
+        commands, "train", "train a network with a recipe and report its test accuracy"
     )
-    train.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    _add_data_options(train)
+    train.add_argument(
+        "--recipe",
+        default="default",
+        choices=list(RECIPES),
+        help="training configuration (default: default); the options below override it",
+    )
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None, help="learning rate")
+    train.add_argument("--optimizer", default=None, choices=["adam", "sgd"])
     train.add_argument(
         "--val-size",
         type=int,
@@ -85,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="training samples held out for validation (default: 0)",
     )
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    train.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    train.add_argument(
+        "--precision",
+        default=None,
+        choices=["auto", "32", "bf16-mixed", "16-mixed"],
+        help="auto: bfloat16 autocast where the device has native bf16, else 32",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--out",
@@ -108,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     predict_cmd = _command(commands, "predict", "classify test digits or your own images")
-    predict_cmd.add_argument("checkpoint", metavar="CKPT", help="last.pt or .safetensors")
     predict_cmd.add_argument(
-        "images", nargs="*", metavar="IMAGE", help="image files or folders of them (PNG, JPEG, ...)"
+        "paths",
+        nargs="*",
+        metavar="[CKPT] IMAGE",
+        help="a checkpoint (.pt, .safetensors; default: the shipped 'default' weights), then "
+        "image files or folders of them (PNG, JPEG, ...)",
     )
     _add_data_options(predict_cmd)
     predict_cmd.add_argument(
@@ -153,29 +169,42 @@ def _test_loader(args: argparse.Namespace, *, device: str | None = None) -> Tens
 
 
 def _train(args: argparse.Namespace) -> None:
+    overrides: dict[str, object] = {
+        key: value
+        for key, value in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("optimizer", args.optimizer),
+            ("precision", args.precision),
+        )
+        if value is not None
+    }
+    if "optimizer" in overrides and "lr" not in overrides:
+        overrides["lr"] = None  # the new optimizer's own default
+    recipe = replace(get_recipe(args.recipe), **overrides)  # type: ignore[arg-type]
     loaders = make_loaders(
         args.data,
         dataset=args.dataset,
-        batch_size=args.batch_size,
+        batch_size=recipe.batch_size,
         val_size=args.val_size,
         device=args.device,
         download=not args.no_download,
         seed=args.seed,
     )
-    model = MNISTConvNet()
+    torch.manual_seed(args.seed)
+    model = recipe.build_model()
     out = Path(args.out) if args.out else None
     callbacks = [] if out is None else [CSVLogger(out / "history.csv"), ModelCheckpoint(out)]
-    trainer = Trainer(
+    trainer = recipe.build_trainer(
         model,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        epochs=args.epochs,
         device=args.device,
-        precision=args.precision,
         seed=args.seed,
         callbacks=callbacks,
         progress=False if args.quiet else None,
     )
+    if not args.quiet:
+        print(f"recipe {recipe.name}: {recipe.description}")
     history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
     if not args.quiet:
         for row in history:
@@ -192,7 +221,7 @@ def _format_metric(key: str, value: float) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    model = load_weights(MNISTConvNet(), args.checkpoint)
+    model = load_model(args.checkpoint)
     test = _test_loader(args, device=args.device)
     result = evaluate(model, test)
     print(
@@ -238,9 +267,13 @@ def _image_files(names: Sequence[str]) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    model = load_weights(MNISTConvNet(), args.checkpoint)
-    if args.images:
-        files = _image_files(args.images)
+    paths = list(args.paths)
+    if paths and Path(paths[0]).suffix in WEIGHT_SUFFIXES:
+        model = load_model(paths.pop(0))
+    else:
+        model = pretrained("default")
+    if paths:
+        files = _image_files(paths)
         prediction = predict(model, [str(f) for f in files], dataset=args.dataset)
         for file, label, confidence in zip(
             files, prediction.labels.tolist(), prediction.confidence.tolist(), strict=True
@@ -275,11 +308,13 @@ def _img(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    model = load_weights(MNISTConvNet(), args.checkpoint)
+    model = load_model(args.checkpoint)
     checkpoint = Path(args.checkpoint)
     out = args.out or checkpoint.with_name(checkpoint.stem + EXPORT_FORMATS[args.format])
     print(f"exported to {export_model(model, out, format=args.format)}")
 
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 
 _HANDLERS = {
     "train": _train,

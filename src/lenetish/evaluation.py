@@ -120,13 +120,27 @@ def _inference(models: list[nn.Module], device: torch.device) -> Iterator[None]:
             model.train(mode)
 
 
-def _log_probabilities(models: list[nn.Module], images: Tensor) -> Tensor:
-    """Log of the mean of the members' probabilities, ``(B, classes)``."""
-    if len(models) == 1:
-        single: Tensor = models[0](images)
-        return single.float()
-    stacked = torch.stack([model(images).float() for model in models])  # (M, B, C)
-    return torch.logsumexp(stacked, dim=0) - math.log(len(models))
+def _views(images: Tensor, tta: bool) -> list[Tensor]:
+    """The batch, plus with ``tta`` four copies shifted by one pixel (up, down, left, right).
+
+    MNIST-family digits sit inside a black border, so rolling by one pixel only moves black
+    pixels round the edge.
+    """
+    if not tta:
+        return [images]
+    shifted = [torch.roll(images, shifts=step, dims=dim) for dim in (-2, -1) for step in (-1, 1)]
+    return [images, *shifted]
+
+
+def _log_probabilities(models: list[nn.Module], images: Tensor, tta: bool = False) -> Tensor:
+    """Log of the mean probabilities over models (and shifted views), ``(B, classes)``."""
+    outputs: list[Tensor] = [
+        model(view).float() for model in models for view in _views(images, tta)
+    ]
+    if len(outputs) == 1:
+        return outputs[0]
+    stacked = torch.stack(outputs)  # (models * views, B, C)
+    return torch.logsumexp(stacked, dim=0) - math.log(len(outputs))
 
 
 def evaluate(
@@ -135,6 +149,7 @@ def evaluate(
     *,
     device: DeviceLike | None = None,
     num_classes: int = 10,
+    tta: bool = False,
 ) -> EvalResult:
     """Score a model (or an ensemble) over every batch of ``loader``.
 
@@ -145,6 +160,8 @@ def evaluate(
         loader: any iterable of ``(images, labels)`` batches.
         device: where to run (``None``: where the first model's parameters are).
         num_classes: the number of classes (the size of the confusion matrix).
+        tta: test-time augmentation: also score copies shifted by one pixel in each
+            direction and average the probabilities.
 
     Returns:
         The :class:`EvalResult`.
@@ -168,7 +185,7 @@ def evaluate(
         for images, labels in loader:
             images = images.to(target, non_blocking=True)
             labels = labels.to(target, non_blocking=True)
-            log_probs = _log_probabilities(models, images)
+            log_probs = _log_probabilities(models, images, tta)
             score.add(F.nll_loss(log_probs, labels), log_probs, labels)
             pairs = labels * num_classes + log_probs.argmax(dim=1)
             confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
@@ -194,6 +211,7 @@ def predict(
     device: DeviceLike | None = None,
     batch_size: int = 4096,
     dataset: str = "mnist",
+    tta: bool = False,
 ) -> Prediction:
     """Classify images with a model, or with an ensemble (the mean of its probabilities).
 
@@ -206,6 +224,7 @@ def predict(
         device: where to run (``None``: where the first model's parameters are).
         batch_size: images per forward pass.
         dataset: the dataset the model was trained on (its normalisation is applied).
+        tta: also classify copies shifted by one pixel in each direction and average.
 
     Returns:
         The :class:`Prediction`.
@@ -232,7 +251,7 @@ def predict(
     images = prepare_inputs(inputs, DATASETS[dataset]).to(target)
     with _inference(models, target):
         chunks = [
-            _log_probabilities(models, images[start : start + batch_size]).exp()
+            _log_probabilities(models, images[start : start + batch_size], tta).exp()
             for start in range(0, images.shape[0], batch_size)
         ]
     probabilities = torch.cat(chunks).cpu()

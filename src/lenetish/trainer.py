@@ -80,6 +80,10 @@ class Trainer:
             other devices, train eagerly. Each fit logs which it does and why.
         compile: compile the model's forward pass with :func:`torch.compile`.
         grad_clip_norm: clip the global gradient norm to this value before each step.
+        augment: applied to every training batch on the device before the forward pass,
+            e.g. :class:`~lenetish.RandomAffine` (validation batches are left alone).
+        label_smoothing: mix this much of a uniform target into the training loss
+            (``(1 - s) * NLL + s * mean negative log-probability``); 0 is the seed's loss.
         seed: seed Python, NumPy and torch at the start of :meth:`fit`.
         deterministic: use PyTorch's deterministic algorithms during :meth:`fit`.
         progress: show a progress bar (``None``: only when stderr is a terminal).
@@ -113,6 +117,8 @@ class Trainer:
         cuda_graphs: bool = True,
         compile: bool = False,
         grad_clip_norm: float | None = None,
+        augment: Callable[[Tensor], Tensor] | None = None,
+        label_smoothing: float = 0.0,
         seed: int | None = None,
         deterministic: bool = False,
         progress: bool | None = None,
@@ -136,6 +142,12 @@ class Trainer:
             )
         if grad_clip_norm is not None:
             check_positive_number("grad_clip_norm", grad_clip_norm)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise InvalidArgumentError(
+                f"label_smoothing must be in [0, 1), got {label_smoothing!r}"
+            )
+        if augment is not None and not callable(augment):
+            raise InvalidArgumentError(f"augment must be callable, got {augment!r}")
         if not 0 <= momentum < 1 or not weight_decay >= 0:
             raise InvalidArgumentError(
                 f"momentum must be in [0, 1) and weight_decay >= 0, got {momentum!r} and "
@@ -164,6 +176,8 @@ class Trainer:
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.grad_clip_norm = grad_clip_norm
+        self.augment = augment
+        self.label_smoothing = label_smoothing
         self.seed = seed
         self.deterministic = deterministic
         self.history = next((c for c in callbacks if isinstance(c, History)), History())
@@ -206,7 +220,11 @@ class Trainer:
     def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
         """Forward one training batch and return its loss (still attached) and logits."""
         logits = self.model(images)
-        return BatchOutput(F.nll_loss(logits, labels), logits, labels)
+        loss = F.nll_loss(logits, labels)
+        if self.label_smoothing:
+            uniform = -logits.float().mean(dim=1).mean()
+            loss = (1 - self.label_smoothing) * loss + self.label_smoothing * uniform
+        return BatchOutput(loss, logits, labels)
 
     def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
         """Forward one validation batch (under inference mode, model in eval mode)."""
@@ -220,6 +238,7 @@ class Trainer:
         return {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "model": self.model.state_dict(),
+            "model_class": type(self.model).__name__,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "optimizer_class": type(self.optimizer).__name__,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
@@ -450,6 +469,8 @@ class Trainer:
 
     def _autocast_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
         """``training_step`` under the trainer's autocast (cache off, as graph capture needs)."""
+        if self.augment is not None:
+            images = self.augment(images)
         dtype = _AUTOCAST_DTYPES[self.precision]
         with torch.autocast(
             self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False

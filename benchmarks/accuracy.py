@@ -1,0 +1,119 @@
+"""Benchmark: a recipe over several seeds, scored once on the MNIST test set (JSON lines).
+
+Nothing is chosen by the test set: the recipe fixes its epochs and keeps its final weights.
+``--save-weights DIR`` writes the first seed's weights and their record (recipe, seed, test
+accuracy, SHA-256, command) as ``DIR/RECIPE.safetensors`` and ``DIR/RECIPE.json``; that is how
+the weights shipped in ``src/lenetish/weights`` were made.
+
+    python benchmarks/accuracy.py --recipe default --seeds 0 1 2 3 4
+    python benchmarks/accuracy.py --recipe default --seeds 0 --save-weights src/lenetish/weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import lenetish
+from lenetish import evaluate, make_loaders, save_weights, train_recipe
+
+
+def main() -> None:
+    """Train the recipe once per seed and print one JSON line each, then a summary."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--recipe", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, default=None, help="override (quick trials)")
+    parser.add_argument("--tta", action="store_true", help="also score with shifted copies")
+    parser.add_argument("--ensemble", action="store_true", help="also score all seeds together")
+    parser.add_argument("--save-weights", type=Path, default=None)
+    args = parser.parse_args()
+    test = make_loaders(args.data, download=False, eval_batch_size=2000).test
+    accuracies, models = [], []
+    for seed in args.seeds:
+        started = time.perf_counter()
+        trained = train_recipe(
+            args.recipe,
+            args.data,
+            seed=seed,
+            device=args.device,
+            download=False,
+            progress=False,
+            epochs=args.epochs,
+        )
+        seconds = time.perf_counter() - started
+        models.append(trained.model)
+        result = evaluate(trained.model, test)
+        row = {
+            "benchmark": "accuracy",
+            "recipe": args.recipe,
+            "seed": seed,
+            "epochs": len(trained.history),
+            "test_accuracy": result.accuracy,
+            "test_correct": result.correct,
+            "train_seconds": round(seconds, 1),
+            "device": str(next(trained.model.parameters()).device),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+            "torch": torch.__version__,
+            "lenetish": lenetish.__version__,
+            "date": datetime.date.today().isoformat(),
+        }
+        if args.tta:
+            row["test_accuracy_tta"] = evaluate(trained.model, test, tta=True).accuracy
+        print(json.dumps(row), flush=True)
+        accuracies.append(result.accuracy)
+        if args.save_weights is not None and seed == args.seeds[0]:
+            save_record(args, trained.model, row)
+    spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    print(
+        f"{args.recipe}: {len(accuracies)} seeds, mean {statistics.mean(accuracies):.2%} "
+        f"(sd {spread:.2%}, min {min(accuracies):.2%}, max {max(accuracies):.2%})"
+    )
+    if args.ensemble and len(models) > 1:
+        ensemble = evaluate(models, test)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "ensemble",
+                    "recipe": args.recipe,
+                    "seeds": args.seeds,
+                    "test_accuracy": ensemble.accuracy,
+                }
+            )
+        )
+
+
+def save_record(args: argparse.Namespace, model: torch.nn.Module, row: dict[str, object]) -> None:
+    """Write the weights and their record for shipping in the package."""
+    args.save_weights.mkdir(parents=True, exist_ok=True)
+    weights = args.save_weights / f"{args.recipe}.safetensors"
+    save_weights(model.cpu(), weights)
+    record = {
+        "recipe": args.recipe,
+        "seed": row["seed"],
+        "test_accuracy": row["test_accuracy"],
+        "epochs": row["epochs"],
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "trained_on": row["machine"],
+        "torch": row["torch"],
+        "date": row["date"],
+        "command": "python " + " ".join(sys.argv),
+    }
+    (args.save_weights / f"{args.recipe}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Weights trained by lenetish's own recipes, shipped inside the package.
+
+Each ``weights/NAME.safetensors`` sits beside ``weights/NAME.json``, which records the recipe,
+the seed, the test accuracy measured when the weights were made, the command, and the file's
+SHA-256. :func:`pretrained` checks the hash before loading, so a damaged install is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import Any
+
+from torch import nn
+
+from lenetish.checkpoint import load_weights
+from lenetish.errors import CheckpointError, InvalidArgumentError
+from lenetish.recipes import get_recipe
+
+__all__ = ["available_pretrained", "pretrained", "pretrained_info"]
+
+
+def _folder() -> Any:
+    return resources.files("lenetish") / "weights"
+
+
+def available_pretrained() -> list[str]:
+    """The names of the shipped weights.
+
+    Returns:
+        The names, e.g. ``["default"]``.
+    """
+    return sorted(
+        entry.name.removesuffix(".json")
+        for entry in _folder().iterdir()
+        if entry.name.endswith(".json")
+    )
+
+
+def pretrained_info(name: str = "default") -> dict[str, Any]:
+    """What is recorded about the shipped weights ``name``: recipe, seed, accuracy, hash.
+
+    Args:
+        name: which weights (see :func:`available_pretrained`).
+
+    Returns:
+        The record: ``recipe``, ``seed``, ``test_accuracy``, ``sha256``, ``command``...
+
+    Raises:
+        InvalidArgumentError: no weights of that name are shipped.
+    """
+    names = available_pretrained()
+    if name not in names:
+        raise InvalidArgumentError(
+            f"no pretrained weights called {name!r}; shipped: {', '.join(names) or 'none'}"
+        )
+    info: dict[str, Any] = json.loads((_folder() / f"{name}.json").read_text())
+    return info
+
+
+def pretrained(name: str = "default") -> nn.Module:
+    """A network with the shipped weights ``name`` loaded, in eval mode, on the CPU.
+
+    Args:
+        name: which weights (see :func:`available_pretrained`); ``"default"`` is the seed's
+            MNISTConvNet trained with the ``default`` recipe.
+
+    Returns:
+        The network, ready for :func:`~lenetish.predict`.
+
+    Raises:
+        InvalidArgumentError: no weights of that name are shipped.
+        CheckpointError: the file's SHA-256 differs from the recorded one.
+
+    Example:
+        >>> model = pretrained("default")  # doctest: +SKIP
+        >>> predict(model, "my_digit.png").labels  # doctest: +SKIP
+    """
+    info = pretrained_info(name)
+    payload = (_folder() / f"{name}.safetensors").read_bytes()
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != info["sha256"]:
+        raise CheckpointError(
+            f"the shipped weights {name!r} have SHA-256 {digest}, not the recorded "
+            f"{info['sha256']}; reinstall lenetish"
+        )
+    model = get_recipe(info["recipe"]).build_model()
+    with resources.as_file(_folder() / f"{name}.safetensors") as path:
+        load_weights(model, path)
+    return model.eval()

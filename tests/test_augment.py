@@ -1,0 +1,83 @@
+"""Tests of lenetish.augment: RandomAffine on whole batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lenetish import InvalidArgumentError, RandomAffine
+from tests.strategies import seeds
+
+
+@settings(max_examples=20, deadline=None)
+@given(count=st.integers(1, 16), seed=seeds)
+def test_identity_parameters_leave_images_unchanged(count: int, seed: int) -> None:
+    """No rotation, no zoom and no shift give back the same images."""
+    images = torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    augment = RandomAffine(degrees=0, scale=(1.0, 1.0), translate=0.0)
+    torch.testing.assert_close(augment(images), images, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(count=st.integers(1, 16), dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_shape_and_dtype_are_kept(count: int, dtype: torch.dtype) -> None:
+    """The output has the input's shape, dtype and memory format."""
+    images = torch.rand(count, 1, 28, 28).to(dtype).contiguous(memory_format=torch.channels_last)
+    moved = RandomAffine()(images)
+    assert moved.shape == images.shape and moved.dtype == dtype
+    assert moved.is_contiguous(memory_format=torch.channels_last)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds)
+def test_same_seed_same_output(seed: int) -> None:
+    """Two augmenters with equally seeded generators transform a batch identically."""
+    images = torch.rand(8, 1, 28, 28)
+    first = RandomAffine(generator=torch.Generator().manual_seed(seed))(images)
+    second = RandomAffine(generator=torch.Generator().manual_seed(seed))(images)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, images)
+
+
+def test_labels_are_untouched_in_training() -> None:
+    """Training with augmentation sees the same labels; only the images change."""
+    from lenetish import BatchOutput, Callback, Trainer, TrainState
+    from tests.training_helpers import digit_batches, quick_trainer
+
+    seen: list[torch.Tensor] = []
+
+    class Keep(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            seen.append(output.targets)
+
+    batches = digit_batches(30, 10)
+    quick_trainer(augment=RandomAffine(), callbacks=[Keep()]).fit(batches)
+    assert all(torch.equal(a, b[1]) for a, b in zip(seen, batches, strict=True))
+
+
+def test_pixels_from_outside_are_the_fill_value() -> None:
+    """A large shift brings in the fill value (black after normalisation)."""
+    augment = RandomAffine(
+        degrees=0,
+        scale=(1.0, 1.0),
+        translate=0.5,
+        fill=-0.5,
+        generator=torch.Generator().manual_seed(0),
+    )
+    moved = augment(torch.ones(4, 1, 28, 28))
+    assert torch.isclose(moved, torch.tensor(-0.5)).any()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"degrees": -1.0}, "degrees and translate must be >= 0"),
+        ({"scale": (1.2, 1.1)}, r"scale must be \(low, high\)"),
+    ],
+)
+def test_bad_ranges_are_refused(options: dict[str, object], message: str) -> None:
+    """Negative ranges and empty scale ranges raise InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        RandomAffine(**options)  # type: ignore[arg-type]

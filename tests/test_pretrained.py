@@ -1,0 +1,53 @@
+"""Tests of lenetish.pretrained: the weights shipped in the package."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from lenetish import (
+    CheckpointError,
+    InvalidArgumentError,
+    available_pretrained,
+    evaluate,
+    make_loaders,
+    pretrained,
+    pretrained_info,
+)
+
+
+def test_default_weights_are_shipped_with_their_record() -> None:
+    """The default weights are shipped with recipe, seed, accuracy and SHA-256 recorded."""
+    assert "default" in available_pretrained()
+    info = pretrained_info("default")
+    assert info["recipe"] == "default" and isinstance(info["seed"], int)
+    assert 0.99 < info["test_accuracy"] <= 1.0
+    payload = (resources.files("lenetish") / "weights" / "default.safetensors").read_bytes()
+    assert hashlib.sha256(payload).hexdigest() == info["sha256"]
+
+
+def test_default_weights_reach_their_recorded_accuracy(real_mnist: Path) -> None:
+    """Loaded, the default weights score their recorded test accuracy on real MNIST."""
+    model = pretrained("default")
+    test = make_loaders(real_mnist, download=False, eval_batch_size=2000).test
+    result = evaluate(model, test)
+    assert result.accuracy == pytest.approx(pretrained_info("default")["test_accuracy"], abs=2e-4)
+
+
+def test_a_damaged_file_is_caught_by_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights whose SHA-256 differs from the record raise CheckpointError."""
+    real = pretrained_info("default")
+    monkeypatch.setattr(
+        "lenetish.pretrained.pretrained_info", lambda name="default": {**real, "sha256": "0" * 64}
+    )
+    with pytest.raises(CheckpointError, match=r"have SHA-256 .* not the recorded 0000"):
+        pretrained("default")
+
+
+def test_unknown_weights_are_refused() -> None:
+    """Asking for weights that are not shipped lists the shipped ones."""
+    with pytest.raises(InvalidArgumentError, match="no pretrained weights called 'huge'"):
+        pretrained("huge")

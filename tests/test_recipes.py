@@ -1,0 +1,99 @@
+"""Tests of lenetish.recipes: the named configurations, train_recipe and train_ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenetish import (
+    EMA,
+    RECIPES,
+    InvalidArgumentError,
+    MNISTConvNet,
+    MNISTWideNet,
+    RandomAffine,
+    get_recipe,
+    train_ensemble,
+    train_recipe,
+)
+
+
+def test_seed_recipes_are_the_blog_settings() -> None:
+    """seed-adam and seed-sgd are the blog post's two runs, in float32."""
+    adam, sgd = get_recipe("seed-adam"), get_recipe("seed-sgd")
+    assert (adam.optimizer, adam.lr, adam.batch_size, adam.epochs) == ("adam", None, 200, 5)
+    assert (sgd.optimizer, sgd.lr, sgd.batch_size, sgd.epochs) == ("sgd", 0.1, 200, 10)
+    assert adam.precision == sgd.precision == "32"
+    assert adam.augment is None and adam.ema_decay is None and adam.label_smoothing == 0
+
+
+def test_default_recipe_keeps_the_seed_network_within_ten_epochs() -> None:
+    """The default recipe trains the exact MNISTConvNet (252,866 parameters), <= 10 epochs."""
+    recipe = get_recipe("default")
+    model = recipe.build_model()
+    assert isinstance(model, MNISTConvNet) and recipe.epochs <= 10
+    assert sum(p.numel() for p in model.parameters()) == 252_866
+
+
+def test_best_recipe_uses_the_wide_network() -> None:
+    """The best recipe trains MNISTWideNet, whose parameter count is documented."""
+    model = get_recipe("best").build_model()
+    assert isinstance(model, MNISTWideNet)
+    assert sum(p.numel() for p in model.parameters()) == 575_338
+
+
+def test_build_trainer_applies_the_recipe() -> None:
+    """The Trainer gets the recipe's optimizer, schedule, augmentation, smoothing and EMA."""
+    recipe = get_recipe("default")
+    trainer = recipe.build_trainer(recipe.build_model(), device="cpu", progress=False)
+    assert trainer.scheduler_spec == "onecycle" and trainer.lr == recipe.lr
+    assert isinstance(trainer.augment, RandomAffine) and trainer.label_smoothing == 0.05
+    assert any(isinstance(c, EMA) for c in trainer.callbacks)
+
+
+def test_every_recipe_is_described() -> None:
+    """Each recipe has a name matching its key and a description."""
+    for name, recipe in RECIPES.items():
+        assert recipe.name == name and len(recipe.description) > 20
+
+
+def test_unknown_recipe_lists_the_recipes() -> None:
+    """An unknown name raises InvalidArgumentError listing the recipes."""
+    with pytest.raises(InvalidArgumentError, match="recipe='fastest' does not exist; use one of"):
+        get_recipe("fastest")
+
+
+def test_train_recipe_is_reproducible(fake_mnist: Path) -> None:
+    """Training a recipe twice with the same seed gives identical weights."""
+
+    def weights() -> list[torch.Tensor]:
+        trained = train_recipe(
+            "default", fake_mnist, seed=3, device="cpu", download=False, progress=False, epochs=2
+        )
+        assert len(trained.history) == 2 and not trained.model.training
+        return [p.detach().clone() for p in trained.model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(weights(), weights(), strict=True))
+
+
+def test_train_ensemble_gives_one_model_per_seed(fake_mnist: Path) -> None:
+    """train_ensemble trains a differently seeded model per seed."""
+    models = train_ensemble(
+        "seed-adam",
+        fake_mnist,
+        seeds=(0, 1),
+        device="cpu",
+        download=False,
+        progress=False,
+        epochs=1,
+    )
+    assert len(models) == 2
+    assert not torch.equal(models[0].fc2.weight, models[1].fc2.weight)
+
+
+def test_empty_ensemble_is_refused(fake_mnist: Path) -> None:
+    """An ensemble needs at least one seed."""
+    with pytest.raises(InvalidArgumentError, match="seeds is empty"):
+        train_ensemble("default", fake_mnist, seeds=())
