@@ -26,28 +26,30 @@ from lenetish import (
 from lenetish.cli import main
 
 
+def short_training(data: Path, out: Path, *extra: str) -> list[str]:
+    """Arguments of a 2-epoch `lenetish train` on the CPU writing into ``out``."""
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def test_train_reports_accuracy_and_writes_outputs(
     fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`lenetish train` prints epochs and accuracy and writes checkpoint, weights, history."""
     out = tmp_path / "run"
-    status = main(
-        [
-            "train",
-            "--data",
-            str(fake_mnist),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "20",
-            "--device",
-            "cpu",
-            "--val-size",
-            "10",
-            "--out",
-            str(out),
-        ]
-    )
+    status = main(short_training(fake_mnist, out, "--val-size", "10"))
     printed = capsys.readouterr().out
     assert status == 0
     assert "epoch=2" in printed and "val_accuracy=" in printed
@@ -63,11 +65,44 @@ def test_train_resumes_from_a_checkpoint(
 ) -> None:
     """`lenetish train --resume last.pt` continues to the requested number of epochs."""
     out = tmp_path / "run"
-    common = ["train", "--data", str(fake_mnist), "--batch-size", "20", "--device", "cpu"]
-    assert main([*common, "--epochs", "1", "--out", str(out)]) == 0
-    status = main([*common, "--epochs", "3", "--out", str(out), "--resume", str(out / "last.pt")])
-    assert status == 0
+    common = [
+        "train",
+        "--recipe",
+        "seed-adam",
+        "--data",
+        str(fake_mnist),
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main([*common, "--epochs", "1"]) == 0
+    assert main([*common, "--epochs", "3", "--resume", str(out / "last.pt")]) == 0
     assert [row["epoch"] for row in History.from_json(out / "history.json")] == [1, 2, 3]
+
+
+def test_extending_a_one_cycle_run_is_refused_clearly(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-cycle run planned for 1 epoch cannot be resumed to 3: one clear error line."""
+    out = tmp_path / "run"
+    common = [
+        "train",
+        "--data",
+        str(fake_mnist),
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main([*common, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--epochs", "3", "--resume", str(out / "last.pt")]) == 1
+    assert "planned for 1 epochs with the one-cycle schedule" in capsys.readouterr().err
 
 
 def test_missing_data_is_one_line_and_exit_status_one(
@@ -93,25 +128,7 @@ def test_python_dash_m_runs_the_command() -> None:
 def trained_run(fake_mnist: Path, tmp_path: Path) -> Path:
     """A folder holding last.pt and model.safetensors from a short run on synthetic digits."""
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(fake_mnist),
-                "--epochs",
-                "2",
-                "--batch-size",
-                "20",
-                "--device",
-                "cpu",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(short_training(fake_mnist, out, "--quiet")) == 0
     return out
 
 

@@ -50,7 +50,9 @@ def test_build_trainer_applies_the_recipe() -> None:
     trainer = recipe.build_trainer(recipe.build_model(), device="cpu", progress=False)
     assert trainer.scheduler_spec == "onecycle" and trainer.lr == recipe.lr
     assert isinstance(trainer.augment, RandomAffine) and trainer.label_smoothing == 0.05
-    assert any(isinstance(c, EMA) for c in trainer.callbacks)
+    best = get_recipe("best")
+    best_trainer = best.build_trainer(best.build_model(), device="cpu", progress=False)
+    assert any(isinstance(c, EMA) for c in best_trainer.callbacks)
 
 
 def test_every_recipe_is_described() -> None:

@@ -454,7 +454,7 @@ def test_compile_compiles_the_forward_pass(monkeypatch: pytest.MonkeyPatch) -> N
         ({"lr": float("nan")}, "lr must be a positive finite number, got nan"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"scheduler": "cosine"}, "scheduler='cosine' is not supported"),
-        ({"precision": "64"}, "precision='64' is not supported; use one of 32, bf16-mixed"),
+        ({"precision": "64"}, "precision='64' is not supported; use one of auto, 32, bf16-mixed"),
         ({"grad_clip_norm": -1.0}, "grad_clip_norm must be a positive finite number"),
         ({"momentum": 1.5}, r"momentum must be in \[0, 1\)"),
         ({"callbacks": [object()]}, "callbacks must be lenetish.Callback instances"),

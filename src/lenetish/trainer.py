@@ -243,6 +243,7 @@ class Trainer:
             "optimizer_class": type(self.optimizer).__name__,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "epoch": self.state.epoch + 1,
+            "epochs_planned": self.epochs,
             "global_step": self.state.global_step,
             "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
             "rng": capture_rng_state(),
@@ -261,6 +262,13 @@ class Trainer:
 
     def _restore(self, checkpoint: dict[str, Any], source: str) -> None:
         load_model_state(self.model, checkpoint["model"], source=source)
+        planned = checkpoint.get("epochs_planned", self.epochs)
+        if planned != self.epochs and self.scheduler_spec == "onecycle":
+            raise CheckpointError(
+                f"{source} comes from a run planned for {planned} epochs with the one-cycle "
+                f"schedule, which cannot stretch to {self.epochs}; resume it with epochs="
+                f"{planned}, or start a new run"
+            )
         saved_class = checkpoint.get("optimizer_class")
         if saved_class is not None and saved_class != type(self.optimizer).__name__:
             raise CheckpointError(
