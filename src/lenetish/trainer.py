@@ -489,7 +489,10 @@ class Trainer:
         assert self.optimizer is not None
         output = self._autocast_step(images, labels)
         self._call("on_before_backward", output.loss)
-        self.optimizer.zero_grad(set_to_none=True)
+        # After a CUDA-graph capture the gradients live in the graph's memory and must stay
+        # there: zero them in place instead of dropping them.
+        captured = self._graph_step is not None and self._graph_step.graph is not None
+        self.optimizer.zero_grad(set_to_none=not captured)
         if self.scaler is not None:
             torch.autograd.backward(self.scaler.scale(output.loss))
             self.scaler.unscale_(self.optimizer)
