@@ -9,7 +9,6 @@ from lenetish.augment import RandomAffine
 from lenetish.callbacks import (
     Callback,
     History,
-    LRSchedule,
     SkipBatch,
     StopTraining,
     TerminateOnNaN,
@@ -47,6 +46,7 @@ from lenetish.recipes import (
     train_ensemble,
     train_recipe,
 )
+from lenetish.schedules import LRSchedule
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 
 try:

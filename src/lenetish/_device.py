@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from lenetish.errors import DeviceUnavailableError, InvalidArgumentError
 
-__all__ = ["DeviceLike", "resolve_device", "resolve_precision", "seed_everything", "supports_bf16"]
+__all__ = [
+    "DeviceLike",
+    "deterministic_algorithms",
+    "resolve_device",
+    "resolve_precision",
+    "seed_everything",
+    "supports_bf16",
+]
 
 DeviceLike = str | torch.device
 
@@ -140,3 +150,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16-mixed" if supports_bf16(device) else "32"
     return precision
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Use PyTorch's deterministic algorithms inside the block (if ``enabled``), then restore."""
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    # cuBLAS needs a fixed workspace to be deterministic; it reads this at first use.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+        torch.backends.cudnn.benchmark = previous_benchmark

@@ -28,17 +28,15 @@ import io
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from lenetish._checks import check_positive_int, check_positive_number
-from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.state import BatchOutput, TrainState
@@ -47,7 +45,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Callback",
     "History",
-    "LRSchedule",
     "SkipBatch",
     "StopTraining",
     "TerminateOnNaN",
@@ -213,89 +210,6 @@ class History(Callback):
 def _number(text: str) -> float:
     value = float(text)
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
-
-
-class LRSchedule(Callback):
-    """Step a learning-rate scheduler after every batch or every epoch; resumable.
-
-    Args:
-        factory: builds the scheduler from the trainer's optimizer, e.g.
-            ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)``.
-        interval: ``"step"`` (after every optimizer step) or ``"epoch"``.
-        builtin: set by the Trainer for its own schedules, which only change the lr (so a
-            CUDA-graph step can follow them); leave it False for yours.
-
-    Raises:
-        InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``.
-    """
-
-    order = -50
-
-    def __init__(
-        self,
-        factory: Callable[[Optimizer], LRScheduler],
-        *,
-        interval: str = "epoch",
-        builtin: bool = False,
-    ) -> None:
-        if interval not in ("step", "epoch"):
-            raise InvalidArgumentError(f"interval must be 'step' or 'epoch', got {interval!r}")
-        if not callable(factory):
-            raise InvalidArgumentError(f"factory must be callable, got {factory!r}")
-        self.factory = factory
-        self.interval = interval
-        self.builtin = builtin
-        self.scheduler: LRScheduler | None = None
-        self._pending: dict[str, Any] | None = None
-
-    def reset(self) -> None:
-        """Forget the scheduler of an earlier fit."""
-        self.scheduler, self._pending = None, None
-
-    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        """Build the scheduler; when resuming, restore its state and the checkpoint's lr."""
-        assert trainer.optimizer is not None
-        # Building a scheduler rewrites lr (and momentum, for one-cycle) in the param groups;
-        # a resumed optimizer's values are the right ones, so put them back afterwards.
-        restored = [
-            {
-                key: value.clone() if isinstance(value, Tensor) else value
-                for key, value in group.items()
-                if key != "params"
-            }
-            for group in trainer.optimizer.param_groups
-        ]
-        self.scheduler = self.factory(trainer.optimizer)
-        if self._pending is not None:
-            self.scheduler.load_state_dict(self._pending)
-            for group, values in zip(trainer.optimizer.param_groups, restored, strict=True):
-                for key, value in values.items():
-                    if isinstance(group[key], Tensor) and isinstance(value, Tensor):
-                        group[key].copy_(value)  # keep the tensor a captured step reads
-                    else:
-                        group[key] = value
-            self._pending = None
-        state.lr = float(trainer.optimizer.param_groups[0]["lr"])
-
-    def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
-        """Step per batch when ``interval="step"``."""
-        if self.interval == "step" and self.scheduler is not None:
-            self.scheduler.step()
-
-    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Step per epoch when ``interval="epoch"``."""
-        if self.interval == "epoch" and self.scheduler is not None:
-            self.scheduler.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The scheduler's state."""
-        if self.scheduler is None:
-            return {} if self._pending is None else self._pending
-        return self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Keep the state until ``on_fit_start`` builds the scheduler."""
-        self._pending = state or None
 
 
 class TerminateOnNaN(Callback):

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from lenetish.callbacks import Callback, LRSchedule
+from lenetish.callbacks import Callback
+from lenetish.schedules import LRSchedule
 from lenetish.state import BatchOutput
 
 if TYPE_CHECKING:

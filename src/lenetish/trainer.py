@@ -5,31 +5,36 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from lenetish._checks import check_positive_int, check_positive_number
-from lenetish._device import DeviceLike, resolve_device, resolve_precision, seed_everything
-from lenetish.callbacks import Callback, History, LRSchedule, SkipBatch, StopTraining
+from lenetish._device import (
+    DeviceLike,
+    deterministic_algorithms,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+from lenetish.callbacks import Callback, History, SkipBatch, StopTraining
 from lenetish.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     capture_rng_state,
     load_checkpoint,
-    load_model_state,
     restore_rng_state,
     save_checkpoint,
 )
-from lenetish.errors import CheckpointError, InvalidArgumentError
+from lenetish.errors import InvalidArgumentError
 from lenetish.evaluation import RunningScore
 from lenetish.graph import CudaGraphStep, graph_blockers
 from lenetish.loggers import ProgressBar
+from lenetish.resume import keyed_callbacks, restore_training_state
+from lenetish.schedules import SchedulerFactory, builtin_schedule
 from lenetish.state import BatchOutput, TrainState
 
 __all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lenetish.state
@@ -38,7 +43,6 @@ logger = logging.getLogger("lenetish")
 
 Batch = tuple[Tensor, Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
-SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 _OPTIMIZERS = ("adam", "sgd")
 _DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
@@ -245,49 +249,16 @@ class Trainer:
             "epoch": self.state.epoch + 1,
             "epochs_planned": self.epochs,
             "global_step": self.state.global_step,
-            "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
+            "callbacks": {
+                key: callback.state_dict()
+                for key, callback in keyed_callbacks(self._fit_callbacks or self.callbacks)
+            },
             "rng": capture_rng_state(),
         }
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed)."""
         save_checkpoint(path, self.checkpoint_state())
-
-    def _keyed_callbacks(self) -> Iterator[tuple[str, Callback]]:
-        seen: dict[str, int] = {}
-        for callback in self._fit_callbacks or self.callbacks:
-            name = type(callback).__name__
-            seen[name] = seen.get(name, 0) + 1
-            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
-
-    def _restore(self, checkpoint: dict[str, Any], source: str) -> None:
-        load_model_state(self.model, checkpoint["model"], source=source)
-        planned = checkpoint.get("epochs_planned", self.epochs)
-        if planned != self.epochs and self.scheduler_spec == "onecycle":
-            raise CheckpointError(
-                f"{source} comes from a run planned for {planned} epochs with the one-cycle "
-                f"schedule, which cannot stretch to {self.epochs}; resume it with epochs="
-                f"{planned}, or start a new run"
-            )
-        saved_class = checkpoint.get("optimizer_class")
-        if saved_class is not None and saved_class != type(self.optimizer).__name__:
-            raise CheckpointError(
-                f"{source} was written by a trainer using {saved_class}, but this one uses "
-                f"{type(self.optimizer).__name__}; resume with the same optimizer settings"
-            )
-        if self.optimizer is not None and checkpoint["optimizer"] is not None:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.scaler is not None and checkpoint["scaler"] is not None:
-            self.scaler.load_state_dict(checkpoint["scaler"])
-        self.state.epoch = checkpoint["epoch"]
-        self.state.global_step = checkpoint["global_step"]
-        saved = checkpoint["callbacks"]
-        for key, callback in self._keyed_callbacks():
-            if key in saved:
-                callback.load_state_dict(saved[key])
-            else:
-                logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
-                callback.reset()
 
     # ---- the fit loop ---------------------------------------------------------------------
 
@@ -322,10 +293,12 @@ class Trainer:
             epochs=self.epochs, steps_per_epoch=steps_per_epoch, resumed=checkpoint is not None
         )
         self.should_stop = False
-        with self._determinism():
+        with deterministic_algorithms(self.deterministic):
             if checkpoint is None and self.seed is not None:
                 seed_everything(self.seed)
-            schedule = self._schedule_callback(steps_per_epoch)
+            schedule = builtin_schedule(
+                self.scheduler_spec, lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
+            )
             self._fit_callbacks = sorted(
                 [*self.callbacks, *([schedule] if schedule else [])], key=lambda c: c.order
             )
@@ -338,7 +311,7 @@ class Trainer:
             self.optimizer = self.configure_optimizers()
             self.scaler = torch.amp.GradScaler("cuda") if self.precision == "16-mixed" else None
             if checkpoint is not None:
-                self._restore(checkpoint, source=str(resume))
+                restore_training_state(self, checkpoint, source=str(resume))
             else:
                 for callback in self._fit_callbacks:
                     callback.reset()
@@ -366,51 +339,6 @@ class Trainer:
                         logger.exception("%s.on_exception failed", type(callback).__name__)
                 raise
         return self.history
-
-    def _schedule_callback(self, steps_per_epoch: int | None) -> LRSchedule | None:
-        spec = self.scheduler_spec
-        if spec is None:
-            return None
-        if spec == "onecycle":
-            if steps_per_epoch is None:
-                raise InvalidArgumentError(
-                    "scheduler='onecycle' needs the number of batches per epoch, but the "
-                    "training loader has no len(); pass a list, a DataLoader or a lenetish loader"
-                )
-            total = self.epochs * steps_per_epoch
-            max_lr = float(self.lr or 1e-3)
-            return LRSchedule(
-                # Momentum stays fixed, so the schedule only changes the lr, which a captured
-                # CUDA-graph step reads from device memory.
-                lambda opt: torch.optim.lr_scheduler.OneCycleLR(
-                    opt, max_lr, total_steps=total, cycle_momentum=False
-                ),
-                interval="step",
-                builtin=True,
-            )
-        if spec == "step":
-            return LRSchedule(
-                lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7), builtin=True
-            )
-        assert callable(spec)
-        return LRSchedule(spec)
-
-    @contextmanager
-    def _determinism(self) -> Iterator[None]:
-        if not self.deterministic:
-            yield
-            return
-        previous = torch.are_deterministic_algorithms_enabled()
-        previous_benchmark = torch.backends.cudnn.benchmark
-        # cuBLAS needs a fixed workspace to be deterministic; it reads this at first use.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(previous)
-            torch.backends.cudnn.benchmark = previous_benchmark
 
     def _call(self, hook: str, *args: Any) -> None:
         """Run ``hook`` on every callback in order; a StopTraining becomes a stop request."""
