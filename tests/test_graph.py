@@ -18,6 +18,7 @@ from lenetish import (
     TrainState,
 )
 from lenetish.graph import graph_blockers
+from lenetish.schedules import builtin_schedule
 from tests.training_helpers import digit_batches, quick_trainer
 
 gpu = pytest.mark.gpu
@@ -32,7 +33,7 @@ def _blockers_on_cuda(trainer: Trainer, callbacks: list[Callback] | None = None)
 def test_default_adam_trainer_on_cuda_would_capture() -> None:
     """With the defaults, a built-in schedule and plain callbacks, nothing blocks capture."""
     trainer = quick_trainer(scheduler="onecycle")
-    schedule = trainer._schedule_callback(10)
+    schedule = builtin_schedule("onecycle", lr=1e-3, epochs=1, steps_per_epoch=10)
     assert schedule is not None
     assert _blockers_on_cuda(trainer, [*trainer.callbacks, schedule]) == []
 
