@@ -27,13 +27,11 @@ from lenetish.cli import main
 
 
 def short_training(data: Path, out: Path, *extra: str) -> list[str]:
-    """Arguments of a 2-epoch `lenetish train` on the CPU writing into ``out``."""
+    """Arguments of a short `lenetish train` (batch 20, CPU) writing into ``out``."""
     return [
         "train",
         "--data",
         str(data),
-        "--epochs",
-        "2",
         "--batch-size",
         "20",
         "--device",
@@ -49,7 +47,7 @@ def test_train_reports_accuracy_and_writes_outputs(
 ) -> None:
     """`lenetish train` prints epochs and accuracy and writes checkpoint, weights, history."""
     out = tmp_path / "run"
-    status = main(short_training(fake_mnist, out, "--val-size", "10"))
+    status = main(short_training(fake_mnist, out, "--epochs", "2", "--val-size", "10"))
     printed = capsys.readouterr().out
     assert status == 0
     assert "epoch=2" in printed and "val_accuracy=" in printed
@@ -65,19 +63,7 @@ def test_train_resumes_from_a_checkpoint(
 ) -> None:
     """`lenetish train --resume last.pt` continues to the requested number of epochs."""
     out = tmp_path / "run"
-    common = [
-        "train",
-        "--recipe",
-        "seed-adam",
-        "--data",
-        str(fake_mnist),
-        "--batch-size",
-        "20",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
+    common = short_training(fake_mnist, out, "--recipe", "seed-adam")
     assert main([*common, "--epochs", "1"]) == 0
     assert main([*common, "--epochs", "3", "--resume", str(out / "last.pt")]) == 0
     assert [row["epoch"] for row in History.from_json(out / "history.json")] == [1, 2, 3]
@@ -88,17 +74,7 @@ def test_extending_a_one_cycle_run_is_refused_clearly(
 ) -> None:
     """A one-cycle run planned for 1 epoch cannot be resumed to 3: one clear error line."""
     out = tmp_path / "run"
-    common = [
-        "train",
-        "--data",
-        str(fake_mnist),
-        "--batch-size",
-        "20",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
+    common = short_training(fake_mnist, out)
     assert main([*common, "--epochs", "1"]) == 0
     capsys.readouterr()
     assert main([*common, "--epochs", "3", "--resume", str(out / "last.pt")]) == 1
@@ -128,7 +104,7 @@ def test_python_dash_m_runs_the_command() -> None:
 def trained_run(fake_mnist: Path, tmp_path: Path) -> Path:
     """A folder holding last.pt and model.safetensors from a short run on synthetic digits."""
     out = tmp_path / "run"
-    assert main(short_training(fake_mnist, out, "--quiet")) == 0
+    assert main(short_training(fake_mnist, out, "--epochs", "2", "--quiet")) == 0
     return out
 
 
