@@ -6,6 +6,7 @@ import gzip
 import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,6 +105,7 @@ def _load(content: bytes, name: str = "c.pt") -> None:
             pass
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @FUZZ
 @given(content=st.binary(max_size=4096))
 def test_checkpoint_loader_survives_random_bytes(content: bytes) -> None:
@@ -111,6 +113,7 @@ def test_checkpoint_loader_survives_random_bytes(content: bytes) -> None:
     _load(content)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @FUZZ
 @given(content=mutated(VALID_CHECKPOINT))
 def test_checkpoint_loader_survives_mutated_checkpoints(content: bytes) -> None:

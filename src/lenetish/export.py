@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -35,8 +36,8 @@ def export_model(
       and output ``log_probabilities`` ``(batch, 10)``; needs the ``export`` extra.
 
     Args:
-        model: the trained network (it is put in eval mode on the CPU for tracing; its mode
-            is restored).
+        model: the trained network (a CPU copy in eval mode is exported; the model itself is
+            not changed).
         path: the file to write (atomically for safetensors and TorchScript).
         format: ``"safetensors"``, ``"pt2"``, ``"torchscript"`` or ``"onnx"``.
 
@@ -56,28 +57,24 @@ def export_model(
     if format == "safetensors":
         save_weights(model, target)
         return target
-    was_training = model.training
-    device = next(model.parameters()).device
-    cpu_model = model.to("cpu").eval()
+    # Export a CPU copy in the default memory layout: the user's model is left as it was.
+    cpu_model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format).eval()
     example = torch.zeros(2, 1, 28, 28)
-    try:
-        if format == "pt2":
-            program = torch.export.export(
-                cpu_model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
-            )
-            atomic_write(target, lambda handle: torch.export.save(program, handle))
-        elif format == "torchscript":
-            with warnings.catch_warnings():
-                # The input-shape check is constant in a traced graph, as intended, and the
-                # deprecation is documented above.
-                warnings.filterwarnings("ignore", message="Converting a tensor to a Python")
-                warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-                traced = torch.jit.trace(cpu_model, example)  # type: ignore[no-untyped-call]
-                atomic_write(target, lambda handle: torch.jit.save(traced, handle))
-        else:
-            _export_onnx(cpu_model, example, target)
-    finally:
-        model.to(device).train(was_training)
+    if format == "pt2":
+        program = torch.export.export(
+            cpu_model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+        )
+        atomic_write(target, lambda handle: torch.export.save(program, handle))
+    elif format == "torchscript":
+        with warnings.catch_warnings():
+            # The input-shape check is constant in a traced graph, as intended, and the
+            # deprecation is documented above.
+            warnings.filterwarnings("ignore", message="Converting a tensor to a Python")
+            warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+            traced = torch.jit.trace(cpu_model, example)  # type: ignore[no-untyped-call]
+            atomic_write(target, lambda handle: torch.jit.save(traced, handle))
+    else:
+        _export_onnx(cpu_model, example, target)
     return target
 
 
