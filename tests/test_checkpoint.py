@@ -14,8 +14,20 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lenetish import CheckpointError, MNISTConvNet, load_checkpoint, load_weights, save_weights
-from lenetish.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
+from lenetish import (
+    CheckpointError,
+    MNISTConvNet,
+    MNISTWideNet,
+    load_checkpoint,
+    load_weights,
+    save_weights,
+)
+from lenetish.checkpoint import (
+    capture_rng_state,
+    load_model,
+    restore_rng_state,
+    save_checkpoint,
+)
 from tests.training_helpers import digit_batches, quick_trainer, run_script, weights_equal
 
 
@@ -209,3 +221,24 @@ def test_kill_inside_a_write_leaves_the_previous_checkpoint(tmp_path: Path) -> N
     assert load_checkpoint(crashed / "ckpt" / "last.pt")["epoch"] == 1
     leftovers = [p.name for p in (crashed / "ckpt").iterdir() if p.name != "last.pt"]
     assert len(leftovers) == 1 and leftovers[0].startswith(".last.pt.")
+
+
+def test_load_model_rebuilds_the_saved_network(tmp_path: Path) -> None:
+    """load_model reads the class from the file and returns that network, in eval mode."""
+    save_weights(MNISTWideNet(), tmp_path / "wide.safetensors")
+    model = load_model(tmp_path / "wide.safetensors")
+    assert isinstance(model, MNISTWideNet) and not model.training
+
+
+def test_load_model_refuses_an_unknown_network(tmp_path: Path) -> None:
+    """A file naming a network lenetish does not know raises CheckpointError."""
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "x.safetensors"), metadata={"model": "Alien"})
+    with pytest.raises(CheckpointError, match="holds a Alien, which lenetish cannot rebuild"):
+        load_model(tmp_path / "x.safetensors")
+
+
+def test_load_model_refuses_a_damaged_weights_file(tmp_path: Path) -> None:
+    """A damaged safetensors file raises CheckpointError before any network is built."""
+    (tmp_path / "x.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
+    with pytest.raises(CheckpointError, match=r"x.safetensors is damaged"):
+        load_model(tmp_path / "x.safetensors")

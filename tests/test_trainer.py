@@ -460,6 +460,8 @@ def test_compile_compiles_the_forward_pass(monkeypatch: pytest.MonkeyPatch) -> N
         ({"callbacks": [object()]}, "callbacks must be lenetish.Callback instances"),
         ({"optimizer": lambda p: None, "lr": 0.1}, "lr is ignored when optimizer is a callable"),
         ({"device": "gpu"}, "device='gpu' is not a device"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got 1.0"),
+        ({"augment": "flip"}, "augment must be callable, got 'flip'"),
     ],
 )
 def test_invalid_settings_are_refused(options: dict[str, Any], message: str) -> None:
