@@ -275,3 +275,13 @@ def test_real_mnist_has_the_canonical_counts(real_mnist: Path) -> None:
     assert (loaders.train.num_samples, loaders.test.num_samples) == (60_000, 10_000)
     counts = torch.bincount(loaders.train.labels, minlength=10).tolist()
     assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_make_test_loader_equals_the_test_loader_of_make_loaders(fake_mnist: Path) -> None:
+    """make_test_loader gives the same batches as make_loaders(...).test."""
+    from lenetish.data import make_test_loader
+
+    alone = make_test_loader(fake_mnist, batch_size=7, download=False)
+    together = make_loaders(fake_mnist, eval_batch_size=7, download=False).test
+    for (a_images, a_labels), (b_images, b_labels) in zip(alone, together, strict=True):
+        assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lenetish.checkpoint import load_model, save_weights
-from lenetish.data import DATASETS, make_loaders
+from lenetish.data import DATASETS, load_split, make_loaders, make_test_loader
 from lenetish.errors import LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
 from lenetish.export import EXPORT_FORMATS, export_model
@@ -157,15 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _test_loader(args: argparse.Namespace, *, device: str | None = None) -> TensorLoader:
-    loaders = make_loaders(
+    return make_test_loader(
         args.data,
         dataset=args.dataset,
         download=not args.no_download,
         device=device,
-        eval_batch_size=2000,
+        batch_size=2000,
     )
-    assert isinstance(loaders.test, TensorLoader)
-    return loaders.test
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -294,16 +292,9 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _img(args: argparse.Namespace) -> None:
-    loaders = make_loaders(args.data, dataset=args.dataset, download=not args.no_download)
-    assert isinstance(loaders.train, TensorLoader)
-    chosen = torch.randperm(loaders.train.num_samples, generator=_generator(args.seed))
-    chosen = chosen[: args.count]
-    path = plot_digits(
-        loaders.train.images[chosen],
-        args.out,
-        labels=loaders.train.labels[chosen],
-        title="training digits",
-    )
+    images, labels = load_split(args.data, dataset=args.dataset, download=not args.no_download)
+    chosen = torch.randperm(len(labels), generator=_generator(args.seed))[: args.count]
+    path = plot_digits(images[chosen], args.out, labels=labels[chosen], title="training digits")
     print(f"picture written to {path}")
 
 

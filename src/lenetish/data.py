@@ -27,9 +27,11 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "Loaders",
+    "dataset_info",
     "default_root",
     "load_split",
     "make_loaders",
+    "make_test_loader",
 ]
 
 
@@ -102,7 +104,8 @@ def default_root() -> Path:
     return Path(cache).expanduser() / "lenetish"
 
 
-def _dataset_info(dataset: str) -> DatasetInfo:
+def dataset_info(dataset: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``dataset``, or InvalidArgumentError listing the choices."""
     if dataset not in DATASETS:
         raise InvalidArgumentError(
             f"dataset={dataset!r} is not supported; use one of {', '.join(sorted(DATASETS))}"
@@ -175,7 +178,7 @@ def load_split(
         DatasetNotFoundError: the files are absent and could not be downloaded.
         DatasetCorruptError: a file is not a valid idx file, or the counts disagree.
     """
-    info = _dataset_info(dataset)
+    info = dataset_info(dataset)
     root_path = default_root() if root is None else Path(root).expanduser()
     files = _find_split(root_path, info, train)
     if files is None:
@@ -294,7 +297,7 @@ def make_loaders(
         >>> loaders.train.num_samples, loaders.val.num_samples  # doctest: +SKIP
         (50000, 10000)
     """
-    info = _dataset_info(dataset)
+    info = dataset_info(dataset)
     check_positive_int("batch_size", batch_size)
     eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
     check_positive_int("eval_batch_size", eval_batch_size)
@@ -349,10 +352,45 @@ def make_loaders(
             train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed, drop_last=drop_last
         ),
         val=val,
-        test=TensorLoader(
-            _normalise(test_images, info, target),
-            test_labels.to(target),
-            batch_size=eval_batch_size,
-        ),
+        test=_tensor_loader(test_images, test_labels, info, target, eval_batch_size),
         info=info,
     )
+
+
+def _tensor_loader(
+    images: Tensor, labels: Tensor, info: DatasetInfo, device: torch.device, batch_size: int
+) -> TensorLoader:
+    """An unshuffled loader over a whole split, normalised on ``device``."""
+    return TensorLoader(_normalise(images, info, device), labels.to(device), batch_size=batch_size)
+
+
+def make_test_loader(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "mnist",
+    batch_size: int = 1000,
+    device: DeviceLike | None = None,
+    download: bool = True,
+) -> TensorLoader:
+    """The test split alone, as :func:`make_loaders` gives it, without reading the training split.
+
+    Args:
+        root: the data folder (see :func:`load_split`).
+        dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        batch_size: images per batch.
+        device: where the tensors live (``None``: the CPU).
+        download: let torchvision download missing files.
+
+    Returns:
+        An unshuffled :class:`TensorLoader` over the 10,000 normalised test images.
+
+    Raises:
+        InvalidArgumentError: an argument is out of range or the dataset is unknown.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is damaged.
+    """
+    info = dataset_info(dataset)
+    check_positive_int("batch_size", batch_size)
+    target = torch.device("cpu") if device is None else resolve_device(device)
+    images, labels = load_split(root, dataset=dataset, train=False, download=download)
+    return _tensor_loader(images, labels, info, target, batch_size)

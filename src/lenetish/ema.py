@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from lenetish._checks import check_fraction
 from lenetish.callbacks import Callback
-from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.state import BatchOutput, TrainState
@@ -39,8 +39,7 @@ class EMA(Callback):
     order = -20
 
     def __init__(self, decay: float = 0.999, *, apply_at_end: bool = True) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise InvalidArgumentError(f"decay must be in [0, 1), got {decay!r}")
+        check_fraction("decay", decay)
         self.decay = decay
         self.apply_at_end = apply_at_end
         self.shadow: dict[str, Tensor] | None = None

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
-from lenetish.data import DATASETS
+from lenetish.data import dataset_info
 from lenetish.errors import InvalidArgumentError
 from lenetish.inputs import prepare_inputs
 
@@ -243,12 +243,9 @@ def predict(
     """
     models = _as_list(model)
     check_positive_int("batch_size", batch_size)
-    if dataset not in DATASETS:
-        raise InvalidArgumentError(
-            f"dataset={dataset!r} is not supported; use one of {', '.join(sorted(DATASETS))}"
-        )
+    info = dataset_info(dataset)
     target = _model_device(models[0]) if device is None else resolve_device(device)
-    images = prepare_inputs(inputs, DATASETS[dataset]).to(target)
+    images = prepare_inputs(inputs, info).to(target)
     with _inference(models, target):
         chunks = [
             _log_probabilities(models, images[start : start + batch_size], tta).exp()

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lenetish._checks import check_positive_int
-from lenetish.errors import InputShapeError, InvalidArgumentError
+from lenetish._checks import check_fraction, check_positive_int
+from lenetish.errors import InputShapeError
 
 __all__ = ["MODELS", "MNISTConvNet", "MNISTWideNet"]
 
@@ -69,8 +69,7 @@ class MNISTConvNet(nn.Module):
         }
         for name, value in widths.items():
             check_positive_int(name, value)
-        if not 0.0 <= dropout < 1.0:
-            raise InvalidArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_fraction("dropout", dropout)
         self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size=3)
         self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -133,8 +132,7 @@ class MNISTWideNet(nn.Module):
         super().__init__()
         for name, value in (("width", width), ("hidden", hidden), ("num_classes", num_classes)):
             check_positive_int(name, value)
-        if not 0.0 <= dropout < 1.0:
-            raise InvalidArgumentError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_fraction("dropout", dropout)
         self.features = nn.Sequential(
             _conv_block(1, width),
             nn.MaxPool2d(2),  # 14x14

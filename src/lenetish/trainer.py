@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lenetish._checks import check_positive_int, check_positive_number
+from lenetish._checks import check_fraction, check_positive_int, check_positive_number
 from lenetish._device import (
     DeviceLike,
     deterministic_algorithms,
@@ -146,10 +146,7 @@ class Trainer:
             )
         if grad_clip_norm is not None:
             check_positive_number("grad_clip_norm", grad_clip_norm)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise InvalidArgumentError(
-                f"label_smoothing must be in [0, 1), got {label_smoothing!r}"
-            )
+        check_fraction("label_smoothing", label_smoothing)
         if augment is not None and not callable(augment):
             raise InvalidArgumentError(f"augment must be callable, got {augment!r}")
         if not 0 <= momentum < 1 or not weight_decay >= 0:
