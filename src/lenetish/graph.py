@@ -97,15 +97,6 @@ class CudaGraphStep:
         self.side_stream = torch.cuda.Stream(device=trainer.device)  # type: ignore[no-untyped-call]
         self.warned_shapes: set[tuple[int, ...]] = set()
 
-    def _eager(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        optimizer = self.trainer.optimizer
-        assert optimizer is not None
-        optimizer.zero_grad(set_to_none=True)
-        output = self.forward(images, labels)
-        torch.autograd.backward(output.loss)
-        optimizer.step()
-        return output
-
     def __call__(self, images: Tensor, labels: Tensor) -> BatchOutput | None:
         """Run one step; ``None`` when this batch must run eagerly (another shape)."""
         static = self.static_images, self.static_labels
@@ -124,7 +115,7 @@ class CudaGraphStep:
             # PyTorch's recipe: warm up on a side stream before capturing.
             self.side_stream.wait_stream(torch.cuda.current_stream(self.trainer.device))
             with torch.cuda.stream(self.side_stream):
-                output = self._eager(images, labels)
+                output = self.trainer._eager_step(images, labels)  # a real step
             torch.cuda.current_stream(self.trainer.device).wait_stream(self.side_stream)
             if self.steps == WARMUP_STEPS:
                 self.static_images = images.clone()
