@@ -338,3 +338,13 @@ def test_predict_without_a_checkpoint_uses_the_shipped_weights(
     Image.fromarray(pixels).save(tmp_path / "one.png")
     assert main(["predict", str(tmp_path / "one.png")]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'one.png'}: 1 (probability")
+
+
+def test_errors_under_torchrun_name_the_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a process started by torchrun, the one-line error says which rank failed."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["evaluate", str(tmp_path / "missing.pt"), "--data", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("lenetish: error on rank 1: ")

@@ -76,3 +76,59 @@ def test_idx_dataset_gives_pil_images_to_the_transform() -> None:
     dataset = IdxDataset(torch.full((2, 28, 28), 7, dtype=torch.uint8), torch.tensor([3, 4]))
     image, label = dataset[1]
     assert (image.mode, image.size, image.getpixel((0, 0)), label) == ("L", (28, 28), 7, 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(1, 300),
+    batch_size=st.integers(1, 64),
+    world_size=st.integers(1, 4),
+    seed=seeds,
+    shuffle=st.booleans(),
+)
+def test_shards_split_each_batch_and_visit_every_sample_once(
+    count: int, batch_size: int, world_size: int, seed: int, shuffle: bool
+) -> None:
+    """Shards have equal lengths, and together visit every sample once, batch by batch."""
+    loader = _loader(count, batch_size=batch_size, seed=seed, shuffle=shuffle)
+    if min(batch_size, count) < world_size:
+        return  # refused; see test_shard_refuses_batches_smaller_than_the_world
+    shards = [loader.shard(rank, world_size) for rank in range(world_size)]
+    per_rank = [[labels for _, labels in shard] for shard in shards]
+    assert {len(batches) for batches in per_rank} == {len(shards[0])}
+    order = loader.order(0).tolist()
+    start = 0
+    for batch in zip(*per_rank, strict=True):
+        assert all(len(part) > 0 for part in batch)
+        merged = torch.cat(batch).tolist()
+        assert sorted(merged) == sorted(order[start : start + len(merged)])
+        start += len(merged)
+    assert start == count
+
+
+def test_shard_deals_out_the_single_process_batches() -> None:
+    """With whole batches, the shards of batch k together are batch k of one process."""
+    loader = _loader(24, batch_size=8, shuffle=True, seed=3)
+    parts = [[labels.tolist() for _, labels in loader.shard(rank, 2)] for rank in range(2)]
+    whole = [sorted(labels.tolist()) for _, labels in loader]
+    assert [sorted(a + b) for a, b in zip(*parts, strict=True)] == whole
+
+
+def test_shard_merges_a_remainder_too_small_to_share() -> None:
+    """A last batch with fewer samples than processes joins the batch before it."""
+    loader = _loader(9, batch_size=4)
+    assert [labels.tolist() for _, labels in loader.shard(0, 2)] == [[0, 2], [4, 6, 8]]
+    assert [labels.tolist() for _, labels in loader.shard(1, 2)] == [[1, 3], [5, 7]]
+    assert (len(loader), len(loader.shard(0, 3))) == (3, 2)
+
+
+def test_shard_refuses_batches_smaller_than_the_world() -> None:
+    """A batch that cannot give every process a sample is refused, saying what to change."""
+    with pytest.raises(InvalidArgumentError, match="cannot be split between 3 processes"):
+        _loader(10, batch_size=2).shard(0, 3)
+
+
+def test_shard_refuses_a_rank_outside_the_world() -> None:
+    """The rank must be below the number of processes."""
+    with pytest.raises(InvalidArgumentError, match=r"rank=2 is outside 0\.\.1"):
+        _loader(10, batch_size=4).shard(2, 2)

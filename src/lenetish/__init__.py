@@ -16,12 +16,14 @@ from lenetish.callbacks import (
 )
 from lenetish.checkpoint import load_checkpoint, load_weights, save_weights
 from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
+from lenetish.distributed import is_main_process
 from lenetish.ema import EMA
 from lenetish.errors import (
     CheckpointError,
     DatasetCorruptError,
     DatasetNotFoundError,
     DeviceUnavailableError,
+    DistributedError,
     InputShapeError,
     InvalidArgumentError,
     InvalidImageError,
@@ -66,6 +68,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
     "DeviceUnavailableError",
+    "DistributedError",
     "EarlyStopping",
     "EvalResult",
     "History",
@@ -99,6 +102,7 @@ __all__ = [
     "evaluate",
     "export_model",
     "get_recipe",
+    "is_main_process",
     "load_checkpoint",
     "load_split",
     "load_weights",

@@ -37,6 +37,8 @@ def resolve_device(device: DeviceLike | None = "auto") -> torch.device:
     Args:
         device: ``"auto"`` (or ``None``) picks CUDA, then Apple MPS, then the CPU; anything
             else is parsed by :class:`torch.device` (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+            Under ``torchrun`` (``LOCAL_RANK`` set), CUDA without an index means this
+            process's own GPU, ``cuda:LOCAL_RANK``.
 
     Returns:
         The device to use.
@@ -51,7 +53,7 @@ def resolve_device(device: DeviceLike | None = "auto") -> torch.device:
     """
     if device is None or device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _local_gpu(torch.device("cuda"))
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -73,6 +75,7 @@ def resolve_device(device: DeviceLike | None = "auto") -> torch.device:
                 f"device={device!r} asks for GPU {resolved.index} but this machine has "
                 f"{torch.cuda.device_count()}; pick an index below that"
             )
+        resolved = _local_gpu(resolved)
     elif resolved.type == "mps" and not _mps_available():
         raise DeviceUnavailableError(
             f"device={device!r} asks for Apple MPS, which is not available here; "
@@ -84,6 +87,20 @@ def resolve_device(device: DeviceLike | None = "auto") -> torch.device:
             f"use one of {', '.join(_KNOWN_TYPES)}"
         )
     return resolved
+
+
+def _local_gpu(device: torch.device) -> torch.device:
+    """``cuda`` without an index is this process's GPU under torchrun, else the current one."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if str(device) != "cuda" or local_rank is None or not local_rank.isdigit():
+        return device
+    if int(local_rank) >= torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"LOCAL_RANK={local_rank} asks for GPU {local_rank} but this machine has "
+            f"{torch.cuda.device_count()}; start at most that many processes per machine "
+            "(torchrun --nproc_per_node)"
+        )
+    return torch.device("cuda", int(local_rank))
 
 
 def seed_everything(seed: int) -> None:

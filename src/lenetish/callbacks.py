@@ -68,6 +68,10 @@ class Callback:
     Attributes:
         order: callbacks with a smaller order run first in every hook (default 0; the
             built-in :class:`History` runs at -100, checkpointing at 1000).
+        rank_zero_only: in a distributed fit, run this callback in rank 0's process only
+            (for callbacks that just print or write files, like the progress bar and the
+            loggers); the default runs it in every process, which callbacks that change the
+            training or decide to stop need, since all processes must agree.
 
     Example:
         >>> class PrintLoss(Callback):
@@ -76,6 +80,7 @@ class Callback:
     """
 
     order: int = 0
+    rank_zero_only: bool = False
 
     def reset(self) -> None:
         """Forget per-fit state; called before ``on_fit_start`` unless the fit resumes."""

@@ -7,6 +7,7 @@ one line (``--debug`` shows the full traceback instead).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -16,6 +17,7 @@ import torch
 
 from lenetish.checkpoint import load_model, save_weights
 from lenetish.data import DATASETS, load_split, make_loaders, make_test_loader
+from lenetish.distributed import distributed_env
 from lenetish.errors import LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
 from lenetish.export import EXPORT_FORMATS, export_model
@@ -31,7 +33,8 @@ __all__ = ["build_parser", "main"]
 
 _EXAMPLES = {
     "train": "examples:\n  lenetish train --data ~/mnist --epochs 5 --out runs/a\n"
-    "  lenetish train --data ~/mnist --epochs 10 --out runs/a --resume runs/a/last.pt",
+    "  lenetish train --data ~/mnist --epochs 10 --out runs/a --resume runs/a/last.pt\n"
+    "  torchrun --nproc_per_node=2 -m lenetish train --data ~/mnist --out runs/b",
     "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --data ~/mnist --plot cm.png",
     "predict": "examples:\n  lenetish predict runs/a/model.safetensors --data ~/mnist --sample 4\n"
     "  lenetish predict runs/a/model.safetensors my_digit.png more_digits/\n"
@@ -201,6 +204,11 @@ def _train(args: argparse.Namespace) -> None:
         callbacks=callbacks,
         progress=False if args.quiet else None,
     )
+    env = distributed_env()
+    if env is not None and not env.is_main:
+        # Under torchrun the other ranks only train; rank 0 reports and writes the files.
+        trainer.fit(loaders.train, loaders.val, resume=args.resume)
+        return
     if not args.quiet:
         print(f"recipe {recipe.name}: {recipe.description}")
     history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
@@ -316,6 +324,12 @@ _HANDLERS = {
 }
 
 
+def _rank_label() -> str:
+    """`` on rank R`` under torchrun with several processes, else empty."""
+    world_size, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK")
+    return f" on rank {rank}" if rank is not None and world_size not in ("", "1") else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lenetish`` command with ``argv`` (default: ``sys.argv[1:]``).
 
@@ -331,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         kind = "" if isinstance(exc, LenetishError) else f"unexpected {type(exc).__name__}: "
         hint = "" if isinstance(exc, LenetishError) else " (run with --debug for details)"
-        print(f"lenetish: error: {kind}{exc}{hint}".replace("\n", " "), file=sys.stderr)
+        where = _rank_label()
+        print(f"lenetish: error{where}: {kind}{exc}{hint}".replace("\n", " "), file=sys.stderr)
         return 1
     return 0

@@ -53,10 +53,10 @@ class EMA(Callback):
         if self.shadow is None:
             self.shadow = {
                 name: value.detach().clone().float()
-                for name, value in trainer.model.state_dict().items()
+                for name, value in trainer.module.state_dict().items()
             }
         else:
-            device = next(trainer.model.parameters()).device
+            device = next(trainer.module.parameters()).device
             self.shadow = {name: value.to(device) for name, value in self.shadow.items()}
 
     def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
@@ -64,7 +64,7 @@ class EMA(Callback):
         assert self.shadow is not None
         with torch.no_grad():
             averaged, current = [], []
-            for name, value in trainer.model.state_dict().items():
+            for name, value in trainer.module.state_dict().items():
                 if value.is_floating_point():
                     averaged.append(self.shadow[name])
                     current.append(value.float())
@@ -75,8 +75,8 @@ class EMA(Callback):
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         """Load the average into the model when ``apply_at_end``."""
         if self.apply_at_end and self.shadow is not None:
-            model_state = trainer.model.state_dict()
-            trainer.model.load_state_dict(
+            model_state = trainer.module.state_dict()
+            trainer.module.load_state_dict(
                 {name: value.to(model_state[name].dtype) for name, value in self.shadow.items()}
             )
 

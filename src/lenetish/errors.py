@@ -12,6 +12,7 @@ __all__ = [
     "DatasetCorruptError",
     "DatasetNotFoundError",
     "DeviceUnavailableError",
+    "DistributedError",
     "InputShapeError",
     "InvalidArgumentError",
     "InvalidImageError",
@@ -65,3 +66,7 @@ class CheckpointError(LenetishError, ValueError):
 
 class MissingDependencyError(LenetishError, ImportError):
     """An optional feature needs a package that is not installed (the message names the extra)."""
+
+
+class DistributedError(LenetishError, RuntimeError):
+    """A multi-process (torchrun) run is launched wrongly or its processes cannot connect."""

@@ -74,6 +74,8 @@ def graph_blockers(trainer: Trainer, callbacks: list[Callback]) -> list[str]:
         reasons.append("deterministic=True")
     if trainer.compile:
         reasons.append("compile=True (torch.compile captures graphs its own way)")
+    if trainer.distributed is not None:
+        reasons.append("distributed training (DDP synchronises gradients outside the graph)")
     return reasons
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,10 @@ class TensorLoader:
     Each iteration is one epoch. With ``shuffle=True`` the order of epoch ``e`` is a
     permutation drawn from a CPU generator seeded with ``(seed, e)``, so it is the same on
     every device and can be replayed with :meth:`set_epoch` when resuming.
+
+    In a run of several processes each process iterates its own :meth:`shard`: every batch
+    of ``batch_size`` samples is split between the processes, so the global batch, the number
+    of batches and the order are those of a single-process run.
 
     Args:
         images: float tensor ``(N, 1, 28, 28)``, already normalised.
@@ -65,6 +70,8 @@ class TensorLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.rank = 0
+        self.world_size = 1
         self._epoch = 0
 
     @property
@@ -93,9 +100,54 @@ class TensorLoader:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.num_samples, generator=generator)
 
+    def shard(self, rank: int, world_size: int) -> TensorLoader:
+        """This process's part of every batch, for a run of ``world_size`` processes.
+
+        Each batch of the single-process order is dealt out round-robin: process ``r`` gets
+        its samples ``r, r + world_size, ...``. Every process yields the same number of
+        batches and each sample is seen once per epoch by exactly one process. A last batch
+        too small to give every process a sample is merged into the one before it.
+
+        Args:
+            rank: this process's index, ``0 .. world_size - 1``.
+            world_size: the number of processes.
+
+        Returns:
+            A loader sharing this one's tensors, seed and epoch counter value.
+
+        Raises:
+            InvalidArgumentError: a batch or the split is too small to give every process
+                a sample, or ``rank`` is out of range.
+
+        Example:
+            >>> loader = TensorLoader(torch.zeros(6, 1, 28, 28), torch.arange(6), batch_size=4)
+            >>> [labels.tolist() for _, labels in loader.shard(1, 2)]
+            [[1, 3, 5]]
+        """
+        check_positive_int("world_size", world_size)
+        if not 0 <= rank < world_size:
+            raise InvalidArgumentError(f"rank={rank} is outside 0..{world_size - 1}")
+        if min(self.batch_size, self.num_samples) < world_size:
+            raise InvalidArgumentError(
+                f"batches of {min(self.batch_size, self.num_samples)} samples cannot be split "
+                f"between {world_size} processes; use a batch_size (and a split) of at least "
+                f"{world_size}, or fewer processes"
+            )
+        shard = copy.copy(self)
+        shard.rank, shard.world_size = rank, world_size
+        return shard
+
     def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        if self.drop_last or (full and rest < self.world_size):
+            return full  # a remainder too small to share is merged into the last batch
+        return full + (1 if rest else 0)
+
+    def _bounds(self, batch: int) -> tuple[int, int]:
+        """Where batch ``batch`` starts and ends in the epoch's order (all processes)."""
+        start = batch * self.batch_size
+        last = batch == len(self) - 1 and not self.drop_last
+        return start, self.num_samples if last else start + self.batch_size
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, self._epoch = self._epoch, self._epoch + 1
@@ -105,15 +157,15 @@ class TensorLoader:
 
     def _sliced(self) -> Iterator[Batch]:
         for batch in range(len(self)):
-            start = batch * self.batch_size
-            yield (
-                self.images[start : start + self.batch_size],
-                self.labels[start : start + self.batch_size],
-            )
+            start, end = self._bounds(batch)
+            # Strided views: no copy, also when the batch is dealt out to several processes.
+            part = slice(start + self.rank, end, self.world_size)
+            yield self.images[part], self.labels[part]
 
     def _gathered(self, order: Tensor) -> Iterator[Batch]:
         for batch in range(len(self)):
-            index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            start, end = self._bounds(batch)
+            index = order[start + self.rank : end : self.world_size]
             yield self.images[index], self.labels[index]
 
 

@@ -38,6 +38,7 @@ class ProgressBar(Callback):
     """
 
     order = 100
+    rank_zero_only = True
 
     def __init__(
         self,
@@ -111,6 +112,8 @@ class CSVLogger(Callback):
         path: the CSV file (its folder is created if needed).
     """
 
+    rank_zero_only = True
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
@@ -129,6 +132,8 @@ class TensorBoardLogger(Callback):
     Raises:
         MissingDependencyError: tensorboard is not installed.
     """
+
+    rank_zero_only = True
 
     def __init__(self, log_dir: str | os.PathLike[str]) -> None:
         try:

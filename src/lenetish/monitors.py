@@ -121,7 +121,7 @@ class EarlyStopping(Callback):
             self.wait = 0
             if self.restore_best:
                 self.best_weights = {
-                    k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                    k: v.detach().clone() for k, v in trainer.module.state_dict().items()
                 }
             return
         self.wait += 1
@@ -139,7 +139,7 @@ class EarlyStopping(Callback):
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         """Put the best weights back when ``restore_best`` is set."""
         if self.restore_best and self.best_weights is not None:
-            trainer.model.load_state_dict(self.best_weights)
+            trainer.module.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         """Best value, waiting count, stop epoch and (with ``restore_best``) best weights."""

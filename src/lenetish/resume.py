@@ -34,7 +34,15 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
         CheckpointError: the checkpoint does not fit (another network, another optimizer, or a
             one-cycle schedule planned for another number of epochs).
     """
-    load_model_state(trainer.model, checkpoint["model"], source=source)
+    saved_world_size = checkpoint.get("world_size", 1)
+    if saved_world_size != trainer.world_size:
+        raise CheckpointError(
+            f"{source} was written by a run of {saved_world_size} process(es) and this run has "
+            f"{trainer.world_size}; resume with the same number (e.g. torchrun "
+            f"--nproc_per_node={saved_world_size}), since each process's share of the batches "
+            "and its random stream depend on it"
+        )
+    load_model_state(trainer.module, checkpoint["model"], source=source)
     planned = checkpoint.get("epochs_planned", trainer.epochs)
     if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
         raise CheckpointError(

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from lenetish._checks import check_fraction, check_positive_int, check_positive_number
@@ -28,6 +29,14 @@ from lenetish.checkpoint import (
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
+)
+from lenetish.distributed import (
+    DistributedEnv,
+    all_reduce_score,
+    any_rank,
+    broadcast_int,
+    init_distributed,
+    shard_batches,
 )
 from lenetish.errors import InvalidArgumentError
 from lenetish.evaluation import RunningScore
@@ -91,6 +100,10 @@ class Trainer:
         seed: seed Python, NumPy and torch at the start of :meth:`fit`.
         deterministic: use PyTorch's deterministic algorithms during :meth:`fit`.
         progress: show a progress bar (``None``: only when stderr is a terminal).
+
+    Under ``torchrun`` with several processes, :meth:`fit` trains data-parallel (see
+    :doc:`/distributed`): ``self.model`` is the ``DistributedDataParallel`` wrapper during
+    the fit and :attr:`module` is always the network itself.
 
     Raises:
         InvalidArgumentError: a setting is unknown or out of range.
@@ -193,6 +206,25 @@ class Trainer:
         self._fit_callbacks: list[Callback] = []
         self._graph_step: CudaGraphStep | None = None
         self._graph_planned = False
+        self.distributed: DistributedEnv | None = None
+        self._rank_seed = 0
+
+    @property
+    def module(self) -> nn.Module:
+        """The network being trained (``self.model`` without its DDP wrapper, if any)."""
+        if isinstance(self.model, DistributedDataParallel):
+            return self.model.module  # type: ignore[no-any-return]
+        return self.model
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes of the current (or last) fit: 1 unless distributed."""
+        return 1 if self.distributed is None else self.distributed.world_size
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process writes checkpoints and logs: rank 0, or the only process."""
+        return self.distributed is None or self.distributed.is_main
 
     # ---- seams for subclasses -------------------------------------------------------------
 
@@ -239,8 +271,8 @@ class Trainer:
         """Everything needed to resume this fit exactly, as plain containers and tensors."""
         return {
             "format_version": CHECKPOINT_FORMAT_VERSION,
-            "model": self.model.state_dict(),
-            "model_class": type(self.model).__name__,
+            "model": self.module.state_dict(),
+            "model_class": type(self.module).__name__,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "optimizer_class": type(self.optimizer).__name__,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
@@ -252,11 +284,17 @@ class Trainer:
                 for key, callback in keyed_callbacks(self._fit_callbacks or self.callbacks)
             },
             "rng": capture_rng_state(),
+            "world_size": self.world_size,
+            "rank_seed": self._rank_seed,
         }
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed)."""
-        save_checkpoint(path, self.checkpoint_state())
+        """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed).
+
+        In a distributed fit only rank 0 writes; on the other ranks this does nothing.
+        """
+        if self.is_main_process:
+            save_checkpoint(path, self.checkpoint_state())
 
     # ---- the fit loop ---------------------------------------------------------------------
 
@@ -282,10 +320,17 @@ class Trainer:
             The :class:`~lenetish.History`, one row per epoch (resumed epochs included).
 
         Raises:
-            CheckpointError: ``resume`` cannot be loaded.
-            InvalidArgumentError: ``scheduler='onecycle'`` with a loader that has no length.
+            CheckpointError: ``resume`` cannot be loaded, or was written by a run with
+                another number of processes.
+            InvalidArgumentError: ``scheduler='onecycle'`` with a loader that has no length,
+                or, in a distributed fit, batches that cannot be split between processes.
+            DistributedError: a distributed launch is incomplete or cannot connect.
         """
         checkpoint = None if resume is None else load_checkpoint(resume)
+        self.distributed = env = init_distributed(self.device)
+        if env is not None:
+            train = shard_batches(train, env, role="training")
+            val = None if val is None else shard_batches(val, env, role="validation")
         steps_per_epoch = len(train) if isinstance(train, Sized) else None
         self.state = state = TrainState(
             epochs=self.epochs, steps_per_epoch=steps_per_epoch, resumed=checkpoint is not None
@@ -298,7 +343,12 @@ class Trainer:
                 self.scheduler_spec, lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
             )
             self._fit_callbacks = sorted(
-                [*self.callbacks, *([schedule] if schedule else [])], key=lambda c: c.order
+                (
+                    callback
+                    for callback in [*self.callbacks, *([schedule] if schedule else [])]
+                    if self.is_main_process or not callback.rank_zero_only
+                ),
+                key=lambda c: c.order,
             )
             blockers = graph_blockers(self, self._fit_callbacks)
             self._graph_planned = not blockers
@@ -321,12 +371,14 @@ class Trainer:
                 CudaGraphStep(self, self._autocast_step) if self._graph_planned else None
             )
             state.lr = float(self.optimizer.param_groups[0]["lr"])
+            if env is not None:
+                self._start_data_parallel(env, checkpoint)
             try:
                 self._call("on_fit_start")
                 if checkpoint is not None:
                     restore_rng_state(checkpoint["rng"])
                 for epoch in range(state.epoch, self.epochs):
-                    if self.should_stop or not self._run_epoch(epoch, train, val):
+                    if self._stop_requested() or not self._run_epoch(epoch, train, val):
                         break
                 self._call("on_fit_end")
             except BaseException as exc:
@@ -336,7 +388,33 @@ class Trainer:
                     except Exception:
                         logger.exception("%s.on_exception failed", type(callback).__name__)
                 raise
+            finally:
+                self.model = self.module  # drop the DDP wrapper
         return self.history
+
+    def _start_data_parallel(self, env: DistributedEnv, checkpoint: dict[str, Any] | None) -> None:
+        """Wrap the model in DDP and agree on the seed of the ranks' random streams."""
+        if checkpoint is not None:
+            self._rank_seed = int(checkpoint.get("rank_seed", 0))
+        elif self.seed is not None:
+            self._rank_seed = self.seed
+        else:
+            self._rank_seed = broadcast_int(int(torch.randint(0, 2**62, ())), self.device)
+        device_ids = None if self.device.type != "cuda" else [self.device]
+        # DDP copies rank 0's weights and buffers to every rank here.
+        self.model = DistributedDataParallel(self.model, device_ids=device_ids)
+        logger.info(
+            "lenetish: rank %d of %d trains data-parallel on %s",
+            env.rank,
+            env.world_size,
+            self.device,
+        )
+
+    def _stop_requested(self) -> bool:
+        """Whether to stop now; in a distributed fit, true on every rank if any rank asks."""
+        if self.distributed is not None:
+            self.should_stop = any_rank(self.should_stop, self.device)
+        return self.should_stop
 
     def _call(self, hook: str, *args: Any) -> None:
         """Run ``hook`` on every callback in order; a StopTraining becomes a stop request."""
@@ -350,15 +428,23 @@ class Trainer:
         """Train one epoch; return False if a stop request cut it short."""
         state = self.state
         state.epoch, state.batch_index = epoch, 0
-        set_epoch = getattr(train, "set_epoch", None)
+        # lenetish loaders have set_epoch; a DataLoader's DistributedSampler has it too.
+        sampler = getattr(train, "sampler", None)
+        set_epoch = getattr(train, "set_epoch", getattr(sampler, "set_epoch", None))
         if callable(set_epoch):
             set_epoch(epoch)
+        if self.distributed is not None:
+            # Each rank draws its own augmentations; seeding per (epoch, rank) keeps them
+            # different across ranks and reproducible when resuming at an epoch boundary.
+            torch.manual_seed(
+                (self._rank_seed * 1_000_003 + epoch) * 65_537 + self.distributed.rank
+            )
         started = time.monotonic()
         self.model.train()
         self._call("on_epoch_start")
         score = RunningScore(self.device)
         for batch_index, (images, labels) in enumerate(train):
-            if self.should_stop:
+            if self._stop_requested():
                 return False
             state.batch_index = batch_index
             try:
@@ -369,6 +455,8 @@ class Trainer:
                 self.should_stop = True
                 continue
             score.add(output.loss, output.logits, output.targets)
+        if self.distributed is not None:
+            all_reduce_score(score)
         metrics: dict[str, float] = {"epoch": epoch + 1, **score.metrics()}
         if val is not None:
             val_metrics = self._validate(val)
@@ -449,6 +537,8 @@ class Trainer:
                     score.add(output.loss, output.logits, output.targets)
         finally:
             self.model.train(was_training)
+        if self.distributed is not None:
+            all_reduce_score(score)
         if not score.seen:
             raise InvalidArgumentError("the validation loader yielded no samples")
         return score.metrics(prefix="val_")

@@ -1,0 +1,124 @@
+"""Training run of the distributed tests: ``[torchrun ...] -m tests.distributed_script OUT``.
+
+Trains MNISTConvNet on synthetic digits and writes, per process, ``OUT/rank{R}.safetensors``
+(final weights) and ``OUT/history{R}.json``. ``--fail-at-step N --on-rank R`` raises in one
+process at step N; ``--stop-at-step N --on-rank R`` makes one process ask to stop there;
+``--stop-after-epoch N`` ends the run after epoch N; ``--checkpoints`` writes
+``OUT/ckpt/last.pt`` every epoch; ``--resume`` continues from it.
+A rank-zero-only callback appends to ``OUT/calls{R}.txt`` in the processes it runs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from lenetish import (
+    BatchOutput,
+    Callback,
+    MNISTConvNet,
+    ModelCheckpoint,
+    RandomAffine,
+    StopTraining,
+    Trainer,
+    TrainState,
+    make_loaders,
+    save_weights,
+)
+from tests.conftest import write_fake_mnist
+
+RANK = int(os.environ.get("RANK", "0"))
+
+
+class AtStep(Callback):
+    """On one rank, raise ``error`` after optimizer step ``step``."""
+
+    def __init__(self, step: int, rank: int, error: BaseException) -> None:
+        self.step, self.rank, self.error = step, rank, error
+
+    def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+        """Raise the error at the chosen step of the chosen rank."""
+        if state.global_step == self.step and self.rank == RANK:
+            raise self.error
+
+
+class StopAfterEpoch(Callback):
+    """Ask every rank to stop after the given (1-based) epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Stop once the chosen epoch is done."""
+        if state.epoch + 1 == self.epoch:
+            trainer.should_stop = True
+
+
+class RecordEpochs(Callback):
+    """Append the epoch number to this process's ``calls{RANK}.txt`` (rank 0 only)."""
+
+    rank_zero_only = True
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f"calls{RANK}.txt"
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Record the finished epoch."""
+        with self.path.open("a") as file:
+            file.write(f"{state.epoch + 1}\n")
+
+
+def main() -> None:
+    """Parse the options, train, and write this process's results."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-train", type=int, default=256)
+    parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--fail-at-step", type=int)
+    parser.add_argument("--stop-at-step", type=int)
+    parser.add_argument("--on-rank", type=int, default=1)
+    parser.add_argument("--stop-after-epoch", type=int)
+    parser.add_argument("--checkpoints", action="store_true")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+
+    data = write_fake_mnist(args.out / f"data{RANK}", num_train=args.num_train, num_test=20)
+    loaders = make_loaders(
+        data, batch_size=args.batch_size, val_size=64, device="cpu", download=False
+    )
+    callbacks: list[Callback] = [RecordEpochs(args.out)]
+    if args.fail_at_step is not None:
+        error = RuntimeError(f"injected failure on rank {args.on_rank}")
+        callbacks.append(AtStep(args.fail_at_step, args.on_rank, error))
+    if args.stop_at_step is not None:
+        callbacks.append(AtStep(args.stop_at_step, args.on_rank, StopTraining()))
+    if args.stop_after_epoch is not None:
+        callbacks.append(StopAfterEpoch(args.stop_after_epoch))
+    if args.checkpoints:
+        callbacks.append(ModelCheckpoint(args.out / "ckpt"))
+    torch.manual_seed(0)  # the same initial weights in every run
+    trainer = Trainer(
+        MNISTConvNet(),
+        epochs=args.epochs,
+        optimizer="sgd",
+        lr=0.05,
+        scheduler="onecycle",
+        device="cpu",
+        seed=0,
+        augment=RandomAffine() if args.augment else None,
+        callbacks=callbacks,
+        progress=False,
+    )
+    resume = args.out / "ckpt" / "last.pt" if args.resume else None
+    history = trainer.fit(loaders.train, loaders.val, resume=resume)
+    save_weights(trainer.module, args.out / f"rank{RANK}.safetensors")
+    history.to_json(args.out / f"history{RANK}.json")
+
+
+if __name__ == "__main__":
+    main()
