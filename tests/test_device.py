@@ -13,6 +13,7 @@ from lenetish import DeviceUnavailableError, InvalidArgumentError, resolve_devic
 
 def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """'auto' prefers CUDA, then MPS, then the CPU."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -71,3 +72,22 @@ def test_seed_everything_repeats_every_generator() -> None:
     first = draw()
     seed_everything(123)
     assert draw() == first
+
+
+def test_cuda_under_torchrun_means_this_process_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With LOCAL_RANK set, 'auto' and 'cuda' pick GPU LOCAL_RANK; an explicit index wins."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 2)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_local_rank_beyond_the_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More processes per machine than GPUs is reported with what to change."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(DeviceUnavailableError, match="LOCAL_RANK=3 asks for GPU 3 but this"):
+        resolve_device("cuda")

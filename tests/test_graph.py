@@ -17,6 +17,7 @@ from lenetish import (
     Trainer,
     TrainState,
 )
+from lenetish.distributed import DistributedEnv
 from lenetish.graph import graph_blockers
 from lenetish.schedules import builtin_schedule
 from tests.training_helpers import digit_batches, quick_trainer
@@ -59,6 +60,13 @@ class OwnStep(Trainer):
         return super().training_step(images, labels)
 
 
+def _distributed_trainer() -> Trainer:
+    """A trainer as it is during a 2-process fit."""
+    trainer = quick_trainer()
+    trainer.distributed = DistributedEnv(rank=0, local_rank=0, world_size=2)
+    return trainer
+
+
 @pytest.mark.parametrize(
     ("build", "reason"),
     [
@@ -86,6 +94,7 @@ class OwnStep(Trainer):
         (lambda: quick_trainer(grad_clip_norm=1.0), "grad_clip_norm is set"),
         (lambda: quick_trainer(deterministic=True), "deterministic=True"),
         (lambda: quick_trainer(compile=True), "compile=True"),
+        (_distributed_trainer, "distributed training (DDP"),
     ],
 )
 def test_each_blocker_is_named(build: Any, reason: str) -> None:

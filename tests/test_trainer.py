@@ -527,3 +527,12 @@ def test_seed_settings_learn_real_mnist_subset(real_mnist: Path) -> None:
     model = MNISTConvNet()
     Trainer(model, epochs=1, device="cpu", progress=False).fit(loaders.train)
     assert evaluate(model, loaders.test).accuracy > 0.85
+
+
+def test_module_is_the_network_outside_a_distributed_fit() -> None:
+    """In one process, trainer.module is the model and the trainer is the main process."""
+    model = MNISTConvNet()
+    trainer = Trainer(model, epochs=1, device="cpu", progress=False)
+    trainer.fit(digit_batches(20, 10))
+    assert trainer.module is model is trainer.model
+    assert (trainer.world_size, trainer.is_main_process) == (1, True)
