@@ -68,6 +68,7 @@ def distributed_env(environ: Mapping[str, str] | None = None) -> DistributedEnv 
             malformed (the script was not started by ``torchrun``).
 
     Example:
+        >>> from lenetish.distributed import distributed_env
         >>> distributed_env({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
         ...                  "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"})
         DistributedEnv(rank=1, local_rank=1, world_size=2)

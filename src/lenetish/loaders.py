@@ -122,7 +122,7 @@ class TensorLoader:
         Example:
             >>> loader = TensorLoader(torch.zeros(6, 1, 28, 28), torch.arange(6), batch_size=4)
             >>> [labels.tolist() for _, labels in loader.shard(1, 2)]
-            [[1, 3, 5]]
+            [[1, 3], [5]]
         """
         check_positive_int("world_size", world_size)
         if not 0 <= rank < world_size:
