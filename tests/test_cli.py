@@ -348,3 +348,18 @@ def test_errors_under_torchrun_name_the_rank(
     monkeypatch.setenv("RANK", "1")
     assert main(["evaluate", str(tmp_path / "missing.pt"), "--data", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith("lenetish: error on rank 1: ")
+
+
+def test_a_closed_pipe_ends_quietly(fake_mnist: Path, tmp_path: Path) -> None:
+    """``lenetish ... | head -1`` stops without an error message when head exits."""
+    command = [sys.executable, "-m", "lenetish", "predict", "--data", str(fake_mnist)]
+    options = ["--sample", "20", "--plot", str(tmp_path / "p.png")]
+    reader = subprocess.Popen(
+        [*command, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # as head does after its first line
+    error = reader.stderr.read().decode()
+    reader.wait(timeout=120)
+    assert "BrokenPipeError" not in error
+    assert "lenetish: error" not in error

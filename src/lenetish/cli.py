@@ -7,6 +7,7 @@ one line (``--debug`` shows the full traceback instead).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -324,6 +325,15 @@ _HANDLERS = {
 }
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so flushing it at exit cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a real file (e.g. captured by a test): nothing to flush
+
+
 def _rank_label() -> str:
     """`` on rank R`` under torchrun with several processes, else empty."""
     world_size, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK")
@@ -340,6 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with torch.inference_mode(args.command in ("predict", "img")):
             _HANDLERS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here rather than at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (``lenetish ... | head``): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return 1
     except Exception as exc:
         if args.debug:
             raise
