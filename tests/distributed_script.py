@@ -3,7 +3,8 @@
 Trains MNISTConvNet on synthetic digits and writes, per process, ``OUT/rank{R}.safetensors``
 (final weights) and ``OUT/history{R}.json``. ``--fail-at-step N --on-rank R`` raises in one
 process at step N; ``--stop-at-step N --on-rank R`` makes one process ask to stop there;
-``--stop-after-epoch N`` ends the run after epoch N; ``--checkpoints`` writes
+``--stop-after-epoch N`` ends the run after epoch N; ``--unseeded`` starts each process
+from its own random weights and gives the Trainer no seed; ``--checkpoints`` writes
 ``OUT/ckpt/last.pt`` every epoch; ``--resume`` continues from it.
 A rank-zero-only callback appends to ``OUT/calls{R}.txt`` in the processes it runs in.
 """
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--stop-at-step", type=int)
     parser.add_argument("--on-rank", type=int, default=1)
     parser.add_argument("--stop-after-epoch", type=int)
+    parser.add_argument("--unseeded", action="store_true")
     parser.add_argument("--checkpoints", action="store_true")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
@@ -101,7 +103,9 @@ def main() -> None:
         callbacks.append(StopAfterEpoch(args.stop_after_epoch))
     if args.checkpoints:
         callbacks.append(ModelCheckpoint(args.out / "ckpt"))
-    torch.manual_seed(0)  # the same initial weights in every run
+    # The same initial weights in every run; with --unseeded, different ones in each process
+    # and no Trainer seed, so the processes must agree by themselves.
+    torch.manual_seed(RANK if args.unseeded else 0)
     trainer = Trainer(
         MNISTConvNet(),
         epochs=args.epochs,
@@ -109,7 +113,7 @@ def main() -> None:
         lr=0.05,
         scheduler="onecycle",
         device="cpu",
-        seed=0,
+        seed=None if args.unseeded else 0,
         augment=RandomAffine() if args.augment else None,
         callbacks=callbacks,
         progress=False,

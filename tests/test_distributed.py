@@ -151,6 +151,14 @@ def test_both_ranks_end_with_identical_weights(two_ranks: Path) -> None:
 
 
 @pytest.mark.slow
+def test_unseeded_ranks_start_from_rank_zero_and_agree(tmp_path: Path) -> None:
+    """Without seeds, processes that built different weights still end identical."""
+    result = _run([*TORCHRUN, *SCRIPT, str(tmp_path), "--unseeded", "--augment", "--epochs", "1"])
+    assert result.returncode == 0, result.stderr
+    assert _max_difference(tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors") == 0
+
+
+@pytest.mark.slow
 def test_two_ranks_follow_the_single_process_curve(two_ranks: Path, tmp_path: Path) -> None:
     """2 processes sharing each batch train like 1 process with the same global batch."""
     result = _run([sys.executable, *SCRIPT, str(tmp_path)])

@@ -399,7 +399,7 @@ class Trainer:
         elif self.seed is not None:
             self._rank_seed = self.seed
         else:
-            self._rank_seed = broadcast_int(int(torch.randint(0, 2**62, ())), self.device)
+            self._rank_seed = broadcast_int(int(torch.randint(0, 2**31, ())), self.device)
         device_ids = None if self.device.type != "cuda" else [self.device]
         # DDP copies rank 0's weights and buffers to every rank here.
         self.model = DistributedDataParallel(self.model, device_ids=device_ids)
@@ -436,9 +436,8 @@ class Trainer:
         if self.distributed is not None:
             # Each rank draws its own augmentations; seeding per (epoch, rank) keeps them
             # different across ranks and reproducible when resuming at an epoch boundary.
-            torch.manual_seed(
-                (self._rank_seed * 1_000_003 + epoch) * 65_537 + self.distributed.rank
-            )
+            mixed = (self._rank_seed * 1_000_003 + epoch) * 65_537 + self.distributed.rank
+            torch.manual_seed(mixed % 2**63)  # manual_seed takes at most 64 bits
         started = time.monotonic()
         self.model.train()
         self._call("on_epoch_start")
