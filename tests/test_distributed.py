@@ -226,3 +226,12 @@ def test_cli_train_under_torchrun(tmp_path: Path) -> None:
     written = sorted(path.name for path in (tmp_path / "run").iterdir())
     assert written == ["history.csv", "history.json", "last.pt", "model.safetensors"]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["world_size"] == 2
+
+
+def test_a_group_that_cannot_form_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launch whose rendezvous address is unusable fails with the rank and the reason."""
+    for name, value in {**LAUNCH, "WORLD_SIZE": "2", "MASTER_PORT": "not-a-port"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(DistributedError, match="rank 1 could not join the gloo process group"):
+        init_distributed(torch.device("cpu"))
+    assert world_size() == 1
