@@ -30,6 +30,7 @@ from lenetish import (
     save_weights,
 )
 from tests.conftest import write_fake_mnist
+from tests.resume_script import StopAfterEpoch
 
 RANK = int(os.environ.get("RANK", "0"))
 
@@ -44,18 +45,6 @@ class AtStep(Callback):
         """Raise the error at the chosen step of the chosen rank."""
         if state.global_step == self.step and self.rank == RANK:
             raise self.error
-
-
-class StopAfterEpoch(Callback):
-    """Ask every rank to stop after the given (1-based) epoch."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Stop once the chosen epoch is done."""
-        if state.epoch + 1 == self.epoch:
-            trainer.should_stop = True
 
 
 class RecordEpochs(Callback):
