@@ -206,13 +206,12 @@ def _train(args: argparse.Namespace) -> None:
         progress=False if args.quiet else None,
     )
     env = distributed_env()
-    if env is not None and not env.is_main:
-        # Under torchrun the other ranks only train; rank 0 reports and writes the files.
-        trainer.fit(loaders.train, loaders.val, resume=args.resume)
-        return
-    if not args.quiet:
+    reports = env is None or env.is_main  # under torchrun, rank 0 reports and writes files
+    if reports and not args.quiet:
         print(f"recipe {recipe.name}: {recipe.description}")
     history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
+    if not reports:
+        return
     if not args.quiet:
         for row in history:
             print(" ".join(_format_metric(key, value) for key, value in row.items()))

@@ -6,7 +6,7 @@ import atexit
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -194,8 +194,7 @@ def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: str) -> Batch
         InvalidArgumentError: ``batches`` is anything else, which cannot be split safely.
     """
     if isinstance(batches, TensorLoader):
-        shard: Any = batches.shard(env.rank, env.world_size)
-        return shard  # type: ignore[no-any-return]
+        return cast(BatchesT, batches.shard(env.rank, env.world_size))
     if isinstance(batches, DataLoader) and isinstance(batches.sampler, DistributedSampler):
         return batches
     raise InvalidArgumentError(
