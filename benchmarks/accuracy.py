@@ -7,6 +7,13 @@ the weights shipped in ``src/lenetish/weights`` were made.
 
     python benchmarks/accuracy.py --recipe default --seeds 0 1 2 3 4
     python benchmarks/accuracy.py --recipe default --seeds 0 --save-weights src/lenetish/weights
+
+Tuning never looks at the test set: ``--val-size N`` trains on the other ``60000 - N`` images
+and reports the last epoch's accuracy on the N held-out ones instead, and ``--override JSON``
+changes fields of the recipe for such a trial (the names of :class:`lenetish.Recipe`)::
+
+    python benchmarks/accuracy.py --recipe best --seeds 0 --val-size 10000 \
+        --override '{"epochs": 40}'
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import lenetish
-from lenetish import evaluate, make_loaders, save_weights, train_recipe
+from lenetish import Recipe, evaluate, get_recipe, make_loaders, save_weights, train_recipe
 
 
 def main() -> None:
@@ -40,30 +48,36 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="also score with shifted copies")
     parser.add_argument("--ensemble", action="store_true", help="also score all seeds together")
     parser.add_argument("--save-weights", type=Path, default=None)
+    parser.add_argument(
+        "--val-size", type=int, default=0, help="hold out N training images; no test set"
+    )
+    parser.add_argument(
+        "--override", type=json.loads, default={}, help="recipe fields to change, as JSON"
+    )
     args = parser.parse_args()
+    recipe = with_overrides(get_recipe(args.recipe), args.override)
     test = make_loaders(args.data, download=False, eval_batch_size=2000).test
     accuracies, models = [], []
     for seed in args.seeds:
         started = time.perf_counter()
         trained = train_recipe(
-            args.recipe,
+            recipe,
             args.data,
             seed=seed,
             device=args.device,
             download=False,
             progress=False,
             epochs=args.epochs,
+            val_size=args.val_size,
         )
         seconds = time.perf_counter() - started
         models.append(trained.model)
-        result = evaluate(trained.model, test)
-        row = {
-            "benchmark": "accuracy",
+        row: dict[str, object] = {
+            "benchmark": "validation" if args.val_size else "accuracy",
             "recipe": args.recipe,
+            "override": args.override,
             "seed": seed,
             "epochs": len(trained.history),
-            "test_accuracy": result.accuracy,
-            "test_correct": result.correct,
             "train_seconds": round(seconds, 1),
             "device": str(next(trained.model.parameters()).device),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -71,10 +85,17 @@ def main() -> None:
             "lenetish": lenetish.__version__,
             "date": datetime.date.today().isoformat(),
         }
-        if args.tta:
-            row["test_accuracy_tta"] = evaluate(trained.model, test, tta=True).accuracy
+        if args.val_size:
+            accuracy = float(trained.history[-1]["val_accuracy"])
+            row["val_accuracy"] = accuracy
+        else:
+            result = evaluate(trained.model, test)
+            accuracy = result.accuracy
+            row.update(test_accuracy=accuracy, test_correct=result.correct)
+            if args.tta:
+                row["test_accuracy_tta"] = evaluate(trained.model, test, tta=True).accuracy
         print(json.dumps(row), flush=True)
-        accuracies.append(result.accuracy)
+        accuracies.append(accuracy)
         if args.save_weights is not None and seed == args.seeds[0]:
             save_record(args, trained.model, row)
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
@@ -82,7 +103,7 @@ def main() -> None:
         f"{args.recipe}: {len(accuracies)} seeds, mean {statistics.mean(accuracies):.2%} "
         f"(sd {spread:.2%}, min {min(accuracies):.2%}, max {max(accuracies):.2%})"
     )
-    if args.ensemble and len(models) > 1:
+    if args.ensemble and len(models) > 1 and not args.val_size:
         ensemble = evaluate(models, test)
         print(
             json.dumps(
@@ -94,6 +115,16 @@ def main() -> None:
                 }
             )
         )
+
+
+def with_overrides(recipe: Recipe, fields: dict[str, object]) -> Recipe:
+    """The recipe with some fields changed (tuples from JSON lists where the recipe has them)."""
+    if "augment" in fields and isinstance(fields["augment"], dict):
+        fields = {**fields, "augment": {**(recipe.augment or {}), **fields["augment"]}}
+        augment = fields["augment"]
+        if isinstance(augment, dict) and isinstance(augment.get("scale"), list):
+            augment["scale"] = tuple(augment["scale"])
+    return replace(recipe, **fields)  # type: ignore[arg-type]
 
 
 def save_record(args: argparse.Namespace, model: torch.nn.Module, row: dict[str, object]) -> None:

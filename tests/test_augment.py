@@ -41,6 +41,45 @@ def test_same_seed_same_output(seed: int) -> None:
     assert not torch.equal(first, images)
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds)
+def test_elastic_distortion_is_seeded(seed: int) -> None:
+    """With elastic distortion on, equal seeds still give equal outputs."""
+    images = torch.rand(8, 1, 28, 28)
+    options = {"degrees": 0.0, "scale": (1.0, 1.0), "translate": 0.0, "elastic_alpha": 34.0}
+    first = RandomAffine(**options, generator=torch.Generator().manual_seed(seed))(images)
+    second = RandomAffine(**options, generator=torch.Generator().manual_seed(seed))(images)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, images)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds, alpha=st.floats(0.5, 50.0))
+def test_elastic_displacements_scale_with_alpha(seed: int, alpha: float) -> None:
+    """The displacement field is proportional to elastic_alpha for the same random draw."""
+    images = torch.zeros(4, 1, 28, 28)
+    unit = RandomAffine(elastic_alpha=1.0, generator=torch.Generator().manual_seed(seed))
+    scaled = RandomAffine(elastic_alpha=alpha, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(
+        scaled.displacements(images), alpha * unit.displacements(images), rtol=1e-5, atol=1e-7
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds, sigma=st.floats(1.0, 8.0))
+def test_elastic_displacements_are_smooth(seed: int, sigma: float) -> None:
+    """Neighbouring pixels move alike: the field varies far less than raw per-pixel noise."""
+    images = torch.zeros(2, 1, 28, 28)
+    augment = RandomAffine(
+        elastic_alpha=1.0, elastic_sigma=sigma, generator=torch.Generator().manual_seed(seed)
+    )
+    field = augment.displacements(images)  # (N, H, W, 2), in units of half the image
+    steps = (field[:, 1:] - field[:, :-1]).abs().mean()
+    raw_noise_steps = (2 / 3) * (2 / 28)  # mean |u - v| for u, v uniform in [-1, 1], in units
+    assert field.shape == (2, 28, 28, 2)
+    assert steps < raw_noise_steps / 4
+
+
 def test_labels_are_untouched_in_training() -> None:
     """Training with augmentation sees the same labels; only the images change."""
     from lenetish import BatchOutput, Callback, Trainer, TrainState
@@ -75,6 +114,8 @@ def test_pixels_from_outside_are_the_fill_value() -> None:
     [
         ({"degrees": -1.0}, "degrees and translate must be >= 0"),
         ({"scale": (1.2, 1.1)}, r"scale must be \(low, high\)"),
+        ({"elastic_alpha": -1.0}, "elastic_alpha must be >= 0"),
+        ({"elastic_sigma": 0.0}, "elastic_sigma > 0"),
     ],
 )
 def test_bad_ranges_are_refused(options: dict[str, object], message: str) -> None:
