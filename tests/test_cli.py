@@ -340,6 +340,15 @@ def test_predict_without_a_checkpoint_uses_the_shipped_weights(
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'one.png'}: 1 (probability")
 
 
+def test_predict_with_unknown_shipped_weights_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--weights NAME` for weights that are not shipped is a one-line error listing them."""
+    assert main(["predict", str(tmp_path / "one.png"), "--weights", "huge"]) == 1
+    error = capsys.readouterr().err
+    assert "no pretrained weights called 'huge'; shipped: " in error and "default" in error
+
+
 def test_errors_under_torchrun_name_the_rank(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -129,8 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         "paths",
         nargs="*",
         metavar="[CKPT] IMAGE",
-        help="a checkpoint (.pt, .safetensors; default: the shipped 'default' weights), then "
-        "image files or folders of them (PNG, JPEG, ...)",
+        help="a checkpoint (.pt, .safetensors; default: the shipped weights, see --weights), "
+        "then image files or folders of them (PNG, JPEG, ...)",
+    )
+    predict_cmd.add_argument(
+        "--weights",
+        metavar="NAME",
+        default="default",
+        help="without CKPT: which shipped weights (default: default; see "
+        "lenetish.available_pretrained())",
     )
     _add_data_options(predict_cmd)
     predict_cmd.add_argument(
@@ -277,7 +284,7 @@ def _predict(args: argparse.Namespace) -> None:
     if paths and Path(paths[0]).suffix in WEIGHT_SUFFIXES:
         model = load_model(paths.pop(0))
     else:
-        model = pretrained("default")
+        model = pretrained(args.weights)
     if paths:
         files = _image_files(paths)
         prediction = predict(model, [str(f) for f in files], dataset=args.dataset)
