@@ -20,22 +20,31 @@ from lenetish import (
 )
 
 
-def test_default_weights_are_shipped_with_their_record() -> None:
-    """The default weights are shipped with recipe, seed, accuracy and SHA-256 recorded."""
-    assert "default" in available_pretrained()
-    info = pretrained_info("default")
-    assert info["recipe"] == "default" and isinstance(info["seed"], int)
+SHIPPED = available_pretrained()
+
+
+def test_the_default_weights_are_shipped() -> None:
+    """The package holds the default recipe's weights (what `lenetish predict` uses)."""
+    assert "default" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_have_their_record(name: str) -> None:
+    """Each shipped file has its recipe, seed, accuracy and matching SHA-256 recorded."""
+    info = pretrained_info(name)
+    assert info["recipe"] == name and isinstance(info["seed"], int)
     assert 0.99 < info["test_accuracy"] <= 1.0
-    payload = (resources.files("lenetish") / "weights" / "default.safetensors").read_bytes()
+    payload = (resources.files("lenetish") / "weights" / f"{name}.safetensors").read_bytes()
     assert hashlib.sha256(payload).hexdigest() == info["sha256"]
 
 
-def test_default_weights_reach_their_recorded_accuracy(real_mnist: Path) -> None:
-    """Loaded, the default weights score their recorded test accuracy on real MNIST."""
-    model = pretrained("default")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_reach_their_recorded_accuracy(name: str, real_mnist: Path) -> None:
+    """Loaded, each shipped network scores its recorded test accuracy on real MNIST."""
+    model = pretrained(name)
     test = make_loaders(real_mnist, download=False, eval_batch_size=2000).test
     result = evaluate(model, test)
-    assert result.accuracy == pytest.approx(pretrained_info("default")["test_accuracy"], abs=2e-4)
+    assert result.accuracy == pytest.approx(pretrained_info(name)["test_accuracy"], abs=2e-4)
 
 
 def test_a_damaged_file_is_caught_by_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
