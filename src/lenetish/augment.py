@@ -117,9 +117,10 @@ class RandomAffine:
         """
         count, _, height, width = images.shape
         noise = torch.rand(count, 2, height, width, device=images.device, generator=self.generator)
-        smooth = _gaussian_blur(2 * noise - 1, self.elastic_sigma)  # (N, 2, H, W) pixels
-        pixels_to_grid = torch.tensor([2 / width, 2 / height], device=images.device)
-        return self.elastic_alpha * smooth.permute(0, 2, 3, 1) * pixels_to_grid
+        smooth = self.elastic_alpha * _gaussian_blur(2 * noise - 1, self.elastic_sigma)
+        # Pixels to grid units with Python scalars: no host-to-device copy, so a CUDA graph
+        # can capture this. (N, 2, H, W) -> (N, H, W, 2)
+        return torch.stack([smooth[:, 0] * (2 / width), smooth[:, 1] * (2 / height)], dim=-1)
 
     def __call__(self, images: Tensor) -> Tensor:
         """Return a transformed copy of ``images`` ``(N, C, H, W)``, same shape and dtype."""
