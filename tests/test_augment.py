@@ -86,7 +86,7 @@ def test_elastic_displacements_are_smooth(seed: int, sigma: float) -> None:
 
 def test_labels_are_untouched_in_training() -> None:
     """Training with augmentation sees the same labels; only the images change."""
-    from lenetish import BatchOutput, Callback, Trainer, TrainState
+    from lenetish import BatchOutput, Callback, TrainState
     from tests.training_helpers import digit_batches, quick_trainer
 
     seen: list[torch.Tensor] = []

@@ -19,7 +19,6 @@ from lenetish import (
     pretrained_info,
 )
 
-
 SHIPPED = available_pretrained()
 
 
