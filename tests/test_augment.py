@@ -10,9 +10,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lenetish import InvalidArgumentError, MNISTConvNet, RandomAffine, Trainer
+from lenetish import (
+    BatchOutput,
+    Callback,
+    InvalidArgumentError,
+    MNISTConvNet,
+    RandomAffine,
+    Trainer,
+    TrainState,
+)
 from tests.strategies import seeds
-from tests.training_helpers import digit_batches
+from tests.training_helpers import digit_batches, quick_trainer
 
 
 @settings(max_examples=20, deadline=None)
@@ -86,9 +94,6 @@ def test_elastic_displacements_are_smooth(seed: int, sigma: float) -> None:
 
 def test_labels_are_untouched_in_training() -> None:
     """Training with augmentation sees the same labels; only the images change."""
-    from lenetish import BatchOutput, Callback, TrainState
-    from tests.training_helpers import digit_batches, quick_trainer
-
     seen: list[torch.Tensor] = []
 
     class Keep(Callback):
