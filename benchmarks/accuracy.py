@@ -7,6 +7,7 @@ the weights shipped in ``src/lenetish/weights`` were made.
 
     python benchmarks/accuracy.py --recipe default --seeds 0 1 2 3 4
     python benchmarks/accuracy.py --recipe default --seeds 0 --save-weights src/lenetish/weights
+    python benchmarks/accuracy.py --recipe best --seeds 3 4 --save-models runs/best
 
 Tuning never looks at the test set: ``--val-size N`` trains on the other ``60000 - N`` images
 and reports the last epoch's accuracy on the N held-out ones instead, and ``--override JSON``
@@ -48,6 +49,12 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="also score with shifted copies")
     parser.add_argument("--ensemble", action="store_true", help="also score all seeds together")
     parser.add_argument("--save-weights", type=Path, default=None)
+    parser.add_argument(
+        "--save-models",
+        type=Path,
+        default=None,
+        help="write every seed's weights as DIR/RECIPE-seedN.safetensors (for ensemble.py)",
+    )
     parser.add_argument(
         "--val-size", type=int, default=0, help="hold out N training images; no test set"
     )
@@ -96,6 +103,9 @@ def main() -> None:
                 row["test_accuracy_tta"] = evaluate(trained.model, test, tta=True).accuracy
         print(json.dumps(row), flush=True)
         accuracies.append(accuracy)
+        if args.save_models is not None:
+            args.save_models.mkdir(parents=True, exist_ok=True)
+            save_weights(trained.model, args.save_models / f"{args.recipe}-seed{seed}.safetensors")
         if args.save_weights is not None and seed == args.seeds[0]:
             save_record(args, trained.model, row)
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
