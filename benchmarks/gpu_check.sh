@@ -15,5 +15,8 @@ python3 benchmarks/speed.py --data "$data" --device cuda --subset 0 --rounds 5 \
 if [ -n "${BEST_SEEDS:-}" ]; then
     # shellcheck disable=SC2086  # one argument per seed
     python3 benchmarks/accuracy.py --data "$data" --device cuda --recipe best \
-        --seeds $BEST_SEEDS --tta --ensemble 2>&1 | tee "$out/best_gpu.jsonl"
+        --seeds $BEST_SEEDS --tta --ensemble --save-models "$out/best_models" 2>&1 \
+        | tee "$out/best_gpu.jsonl"
+    python3 benchmarks/ensemble.py --data "$data" --tta "$out"/best_models/*.safetensors 2>&1 \
+        | tee "$out/best_ensemble_gpu.jsonl"
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from lenetish import (
     Callback,
     LRSchedule,
     MNISTConvNet,
+    RandomAffine,
     Trainer,
     TrainState,
 )
@@ -172,3 +174,17 @@ def test_graph_step_is_used_on_cuda(caplog: pytest.LogCaptureFixture) -> None:
         )
     assert "training step captured as a CUDA graph" in caplog.text
     assert "captured a step for batches of (25, 1, 28, 28)" in caplog.text
+
+
+@gpu
+def test_elastic_augmentation_is_captured_in_the_cuda_graph(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On CUDA, a step with elastic distortion is captured as a graph and trains."""
+    augment = RandomAffine(elastic_alpha=34.0)
+    with caplog.at_level(logging.INFO, "lenetish"):
+        history = Trainer(
+            MNISTConvNet(), epochs=1, device="cuda", augment=augment, progress=False
+        ).fit([(x.cuda(), y.cuda()) for x, y in digit_batches(200, 25)])
+    assert "training step captured as a CUDA graph" in caplog.text
+    assert math.isfinite(history[-1]["loss"])
