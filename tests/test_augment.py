@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,6 +89,31 @@ def test_elastic_displacements_are_smooth(seed: int, sigma: float) -> None:
     raw_noise_steps = (2 / 3) * (2 / 28)  # mean |u - v| for u, v uniform in [-1, 1], in units
     assert field.shape == (2, 28, 28, 2)
     assert steps < raw_noise_steps / 4
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds, sigma=st.floats(0.3, 7.0), height=st.integers(5, 32), width=st.integers(5, 32))
+def test_elastic_field_is_gaussian_smoothed_noise(
+    seed: int, sigma: float, height: int, width: int
+) -> None:
+    """The field is the seeded uniform noise blurred by a zero-padded Gaussian, in grid units."""
+    images = torch.zeros(3, 1, height, width)
+    augment = RandomAffine(
+        elastic_alpha=2.0, elastic_sigma=sigma, generator=torch.Generator().manual_seed(seed)
+    )
+    field = augment.displacements(images)
+    noise = 2 * torch.rand(3, 2, height, width, generator=torch.Generator().manual_seed(seed)) - 1
+    radius = max(1, math.ceil(3 * sigma))
+    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    rows = F.conv2d(
+        noise, kernel.view(1, 1, 1, -1).repeat(2, 1, 1, 1), padding=(0, radius), groups=2
+    )
+    both = F.conv2d(
+        rows, kernel.view(1, 1, -1, 1).repeat(2, 1, 1, 1), padding=(radius, 0), groups=2
+    )
+    expected = 2.0 * torch.stack([both[:, 0] * (2 / width), both[:, 1] * (2 / height)], dim=-1)
+    torch.testing.assert_close(field, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_labels_are_untouched_in_training() -> None:

@@ -160,10 +160,12 @@ def _gaussian_blur(fields: Tensor, sigma: float) -> Tensor:
 
 def _blur_matrix(size: int, sigma: float, like: Tensor) -> Tensor:
     """The symmetric ``(size, size)`` matrix of a 1-D Gaussian blur with zero padding."""
-    positions = torch.arange(size, device=like.device, dtype=like.dtype)
-    distances = positions.view(-1, 1) - positions.view(1, -1)
-    weights = torch.exp(-0.5 * (distances / sigma) ** 2) * (distances.abs() <= 3 * sigma)
-    # Normalised by the full kernel's sum, so values near the edge fade as with zero padding.
     radius = max(1, math.ceil(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, device=like.device, dtype=like.dtype)
-    return weights / torch.exp(-0.5 * (offsets / sigma) ** 2).sum()
+    kernel_sum = torch.exp(-0.5 * (offsets / sigma) ** 2).sum()
+    positions = torch.arange(size, device=like.device, dtype=like.dtype)
+    distances = positions.view(-1, 1) - positions.view(1, -1)
+    weights = torch.exp(-0.5 * (distances / sigma) ** 2) * (distances.abs() <= radius)
+    # Divided by the whole kernel's sum, not each row's: near the edge the field fades, as
+    # with zero padding, instead of being renormalised.
+    return weights / kernel_sum
