@@ -17,6 +17,7 @@ from lenetish import (
     History,
     MNISTConvNet,
     Trainer,
+    available_pretrained,
     load_checkpoint,
     load_split,
     load_weights,
@@ -329,14 +330,15 @@ def test_train_with_a_named_recipe(
     assert load_checkpoint(out / "last.pt")["optimizer_class"] == "SGD"
 
 
+@pytest.mark.parametrize("name", available_pretrained())
 def test_predict_without_a_checkpoint_uses_the_shipped_weights(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`lenetish predict IMAGE` classifies with the shipped default weights."""
+    """`lenetish predict IMAGE --weights NAME` classifies with the shipped weights NAME."""
     pixels = np.full((90, 60), 255, dtype=np.uint8)
     pixels[10:80, 27:33] = 0  # a dark vertical stroke: a one
     Image.fromarray(pixels).save(tmp_path / "one.png")
-    assert main(["predict", str(tmp_path / "one.png")]) == 0
+    assert main(["predict", str(tmp_path / "one.png"), "--weights", name]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'one.png'}: 1 (probability")
 
 
