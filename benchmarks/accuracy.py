@@ -62,8 +62,15 @@ def main() -> None:
         "--override", type=json.loads, default={}, help="recipe fields to change, as JSON"
     )
     args = parser.parse_args()
+    if args.val_size and (args.save_weights or args.ensemble or args.tta):
+        parser.error("--val-size scores on the validation split only: drop the test-set options")
     recipe = with_overrides(get_recipe(args.recipe), args.override)
-    test = make_loaders(args.data, download=False, eval_batch_size=2000).test
+    # Tuning trials (--val-size) never even load the test set.
+    test = (
+        None
+        if args.val_size
+        else make_loaders(args.data, download=False, eval_batch_size=2000).test
+    )
     accuracies, models = [], []
     for seed in args.seeds:
         started = time.perf_counter()
@@ -92,7 +99,7 @@ def main() -> None:
             "lenetish": lenetish.__version__,
             "date": datetime.date.today().isoformat(),
         }
-        if args.val_size:
+        if test is None:
             accuracy = float(trained.history[-1]["val_accuracy"])
             row["val_accuracy"] = accuracy
         else:
@@ -109,11 +116,13 @@ def main() -> None:
         if args.save_weights is not None and seed == args.seeds[0]:
             save_record(args, trained.model, row)
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    scored_on = "test" if test is not None else "validation"
     print(
-        f"{args.recipe}: {len(accuracies)} seeds, mean {statistics.mean(accuracies):.2%} "
+        f"{args.recipe}, {scored_on} accuracy: {len(accuracies)} seeds, "
+        f"mean {statistics.mean(accuracies):.2%} "
         f"(sd {spread:.2%}, min {min(accuracies):.2%}, max {max(accuracies):.2%})"
     )
-    if args.ensemble and len(models) > 1 and not args.val_size:
+    if args.ensemble and len(models) > 1 and test is not None:
         ensemble = evaluate(models, test)
         print(
             json.dumps(
