@@ -330,6 +330,17 @@ def test_train_with_a_named_recipe(
     assert load_checkpoint(out / "last.pt")["optimizer_class"] == "SGD"
 
 
+def test_train_says_which_recipe_settings_the_options_changed(
+    fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recipe line ends with the settings the command line overrode, e.g. (epochs=1)."""
+    options = ["--epochs", "1", "--batch-size", "32", "--data", str(fake_mnist)]
+    assert main(["train", *options, "--device", "cpu"]) == 0
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("recipe default: ")
+    assert first_line.endswith("(epochs=1, batch_size=32)")
+
+
 @pytest.mark.parametrize("name", available_pretrained())
 def test_predict_without_a_checkpoint_uses_the_shipped_weights(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

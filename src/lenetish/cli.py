@@ -215,7 +215,9 @@ def _train(args: argparse.Namespace) -> None:
     env = distributed_env()
     reports = env is None or env.is_main  # under torchrun, rank 0 reports and writes files
     if reports and not args.quiet:
-        print(f"recipe {recipe.name}: {recipe.description}")
+        # The description is the recipe's own; say what the command line changed in it.
+        changed = ", ".join(f"{key}={value}" for key, value in overrides.items())
+        print(f"recipe {recipe.name}: {recipe.description}" + (f" ({changed})" if changed else ""))
     history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
     if not reports:
         return
