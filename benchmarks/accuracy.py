@@ -137,12 +137,13 @@ def main() -> None:
 
 
 def with_overrides(recipe: Recipe, fields: dict[str, object]) -> Recipe:
-    """The recipe with some fields changed (tuples from JSON lists where the recipe has them)."""
-    if "augment" in fields and isinstance(fields["augment"], dict):
-        fields = {**fields, "augment": {**(recipe.augment or {}), **fields["augment"]}}
-        augment = fields["augment"]
-        if isinstance(augment, dict) and isinstance(augment.get("scale"), list):
-            augment["scale"] = tuple(augment["scale"])
+    """The recipe with some fields changed; ``augment`` settings merge into the recipe's own."""
+    augment = fields.get("augment")
+    if isinstance(augment, dict):
+        merged = {**(recipe.augment or {}), **augment}
+        if isinstance(merged.get("scale"), list):  # JSON has no tuples
+            merged["scale"] = tuple(merged["scale"])
+        fields = {**fields, "augment": merged}
     return replace(recipe, **fields)  # type: ignore[arg-type]
 
 

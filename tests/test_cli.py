@@ -362,6 +362,15 @@ def test_predict_with_unknown_shipped_weights_is_an_error(
     assert "no pretrained weights called 'huge'; shipped: " in error and "default" in error
 
 
+def test_predict_with_a_checkpoint_and_shipped_weights_is_an_error(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint and `--weights NAME` together are refused: only one network is used."""
+    checkpoint = str(trained_run / "model.safetensors")
+    assert main(["predict", checkpoint, str(tmp_path / "one.png"), "--weights", "best"]) == 1
+    assert "--weights best picks shipped weights, but " in capsys.readouterr().err
+
+
 def test_errors_under_torchrun_name_the_rank(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

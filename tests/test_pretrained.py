@@ -22,9 +22,9 @@ from lenetish import (
 SHIPPED = available_pretrained()
 
 
-def test_the_default_weights_are_shipped() -> None:
-    """The package holds the default recipe's weights (what `lenetish predict` uses)."""
-    assert "default" in SHIPPED
+def test_the_default_and_best_weights_are_shipped() -> None:
+    """The package holds the default and best recipes' weights (`lenetish predict` uses them)."""
+    assert {"default", "best"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -150,11 +150,11 @@ def _gaussian_blur(fields: Tensor, sigma: float) -> Tensor:
     height, width = fields.shape[-2:]
     # As two plain matrix products, rows then columns: far faster on CPUs than a depthwise
     # conv2d with a long kernel (the blur matrices are symmetric, so no transposes of them).
-    along_rows = (fields.reshape(-1, width) @ _blur_matrix(width, sigma, fields)).view_as(fields)
+    row_blur = _blur_matrix(width, sigma, fields)
+    column_blur = row_blur if height == width else _blur_matrix(height, sigma, fields)
+    along_rows = (fields.reshape(-1, width) @ row_blur).view_as(fields)
     columns_last = along_rows.transpose(-1, -2).reshape(-1, height)
-    along_both = (columns_last @ _blur_matrix(height, sigma, fields)).view(
-        *fields.shape[:-2], width, height
-    )
+    along_both = (columns_last @ column_blur).view(*fields.shape[:-2], width, height)
     return along_both.transpose(-1, -2)
 
 

@@ -19,7 +19,7 @@ import torch
 from lenetish.checkpoint import load_model, save_weights
 from lenetish.data import DATASETS, load_split, make_loaders, make_test_loader
 from lenetish.distributed import distributed_env
-from lenetish.errors import LenetishError, MissingDependencyError
+from lenetish.errors import InvalidArgumentError, LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
 from lenetish.export import EXPORT_FORMATS, export_model
 from lenetish.inputs import IMAGE_SUFFIXES
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument(
         "--weights",
         metavar="NAME",
-        default="default",
+        default=None,
         help="without CKPT: which shipped weights (default: default; see "
         "lenetish.available_pretrained())",
     )
@@ -284,9 +284,14 @@ def _image_files(names: Sequence[str]) -> list[Path]:
 def _predict(args: argparse.Namespace) -> None:
     paths = list(args.paths)
     if paths and Path(paths[0]).suffix in WEIGHT_SUFFIXES:
+        if args.weights is not None:
+            raise InvalidArgumentError(
+                f"--weights {args.weights} picks shipped weights, but {paths[0]} was given too; "
+                "drop one of them"
+            )
         model = load_model(paths.pop(0))
     else:
-        model = pretrained(args.weights)
+        model = pretrained(args.weights or "default")
     if paths:
         files = _image_files(paths)
         prediction = predict(model, [str(f) for f in files], dataset=args.dataset)
