@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic MNIST-style idx files and the real MNIST copy, if present."""
+"""Shared fixtures: tiny synthetic MNIST-style idx files and the real MNIST bundled in lenetish."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from lenetish.idx import write_idx
+from lenetish.sources import bundled_mnist
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
+# A copy beside the repository (gzip idx files and SHA256SUMS); optional, only as a --data folder.
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -55,10 +57,26 @@ def fake_mnist(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_mnist() -> Path:
-    """The shared real MNIST folder; the test is skipped when it is absent."""
-    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real MNIST not found at {REAL_MNIST}")
-    return REAL_MNIST
+    """The folder of the real MNIST files bundled with lenetish (always present)."""
+    return bundled_mnist()
+
+
+@pytest.fixture
+def shared_mnist() -> Path:
+    """The MNIST copy beside the repository; the test is skipped when it is absent."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"no MNIST copy at {SHARED_MNIST} (optional: the tests use the bundled one)")
+    return SHARED_MNIST
+
+
+@pytest.fixture
+def no_data_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No $LENETISH_DATA and an empty user cache folder (returned), as on a fresh machine."""
+    monkeypatch.delenv("LENETISH_DATA", raising=False)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / "lenetish"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,7 +1,10 @@
-"""Tests of lenetish.data: finding, downloading, verifying and batching MNIST-family data."""
+"""Tests of lenetish.data and lenetish.sources: finding, verifying and batching MNIST data."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,26 @@ from lenetish import (
     make_loaders,
     write_idx,
 )
+from lenetish.data import DataSource
+from lenetish.sources import BUNDLED_MNIST_SHA256, bundled_mnist, resolve_source
 from tests.conftest import FILE_NAMES, write_fake_mnist
+
+
+def forbid_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any torchvision MNIST download fail the test."""
+
+    def forbidden(self: Any) -> None:
+        raise AssertionError("MNIST download attempted")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", forbidden)
+
+
+def partial_bundle(folder: Path, *names: str) -> Path:
+    """Copy some of the bundled MNIST files into ``folder`` (a stand-in bundled folder)."""
+    folder.mkdir()
+    for name in names:
+        shutil.copy(bundled_mnist() / name, folder / name)
+    return folder
 
 
 def test_finds_raw_files_directly_in_root(fake_mnist: Path) -> None:
@@ -285,3 +307,147 @@ def test_make_test_loader_equals_the_test_loader_of_make_loaders(fake_mnist: Pat
     together = make_loaders(fake_mnist, eval_batch_size=7, download=False).test
     for (a_images, a_labels), (b_images, b_labels) in zip(alone, together, strict=True):
         assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)
+
+
+def test_bundled_files_match_their_recorded_sums() -> None:
+    """The bundled folder holds exactly the four MNIST files, with the SHA-256 sums in the code."""
+    folder = bundled_mnist()
+    assert sorted(path.name for path in folder.iterdir()) == sorted(BUNDLED_MNIST_SHA256)
+    for name, expected in BUNDLED_MNIST_SHA256.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == expected
+
+
+def test_mnist_without_root_reads_the_bundled_copy_offline(
+    no_data_folders: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without root, $LENETISH_DATA or cached files, MNIST comes from the bundled copy."""
+    forbid_downloads(monkeypatch)
+    images, labels = load_split(train=False)
+    assert images.shape == (10_000, 28, 28)
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+def test_make_loaders_records_the_bundled_source(no_data_folders: Path) -> None:
+    """make_loaders without root says in Loaders.source that it read the bundled copy."""
+    loaders = make_loaders(subset=100)
+    assert loaders.source == DataSource("bundled", bundled_mnist())
+    assert str(loaders.source).startswith("the copy bundled with lenetish (")
+
+
+def test_source_is_logged_once_at_info(
+    no_data_folders: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """make_loaders logs where its data came from once, at INFO."""
+    with caplog.at_level(logging.INFO, logger="lenetish.data"):
+        make_loaders(subset=100)
+    messages = [record.getMessage() for record in caplog.records if "data:" in record.getMessage()]
+    assert messages == [f"mnist data: the copy bundled with lenetish ({bundled_mnist()})"]
+
+
+def test_environment_folder_comes_before_cache_and_bundle(
+    no_data_folders: Path, fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$LENETISH_DATA holding MNIST is used before the cache folder and the bundled copy."""
+    write_fake_mnist(no_data_folders / "MNIST" / "raw", num_train=30)
+    monkeypatch.setenv("LENETISH_DATA", str(fake_mnist))
+    loaders = make_loaders()
+    assert loaders.source == DataSource("environment", fake_mnist)
+    assert isinstance(loaders.train, TensorLoader) and loaders.train.num_samples == 60
+
+
+def test_cache_folder_holding_mnist_comes_before_the_bundle(no_data_folders: Path) -> None:
+    """A user cache folder holding MNIST (e.g. an earlier download) is used before the bundle."""
+    write_fake_mnist(no_data_folders / "MNIST" / "raw")
+    loaders = make_loaders()
+    assert loaders.source == DataSource("cache", no_data_folders)
+    assert isinstance(loaders.train, TensorLoader) and loaders.train.num_samples == 60
+
+
+def test_folders_without_all_four_files_give_way_to_the_bundle(
+    no_data_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty $LENETISH_DATA and a cache missing one MNIST file give way to the bundle."""
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LENETISH_DATA", str(tmp_path / "empty"))
+    write_fake_mnist(no_data_folders / "MNIST" / "raw")
+    (no_data_folders / "MNIST" / "raw" / FILE_NAMES["test_labels"]).unlink()
+    assert resolve_source(None, DATASETS["mnist"]).kind == "bundled"
+
+
+def test_root_comes_before_every_other_source(
+    no_data_folders: Path, fake_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root folder is used even when $LENETISH_DATA and the cache folder hold MNIST."""
+    monkeypatch.setenv("LENETISH_DATA", str(write_fake_mnist(tmp_path / "env")))
+    write_fake_mnist(no_data_folders / "MNIST" / "raw")
+    assert resolve_source(fake_mnist, DATASETS["mnist"]) == DataSource("root", fake_mnist)
+
+
+def test_other_datasets_still_download_into_the_cache_folder(
+    no_data_folders: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fashion-MNIST without root is downloaded by torchvision into the user cache folder."""
+
+    def fake_download(self: Any) -> None:
+        write_fake_mnist(Path(self.raw_folder))
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fake_download)
+    loaders = make_loaders(dataset="fashion-mnist")
+    assert loaders.source == DataSource("cache", no_data_folders)
+    assert (no_data_folders / "FashionMNIST" / "raw" / FILE_NAMES["train_images"]).exists()
+
+
+def test_mnist_root_without_files_points_at_the_bundle(tmp_path: Path) -> None:
+    """A root without MNIST files says that leaving root out uses the bundled copy."""
+    with pytest.raises(DatasetNotFoundError, match="leave root/--data out to use the MNIST copy"):
+        load_split(tmp_path, download=False)
+
+
+def test_corrupt_bundled_file_asks_for_a_reinstall(
+    no_data_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged bundled file (a corrupted copy here) raises DatasetCorruptError naming it."""
+    copy = partial_bundle(
+        tmp_path / "bundle", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
+    )
+    damaged = copy / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(damaged.read_bytes())
+    data[100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr("lenetish.sources.bundled_mnist", lambda: copy)
+    with pytest.raises(
+        DatasetCorruptError,
+        match=r"t10k-labels-idx1-ubyte\.gz is damaged: its SHA-256 is .* reinstall lenetish",
+    ):
+        load_split(train=False)
+
+
+def test_incomplete_bundle_asks_for_a_reinstall(
+    no_data_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundled folder missing a split's files raises DatasetNotFoundError naming them."""
+    copy = partial_bundle(tmp_path / "bundle", "t10k-labels-idx1-ubyte.gz")
+    monkeypatch.setattr("lenetish.sources.bundled_mnist", lambda: copy)
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"incomplete: .* lacks t10k-images-idx3-ubyte\.gz.*reinstall lenetish",
+    ):
+        load_split(train=False)
+
+
+def test_unknown_file_in_the_bundle_is_refused(
+    no_data_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file in the bundled folder that lenetish never shipped raises DatasetCorruptError."""
+    copy = partial_bundle(tmp_path / "bundle", "t10k-labels-idx1-ubyte.gz")
+    write_idx(copy / FILE_NAMES["test_images"], torch.zeros(3, 28, 28, dtype=torch.uint8))
+    monkeypatch.setattr("lenetish.sources.bundled_mnist", lambda: copy)
+    with pytest.raises(DatasetCorruptError, match="is not one of the files bundled with lenetish"):
+        load_split(train=False)
+
+
+def test_shared_copy_still_works_as_a_data_folder(shared_mnist: Path, real_mnist: Path) -> None:
+    """The MNIST copy beside the repository still works as root (--data) and equals the bundle."""
+    images, labels = load_split(shared_mnist, train=False, download=False)
+    bundled_images, bundled_labels = load_split(real_mnist, train=False, download=False)
+    assert torch.equal(images, bundled_images) and torch.equal(labels, bundled_labels)

@@ -1,5 +1,7 @@
 """MNIST-family data: find (or download) the idx files, verify them, and batch them fast.
 
+Where the files come from (a folder, ``$LENETISH_DATA``, the user cache, or the MNIST copy
+bundled with the package) is decided in :mod:`lenetish.sources` and logged once per call.
 The default path reads a split once into one tensor, normalises it once (on the training
 device when one is given) and yields batches by indexing: no per-sample Python and no PIL. A
 user's own torchvision ``transform`` switches to a standard :class:`~torch.utils.data.DataLoader`.
@@ -7,10 +9,10 @@ user's own torchvision ``transform`` switches to a standard :class:`~torch.utils
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,12 +21,14 @@ from torch.utils.data import DataLoader, Subset
 
 from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
-from lenetish.errors import DatasetCorruptError, DatasetNotFoundError, InvalidArgumentError
+from lenetish.errors import DatasetCorruptError, InvalidArgumentError
 from lenetish.idx import read_idx_images, read_idx_labels
 from lenetish.loaders import IdxDataset, TensorLoader
+from lenetish.sources import DataSource, default_root, locate_split, resolve_source
 
 __all__ = [
     "DATASETS",
+    "DataSource",
     "DatasetInfo",
     "Loaders",
     "dataset_info",
@@ -33,6 +37,8 @@ __all__ = [
     "make_loaders",
     "make_test_loader",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,23 +92,6 @@ DATASETS: dict[str, DatasetInfo] = {
     )
 }
 
-_SPLIT_FILES = {
-    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
-
-def default_root() -> Path:
-    """Return the data folder used when none is given.
-
-    ``$LENETISH_DATA`` if set, else ``lenetish`` under the user's cache folder
-    (``$XDG_CACHE_HOME`` or ``~/.cache``).
-    """
-    if os.environ.get("LENETISH_DATA"):
-        return Path(os.environ["LENETISH_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "lenetish"
-
 
 def dataset_info(dataset: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``dataset``, or InvalidArgumentError listing the choices."""
@@ -113,44 +102,26 @@ def dataset_info(dataset: str) -> DatasetInfo:
     return DATASETS[dataset]
 
 
-def _candidate_folders(root: Path, info: DatasetInfo) -> list[Path]:
-    """Folders that may hold the idx files: torchvision's layout first, then flat ones."""
-    return [root / info.torchvision_name / "raw", root / info.name, root]
+def _source(root: str | os.PathLike[str] | None, info: DatasetInfo) -> DataSource:
+    """Resolve where ``info``'s files come from and log it (once per call of the public API)."""
+    source = resolve_source(root, info)
+    logger.info("%s data: %s", info.name, source)
+    return source
 
 
-def _find_file(folder: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz"):
-        if (folder / name).exists():
-            return folder / name
-    return None
-
-
-def _find_split(root: Path, info: DatasetInfo, train: bool) -> tuple[Path, Path] | None:
-    """Return the image and label files of a split if one folder holds both."""
-    images_stem, labels_stem = _SPLIT_FILES[train]
-    for folder in _candidate_folders(root, info):
-        images, labels = _find_file(folder, images_stem), _find_file(folder, labels_stem)
-        if images is not None and labels is not None:
-            return images, labels
-    return None
-
-
-def _download(root: Path, info: DatasetInfo) -> None:
-    """Let torchvision download (and check) all four files into ``root/<Name>/raw``."""
-    import torchvision.datasets
-
-    dataset_class = getattr(torchvision.datasets, info.torchvision_name)
-    dataset_class(str(root), train=True, download=True)
-
-
-def _not_found(root: Path, info: DatasetInfo, train: bool, reason: str) -> DatasetNotFoundError:
-    folders = ", ".join(str(f) for f in _candidate_folders(root, info))
-    files = ", ".join(_SPLIT_FILES[train])
-    return DatasetNotFoundError(
-        f"{info.name} {'train' if train else 'test'} files not found ({reason}); looked in "
-        f"{folders} for {files} (raw or .gz). Pass root=/path/to/files (or --data DIR, or set "
-        "LENETISH_DATA) to use local copies, or download=True with internet access"
-    )
+def _read_split(
+    source: DataSource, info: DatasetInfo, train: bool, download: bool
+) -> tuple[Tensor, Tensor]:
+    """Locate (downloading if allowed), read and cross-check one split from ``source``."""
+    images_path, labels_path = locate_split(source, info, train, download_missing=download)
+    images = read_idx_images(images_path)
+    labels = read_idx_labels(labels_path, num_classes=len(info.classes))
+    if len(images) != len(labels):
+        raise DatasetCorruptError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+            "labels; the two files must come from the same split"
+        )
+    return images, labels.long()
 
 
 def load_split(
@@ -163,12 +134,15 @@ def load_split(
     """Find, optionally download, read and verify one split of an MNIST-family dataset.
 
     Args:
-        root: the data folder (``None``: :func:`default_root`). The files may sit in
-            torchvision's layout (``root/MNIST/raw/``), in ``root/<dataset>/`` or directly in
-            ``root``, raw or gzip-compressed.
+        root: the data folder. The files may sit in torchvision's layout
+            (``root/MNIST/raw/``), in ``root/<dataset>/`` or directly in ``root``, raw or
+            gzip-compressed. ``None``: for MNIST, ``$LENETISH_DATA`` or the user cache folder
+            if it holds the files, else the copy bundled with lenetish; for the other datasets,
+            :func:`default_root`.
         dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
         train: the training split (60,000 images) or the test split (10,000).
-        download: let torchvision download the files when they are not found.
+        download: let torchvision download the files when they are not found (MNIST is only
+            downloaded into a folder given as ``root``).
 
     Returns:
         ``(images, labels)``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``.
@@ -176,30 +150,16 @@ def load_split(
     Raises:
         InvalidArgumentError: ``dataset`` is unknown.
         DatasetNotFoundError: the files are absent and could not be downloaded.
-        DatasetCorruptError: a file is not a valid idx file, or the counts disagree.
+        DatasetCorruptError: a file is not a valid idx file, the counts disagree, or a bundled
+            file's SHA-256 differs from the recorded one.
+
+    Example:
+        >>> images, labels = load_split(train=False)  # the bundled MNIST test split
+        >>> tuple(images.shape), labels[:5].tolist()
+        ((10000, 28, 28), [7, 2, 1, 0, 4])
     """
     info = dataset_info(dataset)
-    root_path = default_root() if root is None else Path(root).expanduser()
-    files = _find_split(root_path, info, train)
-    if files is None:
-        if not download:
-            raise _not_found(root_path, info, train, "download=False")
-        try:
-            _download(root_path, info)
-        except Exception as exc:  # any failure of the network or the mirrors
-            raise _not_found(root_path, info, train, f"download failed: {exc}") from exc
-        files = _find_split(root_path, info, train)
-        if files is None:
-            raise _not_found(root_path, info, train, "the download did not produce them")
-    images_path, labels_path = files
-    images = read_idx_images(images_path)
-    labels = read_idx_labels(labels_path, num_classes=len(info.classes))
-    if len(images) != len(labels):
-        raise DatasetCorruptError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
-            "labels; the two files must come from the same split"
-        )
-    return images, labels.long()
+    return _read_split(_source(root, info), info, train, download)
 
 
 @dataclass
@@ -211,12 +171,14 @@ class Loaders:
         val: validation batches carved from the training split, or ``None``.
         test: test batches, never shuffled.
         info: the dataset's name, normalisation constants and class names.
+        source: where the files were read from (e.g. the copy bundled with lenetish).
     """
 
     train: TensorLoader | DataLoader[Any]
     val: TensorLoader | DataLoader[Any] | None
     test: TensorLoader | DataLoader[Any]
     info: DatasetInfo
+    source: DataSource | None = None
 
 
 def _val_count(val_size: float, num_train: int) -> int:
@@ -265,14 +227,16 @@ def make_loaders(
     """Build train, validation and test loaders for an MNIST-family dataset.
 
     Args:
-        root: data folder; ``None`` uses ``$LENETISH_DATA`` or a per-user cache folder (see
-            :func:`load_split` for the layouts it understands).
+        root: data folder; ``None``: for MNIST, ``$LENETISH_DATA`` or the user cache folder if
+            it holds the files, else the copy bundled with lenetish (see :func:`load_split`
+            for the layouts it understands). The choice is logged and kept in
+            :attr:`Loaders.source`.
         dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
         batch_size: training batch size (the seed used 200).
         val_size: samples carved from the training split for validation: a count, or a
             fraction in ``[0, 1)``; 0 means no validation loader. The split is fixed by ``seed``.
         device: where the tensors live (``None``: the CPU; ``"auto"``: the best device).
-        download: let torchvision download missing files.
+        download: let torchvision download missing files (MNIST only into ``root``).
         seed: seed of the validation split and of the training order.
         eval_batch_size: batch size of the validation and test loaders (default: ``batch_size``).
         drop_last: drop a last, smaller training batch.
@@ -293,9 +257,11 @@ def make_loaders(
         DeviceUnavailableError: ``device`` is not present on this machine.
 
     Example:
-        >>> loaders = make_loaders(mnist_root, val_size=10_000, download=False)  # doctest: +SKIP
+        >>> loaders = make_loaders(val_size=10_000)  # doctest: +SKIP
         >>> loaders.train.num_samples, loaders.val.num_samples  # doctest: +SKIP
         (50000, 10000)
+        >>> loaders.source.kind  # doctest: +SKIP
+        'bundled'
     """
     info = dataset_info(dataset)
     check_positive_int("batch_size", batch_size)
@@ -304,11 +270,12 @@ def make_loaders(
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise InvalidArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     target = torch.device("cpu") if device is None else resolve_device(device)
-    train_images, train_labels = load_split(root, dataset=dataset, train=True, download=download)
+    source = _source(root, info)
+    train_images, train_labels = _read_split(source, info, True, download)
     if subset is not None:
         check_positive_int("subset", subset)
         train_images, train_labels = train_images[:subset], train_labels[:subset]
-    test_images, test_labels = load_split(root, dataset=dataset, train=False, download=download)
+    test_images, test_labels = _read_split(source, info, False, download)
     train_index, val_index = split_indices(
         len(train_labels), _val_count(val_size, len(train_labels)), seed
     )
@@ -335,6 +302,7 @@ def make_loaders(
             else None,
             test=DataLoader(test_set, batch_size=eval_batch_size, num_workers=num_workers),
             info=info,
+            source=source,
         )
 
     train_all = _normalise(train_images, info, target)
@@ -354,6 +322,7 @@ def make_loaders(
         val=val,
         test=_tensor_loader(test_images, test_labels, info, target, eval_batch_size),
         info=info,
+        source=source,
     )
 
 
