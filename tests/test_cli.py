@@ -333,12 +333,22 @@ def test_train_with_a_named_recipe(
 def test_train_says_which_recipe_settings_the_options_changed(
     fake_mnist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The recipe line ends with the settings the command line overrode, e.g. (epochs=1)."""
+    """The recipe line names the settings the command line overrode, e.g. (epochs=1)."""
     options = ["--epochs", "1", "--batch-size", "32", "--data", str(fake_mnist)]
     assert main(["train", *options, "--device", "cpu"]) == 0
     first_line = capsys.readouterr().out.splitlines()[0]
     assert first_line.startswith("recipe default: ")
-    assert first_line.endswith("(epochs=1, batch_size=32)")
+    assert "(epochs=1, batch_size=32); data: " in first_line
+
+
+def test_train_names_its_data_source_in_the_first_line(
+    fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first line of `lenetish train` ends with where the data came from."""
+    options = ["--epochs", "1", "--batch-size", "32", "--data", str(fake_mnist)]
+    assert main(["train", *options, "--device", "cpu"]) == 0
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.endswith(f"; data: mnist from the folder given ({fake_mnist})")
 
 
 @pytest.mark.parametrize("name", available_pretrained())

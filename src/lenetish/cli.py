@@ -217,7 +217,11 @@ def _train(args: argparse.Namespace) -> None:
     if reports and not args.quiet:
         # The description is the recipe's own; say what the command line changed in it.
         changed = ", ".join(f"{key}={value}" for key, value in overrides.items())
-        print(f"recipe {recipe.name}: {recipe.description}" + (f" ({changed})" if changed else ""))
+        print(
+            f"recipe {recipe.name}: {recipe.description}"
+            + (f" ({changed})" if changed else "")
+            + f"; data: {args.dataset} from {loaders.source}"
+        )
     history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
     if not reports:
         return
