@@ -10,9 +10,13 @@ never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
 import random
+import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -37,33 +41,128 @@ CHECKPOINT_FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "global_step", "callbacks")
 
 
+_TEMPORARY_NAME = re.compile(
+    r"^\.(?P<target>.+)\.(?P<pid>[0-9]{1,10})(?:\.[0-9a-f]{8})?\.tmp(?:\.onnx(?:\.data)?)?$"
+)
+"""Temporary files :func:`atomic_write` makes: ``.<target>.<pid>.<8 hex>.tmp``.
+
+Also matched: ``.<target>.<pid>.tmp`` and ``.<target>.<pid>.tmp.onnx[.data]``, the names
+earlier versions used, so what they left behind is cleaned up as well.
+"""
+
+
+def _process_is_dead(pid: int) -> bool:
+    """Whether no process ``pid`` exists on this machine (``False`` when unsure)."""
+    if pid == os.getpid() or os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: alive, owned by another user
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writers which died (e.g. by SIGKILL) left in ``folder``.
+
+    Only files whose name has the pattern :func:`atomic_write` uses and whose process id
+    belongs to no running process are removed; a live process's file is never touched.
+    Called by every :func:`atomic_write`, so an orphan disappears at the next write there.
+
+    Args:
+        folder: the folder to clean.
+
+    Returns:
+        The files removed.
+
+    Example:
+        >>> import tempfile
+        >>> remove_stale_temporaries(tempfile.mkdtemp())
+        []
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        if _process_is_dead(int(match["pid"])):
+            try:
+                os.unlink(entry.path)
+            except OSError:  # removed meanwhile, or not ours to remove: leave it
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _failure_message(target: Path, exc: BaseException) -> str:
+    """Say why writing ``target`` failed; torch wraps the OSError of a full disk."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    kept = "any earlier file there is left as it was"
+    if isinstance(cause, OSError):
+        advice = "; free some space and try again" if cause.errno == errno.ENOSPC else ""
+        return f"could not write {target}: {cause}; {kept}{advice}"
+    if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
+        return (
+            f"could not write {target}: the object cannot be serialised "
+            f"({type(exc).__name__}: {exc}); a checkpoint may hold only tensors, numbers, "
+            f"strings and lists/tuples/dicts of them; {kept}"
+        )
+    return f"could not write {target} ({type(exc).__name__}: {exc}); {kept}".replace("\n", " ")
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, sync it, then rename it to ``path``.
 
+    Whatever happens (a full disk, an object that cannot be serialised, Ctrl-C), the temporary
+    file is removed and ``path`` keeps its earlier contents. Temporary files left by writers
+    that were killed are removed first (:func:`remove_stale_temporaries`).
+
+    Args:
+        path: the file to write.
+        write: called with the open temporary file; it writes the whole contents.
+
     Raises:
-        CheckpointError: the write failed (e.g. the disk is full); ``path`` is untouched.
+        CheckpointError: the write failed (the message says why); ``path`` is untouched.
+
+    Example:
+        >>> import tempfile
+        >>> target = f"{tempfile.mkdtemp()}/hello.bin"
+        >>> atomic_write(target, lambda handle: handle.write(b"hello"))
+        >>> open(target, "rb").read()
+        b'hello'
     """
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
+        remove_stale_temporaries(target.parent)
+        with open(temporary, "xb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"could not write {target}: {exc}; any earlier file there is left as it was"
-        ) from exc
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        if isinstance(exc, CheckpointError) or not isinstance(exc, Exception):
+            raise  # already named, or KeyboardInterrupt/SystemExit: let it through
+        raise CheckpointError(_failure_message(target, exc)) from exc
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Atomically save a full training state (from :meth:`lenetish.Trainer.checkpoint_state`).
 
     Raises:
-        CheckpointError: the file could not be written.
+        CheckpointError: the file could not be written (e.g. the disk is full) or ``state``
+            holds an object that cannot be serialised; no file is left half-written.
     """
     atomic_write(path, lambda handle: torch.save(state, handle))
 
@@ -88,15 +187,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # damaged files make torch.load raise many different types
-        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():
+        if isinstance(exc, pickle.UnpicklingError):  # torch's text would advise unsafe loading
             raise CheckpointError(
                 f"checkpoint {source} was refused: it holds objects other than tensors and "
-                "plain containers, which could run code when loaded; only load files you "
-                "trust with other tools"
+                "plain containers (or is a raw pickle), which could run code when loaded, so "
+                "lenetish does not open it. lenetish loads the checkpoints it writes "
+                "(save_checkpoint, ModelCheckpoint, lenetish train) and model weights as "
+                ".safetensors; where the file was made, save the weights with "
+                "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')"
             ) from exc
+        detail = "" if "weights_only" in str(exc) else f" ({type(exc).__name__}: {exc})"
         raise CheckpointError(
-            f"checkpoint {source} is damaged or truncated and cannot be read "
-            f"({type(exc).__name__}: {exc})".replace("\n", " ")
+            f"checkpoint {source} is damaged or truncated and cannot be read{detail}".replace(
+                "\n", " "
+            )
         ) from exc
     if (
         not isinstance(checkpoint, dict)

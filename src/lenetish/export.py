@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import os
 import warnings
 from pathlib import Path
@@ -38,7 +39,8 @@ def export_model(
     Args:
         model: the trained network (a CPU copy in eval mode is exported; the model itself is
             not changed).
-        path: the file to write (atomically for safetensors and TorchScript).
+        path: the file to write, atomically in every format: a failed export leaves no
+            partial or temporary file, and any earlier file at ``path`` as it was.
         format: ``"safetensors"``, ``"pt2"``, ``"torchscript"`` or ``"onnx"``.
 
     Returns:
@@ -47,7 +49,7 @@ def export_model(
     Raises:
         InvalidArgumentError: ``format`` is unknown.
         MissingDependencyError: ONNX export without the ``export`` extra installed.
-        CheckpointError: the file cannot be written.
+        CheckpointError: the file cannot be written (e.g. the disk is full).
     """
     if format not in EXPORT_FORMATS:
         raise InvalidArgumentError(
@@ -64,7 +66,11 @@ def export_model(
         program = torch.export.export(
             cpu_model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
         )
-        atomic_write(target, lambda handle: torch.export.save(program, handle))
+        # Serialised in memory first: torch's archive writer aborts the whole process (a C++
+        # terminate) when a write to a file fails, e.g. on a full disk; our own write raises.
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        atomic_write(target, lambda handle: handle.write(buffer.getbuffer()))
     elif format == "torchscript":
         with warnings.catch_warnings():
             # The input-shape check is constant in a traced graph, as intended, and the
@@ -79,6 +85,7 @@ def export_model(
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+    """Write one self-contained ``.onnx`` file (weights inside it), atomically."""
     try:
         import onnx  # noqa: F401  (the exporter needs both)
         import onnxscript  # noqa: F401
@@ -87,19 +94,17 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> None:
             "ONNX export needs onnx and onnxscript; install them with "
             "pip install 'lenetish[export]'"
         ) from exc
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.onnx")
-    try:
-        torch.onnx.export(
-            model,
-            (example,),
-            str(temporary),
-            input_names=["images"],
-            output_names=["log_probabilities"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            dynamo=True,
-            verbose=False,
-        )
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        input_names=["images"],
+        output_names=["log_probabilities"],
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+        dynamo=True,
+        verbose=False,
+    )
+    assert program is not None  # dynamo=True without a file name returns the program
+    # The weights are stored inside the protobuf (a model this size is far below its 2 GB
+    # limit), so the file works wherever it is copied; nothing is written beside it.
+    payload = program.model_proto.SerializeToString()
+    atomic_write(target, lambda handle: handle.write(payload))

@@ -8,6 +8,8 @@ ratio, and placed in a 28x28 frame so that the centre of mass of the ink is at t
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,14 @@ from torch import Tensor
 from lenetish.data import DatasetInfo
 from lenetish.errors import InputShapeError, InvalidImageError, InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "mnistify", "open_image", "prepare_inputs"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "mnistify",
+    "mnistify_files",
+    "open_image",
+    "prepare_inputs",
+    "printable_path",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 50_000_000  # larger images are refused rather than decoded
@@ -36,28 +45,67 @@ def open_image(path: str | os.PathLike[str]) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     source = Path(path)
+    name = printable_path(source)  # the messages can be printed whatever the name holds
     if not source.is_file():
-        raise InvalidImageError(f"image file {source} does not exist (or is not a file)")
+        raise InvalidImageError(f"image file {name} does not exist (or is not a file)")
     try:
         with Image.open(source) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise InvalidImageError(
-                    f"{source} is {width}x{height} pixels, more than the {MAX_PIXELS:,} "
+                    f"{name} is {width}x{height} pixels, more than the {MAX_PIXELS:,} "
                     "lenetish opens; scale it down first"
                 )
             image.load()
             return image.copy()
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{source} is not an image file PIL can read") from exc
+        raise InvalidImageError(f"{name} is not an image file PIL can read") from exc
     except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"{source} cannot be read as an image ({exc})") from exc
+        raise InvalidImageError(f"{name} cannot be read as an image ({exc})") from exc
+
+
+def printable_path(path: str | os.PathLike[str]) -> str:
+    r"""``path`` as printable text, undecodable bytes replaced by ``\ufffd``.
+
+    A file name on Linux may hold bytes that are not valid in the file system's encoding (a
+    non-UTF-8 name); Python keeps them as surrogate escapes, which ``print`` refuses.
+
+    Args:
+        path: a file name, possibly holding undecodable bytes.
+
+    Returns:
+        The name with every undecodable byte replaced by the replacement character.
+
+    Example:
+        >>> printable_path(os.fsdecode(b"digit-\xff.png")) == "digit-\ufffd.png"
+        True
+    """
+    return os.fsencode(path).decode(sys.getfilesystemencoding(), errors="replace")
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _wide_greyscale(image: Any) -> np.ndarray:
+    """16- and 32-bit greyscale (modes ``I;16*`` and ``I``) scaled, not clamped, to [0, 255].
+
+    16-bit values are divided by 257 (65535 -> 255). Mode ``I`` holds 16-bit PNGs in older
+    Pillow versions, so values within 0..65535 are treated the same; other ranges (32-bit
+    TIFFs) are mapped linearly from their own minimum and maximum.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode in _SIXTEEN_BIT_MODES or (low >= 0 and high <= 65535):
+        return (values / 257.0).astype(np.float32)
+    return ((values - low) * (255.0 / (high - low))).astype(np.float32)
 
 
 def _greyscale(image: Any) -> np.ndarray:
     """A float array in [0, 255]; transparent pixels become the white background."""
     from PIL import Image
 
+    if image.mode in (*_SIXTEEN_BIT_MODES, "I"):
+        return _wide_greyscale(image)
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -106,6 +154,69 @@ def mnistify(image: Any) -> Tensor:
     return torch.from_numpy(np.clip(canvas, 0, 255).round().astype(np.uint8))
 
 
+def _mnistify_file(path: str | os.PathLike[str]) -> Tensor:
+    """Open and prepare one image file; an error names the file."""
+    image = open_image(path)  # its errors name the file already
+    try:
+        return mnistify(image)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{printable_path(path)}: {exc}") from exc
+
+
+def mnistify_files(
+    paths: Sequence[str | os.PathLike[str]], *, skip_bad: bool = False
+) -> tuple[list[Path], Tensor, list[str]]:
+    """Open and prepare image files with :func:`mnistify`, optionally skipping the bad ones.
+
+    Args:
+        paths: the image files.
+        skip_bad: leave out a file that is missing, unreadable or blank (with a message
+            saying why) instead of raising.
+
+    Returns:
+        ``(kept, digits, skipped)``: the files prepared, their uint8 ``(N, 28, 28)`` digits in
+        the same order, and one message per file left out (each naming it).
+
+    Raises:
+        InvalidImageError: a file is missing, not an image or too large (without
+            ``skip_bad``); the message names the file.
+        InvalidInputError: an image is of one colour (without ``skip_bad``), or no file could
+            be prepared; the message names the file.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image, ImageDraw
+        >>> folder = tempfile.mkdtemp()
+        >>> digit = Image.new("L", (40, 40), 255)
+        >>> ImageDraw.Draw(digit).line((20, 5, 20, 35), fill=0, width=4)
+        >>> digit.save(f"{folder}/one.png")
+        >>> Image.new("L", (40, 40), 255).save(f"{folder}/blank.png")
+        >>> kept, digits, skipped = mnistify_files(
+        ...     [f"{folder}/one.png", f"{folder}/blank.png"], skip_bad=True
+        ... )
+        >>> [p.name for p in kept], tuple(digits.shape), len(skipped)
+        (['one.png'], (1, 28, 28), 1)
+    """
+    kept: list[Path] = []
+    digits: list[Tensor] = []
+    skipped: list[str] = []
+    for path in paths:
+        try:
+            digits.append(_mnistify_file(path))
+        except (InvalidImageError, InvalidInputError) as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+            continue
+        kept.append(Path(path))
+    if not digits:
+        raise InvalidInputError(
+            f"none of the {len(paths)} image files could be used"
+            + (f" ({skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else "")
+        )
+    return kept, torch.stack(digits), skipped
+
+
 def _is_pil(value: object) -> bool:
     try:
         from PIL import Image
@@ -151,7 +262,7 @@ def _as_scaled(item: Any) -> Tensor:
     if _is_pil(item):
         return _scaled_batch(mnistify(item))
     if isinstance(item, (str, os.PathLike)):
-        return _scaled_batch(mnistify(open_image(item)))
+        return _scaled_batch(_mnistify_file(item))
     raise InvalidInputError(
         f"cannot predict on a {type(item).__name__}; pass a tensor, a numpy array, a PIL "
         "image, an image path, or a list of these"
