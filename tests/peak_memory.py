@@ -1,0 +1,44 @@
+"""Test helper: run a snippet in a fresh Python; report its peak memory and the error it named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+
+_WRAPPER = """
+import json, resource
+from lenetish.errors import LenetishError
+outcome = "ok"
+try:
+{body}
+except LenetishError as exc:
+    outcome = f"{{type(exc).__name__}}: {{exc}}"
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+print(json.dumps({{"peak_mb": peak_mb, "outcome": outcome}}))
+"""
+
+
+@dataclass
+class Measured:
+    """What one snippet did: its peak resident memory (MiB) and ``ok`` or the named error."""
+
+    peak_mb: float
+    outcome: str
+
+
+def run_measured(body: str, *, timeout: float = 120) -> Measured:
+    """Run ``body`` (statements) in a new interpreter; return its peak RSS and its outcome.
+
+    An error that is not a :class:`~lenetish.errors.LenetishError` makes the child fail, and
+    so this raises ``AssertionError`` with its output.
+    """
+    code = _WRAPPER.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return Measured(report["peak_mb"], report["outcome"])
