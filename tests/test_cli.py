@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -262,9 +267,6 @@ def _corrupt_copy(fake_mnist: Path) -> Path:
     [
         (lambda d, t: ["train", "--data", str(t), "--no-download"], "train files not found"),
         (lambda d, t: ["train", "--data", str(_corrupt_copy(d))], "is truncated"),
-        (lambda d, t: ["train", "--data", str(d), "--epochs", "0"], "epochs must be a positive"),
-        (lambda d, t: ["train", "--data", str(d), "--lr", "-1"], "lr must be a positive"),
-        (lambda d, t: ["train", "--data", str(d), "--batch-size", "0"], "batch_size must be"),
         (lambda d, t: ["train", "--data", str(d), "--device", "tpu"], "device='tpu' is not"),
         (lambda d, t: ["evaluate", str(t / "missing.pt"), "--data", str(d)], "does not exist"),
         (lambda d, t: ["predict", str(_not_a_checkpoint(t)), "x.png"], "is damaged or truncated"),
@@ -404,3 +406,301 @@ def test_a_closed_pipe_ends_quietly(fake_mnist: Path, tmp_path: Path) -> None:
     reader.wait(timeout=120)
     assert "BrokenPipeError" not in error
     assert "lenetish: error" not in error
+
+
+# ---- issue 15: outputs never clobbered, signals, value ranges ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["img", "--count", "-1"], "argument --count: must be from 1 to 1000, got -1"),
+        (["predict", "--sample", "-3"], "argument --sample: must be from 1 to 1000, got -3"),
+        (["train", "--epochs", "0"], "argument --epochs: must be from 1 to 100000, got 0"),
+        (["train", "--batch-size", "0"], "argument --batch-size: must be from 1 to"),
+        (["train", "--val-size", "-1"], "argument --val-size: must be from 0 to"),
+        (["train", "--seed", str(2**64)], "argument --seed: must be from 0 to 4294967295"),
+        (["img", "--seed", "-1"], "argument --seed: must be from 0 to 4294967295, got -1"),
+        (["train", "--lr", "1e300"], "argument --lr: must be a finite number above 0 and at most"),
+        (["train", "--lr", "nan"], "argument --lr: must be a finite number above 0"),
+        (["train", "--lr", "-1"], "argument --lr: must be a finite number above 0"),
+        (["train", "--device", "cpu:99"], "argument --device: 'cpu:99' does not exist"),
+        (["evaluate", "x.pt", "--device", "cuda:99"], "'cuda:99' does not exist: this machine"),
+        (["train", "--device", "cuda:-1"], "the device index must be a whole number >= 0"),
+    ],
+)
+def test_out_of_range_values_are_usage_errors(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A count, seed, lr or device index out of range stops at parsing: exit 2 and its range."""
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_refuses_an_out_folder_holding_a_run(
+    trained_run: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --out D` where D holds a run exits 2 and says how to resume or overwrite."""
+    before = (trained_run / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(short_training(fake_mnist, trained_run, "--epochs", "1")) == 2
+    error = capsys.readouterr().err
+    assert f"--out folder {trained_run} already holds a run (last.pt, model.safetensors" in error
+    assert f"--resume {trained_run / 'last.pt'}" in error and "--overwrite" in error
+    assert (trained_run / "model.safetensors").read_bytes() == before
+
+
+def test_train_overwrite_starts_a_new_run_in_the_folder(
+    trained_run: Path, fake_mnist: Path
+) -> None:
+    """`train --overwrite` deletes the old run's files and trains afresh."""
+    assert main(short_training(fake_mnist, trained_run, "--epochs", "1", "--overwrite")) == 0
+    assert len(json.loads((trained_run / "history.json").read_text())) == 1
+    assert not (trained_run / ".lenetish.lock").exists()
+
+
+def test_overwrite_and_resume_together_are_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--overwrite` would delete what `--resume` continues: the pair is refused at parsing."""
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--resume", "a/last.pt", "--overwrite"])
+    assert caught.value.code == 2
+    assert "not allowed with argument --resume" in capsys.readouterr().err
+
+
+def test_train_refuses_a_folder_locked_by_a_live_process(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While another process holds D's lock file, `train --out D` exits 1 naming the lock."""
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lenetish.lock", "w") as lock:
+        lock.write("4242\n")
+        lock.flush()
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(short_training(fake_mnist, out, "--epochs", "1")) == 1
+    error = capsys.readouterr().err
+    assert "is in use by another lenetish process (pid 4242)" in error
+    assert str(out / ".lenetish.lock") in error
+    assert not (out / "last.pt").exists()
+
+
+def test_train_takes_over_the_stale_lock_of_a_dead_process(
+    fake_mnist: Path, tmp_path: Path
+) -> None:
+    """A lock file left by a process that has ended does not block the next run."""
+    pytest.importorskip("fcntl")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lenetish.lock").write_text(f"{dead.pid}\n")
+    assert main(short_training(fake_mnist, out, "--epochs", "1", "--quiet")) == 0
+    assert (out / "model.safetensors").exists()
+    assert not (out / ".lenetish.lock").exists()
+
+
+def test_train_refuses_a_file_as_out_folder(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --out FILE` is a one-line error saying a folder is needed."""
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert main(short_training(fake_mnist, tmp_path / "notes.txt", "--epochs", "1")) == 1
+    assert "notes.txt is a file, but a folder is needed there" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder this process cannot create files in (a read-only one, or /sys for root)."""
+    if os.geteuid() == 0:  # root writes through file modes, but not into sysfs
+        yield Path("/sys")
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    yield folder
+    folder.chmod(0o700)
+
+
+def test_train_refuses_an_out_folder_it_cannot_create(
+    fake_mnist: Path, unwritable_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An `--out` folder that cannot be created is a one-line error before any training."""
+    out = unwritable_folder / "lenetish-run"
+    assert main(short_training(fake_mnist, out, "--epochs", "1")) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"lenetish: error: --out folder {out} cannot be created (")
+
+
+def test_img_refuses_an_unwritable_out_file(
+    fake_mnist: Path, unwritable_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`img --out` inside a folder that cannot be written is a named one-line error."""
+    out = unwritable_folder / "lenetish-pictures" / "digits.png"
+    assert main(["img", "--data", str(fake_mnist), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("lenetish: error: --out ") and "cannot be written" in error
+    assert "unexpected" not in error
+
+
+def test_evaluate_refuses_a_folder_as_plot(
+    trained_run: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evaluate --plot FOLDER` is refused before evaluating: a file name is needed."""
+    checkpoint = str(trained_run / "last.pt")
+    assert main(["evaluate", checkpoint, "--data", str(fake_mnist), "--plot", str(tmp_path)]) == 1
+    assert f"--plot {tmp_path} is a folder, but a file name is needed" in capsys.readouterr().err
+
+
+def test_export_refuses_to_write_over_its_input(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`export X --out X` (the same file, however spelled) exits 2 and leaves X intact."""
+    checkpoint = trained_run / "last.pt"
+    before = checkpoint.read_bytes()
+    same = trained_run / ".." / trained_run.name / "last.pt"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(same)]) == 2
+    assert "is the checkpoint being exported" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before
+
+
+def test_resume_refuses_a_different_lr(
+    trained_run: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--resume` with an `--lr` other than the checkpoint's exits 2 instead of ignoring it."""
+    capsys.readouterr()
+    resume = ["--resume", str(trained_run / "last.pt"), "--epochs", "3", "--lr", "0.5"]
+    assert main(short_training(fake_mnist, trained_run, *resume)) == 2
+    error = capsys.readouterr().err
+    assert "--lr 0.5 differs from the 0.003 that " in error and "drop --lr" in error
+
+
+def test_resume_keeps_the_checkpoints_batch_size(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without `--batch-size`, a resumed run uses its checkpoint's, not the recipe's default."""
+    out = tmp_path / "run"
+    common = ["train", "--data", str(fake_mnist), "--device", "cpu", "--out", str(out)]
+    assert main([*common, "--recipe", "seed-adam", "--epochs", "1", "--batch-size", "20"]) == 0
+    capsys.readouterr()
+    resume = ["--recipe", "seed-adam", "--epochs", "2", "--resume", str(out / "last.pt")]
+    assert main([*common, *resume]) == 0
+    assert "batch_size=20" in capsys.readouterr().out.splitlines()[0]
+    assert load_checkpoint(out / "last.pt")["global_step"] == 6  # 60 digits, 3 batches an epoch
+
+
+@pytest.fixture
+def diverging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the loss NaN from the last batch of epoch 1 on, as a far too large lr does."""
+    original = Trainer.training_step
+
+    def poisoned(self: Trainer, images: torch.Tensor, labels: torch.Tensor) -> object:
+        output = original(self, images, labels)
+        if self.state.global_step < 2:  # 60 digits in batches of 20: steps 0, 1, 2 per epoch
+            return output
+        return dataclasses.replace(output, loss=output.loss * float("nan"))
+
+    monkeypatch.setattr(Trainer, "training_step", poisoned)
+
+
+def test_a_diverged_run_writes_no_weights_and_exits_one(
+    fake_mnist: Path, tmp_path: Path, diverging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose loss becomes NaN stops, writes no weights and says so in one line."""
+    out = tmp_path / "run"
+    assert main(short_training(fake_mnist, out, "--epochs", "3")) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("lenetish: error: training diverged: the loss became NaN")
+    assert "test accuracy" not in captured.out
+    assert not (out / "model.safetensors").exists() and not (out / "last.pt").exists()
+
+
+def test_a_diverged_history_is_strict_json(
+    fake_mnist: Path, tmp_path: Path, diverging: None
+) -> None:
+    """history.json of a diverged run is valid JSON: the non-finite loss is null."""
+    out = tmp_path / "run"
+    assert main(short_training(fake_mnist, out, "--epochs", "1")) == 1
+    rows = json.loads(
+        (out / "history.json").read_text(), parse_constant=lambda name: pytest.fail(name)
+    )
+    assert rows[0]["loss"] is None
+
+
+def test_non_utf8_file_names_are_printed_with_replacements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name with a byte invalid in UTF-8 is printed with a replacement character."""
+    name = tmp_path / os.fsdecode(b"one-\xff.png")
+    pixels = np.full((90, 60), 255, dtype=np.uint8)
+    pixels[10:80, 27:33] = 0
+    Image.fromarray(pixels).save(name)
+    assert main(["predict", str(name)]) == 0
+    assert "one-?.png: 1 (probability" in capsys.readouterr().out
+
+
+def _start_training(fake_mnist: Path, out: Path) -> subprocess.Popen[str]:
+    """A long `lenetish train` subprocess, returned once its first checkpoint is written."""
+    command = [sys.executable, "-m", "lenetish", *short_training(fake_mnist, out)]
+    process = subprocess.Popen(
+        [*command, "--recipe", "seed-adam", "--epochs", "100000", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sent", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_training_with_one_line_and_a_resumable_checkpoint(
+    fake_mnist: Path, tmp_path: Path, sent: signal.Signals, status: int
+) -> None:
+    """SIGINT (exit 130) or SIGTERM (exit 143) mid-run: one line naming the checkpoint."""
+    out = tmp_path / "run"
+    process = _start_training(fake_mnist, out)
+    try:
+        process.send_signal(sent)
+        _, error = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == status
+    assert error.strip().splitlines()[-1] == (
+        f"lenetish: interrupted; resume with --resume {out / 'last.pt'}"
+    )
+    assert "Traceback" not in error
+    assert load_checkpoint(out / "last.pt")["epoch"] >= 1
+    assert not (out / ".lenetish.lock").exists()
+
+
+@pytest.mark.slow
+def test_train_into_a_closed_pipe_writes_its_files_and_exits_zero(
+    fake_mnist: Path, tmp_path: Path
+) -> None:
+    """`lenetish train ... | head -1`: the run finishes, writes its files and ends quietly."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "lenetish", *short_training(fake_mnist, out)]
+    process = subprocess.Popen(
+        [*command, "--recipe", "seed-adam", "--epochs", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith("recipe seed-adam")
+    process.stdout.close()  # as head -1 does
+    error = process.stderr.read()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in error and "lenetish: error" not in error
+    load_weights(MNISTConvNet(), out / "model.safetensors")
+    assert len(json.loads((out / "history.json").read_text())) == 3
