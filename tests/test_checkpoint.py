@@ -6,8 +6,11 @@ import errno
 import os
 import pickle
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -23,11 +26,13 @@ from lenetish import (
     save_weights,
 )
 from lenetish.checkpoint import (
+    atomic_write,
     capture_rng_state,
     load_model,
     restore_rng_state,
     save_checkpoint,
 )
+from tests.full_disk import fill_disk_after
 from tests.training_helpers import digit_batches, quick_trainer, run_script, weights_equal
 
 
@@ -44,7 +49,7 @@ def test_checkpoint_holds_the_full_training_state(tmp_path: Path) -> None:
     checkpoint = load_checkpoint(tmp_path / "c.pt")
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 1
     assert set(checkpoint["model"]) == set(MNISTConvNet().state_dict())
-    assert checkpoint["optimizer"]["state"] and "History" in checkpoint["callbacks"]
+    assert checkpoint["optimizer"]["state"] and "lenetish.History" in checkpoint["callbacks"]
     assert {"python", "numpy", "torch", "cuda"} <= set(checkpoint["rng"])
 
 
@@ -242,3 +247,81 @@ def test_load_model_refuses_a_damaged_weights_file(tmp_path: Path) -> None:
     (tmp_path / "x.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
     with pytest.raises(CheckpointError, match=r"x.safetensors is damaged"):
         load_model(tmp_path / "x.safetensors")
+
+
+def test_full_disk_inside_torch_save_is_named_and_cleaned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC from the file torch.save writes to raises CheckpointError, leaving no temp file."""
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"marker": 1})
+    before = path.read_bytes()
+    fill_disk_after(monkeypatch, room=4096)
+    with pytest.raises(CheckpointError, match=r"No space left on device.*free some space"):
+        save_checkpoint(path, {"marker": 2, "weights": torch.zeros(100_000)})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_unserialisable_object_is_named_and_cleaned(tmp_path: Path) -> None:
+    """An object torch.save cannot pickle raises CheckpointError and leaves no temp file."""
+    with pytest.raises(CheckpointError, match=r"c\.pt: the object cannot be serialised"):
+        save_checkpoint(tmp_path / "c.pt", {"callback": lambda: None})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A KeyboardInterrupt inside a write propagates and removes the temporary file."""
+
+    def interrupted(handle: IO[bytes]) -> None:
+        handle.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "c.pt", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from lenetish.checkpoint import atomic_write
+
+def die(handle):
+    handle.write(b"half a checkpoint")
+    handle.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomic_write(sys.argv[1], die)
+"""
+
+
+def test_orphan_of_a_killed_writer_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A temp file left by a SIGKILLed process is deleted when the folder is next written."""
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path / "last.pt")])
+    assert killed.returncode == -signal.SIGKILL
+    (orphan,) = tmp_path.iterdir()
+    assert orphan.name.startswith(".last.pt.") and orphan.name.endswith(".tmp")
+    save_checkpoint(tmp_path / "best.pt", {"marker": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_temporary_file_of_a_live_process_is_kept(tmp_path: Path) -> None:
+    """A temp file named with the id of a running process is never removed."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
+        try:
+            in_progress = tmp_path / f".last.pt.{live.pid}.0123abcd.tmp"
+            in_progress.write_bytes(b"being written")
+            save_checkpoint(tmp_path / "best.pt", {"marker": 1})
+            assert in_progress.exists()
+        finally:
+            live.kill()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_pickle_refusal_says_what_is_accepted(tmp_path: Path) -> None:
+    """The refusal of a raw pickle names what lenetish loads and never advises weights_only."""
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    with pytest.raises(CheckpointError, match=r"refused.*model weights as \.safetensors") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value)
