@@ -3,19 +3,26 @@
 Trains MNISTConvNet on synthetic digits and writes, per process, ``OUT/rank{R}.safetensors``
 (final weights) and ``OUT/history{R}.json``. ``--fail-at-step N --on-rank R`` raises in one
 process at step N; ``--stop-at-step N --on-rank R`` makes one process ask to stop there;
-``--stop-after-epoch N`` ends the run after epoch N; ``--unseeded`` starts each process
-from its own random weights and gives the Trainer no seed; ``--checkpoints`` writes
-``OUT/ckpt/last.pt`` every epoch; ``--resume`` continues from it.
+``--stop-after-epoch N`` ends the run after epoch N; ``--stop-check-every N`` sets how
+often the processes agree on a stop within an epoch; ``--count-collectives`` writes, per
+epoch, the blocking and non-blocking collectives lenetish issued to
+``OUT/collectives{R}.json``; ``--unseeded`` starts each process from its own random
+weights and gives the Trainer no seed; ``--checkpoints`` writes ``OUT/ckpt/last.pt`` every
+epoch; ``--resume`` continues from it.
 A rank-zero-only callback appends to ``OUT/calls{R}.txt`` in the processes it runs in.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from lenetish import (
     BatchOutput,
@@ -29,6 +36,7 @@ from lenetish import (
     make_loaders,
     save_weights,
 )
+from lenetish.distributed import DataParallel
 from tests.conftest import write_fake_mnist
 from tests.resume_script import StopAfterEpoch
 
@@ -61,6 +69,38 @@ class RecordEpochs(Callback):
             file.write(f"{state.epoch + 1}\n")
 
 
+class CountCollectives(Callback):
+    """Count the collectives issued between each epoch's start and end (all ranks)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f"collectives{RANK}.json"
+        self.counts: Counter[str] = Counter()
+        self.epochs: list[dict[str, int]] = []
+        self.at_start: Counter[str] = Counter()
+        for name in ("all_reduce", "broadcast", "all_gather", "barrier"):
+            self._wrap(name)
+
+    def _wrap(self, name: str) -> None:
+        original = getattr(dist, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            kind = "non_blocking" if kwargs.get("async_op") else "blocking"
+            self.counts[kind] += 1
+            return original(*args, **kwargs)
+
+        setattr(dist, name, counted)
+
+    def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+        """Remember the counts so far."""
+        self.at_start = Counter(self.counts)
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Record this epoch's collectives and the number of steps it took."""
+        steps = state.steps_per_epoch or 0
+        self.epochs.append({**(self.counts - self.at_start), "steps": steps})
+        self.path.write_text(json.dumps(self.epochs))
+
+
 def main() -> None:
     """Parse the options, train, and write this process's results."""
     parser = argparse.ArgumentParser()
@@ -76,6 +116,8 @@ def main() -> None:
     parser.add_argument("--unseeded", action="store_true")
     parser.add_argument("--checkpoints", action="store_true")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--stop-check-every", type=int)
+    parser.add_argument("--count-collectives", action="store_true")
     args = parser.parse_args()
 
     data = write_fake_mnist(args.out / f"data{RANK}", num_train=args.num_train, num_test=20)
@@ -92,6 +134,10 @@ def main() -> None:
         callbacks.append(StopAfterEpoch(args.stop_after_epoch))
     if args.checkpoints:
         callbacks.append(ModelCheckpoint(args.out / "ckpt"))
+    if args.stop_check_every is not None:
+        DataParallel.stop_check_every = args.stop_check_every
+    if args.count_collectives:
+        callbacks.append(CountCollectives(args.out))
     # The same initial weights in every run; with --unseeded, different ones in each process
     # and no Trainer seed, so the processes must agree by themselves.
     torch.manual_seed(RANK if args.unseeded else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from lenetish import (
 )
 from lenetish.checkpoint import load_checkpoint, save_checkpoint
 from lenetish.distributed import (
+    DataParallel,
     DistributedEnv,
     distributed_env,
     init_distributed,
@@ -123,7 +125,7 @@ def test_fit_sets_the_epoch_of_a_distributed_sampler() -> None:
 def test_other_ranks_do_not_write_checkpoints(tmp_path: Path) -> None:
     """save_checkpoint writes nothing outside rank 0."""
     trainer = Trainer(MNISTConvNet(), device="cpu", progress=False)
-    trainer.distributed = DistributedEnv(rank=1, local_rank=1, world_size=2)
+    trainer.parallel = DataParallel(DistributedEnv(1, 1, 2), torch.device("cpu"))
     trainer.save_checkpoint(tmp_path / "last.pt")
     assert not (tmp_path / "last.pt").exists()
 
@@ -191,11 +193,37 @@ def test_a_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_stop_requested_by_one_rank_stops_every_rank(tmp_path: Path) -> None:
-    """StopTraining raised in rank 1 alone stops both processes at the same step."""
-    result = _run([*TORCHRUN, *SCRIPT, str(tmp_path), "--stop-at-step", "9", "--epochs", "3"])
+    """StopTraining raised in rank 1 alone stops both processes at the same check."""
+    options = ["--stop-at-step", "9", "--epochs", "3", "--stop-check-every", "2"]
+    result = _run([*TORCHRUN, *SCRIPT, str(tmp_path), *options])
     assert result.returncode == 0, result.stderr
     assert len(rows_without_seconds(tmp_path / "history0.json")) == 1  # step 9 is in epoch 2
     assert _max_difference(tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors") == 0
+
+
+@pytest.mark.slow
+def test_a_stop_between_checks_takes_effect_at_the_epoch_end(tmp_path: Path) -> None:
+    """With no check inside the epoch left, both processes stop when the epoch ends."""
+    options = ["--stop-at-step", "9", "--epochs", "3", "--stop-check-every", "100"]
+    result = _run([*TORCHRUN, *SCRIPT, str(tmp_path), *options])
+    assert result.returncode == 0, result.stderr
+    assert len(rows_without_seconds(tmp_path / "history0.json")) == 2
+    assert _max_difference(tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors") == 0
+
+
+@pytest.mark.slow
+def test_a_distributed_epoch_blocks_on_no_collective_per_step(tmp_path: Path) -> None:
+    """Per epoch: 2 blocking all-reduces (the scores) and 1 non-blocking stop check per 8 steps."""
+    options = ["--count-collectives", "--num-train", "1088", "--epochs", "2"]
+    result = _run([*TORCHRUN, *SCRIPT, str(tmp_path), *options])
+    assert result.returncode == 0, result.stderr
+    for process in (0, 1):
+        epochs = json.loads((tmp_path / f"collectives{process}.json").read_text())
+        assert len(epochs) == 2
+        for epoch in epochs:
+            assert epoch["steps"] == 32
+            assert epoch.get("blocking", 0) == 2  # training and validation scores
+            assert epoch.get("non_blocking", 0) == 32 // DataParallel.stop_check_every
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ def test_apply_at_end_can_be_turned_off() -> None:
 def test_average_is_saved_in_checkpoints(tmp_path: object) -> None:
     """The average is part of the checkpoint, so a resumed run continues it."""
     quick_trainer(callbacks=[EMA(), ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
-    shadow = load_checkpoint(tmp_path / "last.pt")["callbacks"]["EMA"]["shadow"]  # type: ignore[operator]
+    shadow = load_checkpoint(tmp_path / "last.pt")["callbacks"]["lenetish.EMA"]["shadow"]  # type: ignore[operator]
     assert set(shadow) >= {"conv1.weight", "fc2.bias"}
 
 

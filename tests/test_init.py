@@ -7,6 +7,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import lenetish
+import lenetish.callbacks
 
 API_FILE = Path(__file__).with_name("public_api.txt")
 
@@ -32,6 +33,9 @@ def describe_public_api() -> list[str]:
             lines.append(f"def {name}{inspect.signature(obj)}")
         else:
             lines.append(f"{name}: {type(obj).__name__}")
+    for name in sorted(lenetish.callbacks.__all__):
+        same = getattr(lenetish.callbacks, name) is getattr(lenetish, name, None)
+        lines.append(f"lenetish.callbacks.{name}{' is lenetish.' + name if same else ''}")
     return lines
 
 
@@ -42,6 +46,23 @@ def test_public_api_matches_the_recorded_list() -> None:
         "the public API changed: if on purpose, regenerate tests/public_api.txt with "
         "`python -m tests.test_init` and describe the change in CHANGELOG.md"
     )
+
+
+def test_every_built_in_callback_imports_from_lenetish_callbacks() -> None:
+    """The built-in callbacks import from lenetish.callbacks, as in Keras and Lightning."""
+    from lenetish.callbacks import (  # noqa: F401
+        EMA,
+        CSVLogger,
+        EarlyStopping,
+        History,
+        LRSchedule,
+        ModelCheckpoint,
+        ProgressBar,
+        TerminateOnNaN,
+        Timer,
+    )
+
+    assert ModelCheckpoint is lenetish.ModelCheckpoint
 
 
 def test_every_public_name_exists() -> None:

@@ -131,7 +131,7 @@ def test_model_checkpoint_runs_after_other_callbacks(tmp_path: Path) -> None:
     """The checkpoint holds the History row of the epoch it was written at."""
     saver = ModelCheckpoint(tmp_path)
     quick_trainer(epochs=2, callbacks=[saver]).fit(digit_batches(10, 10))
-    assert len(load_checkpoint(saver.last_path)["callbacks"]["History"]["rows"]) == 2
+    assert len(load_checkpoint(saver.last_path)["callbacks"]["lenetish.History"]["rows"]) == 2
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,23 @@ from importlib.metadata import PackageNotFoundError, version
 from lenetish._device import resolve_device, seed_everything
 from lenetish.augment import RandomAffine
 from lenetish.callbacks import (
+    EMA,
     Callback,
+    CSVLogger,
+    EarlyStopping,
     History,
+    LRSchedule,
+    ModelCheckpoint,
+    ProgressBar,
     SkipBatch,
     StopTraining,
+    TensorBoardLogger,
     TerminateOnNaN,
     Timer,
 )
 from lenetish.checkpoint import load_checkpoint, load_weights, save_weights
 from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
 from lenetish.distributed import is_main_process
-from lenetish.ema import EMA
 from lenetish.errors import (
     CheckpointError,
     DatasetCorruptError,
@@ -35,9 +41,7 @@ from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
 from lenetish.export import export_model
 from lenetish.idx import read_idx, write_idx
 from lenetish.loaders import TensorLoader
-from lenetish.loggers import CSVLogger, ProgressBar, TensorBoardLogger
 from lenetish.models import MNISTConvNet, MNISTWideNet
-from lenetish.monitors import EarlyStopping, ModelCheckpoint
 from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
 from lenetish.pretrained import available_pretrained, pretrained, pretrained_info
 from lenetish.recipes import (
@@ -48,7 +52,6 @@ from lenetish.recipes import (
     train_ensemble,
     train_recipe,
 )
-from lenetish.schedules import LRSchedule
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 
 try:

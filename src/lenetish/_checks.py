@@ -6,7 +6,15 @@ import math
 
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["check_fraction", "check_positive_int", "check_positive_number"]
+__all__ = [
+    "DEFAULT_LR",
+    "check_fraction",
+    "check_positive_int",
+    "check_positive_number",
+    "check_trainer_settings",
+]
+
+DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}  # the seed's learning rates of the built-in optimizers
 
 
 def check_positive_int(name: str, value: object) -> None:
@@ -30,3 +38,44 @@ def check_fraction(name: str, value: object) -> None:
     """Raise :class:`InvalidArgumentError` unless ``value`` is a number in ``[0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise InvalidArgumentError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def check_trainer_settings(
+    *,
+    optimizer: object,
+    lr: object,
+    epochs: object,
+    scheduler: object,
+    momentum: float,
+    weight_decay: float,
+    grad_clip_norm: object,
+    label_smoothing: object,
+    augment: object,
+) -> None:
+    """Refuse a Trainer's unknown optimizer or scheduler and out-of-range numbers."""
+    if isinstance(optimizer, str) and optimizer not in DEFAULT_LR:
+        raise InvalidArgumentError(
+            f"optimizer={optimizer!r} is not supported; use one of {', '.join(DEFAULT_LR)} "
+            "or a callable that builds an optimizer from the parameters"
+        )
+    if callable(optimizer) and lr is not None:
+        raise InvalidArgumentError(
+            "lr is ignored when optimizer is a callable; set the learning rate inside it"
+        )
+    if lr is not None:
+        check_positive_number("lr", lr)
+    check_positive_int("epochs", epochs)
+    if isinstance(scheduler, str) and scheduler not in ("onecycle", "step"):
+        raise InvalidArgumentError(
+            f"scheduler={scheduler!r} is not supported; use None, 'onecycle', 'step' or a callable"
+        )
+    if not 0 <= momentum < 1 or not weight_decay >= 0:
+        raise InvalidArgumentError(
+            f"momentum must be in [0, 1) and weight_decay >= 0, got {momentum!r} and "
+            f"{weight_decay!r}"
+        )
+    if grad_clip_norm is not None:
+        check_positive_number("grad_clip_norm", grad_clip_norm)
+    check_fraction("label_smoothing", label_smoothing)
+    if augment is not None and not callable(augment):
+        raise InvalidArgumentError(f"augment must be callable, got {augment!r}")

@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ from lenetish.errors import DeviceUnavailableError, InvalidArgumentError
 
 __all__ = [
     "DeviceLike",
+    "Precision",
+    "ResolvedPrecision",
     "deterministic_algorithms",
     "resolve_device",
     "resolve_precision",
@@ -121,7 +124,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
+ResolvedPrecision = Literal["32", "bf16-mixed", "16-mixed"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 def _cpu_flags() -> set[str]:
@@ -148,7 +153,7 @@ def supports_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: Precision | str, device: torch.device) -> ResolvedPrecision:
     """Turn ``"auto"`` into ``"bf16-mixed"`` where the device has native bf16, else ``"32"``.
 
     Raises:

@@ -1,35 +1,53 @@
-"""Data-parallel training under torchrun: the launch environment, the process group, ranks."""
+"""Data-parallel training under torchrun: environment, process group, and the loop's strategy.
+
+The Trainer's loop trains through a strategy object, in one process or in several.
+The loop calls the same five methods either way (:class:`SingleProcess` makes them no-ops):
+``wrap`` the model, ``shard`` the loaders, ``seed_epoch`` the random streams, ``reduce`` the
+running scores, and ``agree_to_stop``. Under several processes a stop requested by one
+process is agreed on without a blocking collective per step: every
+:attr:`DataParallel.stop_check_every` steps each process starts a non-blocking all-reduce of
+its stop flag and reads the result one step later, and every epoch ends with one blocking
+agreement. So every process stops at the same check, and no process waits on another inside
+an epoch except through DDP's own gradient all-reduce.
+"""
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Literal, Protocol, TypeVar, cast, runtime_checkable
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lenetish.errors import DistributedError, InvalidArgumentError
-from lenetish.evaluation import RunningScore
-from lenetish.loaders import TensorLoader
+from lenetish.metrics import RunningScore
 
 __all__ = [
+    "DataParallel",
     "DistributedEnv",
-    "all_reduce_score",
-    "any_rank",
-    "broadcast_int",
+    "ParallelStrategy",
+    "Shardable",
+    "SingleProcess",
     "distributed_env",
     "init_distributed",
     "is_main_process",
+    "parallel_strategy",
     "rank",
     "shard_batches",
     "world_size",
 ]
 
+logger = logging.getLogger("lenetish")
+
 BatchesT = TypeVar("BatchesT")
+Role = Literal["training", "validation"]
 
 _TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -176,11 +194,21 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: str) -> BatchesT:
+@runtime_checkable
+class Shardable(Protocol):
+    """A loader that can hand each process its own part (as :class:`~lenetish.TensorLoader`)."""
+
+    def shard(self, rank: int, world_size: int) -> object:
+        """The batches of process ``rank`` out of ``world_size``."""
+        ...
+
+
+def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: Role) -> BatchesT:
     """This rank's part of ``batches``: every rank gets the same number of batches.
 
-    A :class:`~lenetish.TensorLoader` is split by :meth:`~lenetish.TensorLoader.shard`; a
-    ``DataLoader`` whose sampler is a ``DistributedSampler`` is already a shard.
+    A loader with a ``shard(rank, world_size)`` method (a :class:`~lenetish.TensorLoader`)
+    is split by it; a ``DataLoader`` whose sampler is a ``DistributedSampler`` is already a
+    shard.
 
     Args:
         batches: the loader every process was given.
@@ -193,7 +221,7 @@ def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: str) -> Batch
     Raises:
         InvalidArgumentError: ``batches`` is anything else, which cannot be split safely.
     """
-    if isinstance(batches, TensorLoader):
+    if isinstance(batches, Shardable):
         return cast(BatchesT, batches.shard(env.rank, env.world_size))
     if isinstance(batches, DataLoader) and isinstance(batches.sampler, DistributedSampler):
         return batches
@@ -204,51 +232,204 @@ def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: str) -> Batch
     )
 
 
-def all_reduce_score(score: RunningScore) -> None:
-    """Replace a rank's running sums by the sums over all ranks (in place).
+class ParallelStrategy(Protocol):
+    """What the Trainer's loop asks of the way it runs: one process, or data-parallel."""
 
-    Args:
-        score: this rank's sums, on the device of the process group's backend.
+    world_size: int
+    rank: int
+    rank_seed: int
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints (rank 0)."""
+        ...
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model the loop trains (DDP's wrapper, or the model itself)."""
+        ...
+
+    def shard(self, batches: BatchesT, *, role: Role) -> BatchesT:
+        """This process's share of ``batches``."""
+        ...
+
+    def agree_on_seed(self, seed: int | None) -> None:
+        """Fix :attr:`rank_seed`, the base of every process's per-epoch random stream."""
+        ...
+
+    def seed_epoch(self, epoch: int) -> None:
+        """Seed this process's random stream for ``epoch``."""
+        ...
+
+    def reduce(self, score: RunningScore) -> None:
+        """Turn this process's running score into the score of all processes."""
+        ...
+
+    def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:
+        """Whether every process stops here, given this process's own request."""
+        ...
+
+
+class SingleProcess:
+    """The strategy of a one-process fit: every method is a no-op or returns its input.
+
+    Example:
+        >>> strategy = SingleProcess()
+        >>> strategy.world_size, strategy.agree_to_stop(True)
+        (1, True)
     """
-    totals = torch.stack(
-        [
-            score.loss_sum.double(),
-            score.correct.double(),
-            torch.tensor(float(score.seen), dtype=torch.float64, device=score.loss_sum.device),
-        ]
-    )
-    dist.all_reduce(totals)
-    loss_sum, correct, seen = totals.unbind()
-    score.loss_sum = loss_sum
-    score.correct = correct.round().long()
-    score.seen = int(seen.item())
+
+    world_size = 1
+    rank = 0
+
+    def __init__(self) -> None:
+        self.rank_seed = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Always true: the only process writes files."""
+        return True
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model itself."""
+        return model
+
+    def shard(self, batches: BatchesT, *, role: Role) -> BatchesT:
+        """All of ``batches``."""
+        return batches
+
+    def agree_on_seed(self, seed: int | None) -> None:
+        """Nothing to agree on: the fit's own seeding governs the one random stream."""
+
+    def seed_epoch(self, epoch: int) -> None:
+        """Nothing: one process keeps one continuous random stream."""
+
+    def reduce(self, score: RunningScore) -> None:
+        """Nothing: the score is already complete."""
+
+    def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:
+        """This process's own request."""
+        return requested
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """Whether ``flag`` is true on at least one rank (every rank gets the same answer).
+class DataParallel:
+    """The strategy of a ``torchrun`` fit: DDP, a shard per process, agreed stops.
 
     Args:
-        flag: this rank's value.
-        device: where the backend exchanges tensors (CUDA for NCCL, the CPU for Gloo).
+        env: this process's place in the run.
+        device: the device this process trains on.
+
+    Attributes:
+        stop_check_every: steps between the non-blocking stop checks within an epoch (a
+            stop requested by one process takes effect on every process at most this many
+            steps plus one later, at the same step on all; every epoch end checks too).
+    """
+
+    stop_check_every: int = 8
+
+    def __init__(self, env: DistributedEnv, device: torch.device) -> None:
+        self.env = env
+        self.world_size = env.world_size
+        self.rank = env.rank
+        self.device = device
+        self.rank_seed = 0
+        self._steps = 0
+        self._pending: tuple[dist.Work, torch.Tensor] | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0."""
+        return self.env.is_main
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """Wrap ``model`` in DDP, which copies rank 0's weights and buffers to every rank."""
+        device_ids = None if self.device.type != "cuda" else [self.device]
+        logger.info(
+            "lenetish: rank %d of %d trains data-parallel on %s",
+            self.rank,
+            self.world_size,
+            self.device,
+        )
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def shard(self, batches: BatchesT, *, role: Role) -> BatchesT:
+        """This rank's part of ``batches`` (see :func:`shard_batches`)."""
+        return shard_batches(batches, self.env, role=role)
+
+    def agree_on_seed(self, seed: int | None) -> None:
+        """Use ``seed``, or without one rank 0's random draw, as every rank's base seed."""
+        if seed is None:
+            draw = int(torch.randint(0, 2**31, ()))  # from the CPU stream, on every rank
+            carrier = torch.tensor(draw, dtype=torch.int64, device=self.device)
+            dist.broadcast(carrier, src=0)
+            seed = int(carrier.item())
+        self.rank_seed = seed
+
+    def seed_epoch(self, epoch: int) -> None:
+        """Seed this rank's stream from (base seed, epoch, rank).
+
+        Each rank draws its own augmentations; seeding per (epoch, rank) keeps them
+        different across ranks and reproducible when resuming at an epoch boundary.
+        """
+        mixed = (self.rank_seed * 1_000_003 + epoch) * 65_537 + self.rank
+        torch.manual_seed(mixed % 2**63)  # manual_seed takes at most 64 bits
+
+    def reduce(self, score: RunningScore) -> None:
+        """Sum the score over every rank (one all-reduce)."""
+        score.all_reduce()
+
+    def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:
+        """Whether any rank asked to stop, decided at the same step on every rank.
+
+        Within an epoch (called before each batch) this starts a non-blocking all-reduce of
+        the flag every :attr:`stop_check_every` calls and reads it on the next call; at an
+        epoch end it waits for one blocking all-reduce.
+        """
+        pending = self._finish_pending()
+        if epoch_end:
+            self._steps = 0
+            return self._any_rank(requested or pending, blocking=True)
+        if pending:
+            return True
+        self._steps += 1
+        if self._steps % self.stop_check_every == 0:
+            self._any_rank(requested, blocking=False)
+        return False
+
+    def _any_rank(self, flag: bool, *, blocking: bool) -> bool:
+        value = torch.tensor(int(flag), dtype=torch.int32, device=self.device)
+        work = dist.all_reduce(value, op=dist.ReduceOp.MAX, async_op=not blocking)
+        if blocking:
+            return bool(value.item())
+        assert work is not None
+        self._pending = (work, value)
+        return False
+
+    def _finish_pending(self) -> bool:
+        if self._pending is None:
+            return False
+        work, value = self._pending
+        self._pending = None
+        work.wait()
+        return bool(value.item())
+
+
+def parallel_strategy(device: torch.device) -> ParallelStrategy:
+    """The strategy for this process: data-parallel under ``torchrun``, else single-process.
+
+    Joins the run's process group (see :func:`init_distributed`) when there is one.
+
+    Args:
+        device: the device this process trains on.
 
     Returns:
-        The logical or of ``flag`` over all ranks.
+        A :class:`DataParallel` or a :class:`SingleProcess`.
+
+    Raises:
+        DistributedError: the launch variables are incomplete, or the group cannot form.
+
+    Example:
+        >>> type(parallel_strategy(torch.device("cpu"))).__name__
+        'SingleProcess'
     """
-    value = torch.tensor(int(flag), dtype=torch.int32, device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def broadcast_int(value: int, device: torch.device) -> int:
-    """Rank 0's ``value``, on every rank.
-
-    Args:
-        value: this rank's value (only rank 0's matters).
-        device: where the backend exchanges tensors (CUDA for NCCL, the CPU for Gloo).
-
-    Returns:
-        Rank 0's value.
-    """
-    carrier = torch.tensor(value, dtype=torch.int64, device=device)
-    dist.broadcast(carrier, src=0)
-    return int(carrier.item())
+    env = init_distributed(device)
+    return SingleProcess() if env is None else DataParallel(env, device)

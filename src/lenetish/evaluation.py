@@ -21,35 +21,11 @@ from lenetish._device import DeviceLike, resolve_device
 from lenetish.data import dataset_info
 from lenetish.errors import InvalidArgumentError
 from lenetish.inputs import prepare_inputs
+from lenetish.metrics import RunningScore
 
-__all__ = ["EvalResult", "Prediction", "RunningScore", "evaluate", "predict"]
+__all__ = ["EvalResult", "Prediction", "evaluate", "predict"]
 
 ModelOrModels = nn.Module | Sequence[nn.Module]
-
-
-class RunningScore:
-    """Sums of loss and correct predictions kept on the device: one sync when read."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        self.seen = 0
-
-    def add(self, mean_loss: Tensor, log_probs: Tensor, targets: Tensor) -> None:
-        """Count one batch: its mean loss, its outputs ``(B, C)`` and its labels ``(B,)``."""
-        count = int(targets.shape[0])
-        self.loss_sum += mean_loss.detach().double() * count
-        self.correct += (log_probs.argmax(dim=1) == targets).sum()
-        self.seen += count
-
-    def metrics(self, prefix: str = "") -> dict[str, float]:
-        """``{prefix}loss`` and ``{prefix}accuracy`` so far (empty before any batch)."""
-        if not self.seen:
-            return {}
-        return {
-            f"{prefix}loss": float(self.loss_sum) / self.seen,
-            f"{prefix}accuracy": int(self.correct) / self.seen,
-        }
 
 
 @dataclass(frozen=True)
@@ -197,7 +173,7 @@ def evaluate(
     return EvalResult(
         loss=metrics["loss"],
         accuracy=metrics["accuracy"],
-        correct=int(score.correct),
+        correct=score.correct,
         total=score.seen,
         per_class_accuracy=tuple(per_class.tolist()),
         confusion=matrix,

@@ -16,14 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lenetish._device import DeviceLike
+from lenetish._device import DeviceLike, Precision
 from lenetish.augment import RandomAffine
-from lenetish.callbacks import Callback, History
+from lenetish.callbacks import EMA, Callback, History
 from lenetish.data import make_loaders
-from lenetish.ema import EMA
 from lenetish.errors import InvalidArgumentError
 from lenetish.models import MODELS
-from lenetish.trainer import Trainer
+from lenetish.trainer import OptimizerName, SchedulerName, Trainer
 
 __all__ = ["RECIPES", "Recipe", "TrainedModel", "get_recipe", "train_ensemble", "train_recipe"]
 
@@ -53,14 +52,14 @@ class Recipe:
     model: str = "MNISTConvNet"
     epochs: int = 5
     batch_size: int = 200
-    optimizer: str = "adam"
+    optimizer: OptimizerName = "adam"
     lr: float | None = None
-    scheduler: str | None = None
+    scheduler: SchedulerName | None = None
     augment: dict[str, Any] | None = None
     label_smoothing: float = 0.0
     ema_decay: float | None = None
     weight_decay: float = 0.0
-    precision: str = "32"
+    precision: Precision = "32"
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def build_model(self) -> nn.Module:

@@ -1,38 +1,98 @@
-"""Putting a checkpoint back into a Trainer: model, optimizer, counters and callbacks."""
+"""A Trainer's full state as a checkpoint, and its inverse: putting a checkpoint back.
+
+:func:`checkpoint_state` (what :meth:`Trainer.checkpoint_state
+<lenetish.Trainer.checkpoint_state>` returns) and :func:`restore_training_state` (what
+``Trainer.fit(resume=...)`` does) live side by side so that each field written by one is
+read by the other. Callback states are keyed by :attr:`Callback.state_key
+<lenetish.Callback.state_key>`, so the order of the callbacks may change between runs.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lenetish.callbacks import Callback
-from lenetish.checkpoint import load_model_state
-from lenetish.errors import CheckpointError
+from lenetish.checkpoint import CHECKPOINT_FORMAT_VERSION, capture_rng_state, load_model_state
+from lenetish.errors import CheckpointError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.trainer import Trainer
 
-__all__ = ["keyed_callbacks", "restore_training_state"]
+__all__ = ["callbacks_by_key", "checkpoint_state", "has_state", "restore_training_state"]
 
 logger = logging.getLogger("lenetish")
 
 
-def keyed_callbacks(callbacks: Iterable[Callback]) -> Iterator[tuple[str, Callback]]:
-    """Name each callback by its class, with ``#2``, ``#3``... for repeats, in order."""
+def has_state(callback: Callback) -> bool:
+    """Whether the callback's class saves a state (overrides ``state_dict``)."""
+    return type(callback).state_dict is not Callback.state_dict
+
+
+def callbacks_by_key(callbacks: Iterable[Callback]) -> dict[str, Callback]:
+    """Map the ``state_key`` of each callback that saves a state to the callback.
+
+    Raises:
+        InvalidArgumentError: two such callbacks share a key (their states would be mixed up).
+    """
+    keyed: dict[str, Callback] = {}
+    for callback in filter(has_state, callbacks):
+        key = callback.state_key
+        if key in keyed:
+            raise InvalidArgumentError(
+                f"two callbacks ({type(keyed[key]).__name__} and {type(callback).__name__}) "
+                f"share the state_key {key!r}, so a checkpoint could not tell their states "
+                "apart; give one of them a distinct key, e.g. callback.state_key = "
+                f"{key + '-2'!r}"
+            )
+        keyed[key] = callback
+    return keyed
+
+
+def _legacy_keys(callbacks: Iterable[Callback]) -> dict[str, Callback]:
+    """Keys of checkpoints from lenetish 0.1: the class name, ``#2``, ``#3`` for repeats."""
     seen: dict[str, int] = {}
-    for callback in callbacks:
+    keyed: dict[str, Callback] = {}
+    for callback in callbacks:  # every callback counted, as 0.1 did
         name = type(callback).__name__
         seen[name] = seen.get(name, 0) + 1
-        yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
+        keyed[name if seen[name] == 1 else f"{name}#{seen[name]}"] = callback
+    return keyed
+
+
+def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything needed to resume ``trainer``'s fit exactly, as plain containers and tensors."""
+    scaler = None if trainer.step is None else trainer.step.scaler
+    callbacks = trainer.fit_callbacks or trainer.callbacks
+    return {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model": trainer.module.state_dict(),
+        "model_class": type(trainer.module).__name__,
+        "optimizer": None if trainer.optimizer is None else trainer.optimizer.state_dict(),
+        "optimizer_class": type(trainer.optimizer).__name__,
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "epoch": trainer.state.epoch + 1,
+        "epochs_planned": trainer.epochs,
+        "global_step": trainer.state.global_step,
+        "callbacks": {
+            key: callback.state_dict() for key, callback in callbacks_by_key(callbacks).items()
+        },
+        "rng": capture_rng_state(),
+        "world_size": trainer.world_size,
+        "rank_seed": trainer.parallel.rank_seed,
+    }
 
 
 def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source: str) -> None:
-    """Load ``checkpoint`` into a trainer whose optimizer and fit callbacks are built.
+    """Load ``checkpoint`` into a trainer whose optimizer, step and fit callbacks are built.
+
+    Every callback was reset first; each then gets the state saved under its key.
 
     Raises:
-        CheckpointError: the checkpoint does not fit (another network, another optimizer, or a
-            one-cycle schedule planned for another number of epochs).
+        CheckpointError: the checkpoint does not fit (another network, another optimizer,
+            another number of processes, or a one-cycle schedule planned for another number
+            of epochs).
     """
     saved_world_size = checkpoint.get("world_size", 1)
     if saved_world_size != trainer.world_size:
@@ -58,14 +118,21 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
         )
     if trainer.optimizer is not None and checkpoint["optimizer"] is not None:
         trainer.optimizer.load_state_dict(checkpoint["optimizer"])
-    if trainer.scaler is not None and checkpoint["scaler"] is not None:
-        trainer.scaler.load_state_dict(checkpoint["scaler"])
+    scaler = None if trainer.step is None else trainer.step.scaler
+    if scaler is not None and checkpoint["scaler"] is not None:
+        scaler.load_state_dict(checkpoint["scaler"])
     trainer.state.epoch = checkpoint["epoch"]
     trainer.state.global_step = checkpoint["global_step"]
-    saved = checkpoint["callbacks"]
-    for key, callback in keyed_callbacks(trainer._fit_callbacks):
+    _restore_callbacks(trainer.fit_callbacks, checkpoint["callbacks"])
+
+
+def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any]) -> None:
+    """Give each callback the state saved under its key (or under its 0.1-style key)."""
+    legacy = {id(callback): key for key, callback in _legacy_keys(callbacks).items()}
+    for key, callback in callbacks_by_key(callbacks).items():
         if key in saved:
             callback.load_state_dict(saved[key])
+        elif legacy[id(callback)] in saved:
+            callback.load_state_dict(saved[legacy[id(callback)]])
         else:
             logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
-            callback.reset()

@@ -1,4 +1,4 @@
-"""The ``Trainer``: the fit loop, its callback hooks, precision, seeding and exact resume."""
+"""The ``Trainer``: its settings, its seams, the fit loop, hook dispatch and exact resume."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence, Sized
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -14,37 +14,31 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
-from lenetish._checks import check_fraction, check_positive_int, check_positive_number
+from lenetish._checks import DEFAULT_LR, check_trainer_settings
 from lenetish._device import (
     DeviceLike,
+    Precision,
     deterministic_algorithms,
     resolve_device,
     resolve_precision,
     seed_everything,
 )
-from lenetish.callbacks import Callback, History, SkipBatch, StopTraining
-from lenetish.checkpoint import (
-    CHECKPOINT_FORMAT_VERSION,
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
-from lenetish.distributed import (
-    DistributedEnv,
-    all_reduce_score,
-    any_rank,
-    broadcast_int,
-    init_distributed,
-    shard_batches,
-)
+from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
+from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
+from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
+from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.errors import InvalidArgumentError
-from lenetish.evaluation import RunningScore
-from lenetish.graph import CudaGraphStep, graph_blockers
-from lenetish.loggers import ProgressBar
-from lenetish.resume import keyed_callbacks, restore_training_state
-from lenetish.schedules import SchedulerFactory, builtin_schedule
+from lenetish.metrics import RunningScore
+from lenetish.resume import callbacks_by_key, checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
+from lenetish.step import (
+    CaptureRequest,
+    EagerStep,
+    StepSettings,
+    TrainingStep,
+    evaluation_mode,
+    make_step,
+)
 
 __all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lenetish.state
 
@@ -52,11 +46,8 @@ logger = logging.getLogger("lenetish")
 
 Batch = tuple[Tensor, Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
-
-_OPTIMIZERS = ("adam", "sgd")
-_DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
-_SCHEDULERS = ("onecycle", "step")
-_AUTOCAST_DTYPES = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+OptimizerName = Literal["adam", "sgd"]
+SchedulerName = Literal["onecycle", "step"]
 
 
 class Trainer:
@@ -88,9 +79,11 @@ class Trainer:
             else ``"32"``. The resolved value is in ``trainer.precision``.
         channels_last: store convolution weights and image batches channels-last (NHWC),
             which the CPU and GPU convolution libraries run fastest; the values are the same.
-        cuda_graphs: on CUDA, capture the whole training step as a CUDA graph and replay it,
-            when that is safe (see :func:`lenetish.graph.graph_blockers`); otherwise, and on
-            other devices, train eagerly. Each fit logs which it does and why.
+        cuda_graphs: experimental, off by default: on CUDA, capture the whole training step
+            as a CUDA graph and replay it when that is safe (see
+            :func:`lenetish.step.capture_blockers`); if capture fails the fit continues
+            eagerly. It stays off by default until it has passed its tests on a real GPU.
+            Each fit logs which step it uses and why.
         compile: compile the model's forward pass with :func:`torch.compile`.
         grad_clip_norm: clip the global gradient norm to this value before each step.
         augment: applied to every training batch on the device before the forward pass,
@@ -121,17 +114,17 @@ class Trainer:
         self,
         model: nn.Module,
         *,
-        optimizer: str | OptimizerFactory = "adam",
+        optimizer: OptimizerName | OptimizerFactory = "adam",
         lr: float | None = None,
         epochs: int = 5,
-        scheduler: str | SchedulerFactory | None = None,
+        scheduler: SchedulerName | SchedulerFactory | None = None,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         callbacks: Sequence[Callback] = (),
         device: DeviceLike = "auto",
-        precision: str = "32",
+        precision: Precision = "32",
         channels_last: bool = True,
-        cuda_graphs: bool = True,
+        cuda_graphs: bool = False,
         compile: bool = False,
         grad_clip_norm: float | None = None,
         augment: Callable[[Tensor], Tensor] | None = None,
@@ -140,33 +133,17 @@ class Trainer:
         deterministic: bool = False,
         progress: bool | None = None,
     ) -> None:
-        if isinstance(optimizer, str) and optimizer not in _OPTIMIZERS:
-            raise InvalidArgumentError(
-                f"optimizer={optimizer!r} is not supported; use one of {', '.join(_OPTIMIZERS)} "
-                "or a callable that builds an optimizer from the parameters"
-            )
-        if callable(optimizer) and lr is not None:
-            raise InvalidArgumentError(
-                "lr is ignored when optimizer is a callable; set the learning rate inside it"
-            )
-        if lr is not None:
-            check_positive_number("lr", lr)
-        check_positive_int("epochs", epochs)
-        if isinstance(scheduler, str) and scheduler not in _SCHEDULERS:
-            raise InvalidArgumentError(
-                f"scheduler={scheduler!r} is not supported; use None, "
-                f"{', '.join(repr(s) for s in _SCHEDULERS)} or a callable"
-            )
-        if grad_clip_norm is not None:
-            check_positive_number("grad_clip_norm", grad_clip_norm)
-        check_fraction("label_smoothing", label_smoothing)
-        if augment is not None and not callable(augment):
-            raise InvalidArgumentError(f"augment must be callable, got {augment!r}")
-        if not 0 <= momentum < 1 or not weight_decay >= 0:
-            raise InvalidArgumentError(
-                f"momentum must be in [0, 1) and weight_decay >= 0, got {momentum!r} and "
-                f"{weight_decay!r}"
-            )
+        check_trainer_settings(
+            optimizer=optimizer,
+            lr=lr,
+            epochs=epochs,
+            scheduler=scheduler,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            grad_clip_norm=grad_clip_norm,
+            label_smoothing=label_smoothing,
+            augment=augment,
+        )
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise InvalidArgumentError(
@@ -174,9 +151,7 @@ class Trainer:
                 )
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.channels_last = channels_last
-        self.cuda_graphs = cuda_graphs
-        self.compile = compile
+        self.channels_last, self.cuda_graphs, self.compile = channels_last, cuda_graphs, compile
         self.model = model.to(self.device)
         if channels_last:
             # NHWC lets oneDNN/cuDNN pick their fastest convolutions; values are unchanged.
@@ -184,30 +159,22 @@ class Trainer:
         if compile:
             self.model.compile()
         self.optimizer_spec = optimizer
-        self.lr = _DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
-        self.epochs = epochs
-        self.scheduler_spec = scheduler
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.grad_clip_norm = grad_clip_norm
-        self.augment = augment
-        self.label_smoothing = label_smoothing
-        self.seed = seed
-        self.deterministic = deterministic
+        self.lr = DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
+        self.epochs, self.scheduler_spec = epochs, scheduler
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.grad_clip_norm, self.augment = grad_clip_norm, augment
+        self.label_smoothing, self.seed, self.deterministic = label_smoothing, seed, deterministic
         self.history = next((c for c in callbacks if isinstance(c, History)), History())
         extra: list[Callback] = [] if self.history in callbacks else [self.history]
         if not any(isinstance(c, ProgressBar) for c in callbacks):
             extra.append(ProgressBar(enabled=progress))
         self.callbacks: list[Callback] = [*callbacks, *extra]
+        self.fit_callbacks: list[Callback] = []
         self.should_stop = False
         self.state = TrainState(epochs=epochs)
         self.optimizer: Optimizer | None = None
-        self.scaler: torch.amp.GradScaler | None = None
-        self._fit_callbacks: list[Callback] = []
-        self._graph_step: CudaGraphStep | None = None
-        self._graph_planned = False
-        self.distributed: DistributedEnv | None = None
-        self._rank_seed = 0
+        self.step: TrainingStep | None = None
+        self.parallel: ParallelStrategy = SingleProcess()
 
     @property
     def module(self) -> nn.Module:
@@ -218,13 +185,13 @@ class Trainer:
 
     @property
     def world_size(self) -> int:
-        """The number of processes of the current (or last) fit: 1 unless distributed."""
-        return 1 if self.distributed is None else self.distributed.world_size
+        """int: The number of processes of the current (or last) fit: 1 unless distributed."""
+        return self.parallel.world_size
 
     @property
     def is_main_process(self) -> bool:
-        """Whether this process writes checkpoints and logs: rank 0, or the only process."""
-        return self.distributed is None or self.distributed.is_main
+        """bool: Whether this process writes checkpoints and logs (rank 0, or the only one)."""
+        return self.parallel.is_main
 
     # ---- seams for subclasses -------------------------------------------------------------
 
@@ -237,15 +204,6 @@ class Trainer:
         if self.optimizer_spec == "sgd":
             return torch.optim.SGD(
                 parameters, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
-            )
-        if self._graph_planned:
-            # A captured step reads the lr from device memory, so schedules can change it.
-            return torch.optim.Adam(
-                parameters,
-                lr=torch.tensor(lr, device=self.device),
-                capturable=True,
-                foreach=True,
-                weight_decay=self.weight_decay,
             )
         # One fused kernel for the whole update: on this CPU about 1.8x faster than the loop.
         fused = self.device.type in ("cuda", "cpu")
@@ -269,24 +227,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to resume this fit exactly, as plain containers and tensors."""
-        return {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "model": self.module.state_dict(),
-            "model_class": type(self.module).__name__,
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "optimizer_class": type(self.optimizer).__name__,
-            "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "epoch": self.state.epoch + 1,
-            "epochs_planned": self.epochs,
-            "global_step": self.state.global_step,
-            "callbacks": {
-                key: callback.state_dict()
-                for key, callback in keyed_callbacks(self._fit_callbacks or self.callbacks)
-            },
-            "rng": capture_rng_state(),
-            "world_size": self.world_size,
-            "rank_seed": self._rank_seed,
-        }
+        return checkpoint_state(self)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed).
@@ -323,14 +264,14 @@ class Trainer:
             CheckpointError: ``resume`` cannot be loaded, or was written by a run with
                 another number of processes.
             InvalidArgumentError: ``scheduler='onecycle'`` with a loader that has no length,
-                or, in a distributed fit, batches that cannot be split between processes.
+                two callbacks share a ``state_key``, or, in a distributed fit, batches that
+                cannot be split between processes.
             DistributedError: a distributed launch is incomplete or cannot connect.
         """
         checkpoint = None if resume is None else load_checkpoint(resume)
-        self.distributed = env = init_distributed(self.device)
-        if env is not None:
-            train = shard_batches(train, env, role="training")
-            val = None if val is None else shard_batches(val, env, role="validation")
+        self.parallel = parallel = parallel_strategy(self.device)
+        train = parallel.shard(train, role="training")
+        val = None if val is None else parallel.shard(val, role="validation")
         steps_per_epoch = len(train) if isinstance(train, Sized) else None
         self.state = state = TrainState(
             epochs=self.epochs, steps_per_epoch=steps_per_epoch, resumed=checkpoint is not None
@@ -339,50 +280,24 @@ class Trainer:
         with deterministic_algorithms(self.deterministic):
             if checkpoint is None and self.seed is not None:
                 seed_everything(self.seed)
-            schedule = builtin_schedule(
-                self.scheduler_spec, lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
-            )
-            self._fit_callbacks = sorted(
-                (
-                    callback
-                    for callback in [*self.callbacks, *([schedule] if schedule else [])]
-                    if self.is_main_process or not callback.rank_zero_only
-                ),
-                key=lambda c: c.order,
-            )
-            blockers = graph_blockers(self, self._fit_callbacks)
-            self._graph_planned = not blockers
-            logger.info(
-                "lenetish: training step %s",
-                "captured as a CUDA graph" if not blockers else f"eager ({'; '.join(blockers)})",
-            )
-            self.optimizer = self.configure_optimizers()
-            self.scaler = torch.amp.GradScaler("cuda") if self.precision == "16-mixed" else None
+            self._prepare_fit(steps_per_epoch)
             if checkpoint is not None:
                 restore_training_state(self, checkpoint, source=str(resume))
-            else:
-                for callback in self._fit_callbacks:
-                    callback.reset()
-            if self._graph_planned:
-                for group in self.optimizer.param_groups:  # a restored lr may be a float
-                    if not isinstance(group["lr"], Tensor):
-                        group["lr"] = torch.tensor(group["lr"], device=self.device)
-            self._graph_step = (
-                CudaGraphStep(self, self._autocast_step) if self._graph_planned else None
+            parallel.agree_on_seed(
+                checkpoint.get("rank_seed", 0) if checkpoint is not None else self.seed
             )
-            state.lr = float(self.optimizer.param_groups[0]["lr"])
-            if env is not None:
-                self._start_data_parallel(env, checkpoint)
+            self.model = parallel.wrap(self.model)
             try:
                 self._call("on_fit_start")
                 if checkpoint is not None:
                     restore_rng_state(checkpoint["rng"])
                 for epoch in range(state.epoch, self.epochs):
-                    if self._stop_requested() or not self._run_epoch(epoch, train, val):
+                    stop = parallel.agree_to_stop(self.should_stop, epoch_end=True)
+                    if stop or not self._run_epoch(epoch, train, val):
                         break
                 self._call("on_fit_end")
             except BaseException as exc:
-                for callback in self._fit_callbacks:
+                for callback in self.fit_callbacks:
                     try:
                         callback.on_exception(self, state, exc)
                     except Exception:
@@ -392,33 +307,38 @@ class Trainer:
                 self.model = self.module  # drop the DDP wrapper
         return self.history
 
-    def _start_data_parallel(self, env: DistributedEnv, checkpoint: dict[str, Any] | None) -> None:
-        """Wrap the model in DDP and agree on the seed of the ranks' random streams."""
-        if checkpoint is not None:
-            self._rank_seed = int(checkpoint.get("rank_seed", 0))
-        elif self.seed is not None:
-            self._rank_seed = self.seed
-        else:
-            self._rank_seed = broadcast_int(int(torch.randint(0, 2**31, ())), self.device)
-        device_ids = None if self.device.type != "cuda" else [self.device]
-        # DDP copies rank 0's weights and buffers to every rank here.
-        self.model = DistributedDataParallel(self.model, device_ids=device_ids)
-        logger.info(
-            "lenetish: rank %d of %d trains data-parallel on %s",
-            env.rank,
-            env.world_size,
-            self.device,
+    def _prepare_fit(self, steps_per_epoch: int | None) -> None:
+        """The fit's callbacks (reset, keys checked), its optimizer and its step."""
+        schedule = builtin_schedule(
+            self.scheduler_spec, lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
         )
-
-    def _stop_requested(self) -> bool:
-        """Whether to stop now; in a distributed fit, true on every rank if any rank asks."""
-        if self.distributed is not None:
-            self.should_stop = any_rank(self.should_stop, self.device)
-        return self.should_stop
+        everyone = [*self.callbacks, *([schedule] if schedule else [])]
+        self.fit_callbacks = sorted(
+            (c for c in everyone if self.is_main_process or not c.rank_zero_only),
+            key=lambda c: c.order,
+        )
+        callbacks_by_key(everyone)  # refuses two callbacks with one key, on every rank
+        for callback in self.fit_callbacks:
+            callback.reset()
+        self.optimizer = optimizer = self.configure_optimizers()
+        settings = StepSettings(self.device, self.precision, self.grad_clip_norm, self.augment)
+        eager = EagerStep(self.model, optimizer, self.training_step, settings, self._call)
+        request = CaptureRequest(
+            cuda_graphs=self.cuda_graphs,
+            settings=settings,
+            optimizer=optimizer,
+            callbacks=self.fit_callbacks,
+            custom_training_step=type(self).training_step is not Trainer.training_step,
+            deterministic=self.deterministic,
+            compiled=self.compile,
+            world_size=self.world_size,
+        )
+        self.step = make_step(eager, request)
+        self.state.lr = float(optimizer.param_groups[0]["lr"])
 
     def _call(self, hook: str, *args: Any) -> None:
         """Run ``hook`` on every callback in order; a StopTraining becomes a stop request."""
-        for callback in self._fit_callbacks:
+        for callback in self.fit_callbacks:
             try:
                 getattr(callback, hook)(self, self.state, *args)
             except StopTraining:
@@ -433,17 +353,13 @@ class Trainer:
         set_epoch = getattr(train, "set_epoch", getattr(sampler, "set_epoch", None))
         if callable(set_epoch):
             set_epoch(epoch)
-        if self.distributed is not None:
-            # Each rank draws its own augmentations; seeding per (epoch, rank) keeps them
-            # different across ranks and reproducible when resuming at an epoch boundary.
-            mixed = (self._rank_seed * 1_000_003 + epoch) * 65_537 + self.distributed.rank
-            torch.manual_seed(mixed % 2**63)  # manual_seed takes at most 64 bits
+        self.parallel.seed_epoch(epoch)
         started = time.monotonic()
         self.model.train()
         self._call("on_epoch_start")
         score = RunningScore(self.device)
         for batch_index, (images, labels) in enumerate(train):
-            if self._stop_requested():
+            if self.parallel.agree_to_stop(self.should_stop):
                 return False
             state.batch_index = batch_index
             try:
@@ -454,8 +370,7 @@ class Trainer:
                 self.should_stop = True
                 continue
             score.add(output.loss, output.logits, output.targets)
-        if self.distributed is not None:
-            all_reduce_score(score)
+        self.parallel.reduce(score)
         metrics: dict[str, float] = {"epoch": epoch + 1, **score.metrics()}
         if val is not None:
             val_metrics = self._validate(val)
@@ -468,17 +383,16 @@ class Trainer:
         self._call("on_epoch_end")
         return True
 
-    def _on_device(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def _on_device(self, images: Tensor, labels: Tensor) -> Batch:
         images = images.to(self.device, non_blocking=True)
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels.to(self.device, non_blocking=True)
 
     def _train_batch(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        assert self.optimizer is not None
+        assert self.optimizer is not None and self.step is not None
         self._call("on_batch_start")
-        captured = None if self._graph_step is None else self._graph_step(images, labels)
-        output = captured if captured is not None else self._eager_step(images, labels)
+        output = self.step(images, labels)
         self.state.global_step += 1
         detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
         self.state.last_loss = detached.loss
@@ -488,56 +402,14 @@ class Trainer:
         self._call("on_batch_end", detached)
         return detached
 
-    def _autocast_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """``training_step`` under the trainer's autocast (cache off, as graph capture needs)."""
-        if self.augment is not None:
-            images = self.augment(images)
-        dtype = _AUTOCAST_DTYPES[self.precision]
-        with torch.autocast(
-            self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False
-        ):
-            return self.training_step(images, labels)
-
-    def _eager_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        assert self.optimizer is not None
-        output = self._autocast_step(images, labels)
-        self._call("on_before_backward", output.loss)
-        # After a CUDA-graph capture the gradients live in the graph's memory and must stay
-        # there: zero them in place instead of dropping them.
-        captured = self._graph_step is not None and self._graph_step.graph is not None
-        self.optimizer.zero_grad(set_to_none=not captured)
-        if self.scaler is not None:
-            torch.autograd.backward(self.scaler.scale(output.loss))
-            self.scaler.unscale_(self.optimizer)
-        else:
-            torch.autograd.backward(output.loss)
-        self._call("on_before_optimizer_step", self.optimizer)
-        if self.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        return output
-
     def _validate(self, val: Iterable[Batch]) -> dict[str, float]:
-        was_training = self.model.training
-        self.model.eval()
         score = RunningScore(self.device)
-        dtype = _AUTOCAST_DTYPES[self.precision]
-        try:
-            with (
-                torch.inference_mode(),
-                torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
-            ):
-                for images, labels in val:
-                    output = self.validation_step(*self._on_device(images, labels))
-                    score.add(output.loss, output.logits, output.targets)
-        finally:
-            self.model.train(was_training)
-        if self.distributed is not None:
-            all_reduce_score(score)
+        settings = StepSettings(self.device, self.precision)
+        with evaluation_mode(self.model, settings):
+            for images, labels in val:
+                output = self.validation_step(*self._on_device(images, labels))
+                score.add(output.loss, output.logits, output.targets)
+        self.parallel.reduce(score)
         if not score.seen:
             raise InvalidArgumentError("the validation loader yielded no samples")
         return score.metrics(prefix="val_")

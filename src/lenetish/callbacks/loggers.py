@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lenetish._checks import check_positive_int
-from lenetish.callbacks import Callback
+from lenetish.callbacks.base import Callback
 from lenetish.errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class ProgressBar(Callback):
         self.enabled = enabled
         self.refresh_every = refresh_every
         self.bar: Any = None
+        self.state_key = "lenetish.ProgressBar"
 
     def _active(self) -> bool:
         if self.enabled is not None:
@@ -116,6 +117,7 @@ class CSVLogger(Callback):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.state_key = f"lenetish.CSVLogger[path={self.path}]"
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Write the history so far."""
@@ -144,6 +146,7 @@ class TensorBoardLogger(Callback):
                 "pip install 'lenetish[tensorboard]'"
             ) from exc
         self.log_dir = Path(log_dir)
+        self.state_key = f"lenetish.TensorBoardLogger[log_dir={self.log_dir}]"
         self._writer_class = SummaryWriter
         self.writer: Any = None
 

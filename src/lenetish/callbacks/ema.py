@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from lenetish._checks import check_fraction
-from lenetish.callbacks import Callback
+from lenetish.callbacks.base import Callback
 
 if TYPE_CHECKING:
     from lenetish.state import BatchOutput, TrainState
@@ -43,6 +43,7 @@ class EMA(Callback):
         self.decay = decay
         self.apply_at_end = apply_at_end
         self.shadow: dict[str, Tensor] | None = None
+        self.state_key = "lenetish.EMA"
 
     def reset(self) -> None:
         """Forget the average of an earlier fit."""

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from lenetish.callbacks import Callback
+from lenetish.callbacks.base import Callback
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.state import BatchOutput, TrainState
     from lenetish.trainer import Trainer
 
-__all__ = ["LRSchedule", "builtin_schedule"]
+__all__ = ["Interval", "LRSchedule", "SchedulerFactory", "TrainerSchedule", "builtin_schedule"]
 
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
+Interval = Literal["step", "epoch"]
 
 
 class LRSchedule(Callback):
@@ -29,8 +31,8 @@ class LRSchedule(Callback):
         factory: builds the scheduler from the trainer's optimizer, e.g.
             ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)``.
         interval: ``"step"`` (after every optimizer step) or ``"epoch"``.
-        builtin: set by the Trainer for its own schedules, which only change the lr (so a
-            CUDA-graph step can follow them); leave it False for yours.
+        builtin: deprecated and ignored (it will be removed in 0.3): the Trainer's own
+            schedules are recognised by their type, :class:`TrainerSchedule`.
 
     Raises:
         InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``.
@@ -42,16 +44,22 @@ class LRSchedule(Callback):
         self,
         factory: Callable[[Optimizer], LRScheduler],
         *,
-        interval: str = "epoch",
-        builtin: bool = False,
+        interval: Interval = "epoch",
+        builtin: bool | None = None,
     ) -> None:
+        if builtin is not None:
+            warnings.warn(
+                "LRSchedule(builtin=...) is deprecated and has no effect; remove the argument",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if interval not in ("step", "epoch"):
             raise InvalidArgumentError(f"interval must be 'step' or 'epoch', got {interval!r}")
         if not callable(factory):
             raise InvalidArgumentError(f"factory must be callable, got {factory!r}")
         self.factory = factory
         self.interval = interval
-        self.builtin = builtin
+        self.state_key = f"lenetish.LRSchedule[interval={interval}]"
         self.scheduler: LRScheduler | None = None
         self._pending: dict[str, Any] | None = None
 
@@ -105,6 +113,19 @@ class LRSchedule(Callback):
         self._pending = state or None
 
 
+class TrainerSchedule(LRSchedule):
+    """A schedule the Trainer builds from its ``scheduler=`` setting, changing only the lr.
+
+    Being of this type tells the CUDA-graph step that the schedule changes nothing but the
+    learning rate, which a captured step reads from device memory. Its checkpoint key is
+    ``"lenetish.Trainer.scheduler"``.
+    """
+
+    def __init__(self, factory: SchedulerFactory, *, interval: Interval) -> None:
+        super().__init__(factory, interval=interval)
+        self.state_key = "lenetish.Trainer.scheduler"
+
+
 def builtin_schedule(
     spec: str | SchedulerFactory | None,
     *,
@@ -129,18 +150,18 @@ def builtin_schedule(
                 "training loader has no len(); pass a list, a DataLoader or a lenetish loader"
             )
         total, max_lr = epochs * steps_per_epoch, float(lr or 1e-3)
-        return LRSchedule(
-            # Momentum stays fixed, so the schedule only changes the lr, which a captured
-            # CUDA-graph step reads from device memory.
+        return TrainerSchedule(
+            # Momentum stays fixed, so the schedule only changes the lr.
             lambda opt: torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr, total_steps=total, cycle_momentum=False
             ),
             interval="step",
-            builtin=True,
         )
     if spec == "step":
-        return LRSchedule(
-            lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7), builtin=True
+        return TrainerSchedule(
+            lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7), interval="epoch"
         )
     assert callable(spec)
-    return LRSchedule(spec)
+    schedule = LRSchedule(spec)  # a user's scheduler may change more than the lr
+    schedule.state_key = "lenetish.Trainer.scheduler"
+    return schedule

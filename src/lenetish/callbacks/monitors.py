@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lenetish._checks import check_positive_int
-from lenetish.callbacks import Callback
+from lenetish.callbacks.base import Callback
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class EarlyStopping(Callback):
         self.watch = MetricWatch.checked(monitor, mode, min_delta)
         self.patience = patience
         self.restore_best = restore_best
+        self.state_key = f"lenetish.EarlyStopping[monitor={self.watch.monitor}]"
         self.reset()
 
     def reset(self) -> None:
@@ -198,6 +199,7 @@ class ModelCheckpoint(Callback):
         self.save_best = save_best
         self.save_last = save_last
         self.every_n_epochs = every_n_epochs
+        self.state_key = f"lenetish.ModelCheckpoint[folder={self.folder}]"
 
     @property
     def last_path(self) -> Path:

@@ -1,4 +1,4 @@
-"""Tests of lenetish.graph: when the CUDA-graph step is used, and that it matches eager."""
+"""Tests of lenetish.step: when the CUDA-graph step is used, its fallback, and eager parity."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
+import lenetish.step
 from lenetish import (
     BatchOutput,
     Callback,
@@ -19,26 +20,26 @@ from lenetish import (
     Trainer,
     TrainState,
 )
-from lenetish.distributed import DistributedEnv
-from lenetish.graph import graph_blockers
-from lenetish.schedules import builtin_schedule
+from lenetish.callbacks.schedules import builtin_schedule
+from lenetish.distributed import DataParallel, DistributedEnv
+from lenetish.step import CaptureRequest, StepSettings, capture_blockers
 from tests.training_helpers import digit_batches, quick_trainer
 
 gpu = pytest.mark.gpu
 
 
-def _blockers_on_cuda(trainer: Trainer, callbacks: list[Callback] | None = None) -> list[str]:
-    """The blockers as they would be on a CUDA device (the decision only reads settings)."""
-    trainer.device = torch.device("cuda")
-    return graph_blockers(trainer, callbacks if callbacks is not None else trainer.callbacks)
-
-
 def test_default_adam_trainer_on_cuda_would_capture() -> None:
-    """With the defaults, a built-in schedule and plain callbacks, nothing blocks capture."""
-    trainer = quick_trainer(scheduler="onecycle")
+    """With Adam, the built-in schedule and plain callbacks, nothing on CUDA blocks capture."""
+    model = MNISTConvNet()
     schedule = builtin_schedule("onecycle", lr=1e-3, epochs=1, steps_per_epoch=10)
     assert schedule is not None
-    assert _blockers_on_cuda(trainer, [*trainer.callbacks, schedule]) == []
+    request = CaptureRequest(
+        cuda_graphs=True,
+        settings=StepSettings(torch.device("cuda"), "bf16-mixed"),
+        optimizer=torch.optim.Adam(model.parameters(), fused=True),
+        callbacks=[*quick_trainer().callbacks, schedule],
+    )
+    assert capture_blockers(request) == []
 
 
 class BackwardWatcher(Callback):
@@ -64,9 +65,27 @@ class OwnStep(Trainer):
 
 def _distributed_trainer() -> Trainer:
     """A trainer as it is during a 2-process fit."""
-    trainer = quick_trainer()
-    trainer.distributed = DistributedEnv(rank=0, local_rank=0, world_size=2)
+    trainer = quick_trainer(cuda_graphs=True)
+    trainer.parallel = DataParallel(DistributedEnv(0, 0, 2), torch.device("cpu"))
     return trainer
+
+
+def _blockers(trainer: Trainer) -> list[str]:
+    """The blockers of a fit by ``trainer`` as they would be on a CUDA device."""
+    optimizer = trainer.configure_optimizers()
+    callbacks = list(trainer.callbacks)
+    schedule = builtin_schedule(trainer.scheduler_spec, lr=trainer.lr, epochs=1, steps_per_epoch=1)
+    request = CaptureRequest(
+        cuda_graphs=trainer.cuda_graphs,
+        settings=StepSettings(torch.device("cuda"), trainer.precision, trainer.grad_clip_norm),
+        optimizer=optimizer,
+        callbacks=[*callbacks, *([schedule] if schedule else [])],
+        custom_training_step=type(trainer).training_step is not Trainer.training_step,
+        deterministic=trainer.deterministic,
+        compiled=trainer.compile,
+        world_size=trainer.world_size,
+    )
+    return capture_blockers(request)
 
 
 @pytest.mark.parametrize(
@@ -74,10 +93,10 @@ def _distributed_trainer() -> Trainer:
     [
         (lambda: quick_trainer(cuda_graphs=False), "cuda_graphs=False"),
         (lambda: OwnStep(MNISTConvNet(), device="cpu"), "a subclass overrides training_step"),
-        (lambda: quick_trainer(optimizer="sgd"), "the optimizer is not the built-in Adam"),
+        (lambda: quick_trainer(optimizer="sgd"), "the optimizer is SGD"),
         (
-            lambda: quick_trainer(optimizer=lambda p: torch.optim.Adam(p)),
-            "the optimizer is not the built-in Adam",
+            lambda: quick_trainer(optimizer=lambda p: torch.optim.RMSprop(p)),
+            "the optimizer is RMSprop",
         ),
         (
             lambda: quick_trainer(callbacks=[BackwardWatcher()]),
@@ -93,6 +112,10 @@ def _distributed_trainer() -> Trainer:
             ),
             "a custom learning-rate schedule",
         ),
+        (
+            lambda: quick_trainer(scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 1)),
+            "a custom learning-rate schedule",
+        ),
         (lambda: quick_trainer(grad_clip_norm=1.0), "grad_clip_norm is set"),
         (lambda: quick_trainer(deterministic=True), "deterministic=True"),
         (lambda: quick_trainer(compile=True), "compile=True"),
@@ -101,15 +124,24 @@ def _distributed_trainer() -> Trainer:
 )
 def test_each_blocker_is_named(build: Any, reason: str) -> None:
     """Every unsafe setting blocks the CUDA-graph step with its own reason."""
-    assert any(reason in blocker for blocker in _blockers_on_cuda(build()))
+    assert any(reason in blocker for blocker in _blockers(build()))
+
+
+def test_a_user_adam_needs_no_fallback() -> None:
+    """A user's own Adam (from a callable or a subclass's seam) can be captured too."""
+    trainer = quick_trainer(cuda_graphs=True, optimizer=lambda p: torch.optim.AdamW(p))
+    assert _blockers(trainer) == []
 
 
 @pytest.mark.parametrize(
     ("options", "reason"),
     [
-        ({}, "the device is cpu, not CUDA"),
-        ({"callbacks": [BackwardWatcher()]}, "BackwardWatcher overrides on_before_backward"),
-        ({"optimizer": "sgd"}, "the optimizer is not the built-in Adam"),
+        ({"cuda_graphs": True}, "the device is cpu, not CUDA"),
+        (
+            {"callbacks": [BackwardWatcher()], "cuda_graphs": True},
+            "BackwardWatcher overrides on_before_backward",
+        ),
+        ({"optimizer": "sgd", "cuda_graphs": True}, "the optimizer is SGD"),
         ({"cuda_graphs": False}, "cuda_graphs=False"),
     ],
 )
@@ -125,6 +157,30 @@ def test_fallback_logs_why_and_still_trains(
     assert len(lines) == 1 and lines[0].startswith("lenetish: training step eager (")
     assert reason in lines[0]
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_a_failed_capture_continues_eagerly_from_the_same_state(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If capturing raises, the fit logs it once and ends as an eager fit would, bit for bit."""
+    batches = digit_batches(150, 25)
+    eager = quick_trainer(epochs=2, seed=3)
+    eager_history = eager.fit(batches)
+
+    def failing_capture(step: Any, device: torch.device) -> Any:
+        raise RuntimeError("injected capture failure")
+
+    monkeypatch.setattr(lenetish.step, "capture_blockers", lambda request: [])
+    monkeypatch.setattr(lenetish.step, "capture_cuda_graph", failing_capture)
+    captured = quick_trainer(epochs=2, seed=3, cuda_graphs=True)
+    with caplog.at_level(logging.INFO, "lenetish"):
+        history = captured.fit(batches)
+    assert "training step captured as a CUDA graph" in caplog.text
+    failures = [r for r in caplog.records if "injected capture failure" in r.getMessage()]
+    assert len(failures) == 1 and "continuing eagerly" in failures[0].getMessage()
+    assert len(history) == len(eager_history) == 2
+    for ours, theirs in zip(captured.model.parameters(), eager.model.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
 
 
 def _losses(cuda_graphs: bool, batches: list[tuple[Tensor, Tensor]], **options: Any) -> list[float]:
@@ -169,7 +225,7 @@ def test_graph_and_eager_losses_agree_step_by_step(options: dict[str, Any]) -> N
 def test_graph_step_is_used_on_cuda(caplog: pytest.LogCaptureFixture) -> None:
     """On CUDA with the defaults, the fit says it captured the step."""
     with caplog.at_level(logging.INFO, "lenetish"):
-        Trainer(MNISTConvNet(), epochs=1, device="cuda", progress=False).fit(
+        Trainer(MNISTConvNet(), epochs=1, device="cuda", cuda_graphs=True, progress=False).fit(
             [(x.cuda(), y.cuda()) for x, y in digit_batches(200, 25)]
         )
     assert "training step captured as a CUDA graph" in caplog.text
@@ -184,7 +240,12 @@ def test_elastic_augmentation_is_captured_in_the_cuda_graph(
     augment = RandomAffine(elastic_alpha=34.0)
     with caplog.at_level(logging.INFO, "lenetish"):
         history = Trainer(
-            MNISTConvNet(), epochs=1, device="cuda", augment=augment, progress=False
+            MNISTConvNet(),
+            epochs=1,
+            device="cuda",
+            augment=augment,
+            cuda_graphs=True,
+            progress=False,
         ).fit([(x.cuda(), y.cuda()) for x, y in digit_batches(200, 25)])
     assert "training step captured as a CUDA graph" in caplog.text
     assert math.isfinite(history[-1]["loss"])

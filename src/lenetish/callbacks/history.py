@@ -1,0 +1,125 @@
+"""``History``: one row of metrics per epoch, what ``Trainer.fit`` returns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lenetish.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from lenetish.state import TrainState
+    from lenetish.trainer import Trainer
+
+__all__ = ["History"]
+
+
+Row = dict[str, float]
+
+
+class History(Callback):
+    """One row of metrics per epoch; always present, and what ``Trainer.fit`` returns.
+
+    A row holds ``epoch`` (1-based), ``loss`` and ``accuracy`` (training), ``val_loss`` and
+    ``val_accuracy`` (with validation), ``lr`` and ``seconds``.
+
+    Args:
+        rows: rows to start with (e.g. read back from a file); usually none.
+
+    Example:
+        >>> history = History([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
+        >>> len(history), history[-1]["loss"], history.column("loss")
+        (2, 0.25, [0.5, 0.25])
+    """
+
+    order = -100
+
+    def __init__(self, rows: list[Row] | None = None) -> None:
+        self.rows: list[Row] = list(rows or [])
+        self.state_key = "lenetish.History"
+
+    def reset(self) -> None:
+        """Drop the rows of an earlier fit."""
+        self.rows = []
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        """Append the epoch's metrics."""
+        self.rows.append(dict(state.metrics))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Row:
+        return self.rows[index]
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def __repr__(self) -> str:
+        return f"History({len(self.rows)} epochs)"
+
+    def column(self, name: str) -> list[float]:
+        """The values of metric ``name`` over the epochs that recorded it."""
+        return [row[name] for row in self.rows if name in row]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows, for checkpoints."""
+        return {"rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the rows from a checkpoint."""
+        self.rows = [dict(row) for row in state["rows"]]
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the rows as a JSON list of objects (NaN and infinities as ``null``)."""
+        rows = [
+            {key: None if _not_finite(value) else value for key, value in row.items()}
+            for row in self.rows
+        ]
+        Path(path).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the rows as CSV with a header (the union of the rows' keys)."""
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        Path(path).write_text(buffer.getvalue())
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> History:
+        """Load a history written by :meth:`to_json`."""
+        rows = json.loads(Path(path).read_text())
+        return cls(
+            [
+                {key: math.nan if value is None else value for key, value in row.items()}
+                for row in rows
+            ]
+        )
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> History:
+        """Load a history written by :meth:`to_csv` (empty cells are left out)."""
+        with open(path, newline="") as handle:
+            return cls(
+                [
+                    {key: _number(value) for key, value in row.items() if value != ""}
+                    for row in csv.DictReader(handle)
+                ]
+            )
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def _not_finite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
