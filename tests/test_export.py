@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,12 +12,14 @@ import pytest
 import torch
 
 from lenetish import (
+    CheckpointError,
     InvalidArgumentError,
     MissingDependencyError,
     MNISTConvNet,
     export_model,
     load_weights,
 )
+from tests.full_disk import fill_disk_after
 from tests.training_helpers import digit_batches, quick_trainer
 
 
@@ -80,3 +85,72 @@ def test_onnx_without_the_extra_names_it(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'lenetish\[export\]'"):
         export_model(MNISTConvNet(), tmp_path / "m.onnx", format="onnx")
+
+
+def test_onnx_export_runs_after_being_moved(tmp_path: Path) -> None:
+    """The ONNX file holds its weights: moved to another folder it still runs in onnxruntime."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = _trained().eval()
+    exported = export_model(model, tmp_path / "made" / "m.onnx", format="onnx")
+    moved = shutil.move(exported, tmp_path / "elsewhere.onnx")
+    shutil.rmtree(tmp_path / "made")
+    session = onnxruntime.InferenceSession(str(moved))
+    images = digit_batches(20, 20)[0][0]
+    (outputs,) = session.run(["log_probabilities"], {"images": images.numpy()})
+    assert torch.equal(torch.from_numpy(outputs).argmax(1), model(images).argmax(1))
+
+
+def test_onnx_export_leaves_only_its_file(tmp_path: Path) -> None:
+    """An ONNX export writes one file and no hidden data or temporary files."""
+    export_model(MNISTConvNet(), tmp_path / "m.onnx", format="onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize("format", ["safetensors", "torchscript", "onnx"])
+def test_full_disk_during_export_is_named_and_cleaned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str
+) -> None:
+    """A disk filling up during an export raises CheckpointError and leaves no file."""
+    fill_disk_after(monkeypatch, room=4096)
+    with pytest.raises(CheckpointError, match=r"could not write .*No space left on device"):
+        export_model(MNISTConvNet(), tmp_path / f"m.{format}", format=format)
+    assert list(tmp_path.iterdir()) == []
+
+
+_PT2_ON_A_FULL_DISK = """
+import sys
+import pytest
+from lenetish import MNISTConvNet, export_model
+from lenetish.errors import CheckpointError
+from tests.full_disk import fill_disk_after
+
+fill_disk_after(pytest.MonkeyPatch(), room=4096)
+try:
+    export_model(MNISTConvNet(), sys.argv[1], format="pt2")
+except CheckpointError as exc:
+    print(f"named: {exc}")
+"""
+
+
+def test_pt2_export_on_a_full_disk_is_named_not_an_abort(tmp_path: Path) -> None:
+    """export(format="pt2") on a full disk raises CheckpointError instead of a C++ abort."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PT2_ON_A_FULL_DISK, str(tmp_path / "m.pt2")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert re.search(r"named: could not write .*m\.pt2: .*No space left on device", done.stdout)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_old_hidden_onnx_files_of_dead_exports_are_removed(tmp_path: Path) -> None:
+    """Hidden files that earlier versions' ONNX exports left behind go at the next export."""
+    dead_pid = 2**22 + 1  # above Linux's default pid_max: no process has it
+    leftovers = [f".m.onnx.{dead_pid}.tmp.onnx", f".m.onnx.{dead_pid}.tmp.onnx.data"]
+    for name in leftovers:
+        (tmp_path / name).write_bytes(b"old")
+    export_model(MNISTConvNet(), tmp_path / "m.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
