@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from lenetish import (
     MNISTConvNet,
     predict,
 )
-from lenetish.inputs import mnistify, prepare_inputs
+from lenetish.inputs import mnistify, mnistify_files, prepare_inputs, printable_path
 
 MNIST = DATASETS["mnist"]
 
@@ -244,3 +245,77 @@ def test_predict_with_tta_still_sums_to_one() -> None:
     torch.manual_seed(0)
     prediction = predict(MNISTConvNet(), torch.rand(3, 28, 28), tta=True)
     torch.testing.assert_close(prediction.probabilities.sum(dim=1), torch.ones(3))
+
+
+def _grey_digit() -> np.ndarray:
+    """An 8-bit dark digit with a mid-grey stroke on white: three grey levels, not two."""
+    pixels = np.asarray(_digit_on_white()).copy()
+    pixels[20:170, 60:70] = 128
+    return pixels
+
+
+def test_sixteen_bit_png_is_scaled_not_clamped(tmp_path: Path) -> None:
+    """A 16-bit greyscale PNG (mode I;16) gives the digit its 8-bit version gives."""
+    pixels = _grey_digit()
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as opened:
+        assert opened.mode in ("I;16", "I")
+    eight_bit = prepare_inputs(Image.fromarray(pixels, mode="L"), MNIST)
+    torch.testing.assert_close(prepare_inputs(tmp_path / "deep.png", MNIST), eight_bit)
+
+
+def test_thirty_two_bit_image_in_the_sixteen_bit_range_is_scaled() -> None:
+    """A mode I image holding 16-bit values is scaled like a 16-bit one."""
+    pixels = _grey_digit()
+    wide = Image.fromarray(pixels.astype(np.int32) * 257, mode="I")
+    eight_bit = prepare_inputs(Image.fromarray(pixels, mode="L"), MNIST)
+    torch.testing.assert_close(prepare_inputs(wide, MNIST), eight_bit)
+
+
+def _folder_with_one_blank(folder: Path, count: int = 5) -> list[Path]:
+    paths = []
+    for index in range(count):
+        path = folder / f"digit-{index:03d}.png"
+        (Image.new("L", (40, 40), 255) if index == 3 else _digit_on_white()).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_blank_image_in_a_batch_of_paths_names_its_file(tmp_path: Path) -> None:
+    """One blank image among many files raises InvalidInputError naming that file."""
+    paths = _folder_with_one_blank(tmp_path)
+    with pytest.raises(InvalidInputError, match=r"digit-003\.png: the image is of one colour"):
+        prepare_inputs(paths, MNIST)
+
+
+def test_mnistify_files_skips_bad_files_and_says_which(tmp_path: Path) -> None:
+    """With skip_bad, the good files are prepared and the bad one is reported by name."""
+    paths = _folder_with_one_blank(tmp_path)
+    (tmp_path / "digit-004.png").write_text("not a picture")
+    kept, digits, skipped = mnistify_files(paths, skip_bad=True)
+    assert [p.name for p in kept] == ["digit-000.png", "digit-001.png", "digit-002.png"]
+    assert digits.shape == (3, 28, 28) and digits.dtype == torch.uint8
+    assert [message.split(":")[0].split("/")[-1] for message in skipped] == [
+        "digit-003.png",
+        "digit-004.png is not an image file PIL can read",
+    ]
+
+
+def test_mnistify_files_without_skip_bad_raises_naming_the_file(tmp_path: Path) -> None:
+    """Without skip_bad, the first bad file raises an error naming it."""
+    with pytest.raises(InvalidInputError, match=r"digit-003\.png: the image is of one colour"):
+        mnistify_files(_folder_with_one_blank(tmp_path))
+
+
+def test_non_utf8_file_name_is_printable() -> None:
+    """A file name with bytes that are not UTF-8 becomes printable text with U+FFFD."""
+    name = os.fsdecode(b"digit-\xff\xfe.png")
+    assert printable_path(name) == "digit-\ufffd\ufffd.png"
+
+
+def test_error_naming_a_non_utf8_file_can_be_printed(tmp_path: Path) -> None:
+    """The error for a missing non-UTF-8 file name encodes as UTF-8 without failing."""
+    missing = tmp_path / os.fsdecode(b"\xff.png")
+    with pytest.raises(InvalidImageError, match=r"\ufffd\.png does not exist") as info:
+        prepare_inputs(missing, MNIST)
+    str(info.value).encode("utf-8")
