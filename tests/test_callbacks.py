@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 from lenetish import (
     BatchOutput,
     Callback,
+    EarlyStopping,
     History,
     InvalidArgumentError,
     LRSchedule,
@@ -138,3 +141,53 @@ def test_timer_limit_is_checked(value: object) -> None:
     """max_seconds must be a positive finite number."""
     with pytest.raises(InvalidArgumentError, match="max_seconds must be a positive finite number"):
         Timer(value)  # type: ignore[arg-type]
+
+
+def test_state_key_defaults_to_the_qualified_class_name() -> None:
+    """A user's callback is keyed by module and class; built-ins by what tells them apart."""
+
+    class Mine(Callback):
+        pass
+
+    assert Mine().state_key == f"{__name__}.{Mine.__qualname__}"
+    assert EarlyStopping("val_accuracy").state_key == "lenetish.EarlyStopping[monitor=val_accuracy]"
+    assert History().state_key == "lenetish.History"
+
+
+def test_state_key_can_be_assigned() -> None:
+    """Assigning state_key gives a callback a key of its own."""
+    callback = EarlyStopping()
+    callback.state_key = "early-a"
+    assert callback.state_key == "early-a"
+
+
+def test_state_key_must_be_a_non_empty_string() -> None:
+    """An empty or non-string state_key is refused."""
+    with pytest.raises(InvalidArgumentError, match="state_key must be a non-empty string"):
+        Callback().state_key = ""
+
+
+def test_two_callbacks_with_one_key_are_refused() -> None:
+    """Two stateful callbacks sharing a key would mix their states: fit says which key."""
+    trainer = quick_trainer(callbacks=[EarlyStopping("loss"), EarlyStopping("loss")])
+    with pytest.raises(InvalidArgumentError, match=r"share the state_key 'lenetish.EarlyStop"):
+        trainer.fit(digit_batches(10, 10))
+
+
+def test_stateless_callbacks_of_one_class_need_no_keys() -> None:
+    """Callbacks without a state (no state_dict of their own) may share a class freely."""
+    history = quick_trainer(callbacks=[Callback(), Callback()]).fit(digit_batches(10, 10))
+    assert len(history) == 1
+
+
+def test_lr_schedule_builtin_flag_is_deprecated() -> None:
+    """LRSchedule(builtin=...) still works but warns that it has no effect."""
+    with pytest.warns(DeprecationWarning, match=r"builtin=\.\.\.\) is deprecated"):
+        LRSchedule(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1), builtin=True)
+
+
+def test_history_json_writes_non_finite_values_as_null(tmp_path: Path) -> None:
+    """A diverged epoch's NaN loss is written as null (valid JSON) and read back as NaN."""
+    History([{"epoch": 1, "loss": float("nan"), "lr": float("inf")}]).to_json(tmp_path / "h.json")
+    assert json.loads((tmp_path / "h.json").read_text()) == [{"epoch": 1, "loss": None, "lr": None}]
+    assert math.isnan(History.from_json(tmp_path / "h.json")[0]["loss"])

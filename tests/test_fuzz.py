@@ -36,16 +36,17 @@ def _valid_idx() -> bytes:
         return path.read_bytes()
 
 
-def _valid_checkpoint() -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(_tiny_model(), device="cpu", epochs=1, progress=False)
-        trainer.fit(digit_batches(10, 10))
-        trainer.save_checkpoint(Path(folder) / "c.pt")
-        return (Path(folder) / "c.pt").read_bytes()
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a real checkpoint of a tiny network trained for one epoch."""
+    path = tmp_path_factory.mktemp("fuzz") / "c.pt"
+    trainer = Trainer(_tiny_model(), device="cpu", epochs=1, progress=False)
+    trainer.fit(digit_batches(10, 10))
+    trainer.save_checkpoint(path)
+    return path.read_bytes()
 
 
 VALID_IDX = _valid_idx()
-VALID_CHECKPOINT = _valid_checkpoint()
 
 
 @st.composite
@@ -115,10 +116,12 @@ def test_checkpoint_loader_survives_random_bytes(content: bytes) -> None:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @FUZZ
-@given(content=mutated(VALID_CHECKPOINT))
-def test_checkpoint_loader_survives_mutated_checkpoints(content: bytes) -> None:
+@given(data=st.data())
+def test_checkpoint_loader_survives_mutated_checkpoints(
+    valid_checkpoint: bytes, data: st.DataObject
+) -> None:
     """A real checkpoint with bytes changed, cut or added loads or raises CheckpointError."""
-    _load(content)
+    _load(data.draw(mutated(valid_checkpoint)))
 
 
 def _valid_weights() -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 from importlib.metadata import version
 from pathlib import Path
@@ -10,6 +11,7 @@ import lenetish
 import lenetish.callbacks
 
 API_FILE = Path(__file__).with_name("public_api.txt")
+SOURCE = Path(lenetish.__file__).parent
 
 
 def describe_public_api() -> list[str]:
@@ -63,6 +65,40 @@ def test_every_built_in_callback_imports_from_lenetish_callbacks() -> None:
     )
 
     assert ModelCheckpoint is lenetish.ModelCheckpoint
+
+
+def _root_name(node: ast.expr) -> str | None:
+    """The name an attribute chain starts from (``torch`` in ``torch.a._b``)."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _private_reaches(path: Path) -> list[str]:
+    """Uses of a lenetish object's or module's underscore names from outside it."""
+    tree = ast.parse(path.read_text())
+    foreign = {"self", "cls"}  # own privates, and names from other libraries, are fine
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a for a in node.names if not a.name.startswith("lenetish")]
+            foreign |= {(a.asname or a.name).split(".")[0] for a in names}
+        elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("lenetish"):
+            foreign |= {a.asname or a.name for a in node.names}
+    found = []
+    for node in ast.walk(tree):
+        private = isinstance(node, ast.Attribute) and node.attr[:1] == "_" != node.attr[1:2]
+        if private and _root_name(node.value) not in foreign:
+            found.append(f"{path.name}:{node.lineno} .{node.attr}")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lenetish"):
+            names = [alias.name for alias in node.names if alias.name.startswith("_")]
+            found += [f"{path.name}:{node.lineno} import {name}" for name in names]
+    return found
+
+
+def test_no_module_reaches_into_another_ones_underscore_names() -> None:
+    """Modules talk through public names only: no `obj._name` outside self/cls, no `import _x`."""
+    reaches = [reach for path in SOURCE.rglob("*.py") for reach in _private_reaches(path)]
+    assert reaches == []
 
 
 def test_every_public_name_exists() -> None:

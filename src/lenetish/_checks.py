@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from lenetish.errors import InvalidArgumentError
 
@@ -41,7 +42,6 @@ def check_fraction(name: str, value: object) -> None:
 
 
 def check_trainer_settings(
-    *,
     optimizer: object,
     lr: object,
     epochs: object,
@@ -51,8 +51,9 @@ def check_trainer_settings(
     grad_clip_norm: object,
     label_smoothing: object,
     augment: object,
+    callbacks: Iterable[object],
 ) -> None:
-    """Refuse a Trainer's unknown optimizer or scheduler and out-of-range numbers."""
+    """Refuse a Trainer's unknown optimizer or scheduler, out-of-range numbers, non-callbacks."""
     if isinstance(optimizer, str) and optimizer not in DEFAULT_LR:
         raise InvalidArgumentError(
             f"optimizer={optimizer!r} is not supported; use one of {', '.join(DEFAULT_LR)} "
@@ -79,3 +80,10 @@ def check_trainer_settings(
     check_fraction("label_smoothing", label_smoothing)
     if augment is not None and not callable(augment):
         raise InvalidArgumentError(f"augment must be callable, got {augment!r}")
+    from lenetish.callbacks.base import Callback  # imported here: callbacks use these checks
+
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise InvalidArgumentError(
+                f"callbacks must be lenetish.Callback instances, got {callback!r}"
+            )

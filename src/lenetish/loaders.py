@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from lenetish._checks import check_positive_int
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["Batch", "IdxDataset", "TensorLoader"]
+__all__ = ["Batch", "IdxDataset", "TensorLoader", "tell_epoch"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -197,3 +197,15 @@ class IdxDataset(Dataset[tuple[Any, Any]]):
         if self.target_transform is not None:
             target = self.target_transform(target)
         return image, target
+
+
+def tell_epoch(loader: object, epoch: int) -> None:
+    """Tell ``loader`` which epoch starts, so its shuffle is reproducible.
+
+    A lenetish loader has ``set_epoch``, and so does a ``DataLoader``'s
+    ``DistributedSampler``; other loaders are left alone.
+    """
+    sampler = getattr(loader, "sampler", None)
+    set_epoch = getattr(loader, "set_epoch", getattr(sampler, "set_epoch", None))
+    if callable(set_epoch):
+        set_epoch(epoch)

@@ -28,6 +28,7 @@ from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.errors import InvalidArgumentError
+from lenetish.loaders import tell_epoch
 from lenetish.metrics import RunningScore
 from lenetish.resume import callbacks_by_key, checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
@@ -79,11 +80,9 @@ class Trainer:
             else ``"32"``. The resolved value is in ``trainer.precision``.
         channels_last: store convolution weights and image batches channels-last (NHWC),
             which the CPU and GPU convolution libraries run fastest; the values are the same.
-        cuda_graphs: experimental, off by default: on CUDA, capture the whole training step
-            as a CUDA graph and replay it when that is safe (see
-            :func:`lenetish.step.capture_blockers`); if capture fails the fit continues
-            eagerly. It stays off by default until it has passed its tests on a real GPU.
-            Each fit logs which step it uses and why.
+        cuda_graphs: experimental (off until tested on a real GPU): on CUDA, capture the
+            whole training step as a CUDA graph when that is safe (see
+            :func:`lenetish.step.capture_blockers`); each fit logs which step it uses and why.
         compile: compile the model's forward pass with :func:`torch.compile`.
         grad_clip_norm: clip the global gradient norm to this value before each step.
         augment: applied to every training batch on the device before the forward pass,
@@ -134,21 +133,9 @@ class Trainer:
         progress: bool | None = None,
     ) -> None:
         check_trainer_settings(
-            optimizer=optimizer,
-            lr=lr,
-            epochs=epochs,
-            scheduler=scheduler,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            grad_clip_norm=grad_clip_norm,
-            label_smoothing=label_smoothing,
-            augment=augment,
-        )
-        for callback in callbacks:
-            if not isinstance(callback, Callback):
-                raise InvalidArgumentError(
-                    f"callbacks must be lenetish.Callback instances, got {callback!r}"
-                )
+            optimizer, lr, epochs, scheduler, momentum, weight_decay, grad_clip_norm,
+            label_smoothing, augment, callbacks,
+        )  # fmt: skip
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.channels_last, self.cuda_graphs, self.compile = channels_last, cuda_graphs, compile
@@ -348,11 +335,7 @@ class Trainer:
         """Train one epoch; return False if a stop request cut it short."""
         state = self.state
         state.epoch, state.batch_index = epoch, 0
-        # lenetish loaders have set_epoch; a DataLoader's DistributedSampler has it too.
-        sampler = getattr(train, "sampler", None)
-        set_epoch = getattr(train, "set_epoch", getattr(sampler, "set_epoch", None))
-        if callable(set_epoch):
-            set_epoch(epoch)
+        tell_epoch(train, epoch)
         self.parallel.seed_epoch(epoch)
         started = time.monotonic()
         self.model.train()
@@ -404,8 +387,7 @@ class Trainer:
 
     def _validate(self, val: Iterable[Batch]) -> dict[str, float]:
         score = RunningScore(self.device)
-        settings = StepSettings(self.device, self.precision)
-        with evaluation_mode(self.model, settings):
+        with evaluation_mode(self.model, StepSettings(self.device, self.precision)):
             for images, labels in val:
                 output = self.validation_step(*self._on_device(images, labels))
                 score.add(output.loss, output.logits, output.targets)
