@@ -19,6 +19,10 @@ except LenetishError as exc:
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 print(json.dumps({{"peak_mb": peak_mb, "outcome": outcome}}))
 """
+# Linux carries the peak RSS over fork and exec (a child's count starts at its parent's size
+# at the fork), so the snippet runs as the grandchild of a small launcher: it then counts from
+# the launcher's ~10 MB, not from the size of the process that asked for the measurement.
+_LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
 
 
 @dataclass
@@ -37,7 +41,10 @@ def run_measured(body: str, *, timeout: float = 120) -> Measured:
     """
     code = _WRAPPER.format(body=textwrap.indent(textwrap.dedent(body), "    "))
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", _LAUNCHER, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])

@@ -35,6 +35,7 @@ room for larger 28x28 collections (QMNIST's 120,000 images, Kuzushiji-49's 232,3
 header that declares more, or dimensions whose product overflows, is refused before anything
 is allocated or decompressed.
 """
+_CHUNK = 4 * 2**20  # bytes per read: reading a whole file at once would hold it twice
 _NON_REGULAR = {
     stat.S_IFIFO: "a FIFO (named pipe)",
     stat.S_IFCHR: "a character device",
@@ -87,7 +88,7 @@ def _read_exactly(handle: _Reader, count: int) -> tuple[np.ndarray, int]:
     view = values.data
     filled = 0
     while filled < count:
-        got = handle.readinto(view[filled:])
+        got = handle.readinto(view[filled : filled + _CHUNK])  # gzip copies a read once more
         if not got:
             break
         filled += got
