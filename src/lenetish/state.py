@@ -16,7 +16,10 @@ class BatchOutput:
 
     Attributes:
         loss: the mean loss of the batch, a scalar tensor (unscaled; detached in hooks).
-        logits: the model's output ``(B, classes)`` (log-probabilities for lenetish models).
+        logits: the model's output ``(B, classes)`` as ``training_step`` returned it. With
+            the built-in steps these are log-probabilities: the lenetish networks end in
+            ``log_softmax`` and the built-in loss (negative log-likelihood) expects them; a
+            model returning raw logits needs its own ``training_step`` and loss.
         targets: the labels ``(B,)``.
     """
 
