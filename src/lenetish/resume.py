@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lenetish.callbacks import Callback
 from lenetish.checkpoint import CHECKPOINT_FORMAT_VERSION, capture_rng_state, load_model_state
+from lenetish.checkpoint_checks import check_training_checkpoint
 from lenetish.errors import CheckpointError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -102,6 +103,10 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
             f"--nproc_per_node={saved_world_size}), since each process's share of the batches "
             "and its random stream depend on it"
         )
+    assert trainer.optimizer is not None, "restore after the optimizer is built"
+    check_training_checkpoint(
+        checkpoint, model=trainer.module, optimizer=trainer.optimizer, source=source
+    )
     load_model_state(trainer.module, checkpoint["model"], source=source)
     planned = checkpoint.get("epochs_planned", trainer.epochs)
     if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
@@ -123,16 +128,22 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
         scaler.load_state_dict(checkpoint["scaler"])
     trainer.state.epoch = checkpoint["epoch"]
     trainer.state.global_step = checkpoint["global_step"]
-    _restore_callbacks(trainer.fit_callbacks, checkpoint["callbacks"])
+    _restore_callbacks(trainer.fit_callbacks, checkpoint["callbacks"], source)
 
 
-def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any]) -> None:
+def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: str) -> None:
     """Give each callback the state saved under its key (or under its 0.1-style key)."""
     legacy = {id(callback): key for key, callback in _legacy_keys(callbacks).items()}
     for key, callback in callbacks_by_key(callbacks).items():
-        if key in saved:
-            callback.load_state_dict(saved[key])
-        elif legacy[id(callback)] in saved:
-            callback.load_state_dict(saved[legacy[id(callback)]])
-        else:
+        found = key if key in saved else legacy[id(callback)]
+        if found not in saved:
             logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
+            continue
+        try:
+            callback.load_state_dict(saved[found])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{source} is damaged: the state of callback {key} does not load "
+                f"({type(exc).__name__}: {exc}); resume from another checkpoint, or start a "
+                "new run"
+            ) from exc

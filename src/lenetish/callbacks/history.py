@@ -74,7 +74,14 @@ class History(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the rows from a checkpoint."""
-        self.rows = [dict(row) for row in state["rows"]]
+        rows = state["rows"]
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict)
+            and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in row.items())
+            for row in rows
+        ):
+            raise ValueError("History rows must be a list of {metric name: number} rows")
+        self.rows = [dict(row) for row in rows]
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write the rows as a JSON list of objects (NaN and infinities as ``null``)."""

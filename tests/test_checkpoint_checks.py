@@ -1,0 +1,182 @@
+"""Tests of lenetish.checkpoint_checks: damaged checkpoints are refused before any restore."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lenetish import CheckpointError, ModelCheckpoint
+from lenetish.checkpoint import load_checkpoint, save_checkpoint
+from tests.training_helpers import digit_batches, quick_trainer
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real checkpoint after one epoch of the default (fused Adam) trainer."""
+    folder = tmp_path_factory.mktemp("good")
+    quick_trainer(epochs=1, callbacks=[ModelCheckpoint(folder)]).fit(digit_batches(20, 10))
+    return folder / "last.pt"
+
+
+def _damaged(good: Path, folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of ``good`` with ``change`` applied to its contents."""
+    state = load_checkpoint(good)
+    change(state)
+    save_checkpoint(folder / "damaged.pt", state)
+    return folder / "damaged.pt"
+
+
+def _first_param_state(state: dict[str, Any]) -> dict[str, Any]:
+    return state["optimizer"]["state"][0]  # type: ignore[no-any-return]
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A change that sets ``state[a][b]...`` (keys separated by dots) to ``value``."""
+
+    def change(state: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            state = state[int(key) if key.isdigit() else key]
+        state[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
+def _delete(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda state: state.pop(key)
+
+
+CASES = [
+    ("a string epoch", _set("epoch", "3"), "epoch must be an integer, not str"),
+    ("a negative epoch", _set("epoch", -5), r"epoch is -5, outside 0\.\.2\*\*53"),
+    ("an epoch of 10^30", _set("epoch", 10**30), "epoch is 1000000000000000000000000000000"),
+    ("a float global step", _set("global_step", 1.5), "global_step must be an integer"),
+    ("no rng", _delete("rng"), "rng is missing"),
+    ("a model that is a list", _set("model", [1, 2, 3]), "model must be a dictionary, not list"),
+    (
+        "no optimizer groups",
+        _set("optimizer.param_groups", []),
+        r"optimizer.param_groups has 0 groups where this optimizer has 1",
+    ),
+    (
+        "an Adam moment of the wrong shape",
+        lambda state: _first_param_state(state).__setitem__("exp_avg", torch.zeros(3)),
+        r"optimizer.state\[0\]\['exp_avg'\] has shape \(3,\), the parameter \(24, 1, 3, 3\)",
+    ),
+    (
+        "an infinite learning rate",
+        _set("optimizer.param_groups.0.lr", float("inf")),
+        r"optimizer.param_groups\[0\].lr is inf",
+    ),
+    (
+        "a Python RNG state of the wrong length",
+        _set("rng.python", (3, (1, 2, 3), None)),
+        "rng.python is not a state of Python's random module",
+    ),
+    (
+        "a torch RNG state of the wrong size",
+        _set("rng.torch", torch.zeros(10, dtype=torch.uint8)),
+        "rng.torch must be 5056 bytes",
+    ),
+    (
+        "an expanded (stride-0) RNG state",
+        _set("rng.torch", torch.zeros(1, dtype=torch.uint8).expand(5056)),
+        "rng.torch is a view larger than its storage",
+    ),
+    (
+        "History rows that are not rows",
+        lambda state: state["callbacks"].__setitem__("lenetish.History", {"rows": ["x"]}),
+        "state of callback lenetish.History does not load",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), [case[1:] for case in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_damaged_checkpoint_is_refused_naming_the_field(
+    good_checkpoint: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    """Each kind of damage raises CheckpointError naming the field, before any state moves."""
+    damaged = _damaged(good_checkpoint, tmp_path, change)
+    trainer = quick_trainer(epochs=2)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(CheckpointError, match=message):
+        trainer.fit(digit_batches(20, 10), resume=damaged)
+    if "History" not in message:  # callbacks load last, after the weights
+        assert all(
+            torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
+        )
+
+
+def test_the_trainers_own_checkpoint_passes_the_checks(good_checkpoint: Path) -> None:
+    """What the trainer writes resumes: the checks refuse damage, not real checkpoints."""
+    history = quick_trainer(epochs=2).fit(digit_batches(20, 10), resume=good_checkpoint)
+    assert [row["epoch"] for row in history] == [1, 2]
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    from lenetish import CheckpointError
+    from tests.training_helpers import digit_batches, quick_trainer
+    try:
+        quick_trainer(epochs=2).fit(digit_batches(20, 10), resume=sys.argv[1])
+        print("resumed")
+    except CheckpointError as error:
+        print("refused:", error)
+    print("peak_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+)
+
+
+def _resume_in_subprocess(checkpoint: Path) -> tuple[str, int]:
+    """Resume from ``checkpoint`` in a fresh process: its output and peak memory (kB)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(checkpoint)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr  # no segmentation fault, no abort
+    peak = int(result.stdout.split("peak_kb")[-1])
+    return result.stdout, peak
+
+
+@pytest.mark.slow
+def test_a_wrong_fused_adam_state_is_refused_without_a_crash(
+    good_checkpoint: Path, tmp_path: Path
+) -> None:
+    """An Adam moment of the wrong shape no longer reaches the fused kernel (it segfaulted)."""
+    damaged = _damaged(
+        good_checkpoint,
+        tmp_path,
+        lambda state: _first_param_state(state).__setitem__("exp_avg_sq", torch.zeros(2)),
+    )
+    output, _ = _resume_in_subprocess(damaged)
+    assert "refused:" in output and "exp_avg_sq" in output
+
+
+@pytest.mark.slow
+def test_an_expanded_rng_state_costs_no_memory(good_checkpoint: Path, tmp_path: Path) -> None:
+    """A 2**31-byte stride-0 RNG view in a small file is refused within 300 MB of a good one."""
+    damaged = _damaged(
+        good_checkpoint,
+        tmp_path,
+        _set("rng.torch", torch.zeros(1, dtype=torch.uint8).expand(2**31)),
+    )
+    assert damaged.stat().st_size < 10 * 2**20
+    _, good_peak = _resume_in_subprocess(good_checkpoint)
+    output, damaged_peak = _resume_in_subprocess(damaged)
+    assert "refused:" in output and "rng.torch" in output
+    assert damaged_peak - good_peak < 300 * 1024
