@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import gzip
 import io
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, partial
@@ -109,22 +111,36 @@ except LenetishError as exc:
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"peak_mb": peak_mb, "outcome": outcome}}))
 """
+
 # Linux carries the peak RSS over fork and exec (a child's count starts at its parent's size
 # at the fork), so the snippet runs as the grandchild of a small launcher: it then counts from
 # the launcher's ~10 MB, not from the size of the process that asked for the measurement.
 _LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
 
 
+def _run_in_group(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a new session; on timeout the whole group (grandchild too) dies."""
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def measure(body: str, *, timeout: float = 120) -> tuple[float, str]:
     """Peak RSS (MiB) and outcome (``ok`` or the named error) of ``body`` in a new Python."""
     code = _WRAPPER.format(body=textwrap.indent(textwrap.dedent(body), "    "))
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", _LAUNCHER, sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        done = _run_in_group([sys.executable, "-c", _LAUNCHER, sys.executable, "-c", code], timeout)
     except subprocess.TimeoutExpired as exc:
         raise NotHandled(f"still running after {timeout:.0f} s") from exc
     if done.returncode != 0:
@@ -360,7 +376,9 @@ def load_raw_pickle(work: Path) -> str:
     """A plain pickle file offered as a checkpoint."""
     path = work / "model.pkl"
     path.write_bytes(pickle.dumps({"weights": [1.0]}))
-    note = expect(CheckpointError, r"refused.*\.safetensors", lambda: load_checkpoint(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        note = expect(CheckpointError, r"refused.*\.safetensors", lambda: load_checkpoint(path))
     if "weights_only" in note:
         raise NotHandled("the message mentions weights_only")
     return note
@@ -470,6 +488,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = [(name, run) for name, run in CASES if args.k in name]
     handled = 0
+    missed: list[str] = []
     for name, run in chosen:
         with tempfile.TemporaryDirectory(prefix="hostile-") as folder:
             try:
@@ -479,7 +498,17 @@ def main() -> None:
             except Exception as exc:  # anything unnamed is a case not handled
                 note, ok = f"unexpected {type(exc).__name__}: {exc}", False
         handled += ok
+        if not ok:
+            missed.append(name)
         print(f"{'handled' if ok else 'NOT HANDLED':<11}  {name:<52}  {note}".replace("\n", " "))
+    summary = {
+        "benchmark": "hostile_inputs",
+        "date": datetime.date.today().isoformat(),
+        "tried": len(chosen),
+        "handled": handled,
+        "not_handled": missed,
+    }
+    print(json.dumps(summary))
     print(f"hostile inputs: {len(chosen)} cases tried / {handled} cases handled")
     sys.exit(0 if handled == len(chosen) else 1)
 

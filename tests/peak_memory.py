@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,10 +21,29 @@ except LenetishError as exc:
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 print(json.dumps({{"peak_mb": peak_mb, "outcome": outcome}}))
 """
+
 # Linux carries the peak RSS over fork and exec (a child's count starts at its parent's size
 # at the fork), so the snippet runs as the grandchild of a small launcher: it then counts from
 # the launcher's ~10 MB, not from the size of the process that asked for the measurement.
 _LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+
+
+def _run_in_group(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a new session; on timeout the whole group (grandchild too) dies."""
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @dataclass
@@ -40,12 +61,7 @@ def run_measured(body: str, *, timeout: float = 120) -> Measured:
     so this raises ``AssertionError`` with its output.
     """
     code = _WRAPPER.format(body=textwrap.indent(textwrap.dedent(body), "    "))
-    done = subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    done = _run_in_group([sys.executable, "-c", _LAUNCHER, sys.executable, "-c", code], timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return Measured(report["peak_mb"], report["outcome"])
