@@ -325,3 +325,12 @@ def test_pickle_refusal_says_what_is_accepted(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"refused.*model weights as \.safetensors") as info:
         load_checkpoint(path)
     assert "weights_only" not in str(info.value)
+
+
+def test_a_users_own_temporary_file_is_kept(tmp_path: Path) -> None:
+    """A hidden .tmp file not named the way lenetish names its own survives a write."""
+    dead_pid = 2**22 + 1  # above the largest pid Linux allows: no process has it
+    users = tmp_path / f".notes.{dead_pid}.tmp"
+    users.write_text("mine")
+    save_checkpoint(tmp_path / "best.pt", {"marker": 1})
+    assert users.read_text() == "mine"

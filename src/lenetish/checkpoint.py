@@ -42,12 +42,16 @@ _REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "global_step"
 
 
 _TEMPORARY_NAME = re.compile(
-    r"^\.(?P<target>.+)\.(?P<pid>[0-9]{1,10})(?:\.[0-9a-f]{8})?\.tmp(?:\.onnx(?:\.data)?)?$"
+    r"^\.(?P<target>.+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.tmp$"
+    # the names earlier versions used, for the kinds of file they wrote
+    r"|^\.(?P<old_target>.+\.(?:pt|pth|pt2|safetensors|onnx))\.(?P<old_pid>[0-9]{1,10})"
+    r"\.tmp(?:\.onnx(?:\.data)?)?$"
 )
-"""Temporary files :func:`atomic_write` makes: ``.<target>.<pid>.<8 hex>.tmp``.
+"""Temporary files :func:`atomic_write` makes: ``.<target>.<pid>.<8 hex digits>.tmp``.
 
-Also matched: ``.<target>.<pid>.tmp`` and ``.<target>.<pid>.tmp.onnx[.data]``, the names
-earlier versions used, so what they left behind is cleaned up as well.
+Also matched: ``.<target>.<pid>.tmp`` and ``.<target>.<pid>.tmp.onnx[.data]`` for the targets
+earlier versions wrote (checkpoints, weights, exports), so what they left is cleaned up too;
+a user's own ``.notes.123.tmp`` is not taken for one.
 """
 
 
@@ -91,7 +95,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         match = _TEMPORARY_NAME.match(entry.name)
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
-        if _process_is_dead(int(match["pid"])):
+        if _process_is_dead(int(match["pid"] or match["old_pid"])):
             try:
                 os.unlink(entry.path)
             except OSError:  # removed meanwhile, or not ours to remove: leave it
