@@ -256,6 +256,25 @@ def test_cli_train_under_torchrun(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "run" / "last.pt")["world_size"] == 2
 
 
+_LOAD = "import torch\ntorch.set_num_threads(2)\nx = torch.randn(600, 600)\nwhile True: x @ x\n"
+
+
+@pytest.mark.slow
+def test_repeated_torchrun_trains_all_exit_cleanly_under_load(tmp_path: Path) -> None:
+    """Five 2-process CLI runs beside a busy CPU all exit 0 (no rank aborts at exit)."""
+    data = write_fake_mnist(tmp_path / "data", num_train=120, num_test=20)
+    command = ["-m", "lenetish", "train", "--data", str(data), "--no-download", "--epochs", "1"]
+    load = subprocess.Popen([sys.executable, "-c", _LOAD])
+    try:
+        for run in range(5):
+            options = ["--device", "cpu", "--val-size", "20", "--out", str(tmp_path / f"r{run}")]
+            result = _run([*TORCHRUN, *command, *options], cwd=tmp_path)
+            assert result.returncode == 0, f"run {run}: {result.stderr[-2000:]}"
+    finally:
+        load.kill()
+        load.wait()
+
+
 def test_a_group_that_cannot_form_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     """A launch whose rendezvous address is unusable fails with the rank and the reason."""
     for name, value in {**LAUNCH, "WORLD_SIZE": "2", "MASTER_PORT": "not-a-port"}.items():

@@ -14,6 +14,7 @@ an epoch except through DDP's own gradient all-reduce.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -155,9 +156,26 @@ def init_distributed(device: torch.device) -> DistributedEnv | None:
     return env
 
 
+class _Exit:
+    """Whether this process may meet the others at exit (not if its fit failed mid-way)."""
+
+    fit_failed = False
+
+
 def _destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the group together: wait for every rank, then destroy it.
+
+    A rank that destroys its group (closing its connections) while another is still working
+    can make that rank's communication threads abort the process at exit. So ranks first
+    meet in a barrier, unless this rank's fit failed: the others may then be inside a
+    collective of the fit, and torchrun ends them once this process exits.
+    """
+    if not dist.is_initialized():
+        return
+    if not _Exit.fit_failed:
+        with contextlib.suppress(RuntimeError, ValueError):
+            dist.barrier()
+    dist.destroy_process_group()
 
 
 def rank() -> int:
@@ -268,6 +286,10 @@ class ParallelStrategy(Protocol):
         """Whether every process stops here, given this process's own request."""
         ...
 
+    def note_failure(self) -> None:
+        """The fit raised in this process: do not wait for the others when it exits."""
+        ...
+
 
 class SingleProcess:
     """The strategy of a one-process fit: every method is a no-op or returns its input.
@@ -309,6 +331,9 @@ class SingleProcess:
     def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:
         """This process's own request."""
         return requested
+
+    def note_failure(self) -> None:
+        """Nothing: there are no other processes to meet."""
 
 
 class DataParallel:
@@ -394,6 +419,10 @@ class DataParallel:
         if self._steps % self.stop_check_every == 0:
             self._any_rank(requested, blocking=False)
         return False
+
+    def note_failure(self) -> None:
+        """Skip the exit barrier: the other ranks may be inside one of the fit's collectives."""
+        _Exit.fit_failed = True
 
     def _any_rank(self, flag: bool, *, blocking: bool) -> bool:
         value = torch.tensor(int(flag), dtype=torch.int32, device=self.device)

@@ -284,6 +284,7 @@ class Trainer:
                         break
                 self._call("on_fit_end")
             except BaseException as exc:
+                parallel.note_failure()
                 for callback in self.fit_callbacks:
                     try:
                         callback.on_exception(self, state, exc)
