@@ -318,10 +318,11 @@ def test_temporary_file_of_a_live_process_is_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_pickle_refusal_says_what_is_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_pickle_refusal_says_what_is_accepted(tmp_path: Path, protocol: int) -> None:
     """The refusal of a raw pickle names what lenetish loads and never advises weights_only."""
     path = tmp_path / "model.pkl"
-    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=protocol))
     with pytest.raises(CheckpointError, match=r"refused.*model weights as \.safetensors") as info:
         load_checkpoint(path)
     assert "weights_only" not in str(info.value)
@@ -334,3 +335,12 @@ def test_a_users_own_temporary_file_is_kept(tmp_path: Path) -> None:
     users.write_text("mine")
     save_checkpoint(tmp_path / "best.pt", {"marker": 1})
     assert users.read_text() == "mine"
+
+
+def test_garbage_is_called_damaged_without_torchs_advice(tmp_path: Path) -> None:
+    """Bytes that are no pickle are called damaged, without torch's weights_only advice."""
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="is damaged or truncated") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value)

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import pickle
+import pickletools
 import random
 import re
 import secrets
@@ -171,6 +172,18 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
+def _is_raw_pickle(path: Path) -> bool:
+    """Whether ``path`` is one whole pickle stream (its opcodes parsed, nothing run)."""
+    try:
+        with path.open("rb") as stream:
+            if stream.read(4) == b"PK\x03\x04":
+                return False  # torch's zip format: its refusals name a global
+            stream.seek(0)
+            return any(opcode.name == "STOP" for opcode, _, _ in pickletools.genops(stream))
+    except Exception:  # not a pickle: genops raises ValueError and others on other bytes
+        return False
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a full checkpoint safely (tensors and plain containers only, onto the CPU).
 
@@ -191,7 +204,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # damaged files make torch.load raise many different types
-        if isinstance(exc, pickle.UnpicklingError):  # torch's text would advise unsafe loading
+        refused = isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower()
+        if refused or _is_raw_pickle(source):  # torch's own text advises unsafe loading
             raise CheckpointError(
                 f"checkpoint {source} was refused: it holds objects other than tensors and "
                 "plain containers (or is a raw pickle), which could run code when loaded, so "
