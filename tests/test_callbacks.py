@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -191,3 +192,37 @@ def test_history_json_writes_non_finite_values_as_null(tmp_path: Path) -> None:
     History([{"epoch": 1, "loss": float("nan"), "lr": float("inf")}]).to_json(tmp_path / "h.json")
     assert json.loads((tmp_path / "h.json").read_text()) == [{"epoch": 1, "loss": None, "lr": None}]
     assert math.isnan(History.from_json(tmp_path / "h.json")[0]["loss"])
+
+
+def test_lr_schedule_with_a_monitor_steps_a_plateau_scheduler() -> None:
+    """LRSchedule(ReduceLROnPlateau, monitor='loss') halves the lr once the loss stalls."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    class Stall(Callback):
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            state.metrics["loss"] = 1.0
+
+    schedule = LRSchedule(lambda o: ReduceLROnPlateau(o, factor=0.5, patience=0), monitor="loss")
+    history = quick_trainer(epochs=3, callbacks=[Stall(), schedule]).fit(digit_batches(10, 10))
+    assert history.column("lr") == [1e-3, 1e-3, 5e-4]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (
+            lambda: LRSchedule(lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o)),
+            r"ReduceLROnPlateau needs a metric each epoch: use LRSchedule\(factory, monitor=",
+        ),
+        (
+            lambda: LRSchedule(lambda o: torch.optim.lr_scheduler.StepLR(o, 1), monitor="loss"),
+            "monitor='loss' is for ReduceLROnPlateau; StepLR steps without a metric",
+        ),
+    ],
+)
+def test_a_monitor_is_required_by_plateau_schedules_and_refused_by_others(
+    schedule: Any, message: str
+) -> None:
+    """A plateau scheduler needs monitor=; any other scheduler refuses one."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        quick_trainer(callbacks=[schedule()]).fit(digit_batches(10, 10))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import lenetish.callbacks.loggers
 from lenetish import (
     CSVLogger,
     History,
@@ -77,3 +78,59 @@ def test_tensorboard_logger_without_tensorboard_names_the_extra(
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'lenetish\[tensorboard\]'"):
         TensorBoardLogger(tmp_path)
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_off_under_ci_even_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI=true silences the automatic bar."""
+    monkeypatch.setenv("CI", "true")
+    stream = Terminal()
+    quick_trainer(callbacks=[ProgressBar(stream=stream)]).fit(digit_batches(10, 10))
+    assert stream.getvalue() == ""
+
+
+def test_progress_bar_shows_in_a_jupyter_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a Jupyter kernel (not a terminal) the automatic bar is on, through tqdm.auto."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(lenetish.callbacks.loggers, "in_notebook", lambda: True)
+    drawn: list[object] = []
+    monkeypatch.setattr("tqdm.auto.tqdm", lambda **options: drawn.append(options) or _NoBar())
+    quick_trainer(callbacks=[ProgressBar(stream=io.StringIO())]).fit(digit_batches(10, 10))
+    assert len(drawn) == 1
+
+
+class _NoBar:
+    """Stands in for a notebook widget."""
+
+    def update(self, count: int) -> None:
+        pass
+
+    def set_postfix(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_csv_logger_append_keeps_earlier_fits_rows(tmp_path: Path) -> None:
+    """With append=True a second fit's rows follow the first fit's in the file."""
+    path = tmp_path / "h.csv"
+    trainer = quick_trainer(epochs=2, callbacks=[CSVLogger(path, append=True)])
+    trainer.fit(digit_batches(10, 10))
+    trainer.fit(digit_batches(10, 10))
+    assert History.from_csv(path).column("epoch") == [1, 2, 1, 2]
+
+
+def test_csv_logger_without_append_starts_afresh_each_fit(tmp_path: Path) -> None:
+    """By default each fit rewrites the file from its own History."""
+    path = tmp_path / "h.csv"
+    trainer = quick_trainer(epochs=2, callbacks=[CSVLogger(path)])
+    trainer.fit(digit_batches(10, 10))
+    trainer.fit(digit_batches(10, 10))
+    assert History.from_csv(path).column("epoch") == [1, 2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from lenetish import (
     TrainState,
     load_checkpoint,
 )
-from tests.training_helpers import digit_batches, quick_trainer
+from tests.training_helpers import Recorder, digit_batches, quick_trainer
 
 
 class Scripted(Callback):
@@ -83,8 +85,128 @@ def test_early_stopping_state_round_trip() -> None:
 
 def test_missing_monitor_names_the_available_metrics() -> None:
     """Monitoring a metric that does not exist raises InvalidArgumentError listing the others."""
-    with pytest.raises(InvalidArgumentError, match=r"monitor='val_loss' is not among.*accuracy"):
-        quick_trainer(callbacks=[EarlyStopping()]).fit(digit_batches(10, 10))
+    stopper = EarlyStopping("missing_loss")
+    with pytest.raises(InvalidArgumentError, match=r"monitor='missing_loss' is not among.*accur"):
+        quick_trainer(callbacks=[stopper]).fit(digit_batches(10, 10))
+
+
+def test_a_val_monitor_without_validation_fails_before_training() -> None:
+    """EarlyStopping('val_loss') in a fit without val= is refused before the first step."""
+    recorder = Recorder()
+    with pytest.raises(InvalidArgumentError, match="given no val= batches"):
+        quick_trainer(callbacks=[EarlyStopping(), recorder]).fit(digit_batches(10, 10))
+    assert "on_batch_start" not in recorder.calls
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [
+        ("accumulated_loss", "min"),
+        ("val_f1", "max"),
+        ("f1_score", "max"),
+        ("val_auc", "max"),
+        ("precision", "max"),
+        ("val_mae", "min"),
+        ("worst_class_acc", "max"),
+    ],
+)
+def test_auto_mode_reads_the_direction_from_the_words_of_the_name(monitor: str, mode: str) -> None:
+    """Known words decide the direction: 'accumulated_loss' is minimised, 'val_f1' maximised."""
+    assert EarlyStopping(monitor).watch.mode == mode
+
+
+def test_auto_mode_refuses_a_name_it_cannot_read() -> None:
+    """A name without a known word needs mode=, and the message lists the choices."""
+    with pytest.raises(InvalidArgumentError, match=r"cannot tell whether 'val_worst'.*mode='min'"):
+        EarlyStopping("val_worst")
+
+
+def test_an_infinite_monitored_value_stops_the_run() -> None:
+    """check_finite (on by default) stops at the first inf/NaN value of the monitor."""
+    stopper = EarlyStopping("score", mode="min", patience=10)
+    history = quick_trainer(epochs=5, callbacks=[Scripted([3, 2, math.inf, 1, 1]), stopper]).fit(
+        digit_batches(10, 10)
+    )
+    assert len(history) == 3 and stopper.stopped_epoch == 3
+
+
+def test_a_baseline_must_be_beaten() -> None:
+    """With baseline=1, values above it never count as improvements (mode min)."""
+    stopper = EarlyStopping("score", mode="min", patience=2, baseline=1.0)
+    history = quick_trainer(epochs=5, callbacks=[Scripted([3, 2, 2, 2, 2]), stopper]).fit(
+        digit_batches(10, 10)
+    )
+    assert len(history) == 2
+
+
+def test_start_from_epoch_ignores_the_first_epochs() -> None:
+    """Epochs up to start_from_epoch neither improve nor use patience."""
+    stopper = EarlyStopping("score", mode="min", patience=1, start_from_epoch=2)
+    history = quick_trainer(epochs=5, callbacks=[Scripted([1, 1, 5, 6, 7]), stopper]).fit(
+        digit_batches(10, 10)
+    )
+    assert len(history) == 4 and stopper.watch.best_epoch == 3
+
+
+def test_restore_best_with_an_all_nan_metric_restores_nothing_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """restore_best when no epoch improved keeps the last weights and logs a warning."""
+    stopper = EarlyStopping("score", mode="min", patience=9, restore_best=True, check_finite=False)
+    trainer = quick_trainer(epochs=2, callbacks=[Scripted([math.nan, math.nan]), stopper])
+    with caplog.at_level(logging.WARNING, "lenetish"):
+        trainer.fit(digit_batches(10, 10))
+    assert "restore_best has nothing to restore" in caplog.text
+
+
+def test_last_checkpoint_holds_the_final_epoch_after_an_early_stop(tmp_path: Path) -> None:
+    """every_n_epochs=3 and a stop after epoch 4: last.pt holds epoch 4, not 3."""
+    stopper = EarlyStopping("score", mode="min", patience=3)
+    saver = ModelCheckpoint(tmp_path, every_n_epochs=3)
+    scripted = Scripted([1, 2, 3, 4, 5, 6])
+    history = quick_trainer(epochs=6, callbacks=[scripted, stopper, saver]).fit(
+        digit_batches(10, 10)
+    )
+    assert load_checkpoint(saver.last_path)["epoch"] == len(history) == 4
+
+
+def test_a_reused_checkpoint_keeps_a_better_best_across_fits(tmp_path: Path) -> None:
+    """A second fit whose epochs are all worse does not replace best.pt."""
+    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_best=True)
+    trainer = quick_trainer(epochs=2, callbacks=[Scripted([2, 1]), saver])
+    trainer.fit(digit_batches(10, 10))
+    assert load_checkpoint(saver.best_path)["epoch"] == 2
+    quick_trainer(epochs=2, callbacks=[Scripted([5, 4]), saver]).fit(digit_batches(10, 10))
+    assert saver.watch.best == 1
+    assert (
+        load_checkpoint(saver.best_path)["callbacks"]["lenetish.History"]["rows"][-1]["score"] == 1
+    )
+
+
+def test_reset_best_starts_every_fit_afresh(tmp_path: Path) -> None:
+    """With reset_best=True a second fit's best replaces the first fit's."""
+    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_best=True, reset_best=True)
+    quick_trainer(epochs=1, callbacks=[Scripted([1]), saver]).fit(digit_batches(10, 10))
+    quick_trainer(epochs=1, callbacks=[Scripted([5]), saver]).fit(digit_batches(10, 10))
+    assert saver.watch.best == 5
+
+
+def test_save_top_k_keeps_the_k_best_files_named_by_the_template(tmp_path: Path) -> None:
+    """save_top_k=2 keeps the two best epochs' files, named from the template."""
+    saver = ModelCheckpoint(
+        tmp_path, monitor="score", mode="min", save_top_k=2, filename="{epoch:02d}-{score:.1f}.pt"
+    )
+    quick_trainer(epochs=4, callbacks=[Scripted([3, 1, 2, 4]), saver]).fit(digit_batches(10, 10))
+    kept = sorted(path.name for path in tmp_path.glob("0*.pt"))
+    assert kept == ["02-1.0.pt", "03-2.0.pt"]
+    assert load_checkpoint(tmp_path / "02-1.0.pt")["epoch"] == 2
+
+
+def test_a_filename_naming_an_unknown_metric_is_refused(tmp_path: Path) -> None:
+    """A top-k template that names a metric the epoch lacks says which metrics there are."""
+    saver = ModelCheckpoint(tmp_path, monitor="loss", save_top_k=1, filename="{val_f1}.pt")
+    with pytest.raises(InvalidArgumentError, match=r"filename='\{val_f1\}.pt' does not fit"):
+        quick_trainer(callbacks=[saver]).fit(digit_batches(10, 10))
 
 
 @pytest.mark.parametrize(
@@ -116,6 +238,7 @@ def test_model_checkpoint_every_n_epochs(tmp_path: Path) -> None:
 
     class Spy(Callback):
         order = 2000
+        reads_metrics = True
 
         def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
             path = tmp_path / "last.pt"

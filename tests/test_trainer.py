@@ -21,6 +21,7 @@ from lenetish import (
     InvalidArgumentError,
     MNISTConvNet,
     ModelCheckpoint,
+    NotFittedError,
     SkipBatch,
     StopTraining,
     Trainer,
@@ -548,3 +549,67 @@ def test_module_is_the_network_outside_a_distributed_fit() -> None:
     trainer.fit(digit_batches(20, 10))
     assert trainer.module is model is trainer.model
     assert (trainer.world_size, trainer.is_main_process) == (1, True)
+
+
+def test_each_fit_returns_a_new_history() -> None:
+    """Two fits give two Histories; the first keeps its rows; trainer.history is the latest."""
+    trainer = quick_trainer(epochs=2)
+    first = trainer.fit(digit_batches(10, 10))
+    second = trainer.fit(digit_batches(10, 10))
+    assert first is not second and len(first) == len(second) == 2
+    assert trainer.history is second
+
+
+def test_a_history_passed_in_is_filled_and_returned() -> None:
+    """A user's own History is the one every fit fills and returns."""
+    mine = History()
+    trainer = quick_trainer(callbacks=[mine])
+    assert trainer.fit(digit_batches(10, 10)) is mine and len(mine) == 1
+
+
+def test_the_optimizer_is_there_in_hooks_and_named_before_fit() -> None:
+    """trainer.optimizer works inside hooks; before the first fit it raises NotFittedError."""
+    trainer = quick_trainer()
+    with pytest.raises(NotFittedError, match="exists once fit\\(\\) has started"):
+        trainer.optimizer  # noqa: B018
+    lrs: list[float] = []
+
+    class HalveLr(Callback):
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            for group in trainer.optimizer.param_groups:
+                group["lr"] /= 2
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer.callbacks.append(HalveLr())
+    trainer.epochs = 2
+    trainer.fit(digit_batches(10, 10))
+    assert lrs == [5e-4, 2.5e-4]
+
+
+def test_reduce_lr_on_plateau_through_scheduler_lowers_the_lr() -> None:
+    """scheduler=lambda opt: ReduceLROnPlateau(opt, ...) is stepped with val_loss per epoch."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    class Plateau(Callback):  # a validation loss that never improves after epoch 1
+        def on_validation_end(
+            self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+        ) -> None:
+            metrics["val_loss"] = 1.0
+
+    trainer = quick_trainer(
+        epochs=4,
+        scheduler=lambda opt: ReduceLROnPlateau(opt, factor=0.5, patience=1),
+        callbacks=[Plateau()],
+    )
+    history = trainer.fit(digit_batches(10, 10), digit_batches(10))
+    assert history.column("lr") == [1e-3, 1e-3, 1e-3, 5e-4]
+
+
+def test_a_plateau_schedule_without_validation_fails_before_training() -> None:
+    """A plateau scheduler watching val_loss in a fit without val= is refused up front."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    trainer = quick_trainer(scheduler=lambda opt: ReduceLROnPlateau(opt))
+    with pytest.raises(InvalidArgumentError, match="ReduceLROnPlateau schedule watches 'val_loss'"):
+        trainer.fit(digit_batches(10, 10))
+    assert trainer.state.global_step == 0

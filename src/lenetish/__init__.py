@@ -36,6 +36,7 @@ from lenetish.errors import (
     InvalidInputError,
     LenetishError,
     MissingDependencyError,
+    NotFittedError,
 )
 from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
 from lenetish.export import export_model
@@ -86,6 +87,7 @@ __all__ = [
     "MNISTWideNet",
     "MissingDependencyError",
     "ModelCheckpoint",
+    "NotFittedError",
     "Prediction",
     "ProgressBar",
     "RandomAffine",

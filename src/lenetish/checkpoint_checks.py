@@ -71,7 +71,8 @@ def check_training_checkpoint(
                 _count(checkpoint[key], key, low=1)
         if "rank_seed" in checkpoint:
             _count(checkpoint["rank_seed"], "rank_seed", low=0)
-        _check_model(checkpoint["model"], model)
+        if not _check_model(checkpoint["model"], model):
+            return  # another architecture: load_model_state names the layers that differ
         _check_optimizer(checkpoint["optimizer"], optimizer)
         _check_scaler(checkpoint.get("scaler"))
         _check_callbacks(checkpoint["callbacks"])
@@ -108,7 +109,8 @@ def _plain_tensor(value: object, field: str) -> Tensor:
     return value
 
 
-def _check_model(weights: object, model: nn.Module) -> None:
+def _check_model(weights: object, model: nn.Module) -> bool:
+    """Check the weights' types; return whether their names and shapes fit ``model``."""
     weights = _mapping(weights, "model")
     expected = model.state_dict()
     for name, value in weights.items():
@@ -119,7 +121,9 @@ def _check_model(weights: object, model: nn.Module) -> None:
             expected[name].dtype.is_floating_point
         ):
             raise _Refusal(f"model[{name!r}]", f"has dtype {tensor.dtype}")
-    # Missing, unexpected and reshaped layers are named by load_model_state.
+    return set(weights) == set(expected) and all(
+        weights[name].shape == expected[name].shape for name in expected
+    )
 
 
 def _check_optimizer(saved: object, optimizer: Optimizer) -> None:

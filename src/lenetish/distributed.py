@@ -28,12 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lenetish.errors import DistributedError, InvalidArgumentError
-from lenetish.metrics import RunningScore
 
 __all__ = [
     "DataParallel",
     "DistributedEnv",
     "ParallelStrategy",
+    "Reducible",
     "Shardable",
     "SingleProcess",
     "distributed_env",
@@ -48,6 +48,16 @@ __all__ = [
 logger = logging.getLogger("lenetish")
 
 BatchesT = TypeVar("BatchesT")
+
+
+class Reducible(Protocol):
+    """Running sums that can replace themselves by their sums over all processes."""
+
+    def all_reduce(self) -> None:
+        """Sum over every process of the group (a collective call)."""
+        ...
+
+
 Role = Literal["training", "validation"]
 
 _TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -278,8 +288,8 @@ class ParallelStrategy(Protocol):
         """Seed this process's random stream for ``epoch``."""
         ...
 
-    def reduce(self, score: RunningScore) -> None:
-        """Turn this process's running score into the score of all processes."""
+    def reduce(self, score: Reducible) -> None:
+        """Turn this process's running sums into the sums of all processes."""
         ...
 
     def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:
@@ -325,8 +335,8 @@ class SingleProcess:
     def seed_epoch(self, epoch: int) -> None:
         """Nothing: one process keeps one continuous random stream."""
 
-    def reduce(self, score: RunningScore) -> None:
-        """Nothing: the score is already complete."""
+    def reduce(self, score: Reducible) -> None:
+        """Nothing: the sums are already complete."""
 
     def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:
         """This process's own request."""
@@ -398,8 +408,8 @@ class DataParallel:
         mixed = (self.rank_seed * 1_000_003 + epoch) * 65_537 + self.rank
         torch.manual_seed(mixed % 2**63)  # manual_seed takes at most 64 bits
 
-    def reduce(self, score: RunningScore) -> None:
-        """Sum the score over every rank (one all-reduce)."""
+    def reduce(self, score: Reducible) -> None:
+        """Sum the running sums over every rank (one all-reduce)."""
         score.all_reduce()
 
     def agree_to_stop(self, requested: bool, *, epoch_end: bool = False) -> bool:

@@ -19,6 +19,7 @@ __all__ = [
     "InvalidInputError",
     "LenetishError",
     "MissingDependencyError",
+    "NotFittedError",
 ]
 
 
@@ -70,3 +71,7 @@ class MissingDependencyError(LenetishError, ImportError):
 
 class DistributedError(LenetishError, RuntimeError):
     """A multi-process (torchrun) run is launched wrongly or its processes cannot connect."""
+
+
+class NotFittedError(LenetishError, AttributeError):
+    """Something that exists only during or after ``Trainer.fit`` was asked for before it."""

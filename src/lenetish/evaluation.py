@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,12 @@ from lenetish._device import DeviceLike, resolve_device
 from lenetish.data import dataset_info
 from lenetish.errors import InvalidArgumentError
 from lenetish.inputs import prepare_inputs
+from lenetish.losses import (
+    OutputKind,
+    check_outputs_setting,
+    log_probabilities,
+    resolve_output_kind,
+)
 from lenetish.metrics import RunningScore
 
 __all__ = ["EvalResult", "Prediction", "evaluate", "predict"]
@@ -108,15 +114,30 @@ def _views(images: Tensor, tta: bool) -> list[Tensor]:
     return [images, *shifted]
 
 
-def _log_probabilities(models: list[nn.Module], images: Tensor, tta: bool = False) -> Tensor:
-    """Log of the mean probabilities over models (and shifted views), ``(B, classes)``."""
-    outputs: list[Tensor] = [
-        model(view).float() for model in models for view in _views(images, tta)
-    ]
-    if len(outputs) == 1:
-        return outputs[0]
-    stacked = torch.stack(outputs)  # (models * views, B, C)
-    return torch.logsumexp(stacked, dim=0) - math.log(len(outputs))
+class _Ensemble:
+    """Models whose outputs are turned into log-probabilities, each by its own output kind."""
+
+    def __init__(self, models: list[nn.Module], outputs: OutputKind | Literal["auto"]) -> None:
+        check_outputs_setting(outputs)
+        self.models = models
+        self.outputs = outputs
+        self.kinds: list[OutputKind | None] = [None] * len(models)
+
+    def log_probabilities(self, images: Tensor, tta: bool = False) -> Tensor:
+        """Log of the mean probabilities over models (and shifted views), ``(B, classes)``."""
+        outputs: list[Tensor] = []
+        for index, model in enumerate(self.models):
+            for view in _views(images, tta):
+                raw = model(view)
+                kind = self.kinds[index]
+                if kind is None:  # decided once per model, on its first batch
+                    kind = resolve_output_kind(self.outputs, raw, who=type(model).__name__)
+                    self.kinds[index] = kind
+                outputs.append(log_probabilities(raw, kind))
+        if len(outputs) == 1:
+            return outputs[0]
+        stacked = torch.stack(outputs)  # (models * views, B, C)
+        return torch.logsumexp(stacked, dim=0) - math.log(len(outputs))
 
 
 def evaluate(
@@ -126,10 +147,12 @@ def evaluate(
     device: DeviceLike | None = None,
     num_classes: int = 10,
     tta: bool = False,
+    outputs: OutputKind | Literal["auto"] = "auto",
 ) -> EvalResult:
     """Score a model (or an ensemble) over every batch of ``loader``.
 
-    The models must return log-probabilities (as :class:`~lenetish.MNISTConvNet` does).
+    The models may return log-probabilities (as :class:`~lenetish.MNISTConvNet` does),
+    probabilities or logits: see ``outputs``.
 
     Args:
         model: a network, or a list of networks whose probabilities are averaged.
@@ -138,6 +161,10 @@ def evaluate(
         num_classes: the number of classes (the size of the confusion matrix).
         tta: test-time augmentation: also score copies shifted by one pixel in each
             direction and average the probabilities.
+        outputs: what the models return: ``"log_probabilities"`` (lenetish's networks),
+            ``"probabilities"``, ``"logits"``, or ``"auto"`` to decide from each model's first
+            batch (logged at INFO). The loss is the negative log-likelihood of the resulting
+            probabilities, so it is never negative.
 
     Returns:
         The :class:`EvalResult`.
@@ -153,6 +180,7 @@ def evaluate(
         (4, torch.Size([10, 10]))
     """
     models = _as_list(model)
+    ensemble = _Ensemble(models, outputs)
     check_positive_int("num_classes", num_classes)
     target = _model_device(models[0]) if device is None else resolve_device(device)
     score = RunningScore(target)
@@ -161,7 +189,7 @@ def evaluate(
         for images, labels in loader:
             images = images.to(target, non_blocking=True)
             labels = labels.to(target, non_blocking=True)
-            log_probs = _log_probabilities(models, images, tta)
+            log_probs = ensemble.log_probabilities(images, tta)
             score.add(F.nll_loss(log_probs, labels), log_probs, labels)
             pairs = labels * num_classes + log_probs.argmax(dim=1)
             confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
@@ -188,11 +216,12 @@ def predict(
     batch_size: int = 4096,
     dataset: str = "mnist",
     tta: bool = False,
+    outputs: OutputKind | Literal["auto"] = "auto",
 ) -> Prediction:
     """Classify images with a model, or with an ensemble (the mean of its probabilities).
 
     Args:
-        model: a network returning log-probabilities, or a list of them.
+        model: a network (returning log-probabilities, probabilities or logits), or a list.
         inputs: a tensor or numpy array ``(28, 28)``, ``(N, 28, 28)`` or ``(N, 1, 28, 28)``
             with uint8 (0-255) or float (0-1) pixels, white ink on black as in MNIST; a PIL
             image or an image file path (any size, either polarity: prepared the way MNIST was
@@ -201,6 +230,8 @@ def predict(
         batch_size: images per forward pass.
         dataset: the dataset the model was trained on (its normalisation is applied).
         tta: also classify copies shifted by one pixel in each direction and average.
+        outputs: what the models return (see :func:`evaluate`); probabilities always sum
+            to 1, whatever the model's last layer.
 
     Returns:
         The :class:`Prediction`.
@@ -218,13 +249,14 @@ def predict(
         (torch.Size([3]), torch.Size([3, 10]))
     """
     models = _as_list(model)
+    ensemble = _Ensemble(models, outputs)
     check_positive_int("batch_size", batch_size)
     info = dataset_info(dataset)
     target = _model_device(models[0]) if device is None else resolve_device(device)
     images = prepare_inputs(inputs, info).to(target)
     with _inference(models, target):
         chunks = [
-            _log_probabilities(models, images[start : start + batch_size], tta).exp()
+            ensemble.log_probabilities(images[start : start + batch_size], tta).exp()
             for start in range(0, images.shape[0], batch_size)
         ]
     probabilities = torch.cat(chunks).cpu()

@@ -1,12 +1,47 @@
-"""Running scores of a fit or an evaluation, kept on the device and summed across processes."""
+"""Running scores of a fit or an evaluation, kept on the device and summed across processes.
+
+:class:`RunningScore` counts the loss and the accuracy. :class:`MetricSet` adds the user's
+metrics: plain functions ``fn(outputs, targets) -> tensor`` (averaged over the samples of
+an epoch) or objects with ``update(outputs, targets)``, ``compute()`` and ``reset()`` (the
+protocol torchmetrics' ``Metric`` follows, accepted by duck typing).
+"""
 
 from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["RunningScore"]
+from lenetish.errors import InvalidArgumentError
+
+__all__ = ["MetricFunction", "MetricLike", "MetricObject", "MetricSet", "RunningScore"]
+
+MetricFunction = Callable[[Tensor, Tensor], Any]
+
+
+@runtime_checkable
+class MetricObject(Protocol):
+    """A stateful metric: ``reset()``, ``update(outputs, targets)`` per batch, ``compute()``."""
+
+    def update(self, outputs: Tensor, targets: Tensor) -> Any:
+        """Add one batch."""
+        ...
+
+    def compute(self) -> Any:
+        """The value over every batch since the last reset (a number or a 0-d tensor)."""
+        ...
+
+    def reset(self) -> Any:
+        """Start again."""
+        ...
+
+
+MetricLike = MetricFunction | MetricObject
 
 
 class RunningScore:
@@ -72,3 +107,93 @@ class RunningScore:
         self._loss_sum = loss_sum
         self._correct = correct.round().long()
         self._seen = int(seen.item())
+
+
+class MetricSet:
+    """The user's metrics over one epoch of training or validation batches.
+
+    A function's values are weighted by batch size and summed on the device (no sync per
+    batch); an object is updated with every batch and computed once. Each set holds its own
+    copies of the objects, so training and validation never mix.
+
+    Args:
+        metrics: ``{name: function or object}``.
+        device: where the running sums live.
+
+    Raises:
+        InvalidArgumentError: a name is not a non-empty string, or a value is neither a
+            callable nor an object with ``update``, ``compute`` and ``reset``.
+
+    Example:
+        >>> def error_rate(outputs, targets):
+        ...     return (outputs.argmax(1) != targets).float().mean()
+        >>> metrics = MetricSet({"error": error_rate}, torch.device("cpu"))
+        >>> metrics.update(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 1]))
+        >>> metrics.compute(prefix="val_")
+        {'val_error': 0.5}
+    """
+
+    def __init__(self, metrics: Mapping[str, MetricLike], device: torch.device) -> None:
+        self.functions: dict[str, MetricFunction] = {}
+        self.objects: dict[str, MetricObject] = {}
+        for name, metric in metrics.items():
+            if not isinstance(name, str) or not name:
+                raise InvalidArgumentError(f"metric names must be non-empty strings, got {name!r}")
+            if isinstance(metric, MetricObject):
+                duplicate = copy.deepcopy(metric)
+                move = getattr(duplicate, "to", None)
+                self.objects[name] = move(device) if callable(move) else duplicate
+            elif callable(metric):
+                self.functions[name] = metric
+            else:
+                raise InvalidArgumentError(
+                    f"metric {name!r} must be a function (outputs, targets) -> value or an "
+                    f"object with update/compute/reset, got {metric!r}"
+                )
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new epoch."""
+        self.sums = {
+            name: torch.zeros((), dtype=torch.float64, device=self.device)
+            for name in self.functions
+        }
+        self.seen = 0
+        for metric in self.objects.values():
+            metric.reset()
+
+    def update(self, outputs: Tensor, targets: Tensor) -> None:
+        """Add one batch of (detached) outputs and targets."""
+        count = int(targets.shape[0])
+        for name, function in self.functions.items():
+            value = torch.as_tensor(function(outputs, targets), device=self.device)
+            self.sums[name] += value.detach().double() * count
+        for metric in self.objects.values():
+            metric.update(outputs, targets)
+        self.seen += count
+
+    def compute(self, prefix: str = "") -> dict[str, float]:
+        """``{prefix + name: value}`` over the batches so far (NaN before any batch)."""
+        values = {
+            f"{prefix}{name}": float(total) / self.seen if self.seen else math.nan
+            for name, total in self.sums.items()
+        }
+        for name, metric in self.objects.items():
+            values[f"{prefix}{name}"] = float(metric.compute()) if self.seen else math.nan
+        return values
+
+    def all_reduce(self) -> None:
+        """Sum the functions' totals over every process (objects synchronise themselves)."""
+        if not self.functions:
+            return
+        totals = torch.stack(
+            [
+                *self.sums.values(),
+                torch.tensor(float(self.seen), dtype=torch.float64, device=self.device),
+            ]
+        )
+        dist.all_reduce(totals)
+        *sums, seen = totals.unbind()
+        self.sums = dict(zip(self.sums, sums, strict=True))
+        self.seen = int(seen.item())

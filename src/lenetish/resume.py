@@ -65,13 +65,14 @@ def _legacy_keys(callbacks: Iterable[Callback]) -> dict[str, Callback]:
 def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
     """Everything needed to resume ``trainer``'s fit exactly, as plain containers and tensors."""
     scaler = None if trainer.step is None else trainer.step.scaler
+    optimizer = trainer.fitted_optimizer
     callbacks = trainer.fit_callbacks or trainer.callbacks
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": trainer.module.state_dict(),
         "model_class": type(trainer.module).__name__,
-        "optimizer": None if trainer.optimizer is None else trainer.optimizer.state_dict(),
-        "optimizer_class": type(trainer.optimizer).__name__,
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "optimizer_class": type(optimizer).__name__,
         "scaler": None if scaler is None else scaler.state_dict(),
         "epoch": trainer.state.epoch + 1,
         "epochs_planned": trainer.epochs,
@@ -103,7 +104,6 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
             f"--nproc_per_node={saved_world_size}), since each process's share of the batches "
             "and its random stream depend on it"
         )
-    assert trainer.optimizer is not None, "restore after the optimizer is built"
     check_training_checkpoint(
         checkpoint, model=trainer.module, optimizer=trainer.optimizer, source=source
     )
@@ -121,7 +121,7 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
             f"{source} was written by a trainer using {saved_class}, but this one uses "
             f"{type(trainer.optimizer).__name__}; resume with the same optimizer settings"
         )
-    if trainer.optimizer is not None and checkpoint["optimizer"] is not None:
+    if checkpoint["optimizer"] is not None:
         trainer.optimizer.load_state_dict(checkpoint["optimizer"])
     scaler = None if trainer.step is None else trainer.step.scaler
     if scaler is not None and checkpoint["scaler"] is not None:

@@ -43,6 +43,7 @@ class TrainState:
             waits for the device, so read it only when you need it.
         metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
         resumed: whether this fit continues from a checkpoint.
+        validating: whether this fit was given validation batches (``val_*`` metrics).
     """
 
     epoch: int = 0
@@ -54,6 +55,7 @@ class TrainState:
     last_loss: Tensor | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     resumed: bool = False
+    validating: bool = False
     started_at: float = field(default_factory=time.monotonic)
 
     @property

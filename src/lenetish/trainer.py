@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
@@ -27,9 +26,10 @@ from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTr
 from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import InvalidArgumentError, NotFittedError
 from lenetish.loaders import tell_epoch
-from lenetish.metrics import RunningScore
+from lenetish.losses import Criterion, LossFunction, LossName
+from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.resume import callbacks_by_key, checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
 from lenetish.step import (
@@ -49,15 +49,17 @@ Batch = tuple[Tensor, Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 OptimizerName = Literal["adam", "sgd"]
 SchedulerName = Literal["onecycle", "step"]
+_RESERVED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
 class Trainer:
-    """Train a classifier that returns log-probabilities, with callbacks at every step.
+    """Train a classifier, with callbacks at every step and your own loss and metrics.
 
     The defaults reproduce the seed blog post: Adam with PyTorch's default learning rate,
-    negative log-likelihood on the model's log-probabilities, the loader's batch size.
-    Subclass it and override :meth:`training_step`, :meth:`validation_step` or
-    :meth:`configure_optimizers` to change what a step does.
+    negative log-likelihood on the model's log-probabilities, the loader's batch size. A
+    model that returns logits or probabilities is detected on the first batch
+    (``loss="auto"``). Subclass it and override :meth:`training_step`,
+    :meth:`validation_step` or :meth:`configure_optimizers` to change what a step does.
 
     Args:
         model: the network, e.g. :class:`~lenetish.MNISTConvNet`.
@@ -89,9 +91,25 @@ class Trainer:
             e.g. :class:`~lenetish.RandomAffine` (validation batches are left alone).
         label_smoothing: mix this much of a uniform target into the training loss
             (``(1 - s) * NLL + s * mean negative log-probability``); 0 is the seed's loss.
-        seed: seed Python, NumPy and torch at the start of :meth:`fit`.
+        loss: ``"auto"`` (from the first training batch: log-probabilities get the
+            negative log-likelihood, logits and probabilities the cross-entropy; logged
+            once), ``"nll"``, ``"cross_entropy"``, or a callable ``(outputs, targets) ->
+            scalar``; see :class:`lenetish.losses.Criterion`.
+        metrics: ``{name: metric}``, each a function ``(outputs, targets) -> value`` (averaged
+            over an epoch's samples) or an object with ``update``/``compute``/``reset`` (a
+            torchmetrics ``Metric``); History gets ``name`` and, with validation,
+            ``val_name``.
+        seed: seed Python, NumPy and torch at the start of :meth:`fit`. The model was built
+            before the trainer, so this does not seed its initial weights: call
+            :func:`~lenetish.seed_everything` before building it for that.
         deterministic: use PyTorch's deterministic algorithms during :meth:`fit`.
-        progress: show a progress bar (``None``: only when stderr is a terminal).
+        progress: show a progress bar (``None``: in a terminal or a Jupyter notebook, not
+            under ``CI=true``).
+
+    Attributes:
+        optimizer: the optimizer of the current fit (available in every hook; before the
+            first fit, reading it raises :class:`~lenetish.errors.NotFittedError`).
+        history: the :class:`~lenetish.History` of the latest fit.
 
     Under ``torchrun`` with several processes, :meth:`fit` trains data-parallel (see
     :doc:`/distributed`): ``self.model`` is the ``DistributedDataParallel`` wrapper during
@@ -128,6 +146,8 @@ class Trainer:
         grad_clip_norm: float | None = None,
         augment: Callable[[Tensor], Tensor] | None = None,
         label_smoothing: float = 0.0,
+        loss: LossName | LossFunction = "auto",
+        metrics: Mapping[str, MetricLike] | None = None,
         seed: int | None = None,
         deterministic: bool = False,
         progress: bool | None = None,
@@ -151,16 +171,21 @@ class Trainer:
         self.momentum, self.weight_decay = momentum, weight_decay
         self.grad_clip_norm, self.augment = grad_clip_norm, augment
         self.label_smoothing, self.seed, self.deterministic = label_smoothing, seed, deterministic
+        self.criterion = Criterion(loss, label_smoothing)
+        self.metrics: dict[str, MetricLike] = dict(metrics or {})
+        MetricSet(self.metrics, self.device)  # refuses what is not a metric, now
         self.history = next((c for c in callbacks if isinstance(c, History)), History())
-        extra: list[Callback] = [] if self.history in callbacks else [self.history]
+        self.history_given = self.history in callbacks
+        extra: list[Callback] = [] if self.history_given else [self.history]
         if not any(isinstance(c, ProgressBar) for c in callbacks):
             extra.append(ProgressBar(enabled=progress))
         self.callbacks: list[Callback] = [*callbacks, *extra]
         self.fit_callbacks: list[Callback] = []
         self.should_stop = False
         self.state = TrainState(epochs=epochs)
-        self.optimizer: Optimizer | None = None
+        self.fitted_optimizer: Optimizer | None = None
         self.step: TrainingStep | None = None
+        self.logged: dict[str, float | Tensor] = {}
         self.parallel: ParallelStrategy = SingleProcess()
 
     @property
@@ -169,6 +194,16 @@ class Trainer:
         if isinstance(self.model, DistributedDataParallel):
             return self.model.module  # type: ignore[no-any-return]
         return self.model
+
+    @property
+    def optimizer(self) -> Optimizer:
+        """Optimizer: The optimizer of the current (or last) fit, e.g. for an lr callback."""
+        if self.fitted_optimizer is None:
+            raise NotFittedError(
+                "trainer.optimizer exists once fit() has started (configure_optimizers builds "
+                "it); read it inside a callback hook or after fit()"
+            )
+        return self.fitted_optimizer
 
     @property
     def world_size(self) -> int:
@@ -197,18 +232,40 @@ class Trainer:
         return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay, fused=fused)
 
     def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Forward one training batch and return its loss (still attached) and logits."""
-        logits = self.model(images)
-        loss = F.nll_loss(logits, labels)
-        if self.label_smoothing:
-            uniform = -logits.float().mean(dim=1).mean()
-            loss = (1 - self.label_smoothing) * loss + self.label_smoothing * uniform
-        return BatchOutput(loss, logits, labels)
+        """Forward one training batch and return its loss (still attached) and outputs."""
+        outputs = self.model(images)
+        return BatchOutput(self.compute_loss(outputs, labels), outputs, labels)
 
     def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
         """Forward one validation batch (under inference mode, model in eval mode)."""
-        logits = self.model(images)
-        return BatchOutput(F.nll_loss(logits, labels), logits, labels)
+        outputs = self.model(images)
+        return BatchOutput(self.compute_loss(outputs, labels, smoothing=False), outputs, labels)
+
+    def compute_loss(self, outputs: Tensor, targets: Tensor, *, smoothing: bool = True) -> Tensor:
+        """The trainer's ``loss`` of a batch (with ``label_smoothing`` unless told not to).
+
+        Call it from your own :meth:`training_step` to keep the loss setting and label
+        smoothing; a ``training_step`` that does not is warned about once per fit.
+        """
+        return self.criterion(outputs, targets, smoothing=smoothing)
+
+    def log(self, name: str, value: float | Tensor) -> None:
+        """Record ``value`` as this epoch's ``name`` metric (the last value logged wins).
+
+        Call it from ``training_step`` or any hook during an epoch; the value lands in the
+        epoch's History row, the loggers, and what monitors read (see :doc:`/training`).
+        A tensor is read once, when the epoch ends.
+
+        Raises:
+            InvalidArgumentError: ``name`` is a built-in metric, or ``value`` not a number.
+        """
+        if name in _RESERVED or name in self.metrics or name.removeprefix("val_") in self.metrics:
+            raise InvalidArgumentError(
+                f"{name!r} is a metric the trainer computes itself; log under another name"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+            raise InvalidArgumentError(f"trainer.log({name!r}, ...) needs a number, got {value!r}")
+        self.logged[name] = value.detach() if isinstance(value, Tensor) else value
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -261,7 +318,10 @@ class Trainer:
         val = None if val is None else parallel.shard(val, role="validation")
         steps_per_epoch = len(train) if isinstance(train, Sized) else None
         self.state = state = TrainState(
-            epochs=self.epochs, steps_per_epoch=steps_per_epoch, resumed=checkpoint is not None
+            epochs=self.epochs,
+            steps_per_epoch=steps_per_epoch,
+            resumed=checkpoint is not None,
+            validating=val is not None,
         )
         self.should_stop = False
         with deterministic_algorithms(self.deterministic):
@@ -270,6 +330,7 @@ class Trainer:
             self._prepare_fit(steps_per_epoch)
             if checkpoint is not None:
                 restore_training_state(self, checkpoint, source=str(resume))
+            self.first_step = state.global_step
             parallel.agree_on_seed(
                 checkpoint.get("rank_seed", 0) if checkpoint is not None else self.seed
             )
@@ -296,7 +357,12 @@ class Trainer:
         return self.history
 
     def _prepare_fit(self, steps_per_epoch: int | None) -> None:
-        """The fit's callbacks (reset, keys checked), its optimizer and its step."""
+        """The fit's History, callbacks (reset, keys checked), loss, optimizer and step."""
+        if not self.history_given:  # each fit returns a History of its own
+            fresh = History()
+            self.callbacks = [fresh if c is self.history else c for c in self.callbacks]
+            self.history = fresh
+        self.criterion.reset()
         schedule = builtin_schedule(
             self.scheduler_spec, lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
         )
@@ -308,7 +374,11 @@ class Trainer:
         callbacks_by_key(everyone)  # refuses two callbacks with one key, on every rank
         for callback in self.fit_callbacks:
             callback.reset()
-        self.optimizer = optimizer = self.configure_optimizers()
+        self.fitted_optimizer = optimizer = self.configure_optimizers()
+        self.metric_sets = (
+            MetricSet(self.metrics, self.device),
+            MetricSet(self.metrics, self.device),
+        )
         settings = StepSettings(self.device, self.precision, self.grad_clip_norm, self.augment)
         eager = EagerStep(self.model, optimizer, self.training_step, settings, self._call)
         request = CaptureRequest(
@@ -324,9 +394,14 @@ class Trainer:
         self.step = make_step(eager, request)
         self.state.lr = float(optimizer.param_groups[0]["lr"])
 
-    def _call(self, hook: str, *args: Any) -> None:
-        """Run ``hook`` on every callback in order; a StopTraining becomes a stop request."""
+    def _call(self, hook: str, *args: Any, reading: bool | None = None) -> None:
+        """Run ``hook`` on every callback in order; a StopTraining becomes a stop request.
+
+        With ``reading`` set, only the callbacks whose ``reads_metrics`` equals it.
+        """
         for callback in self.fit_callbacks:
+            if reading is not None and callback.reads_metrics != reading:
+                continue
             try:
                 getattr(callback, hook)(self, self.state, *args)
             except StopTraining:
@@ -340,8 +415,10 @@ class Trainer:
         self.parallel.seed_epoch(epoch)
         started = time.monotonic()
         self.model.train()
+        self.logged = {}
         self._call("on_epoch_start")
-        score = RunningScore(self.device)
+        score, metric_set = RunningScore(self.device), self.metric_sets[0]
+        metric_set.reset()
         for batch_index, (images, labels) in enumerate(train):
             if self.parallel.agree_to_stop(self.should_stop):
                 return False
@@ -354,17 +431,21 @@ class Trainer:
                 self.should_stop = True
                 continue
             score.add(output.loss, output.logits, output.targets)
+            metric_set.update(output.logits, output.targets)
         self.parallel.reduce(score)
-        metrics: dict[str, float] = {"epoch": epoch + 1, **score.metrics()}
+        self.parallel.reduce(metric_set)
+        state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
         if val is not None:
             val_metrics = self._validate(val)
-            metrics.update(val_metrics)
             self._call("on_validation_end", val_metrics)
-        if self.optimizer is not None:
-            state.lr = float(self.optimizer.param_groups[0]["lr"])
+            metrics.update(val_metrics)  # with what the hooks wrote into it
+        state.lr = float(self.optimizer.param_groups[0]["lr"])
         metrics.update(lr=state.lr, seconds=time.monotonic() - started)
-        state.metrics = metrics
-        self._call("on_epoch_end")
+        # Callbacks that log run first; those that read the epoch's metrics (History,
+        # monitors, loggers: reads_metrics=True) run after them and see every logged value.
+        self._call("on_epoch_end", reading=False)
+        metrics.update({name: float(value) for name, value in self.logged.items()})
+        self._call("on_epoch_end", reading=True)
         return True
 
     def _on_device(self, images: Tensor, labels: Tensor) -> Batch:
@@ -374,9 +455,11 @@ class Trainer:
         return images, labels.to(self.device, non_blocking=True)
 
     def _train_batch(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        assert self.optimizer is not None and self.step is not None
+        assert self.step is not None
         self._call("on_batch_start")
         output = self.step(images, labels)
+        if self.state.global_step == self.first_step:
+            self.criterion.warn_if_smoothing_dropped()
         self.state.global_step += 1
         detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
         self.state.last_loss = detached.loss
@@ -387,12 +470,15 @@ class Trainer:
         return detached
 
     def _validate(self, val: Iterable[Batch]) -> dict[str, float]:
-        score = RunningScore(self.device)
+        score, metric_set = RunningScore(self.device), self.metric_sets[1]
+        metric_set.reset()
         with evaluation_mode(self.model, StepSettings(self.device, self.precision)):
             for images, labels in val:
                 output = self.validation_step(*self._on_device(images, labels))
                 score.add(output.loss, output.logits, output.targets)
+                metric_set.update(output.logits, output.targets)
         self.parallel.reduce(score)
+        self.parallel.reduce(metric_set)
         if not score.seen:
             raise InvalidArgumentError("the validation loader yielded no samples")
-        return score.metrics(prefix="val_")
+        return {**score.metrics(prefix="val_"), **metric_set.compute(prefix="val_")}

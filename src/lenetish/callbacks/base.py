@@ -54,6 +54,9 @@ class Callback:
     Attributes:
         order: callbacks with a smaller order run first in every hook (default 0; the
             built-in :class:`History` runs at -100, checkpointing at 1000).
+        reads_metrics: the callback reads an epoch's final metrics in ``on_epoch_end`` (a
+            monitor, a logger, History): it runs after every callback that does not, so
+            it sees what they logged with ``trainer.log`` whatever the orders.
         rank_zero_only: in a distributed fit, run this callback in rank 0's process only
             (for callbacks that just print or write files, like the progress bar and the
             loggers); the default runs it in every process, which callbacks that change the
@@ -68,6 +71,7 @@ class Callback:
     """
 
     order: int = 0
+    reads_metrics: bool = False
     rank_zero_only: bool = False
 
     @property

@@ -39,6 +39,7 @@ class History(Callback):
     """
 
     order = -100
+    reads_metrics = True
 
     def __init__(self, rows: list[Row] | None = None) -> None:
         self.rows: list[Row] = list(rows or [])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lenetish._checks import check_positive_int
 from lenetish.callbacks.base import Callback
+from lenetish.callbacks.history import History
 from lenetish.errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -29,7 +30,9 @@ class ProgressBar(Callback):
     batches; the epoch's metrics appear when it ends.
 
     Args:
-        enabled: ``True``/``False``, or ``None`` to show it only when ``stream`` is a terminal.
+        enabled: ``True``/``False``, or ``None``: shown in a terminal and in a Jupyter
+            notebook (as a notebook widget, through ``tqdm.auto``), not when ``CI`` is set
+            to true or the output is a file or a pipe.
         refresh_every: batches between loss updates.
         stream: where to draw (default: ``sys.stderr``).
 
@@ -38,6 +41,7 @@ class ProgressBar(Callback):
     """
 
     order = 100
+    reads_metrics = True
     rank_zero_only = True
 
     def __init__(
@@ -57,8 +61,10 @@ class ProgressBar(Callback):
     def _active(self) -> bool:
         if self.enabled is not None:
             return self.enabled
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            return False
         stream = self.stream or sys.stderr
-        return bool(getattr(stream, "isatty", lambda: False)())
+        return in_notebook() or bool(getattr(stream, "isatty", lambda: False)())
 
     def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
         """Open this epoch's bar."""
@@ -104,25 +110,39 @@ class ProgressBar(Callback):
 
 
 class CSVLogger(Callback):
-    """Rewrite a CSV file of the :class:`~lenetish.History` after every epoch.
+    """Write a CSV file of the :class:`~lenetish.History` after every epoch.
 
-    Rewriting the whole (small) file keeps it complete after a resume, and
-    :meth:`History.from_csv <lenetish.History.from_csv>` reads it back.
+    By default the file is rewritten from the fit's History each epoch, which keeps it
+    complete after a resume; :meth:`History.from_csv <lenetish.History.from_csv>` reads it
+    back. With ``append=True`` the rows already in the file (earlier fits, or the run a
+    resumed fit continues) are kept and each epoch's row is added after them; a new column
+    rewrites the header.
 
     Args:
         path: the CSV file (its folder is created if needed).
+        append: keep the file's earlier rows instead of starting it afresh each fit.
+
+    Example:
+        >>> CSVLogger("runs/a/history.csv", append=True).append
+        True
     """
 
+    reads_metrics = True
     rank_zero_only = True
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
         self.path = Path(path)
+        self.append = append
         self.state_key = f"lenetish.CSVLogger[path={self.path}]"
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Write the history so far."""
+        """Write the history so far (after the file's earlier rows, with ``append``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.history.to_csv(self.path)
+        if not self.append:
+            trainer.history.to_csv(self.path)
+            return
+        earlier = History.from_csv(self.path).rows if self.path.exists() else []
+        History([*earlier, dict(state.metrics)]).to_csv(self.path)
 
 
 class TensorBoardLogger(Callback):
@@ -135,6 +155,7 @@ class TensorBoardLogger(Callback):
         MissingDependencyError: tensorboard is not installed.
     """
 
+    reads_metrics = True
     rank_zero_only = True
 
     def __init__(self, log_dir: str | os.PathLike[str]) -> None:
@@ -173,3 +194,10 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where ``tqdm.auto`` draws a widget)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython else None
+    return type(shell).__name__ == "ZMQInteractiveShell"

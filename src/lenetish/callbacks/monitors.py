@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ import torch
 
 from lenetish._checks import check_positive_int
 from lenetish.callbacks.base import Callback
+from lenetish.callbacks.watch import MetricWatch, Mode
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -24,101 +24,93 @@ __all__ = ["EarlyStopping", "ModelCheckpoint"]
 logger = logging.getLogger("lenetish")
 
 
-@dataclass
-class MetricWatch:
-    """The best value so far of one metric, and whether a new value improves on it."""
-
-    monitor: str
-    mode: str
-    min_delta: float = 0.0
-    best: float = math.nan
-    best_epoch: int = 0
-
-    @classmethod
-    def checked(cls, monitor: str, mode: str, min_delta: float = 0.0) -> MetricWatch:
-        """Validate the settings (``mode="auto"``: max for accuracies, else min)."""
-        if not isinstance(monitor, str) or not monitor:
-            raise InvalidArgumentError(f"monitor must be a metric name, got {monitor!r}")
-        if mode not in ("auto", "min", "max"):
-            raise InvalidArgumentError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not min_delta >= 0:
-            raise InvalidArgumentError(f"min_delta must be >= 0, got {min_delta!r}")
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        return cls(monitor, mode, float(min_delta))
-
-    def value(self, metrics: dict[str, float]) -> float:
-        """Read the monitored metric, or say which metrics there are."""
-        if self.monitor not in metrics:
-            raise InvalidArgumentError(
-                f"monitor={self.monitor!r} is not among this epoch's metrics "
-                f"({', '.join(sorted(metrics))}); pass val= to fit() for val_* metrics"
-            )
-        return float(metrics[self.monitor])
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record ``value`` if it improves on the best by more than ``min_delta``."""
-        if math.isnan(value):
-            return False
-        gain = value - self.best if self.mode == "max" else self.best - value
-        if math.isnan(self.best) or gain > self.min_delta:
-            self.best, self.best_epoch = value, epoch
-            return True
-        return False
-
-    def state_dict(self) -> dict[str, Any]:
-        """The best value and its epoch."""
-        return {"best": self.best, "best_epoch": self.best_epoch}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
-
-
 class EarlyStopping(Callback):
     """Stop when a metric has not improved for ``patience`` epochs.
 
+    It reads each epoch's final metrics (``reads_metrics``), so it can watch anything a
+    callback or ``training_step`` logged with ``trainer.log``, and a ``val_*`` metric in a
+    fit without validation is refused before training starts.
+
     Args:
         monitor: the metric to watch (``"val_loss"``, ``"val_accuracy"``, ``"loss"``...).
-        mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, else min).
+        mode: ``"min"``, ``"max"``, or ``"auto"``: from the words of the name (loss, error,
+            mse, mae, nll: lower is better; accuracy, acc, auc, f1, precision, recall, iou:
+            higher is better); any other name needs ``mode``.
         patience: epochs without improvement before stopping.
         min_delta: the smallest change that counts as an improvement.
         restore_best: load the best epoch's weights back into the model when training ends.
+        check_finite: stop at once when the monitored value is NaN or infinite.
+        baseline: a value the metric must beat to count as improving at all.
+        start_from_epoch: epochs (from 1) to train before watching: earlier epochs neither
+            improve nor use up patience.
 
     Raises:
-        InvalidArgumentError: a setting is out of range.
+        InvalidArgumentError: a setting is out of range, or the direction is unknown.
 
     Example:
         >>> EarlyStopping("val_accuracy", patience=2).watch.mode
         'max'
+        >>> EarlyStopping("accumulated_loss").watch.mode
+        'min'
     """
+
+    reads_metrics = True
 
     def __init__(
         self,
         monitor: str = "val_loss",
         *,
-        mode: str = "auto",
+        mode: Mode = "auto",
         patience: int = 3,
         min_delta: float = 0.0,
         restore_best: bool = False,
+        check_finite: bool = True,
+        baseline: float | None = None,
+        start_from_epoch: int = 0,
     ) -> None:
         check_positive_int("patience", patience)
+        if (
+            isinstance(start_from_epoch, bool)
+            or not isinstance(start_from_epoch, int)
+            or (start_from_epoch < 0)
+        ):
+            raise InvalidArgumentError(
+                f"start_from_epoch must be an integer >= 0, got {start_from_epoch!r}"
+            )
+        if baseline is not None and not math.isfinite(baseline):
+            raise InvalidArgumentError(f"baseline must be a finite number, got {baseline!r}")
         self.watch = MetricWatch.checked(monitor, mode, min_delta)
         self.patience = patience
         self.restore_best = restore_best
+        self.check_finite = check_finite
+        self.baseline = baseline
+        self.start_from_epoch = start_from_epoch
         self.state_key = f"lenetish.EarlyStopping[monitor={self.watch.monitor}]"
         self.reset()
 
     def reset(self) -> None:
         """Forget the best value, the waiting count and the saved weights."""
-        self.watch.best, self.watch.best_epoch = math.nan, 0
+        self.watch.forget()
+        if self.baseline is not None:
+            self.watch.best = self.baseline
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
 
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+        """Refuse a ``val_*`` monitor in a fit without validation, before training."""
+        self.watch.check_available(state, "EarlyStopping")
+
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Compare the epoch's metric with the best; request a stop when patience runs out."""
-        if self.watch.update(self.watch.value(state.metrics), state.epoch + 1):
+        epoch = state.epoch + 1
+        value = self.watch.value(state.metrics)
+        if self.check_finite and not math.isfinite(value):
+            self._stop(trainer, epoch, f"{self.watch.monitor} is {value}")
+            return
+        if epoch <= self.start_from_epoch:
+            return
+        if self.watch.update(value, epoch):
             self.wait = 0
             if self.restore_best:
                 self.best_weights = {
@@ -127,20 +119,32 @@ class EarlyStopping(Callback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = state.epoch + 1
-            logger.info(
-                "EarlyStopping: %s has not improved for %d epochs (best %.5g at epoch %d)",
-                self.watch.monitor,
-                self.wait,
-                self.watch.best,
-                self.watch.best_epoch,
+            reason = f"{self.watch.monitor} has not improved for {self.wait} epochs " + (
+                f"(best {self.watch.best:.5g} at epoch {self.watch.best_epoch})"
+                if self.watch.best_epoch
+                else f"(never better than the baseline {self.watch.best:.5g})"
+                if self.baseline is not None
+                else "(every value was NaN)"
             )
-            trainer.should_stop = True
+            self._stop(trainer, epoch, reason)
+
+    def _stop(self, trainer: Trainer, epoch: int, reason: str) -> None:
+        self.stopped_epoch = epoch
+        logger.info("EarlyStopping: %s; stopping after epoch %d", reason, epoch)
+        trainer.should_stop = True
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Put the best weights back when ``restore_best`` is set."""
-        if self.restore_best and self.best_weights is not None:
-            trainer.module.load_state_dict(self.best_weights)
+        """Put the best weights back when ``restore_best`` is set (say so when there are none)."""
+        if not self.restore_best:
+            return
+        if self.best_weights is None:
+            logger.warning(
+                "EarlyStopping: restore_best has nothing to restore: %s never improved "
+                "(no finite value beat the start); the model keeps its last weights",
+                self.watch.monitor,
+            )
+            return
+        trainer.module.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         """Best value, waiting count, stop epoch and (with ``restore_best``) best weights."""
@@ -160,45 +164,67 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save full, resumable checkpoints (``last.pt``, ``best.pt``) at the end of epochs.
+    """Save full, resumable checkpoints (``last.pt``, ``best.pt``, the top k) at epoch ends.
 
     It runs after every other callback, so a checkpoint holds their state for that epoch.
     Files are written atomically; resume with ``trainer.fit(..., resume=folder / "last.pt")``.
-    An epoch whose training loss is NaN or infinite is not saved, so a diverged run never
-    replaces the last good checkpoint.
+    ``last.pt`` is also written for the final epoch of a fit that stops early. An epoch whose
+    training loss is NaN or infinite is not saved, so a diverged run never replaces the last
+    good checkpoint. The best value is kept across fits of the same object, so a second fit
+    never replaces a better ``best.pt`` with a worse one (unless ``reset_best``).
 
     Args:
         folder: where the files go (created if needed).
-        monitor: the metric that decides ``best.pt``.
-        mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, else min).
+        monitor: the metric that decides ``best.pt`` and the top k.
+        mode: ``"min"``, ``"max"``, or ``"auto"`` (see :class:`EarlyStopping`).
         save_best: keep ``best.pt``, the epoch with the best ``monitor`` value.
         save_last: keep ``last.pt``, the latest epoch.
         every_n_epochs: write ``last.pt`` every this many epochs (and after the final one).
+        save_top_k: also keep the ``k`` best epochs, each in a file named by ``filename``
+            (worse files are deleted as better ones arrive).
+        filename: a :meth:`str.format` template for the top-k files, given ``epoch`` and the
+            epoch's metrics, e.g. ``"{epoch:03d}-{val_loss:.4f}.pt"``.
+        reset_best: forget the best value at the start of every fit.
 
     Raises:
-        InvalidArgumentError: a setting is out of range or both saves are off.
+        InvalidArgumentError: a setting is out of range or nothing would be saved.
+
+    Example:
+        >>> saver = ModelCheckpoint("runs/a", monitor="val_accuracy", save_top_k=3)
+        >>> saver.filename
+        '{epoch:03d}-{val_accuracy:.4f}.pt'
     """
 
     order = 1000
+    reads_metrics = True
 
     def __init__(
         self,
         folder: str | os.PathLike[str],
         *,
         monitor: str = "val_loss",
-        mode: str = "auto",
+        mode: Mode = "auto",
         save_best: bool = False,
         save_last: bool = True,
         every_n_epochs: int = 1,
+        save_top_k: int = 0,
+        filename: str | None = None,
+        reset_best: bool = False,
     ) -> None:
         check_positive_int("every_n_epochs", every_n_epochs)
-        if not (save_best or save_last):
-            raise InvalidArgumentError("save_best and save_last are both False: nothing to save")
+        if isinstance(save_top_k, bool) or not isinstance(save_top_k, int) or save_top_k < 0:
+            raise InvalidArgumentError(f"save_top_k must be an integer >= 0, got {save_top_k!r}")
+        if not (save_best or save_last or save_top_k):
+            raise InvalidArgumentError(
+                "save_best and save_last are both False and save_top_k is 0: nothing to save"
+            )
         self.folder = Path(folder)
         self.watch = MetricWatch.checked(monitor, mode)
-        self.save_best = save_best
-        self.save_last = save_last
-        self.every_n_epochs = every_n_epochs
+        self.save_best, self.save_last = save_best, save_last
+        self.every_n_epochs, self.save_top_k = every_n_epochs, save_top_k
+        self.filename = filename or f"{{epoch:03d}}-{{{self.watch.monitor}:.4f}}.pt"
+        self.reset_best = reset_best
+        self.top: list[tuple[float, str]] = []  # (value, file name), best first
         self.state_key = f"lenetish.ModelCheckpoint[folder={self.folder}]"
 
     @property
@@ -212,25 +238,58 @@ class ModelCheckpoint(Callback):
         return self.folder / "best.pt"
 
     def reset(self) -> None:
-        """Forget the best value of an earlier fit."""
-        self.watch.best, self.watch.best_epoch = math.nan, 0
+        """Forget the best value of an earlier fit only with ``reset_best``."""
+        if self.reset_best:
+            self.watch.forget()
+            self.top = []
+
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+        """Refuse a ``val_*`` monitor in a fit without validation, before training."""
+        if self.save_best or self.save_top_k:
+            self.watch.check_available(state, "ModelCheckpoint")
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Write ``best.pt`` on improvement and ``last.pt`` on schedule."""
+        """Write ``best.pt`` on improvement, the top k, and ``last.pt`` on schedule."""
         epoch = state.epoch + 1
         if not math.isfinite(state.metrics.get("loss", 0.0)):
             # A diverged epoch would overwrite the last good checkpoint with NaN weights.
             logger.warning("ModelCheckpoint: epoch %d has a non-finite loss; not saving", epoch)
             return
-        if self.save_best and self.watch.update(self.watch.value(state.metrics), epoch):
-            trainer.save_checkpoint(self.best_path)
-        if self.save_last and (epoch % self.every_n_epochs == 0 or epoch == state.epochs):
+        if self.save_best or self.save_top_k:
+            value = self.watch.value(state.metrics)
+            if self.save_top_k:
+                self._keep_top_k(trainer, state, value)
+            if self.save_best and self.watch.update(value, epoch):
+                trainer.save_checkpoint(self.best_path)
+        final = epoch == state.epochs or trainer.should_stop  # the fit ends after this epoch
+        if self.save_last and (epoch % self.every_n_epochs == 0 or final):
             trainer.save_checkpoint(self.last_path)
 
+    def _keep_top_k(self, trainer: Trainer, state: TrainState, value: float) -> None:
+        """Save this epoch if it is among the k best, and delete the one it displaces."""
+        worst = self.top[-1][0] if len(self.top) == self.save_top_k else math.nan
+        if len(self.top) == self.save_top_k and not self.watch.improves(value, worst):
+            return
+        try:
+            name = self.filename.format(**{**state.metrics, "epoch": state.epoch + 1})
+        except (KeyError, ValueError, IndexError) as exc:
+            raise InvalidArgumentError(
+                f"filename={self.filename!r} does not fit this epoch's metrics "
+                f"({', '.join(sorted(state.metrics))}): {exc}"
+            ) from exc
+        trainer.save_checkpoint(self.folder / name)
+        self.top.append((value, name))
+        self.top.sort(key=lambda item: item[0], reverse=self.watch.mode == "max")
+        for _, dropped in self.top[self.save_top_k :]:
+            if trainer.is_main_process and dropped != name:
+                (self.folder / dropped).unlink(missing_ok=True)
+        self.top = self.top[: self.save_top_k]
+
     def state_dict(self) -> dict[str, Any]:
-        """The best value and its epoch."""
-        return self.watch.state_dict()
+        """The best value and its epoch, and the top-k files."""
+        return {**self.watch.state_dict(), "top": [list(item) for item in self.top]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.watch.load_state_dict(state)
+        self.top = [(float(value), str(name)) for value, name in state.get("top", [])]

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from lenetish.callbacks.base import Callback
+from lenetish.callbacks.watch import MetricWatch
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -31,20 +32,39 @@ class LRSchedule(Callback):
         factory: builds the scheduler from the trainer's optimizer, e.g.
             ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)``.
         interval: ``"step"`` (after every optimizer step) or ``"epoch"``.
+        monitor: for a :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau`, the metric
+            passed to its ``step`` once per epoch, after every callback has logged (e.g.
+            ``"val_loss"``); required for it, refused for other schedulers. Note that torch
+            counts a plateau one epoch later than Keras: with ``patience=2`` it lowers the lr
+            after the third epoch without improvement (Keras after the second).
         builtin: deprecated and ignored (it will be removed in 0.3): the Trainer's own
             schedules are recognised by their type, :class:`TrainerSchedule`.
 
+    Attributes:
+        default_monitor: the ``monitor`` a plateau scheduler gets when none is given
+            (``"val_loss"`` for the Trainer's ``scheduler=`` callable; ``None`` here).
+
     Raises:
-        InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``.
+        InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``, or a
+            ``monitor`` with ``interval="step"``. At fit start: a plateau scheduler without a
+            monitor, a monitor for another scheduler, or a ``val_*`` monitor without ``val``.
+
+    Example:
+        >>> from torch.optim.lr_scheduler import ReduceLROnPlateau
+        >>> plateau = LRSchedule(lambda opt: ReduceLROnPlateau(opt, patience=2), monitor="val_loss")
+        >>> plateau.watch.monitor
+        'val_loss'
     """
 
     order = -50
+    reads_metrics = True
 
     def __init__(
         self,
         factory: Callable[[Optimizer], LRScheduler],
         *,
         interval: Interval = "epoch",
+        monitor: str | None = None,
         builtin: bool | None = None,
     ) -> None:
         if builtin is not None:
@@ -57,8 +77,15 @@ class LRSchedule(Callback):
             raise InvalidArgumentError(f"interval must be 'step' or 'epoch', got {interval!r}")
         if not callable(factory):
             raise InvalidArgumentError(f"factory must be callable, got {factory!r}")
+        if monitor is not None and interval != "epoch":
+            raise InvalidArgumentError(
+                "a monitored schedule steps once per epoch: use interval='epoch'"
+            )
         self.factory = factory
         self.interval = interval
+        self.default_monitor: str | None = None
+        # ReduceLROnPlateau has its own mode; the watch only reads the value.
+        self.watch = None if monitor is None else MetricWatch.checked(monitor, "min")
         self.state_key = f"lenetish.LRSchedule[interval={interval}]"
         self.scheduler: LRScheduler | None = None
         self._pending: dict[str, Any] | None = None
@@ -81,6 +108,7 @@ class LRSchedule(Callback):
             for group in trainer.optimizer.param_groups
         ]
         self.scheduler = self.factory(trainer.optimizer)
+        self._check_monitor(state)
         if self._pending is not None:
             self.scheduler.load_state_dict(self._pending)
             for group, values in zip(trainer.optimizer.param_groups, restored, strict=True):
@@ -98,9 +126,31 @@ class LRSchedule(Callback):
             self.scheduler.step()
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Step per epoch when ``interval="epoch"``."""
-        if self.interval == "epoch" and self.scheduler is not None:
+        """Step per epoch when ``interval="epoch"`` (with the monitored value, if any)."""
+        if self.interval != "epoch" or self.scheduler is None:
+            return
+        if self.watch is not None:
+            self.scheduler.step(self.watch.value(state.metrics))  # type: ignore[arg-type]
+        else:
             self.scheduler.step()
+
+    def _check_monitor(self, state: TrainState) -> None:
+        """Give a plateau scheduler its metric; refuse a metric to any other scheduler."""
+        plateau = isinstance(self.scheduler, ReduceLROnPlateau)
+        if plateau and self.watch is None and self.default_monitor is not None:
+            self.watch = MetricWatch.checked(self.default_monitor, "min")
+        if plateau and self.watch is None:
+            raise InvalidArgumentError(
+                "ReduceLROnPlateau needs a metric each epoch: use LRSchedule(factory, "
+                "monitor='val_loss') (or another metric name)"
+            )
+        if not plateau and self.watch is not None:
+            raise InvalidArgumentError(
+                f"monitor={self.watch.monitor!r} is for ReduceLROnPlateau; "
+                f"{type(self.scheduler).__name__} steps without a metric, so drop monitor="
+            )
+        if self.watch is not None:
+            self.watch.check_available(state, "the ReduceLROnPlateau schedule")
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state."""
@@ -164,4 +214,5 @@ def builtin_schedule(
     assert callable(spec)
     schedule = LRSchedule(spec)  # a user's scheduler may change more than the lr
     schedule.state_key = "lenetish.Trainer.scheduler"
+    schedule.default_monitor = "val_loss"  # for a ReduceLROnPlateau
     return schedule

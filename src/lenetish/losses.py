@@ -1,0 +1,203 @@
+"""What a model's outputs are (log-probabilities, probabilities or logits) and the loss on them.
+
+The seed network ends in ``log_softmax``; most PyTorch networks return raw logits. Treating
+logits as log-probabilities trains on a loss that goes negative and reports "probabilities"
+that do not sum to 1, so lenetish never assumes: :func:`output_kind` looks at a batch of
+outputs once, and :func:`log_probabilities` turns any kind into log-probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lenetish.errors import InvalidArgumentError
+
+__all__ = [
+    "LOSSES",
+    "OUTPUT_KINDS",
+    "Criterion",
+    "LossFunction",
+    "LossName",
+    "OutputKind",
+    "check_outputs_setting",
+    "log_probabilities",
+    "output_kind",
+    "resolve_output_kind",
+    "smoothed_nll",
+]
+
+logger = logging.getLogger("lenetish")
+
+OutputKind = Literal["log_probabilities", "probabilities", "logits"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
+LossName = Literal["auto", "nll", "cross_entropy"]
+LOSSES: tuple[LossName, ...] = get_args(LossName)
+LossFunction = Callable[[Tensor, Tensor], Tensor]
+
+_TOLERANCE = 1e-3  # bf16 log_softmax rows sum to 1 within a few 1e-3
+
+
+def output_kind(outputs: Tensor) -> OutputKind:
+    """Say what a batch of classifier outputs ``(B, classes)`` holds (one device sync).
+
+    Rows whose ``logsumexp`` is 0 (all entries <= 0) are log-probabilities; rows of
+    non-negative entries summing to 1 are probabilities; anything else is logits.
+
+    Args:
+        outputs: a batch of outputs, ``(B, classes)``.
+
+    Returns:
+        ``"log_probabilities"``, ``"probabilities"`` or ``"logits"``.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
+        >>> output_kind(logits), output_kind(logits.log_softmax(1)), output_kind(logits.softmax(1))
+        ('logits', 'log_probabilities', 'probabilities')
+    """
+    rows = outputs.detach().float().reshape(outputs.shape[0], -1)
+    tolerance = _TOLERANCE * max(1.0, rows.shape[1] / 10)
+    if bool((rows <= tolerance).all() and (rows.logsumexp(dim=1).abs() < tolerance).all()):
+        return "log_probabilities"
+    if bool((rows >= 0).all() and ((rows.sum(dim=1) - 1).abs() < tolerance).all()):
+        return "probabilities"
+    return "logits"
+
+
+def resolve_output_kind(outputs: OutputKind | str, batch: Tensor, *, who: str) -> OutputKind:
+    """``outputs`` itself, or for ``"auto"`` what :func:`output_kind` finds in ``batch``.
+
+    Raises:
+        InvalidArgumentError: ``outputs`` is neither ``"auto"`` nor a kind.
+    """
+    check_outputs_setting(outputs)
+    if outputs == "auto":
+        kind = output_kind(batch)
+        logger.info("lenetish: %s treats the model's outputs as %s", who, kind)
+        return kind
+    return outputs  # type: ignore[return-value]  # checked against OUTPUT_KINDS
+
+
+def check_outputs_setting(outputs: object) -> None:
+    """Refuse an ``outputs=`` setting that is neither ``"auto"`` nor an output kind.
+
+    Raises:
+        InvalidArgumentError: naming the accepted values.
+    """
+    if outputs != "auto" and outputs not in OUTPUT_KINDS:
+        raise InvalidArgumentError(
+            f"outputs={outputs!r} is not supported; use 'auto' or one of {', '.join(OUTPUT_KINDS)}"
+        )
+
+
+def log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
+    """Log-probabilities ``(B, classes)`` (float32) from outputs of the given kind.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
+        >>> log_probabilities(logits, "logits").exp().sum().item()
+        1.0
+    """
+    outputs = outputs.float()
+    if kind == "logits":
+        return outputs.log_softmax(dim=1)
+    if kind == "probabilities":
+        return outputs.clamp_min(torch.finfo(torch.float32).tiny).log()
+    return outputs
+
+
+def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
+    """Mean negative log-likelihood, mixed with ``smoothing`` of a uniform target.
+
+    ``(1 - s) * NLL + s * mean(-log p)``, which is ``F.cross_entropy(logits,
+    label_smoothing=s)`` when ``log_probs = log_softmax(logits)``.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
+        >>> target = torch.tensor([0])
+        >>> a = smoothed_nll(logits.log_softmax(1), target, 0.1)
+        >>> b = F.cross_entropy(logits, target, label_smoothing=0.1)
+        >>> bool(torch.isclose(a, b))
+        True
+    """
+    loss = F.nll_loss(log_probs, targets)
+    if smoothing:
+        uniform = -log_probs.float().mean(dim=1).mean()
+        loss = (1 - smoothing) * loss + smoothing * uniform
+    return loss
+
+
+class Criterion:
+    """The Trainer's loss: a built-in one on detected outputs, or the user's callable.
+
+    Args:
+        loss: ``"auto"`` (decide from the first training batch: log-probabilities get the
+            negative log-likelihood, probabilities and logits are turned into
+            log-probabilities first, which makes it the cross-entropy), ``"nll"`` (outputs are
+            log-probabilities, the seed's), ``"cross_entropy"`` (outputs are logits), or a
+            callable ``(outputs, targets) -> scalar``.
+        label_smoothing: mix this much of a uniform target into the built-in losses.
+
+    Raises:
+        InvalidArgumentError: ``loss`` is unknown, or label smoothing is asked of a callable.
+
+    Attributes:
+        kind: what the model's outputs are, once known (``None`` before the first batch of a
+            fit with ``loss="auto"``, and for a callable loss).
+    """
+
+    def __init__(self, loss: LossName | LossFunction, label_smoothing: float = 0.0) -> None:
+        if isinstance(loss, str) and loss not in LOSSES:
+            raise InvalidArgumentError(
+                f"loss={loss!r} is not supported; use one of {', '.join(LOSSES)} or a callable "
+                "(outputs, targets) -> loss"
+            )
+        if not isinstance(loss, str) and not callable(loss):
+            raise InvalidArgumentError(f"loss must be a name or a callable, got {loss!r}")
+        if callable(loss) and label_smoothing:
+            raise InvalidArgumentError(
+                "label_smoothing applies to the built-in losses only; with your own loss "
+                "callable, smooth the targets inside it and leave label_smoothing at 0"
+            )
+        self.loss = loss
+        self.label_smoothing = label_smoothing
+        self.kind: OutputKind | None = None
+        self.smoothing_used = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the detected output kind (a new fit decides again)."""
+        fixed: dict[str, OutputKind] = {"nll": "log_probabilities", "cross_entropy": "logits"}
+        self.kind = fixed.get(self.loss) if isinstance(self.loss, str) else None
+        self.smoothing_used = False
+
+    def __call__(self, outputs: Tensor, targets: Tensor, *, smoothing: bool = True) -> Tensor:
+        """The mean loss of a batch; ``smoothing=False`` for validation."""
+        if callable(self.loss):
+            return self.loss(outputs, targets)
+        if self.kind is None:
+            self.kind = resolve_output_kind("auto", outputs, who='loss="auto"')
+        self.smoothing_used |= smoothing and bool(self.label_smoothing)
+        amount = self.label_smoothing if smoothing else 0.0
+        return smoothed_nll(log_probabilities(outputs, self.kind), targets, amount)
+
+    def warn_if_smoothing_dropped(self) -> None:
+        """After a fit's first step: warn if label smoothing was set but never applied.
+
+        That happens when a subclass's ``training_step`` computes its own loss instead of
+        calling ``Trainer.compute_loss``.
+        """
+        if self.label_smoothing and not self.smoothing_used and not callable(self.loss):
+            warnings.warn(
+                f"label_smoothing={self.label_smoothing} is not applied: your training_step "
+                "computes its own loss; call self.compute_loss(outputs, targets) in it to keep "
+                "the setting, or leave label_smoothing at 0",
+                UserWarning,
+                stacklevel=2,
+            )
