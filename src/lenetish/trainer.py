@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, Literal
 
@@ -22,14 +21,14 @@ from lenetish._device import (
     resolve_precision,
     seed_everything,
 )
-from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
+from lenetish.callbacks import Callback, History, ProgressBar, StopTraining
 from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.errors import InvalidArgumentError, NotFittedError
-from lenetish.loaders import tell_epoch
+from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
-from lenetish.metrics import MetricLike, MetricSet, RunningScore
+from lenetish.metrics import MetricLike, MetricSet
 from lenetish.resume import callbacks_by_key, checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
 from lenetish.step import (
@@ -37,7 +36,6 @@ from lenetish.step import (
     EagerStep,
     StepSettings,
     TrainingStep,
-    evaluation_mode,
     make_step,
 )
 
@@ -45,7 +43,6 @@ __all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lene
 
 logger = logging.getLogger("lenetish")
 
-Batch = tuple[Tensor, Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 OptimizerName = Literal["adam", "sgd"]
 SchedulerName = Literal["onecycle", "step"]
@@ -336,14 +333,14 @@ class Trainer:
             )
             self.model = parallel.wrap(self.model)
             try:
-                self._call("on_fit_start")
+                self.call_hook("on_fit_start")
                 if checkpoint is not None:
                     restore_rng_state(checkpoint["rng"])
                 for epoch in range(state.epoch, self.epochs):
                     stop = parallel.agree_to_stop(self.should_stop, epoch_end=True)
-                    if stop or not self._run_epoch(epoch, train, val):
+                    if stop or not run_epoch(self, epoch, train, val):
                         break
-                self._call("on_fit_end")
+                self.call_hook("on_fit_end")
             except BaseException as exc:
                 parallel.note_failure()
                 for callback in self.fit_callbacks:
@@ -380,7 +377,7 @@ class Trainer:
             MetricSet(self.metrics, self.device),
         )
         settings = StepSettings(self.device, self.precision, self.grad_clip_norm, self.augment)
-        eager = EagerStep(self.model, optimizer, self.training_step, settings, self._call)
+        eager = EagerStep(self.model, optimizer, self.training_step, settings, self.call_hook)
         request = CaptureRequest(
             cuda_graphs=self.cuda_graphs,
             settings=settings,
@@ -394,8 +391,8 @@ class Trainer:
         self.step = make_step(eager, request)
         self.state.lr = float(optimizer.param_groups[0]["lr"])
 
-    def _call(self, hook: str, *args: Any, reading: bool | None = None) -> None:
-        """Run ``hook`` on every callback in order; a StopTraining becomes a stop request.
+    def call_hook(self, hook: str, *args: Any, reading: bool | None = None) -> None:
+        """Run ``hook`` on every callback of the fit in order (a StopTraining stops the fit).
 
         With ``reading`` set, only the callbacks whose ``reads_metrics`` equals it.
         """
@@ -406,79 +403,3 @@ class Trainer:
                 getattr(callback, hook)(self, self.state, *args)
             except StopTraining:
                 self.should_stop = True
-
-    def _run_epoch(self, epoch: int, train: Iterable[Batch], val: Iterable[Batch] | None) -> bool:
-        """Train one epoch; return False if a stop request cut it short."""
-        state = self.state
-        state.epoch, state.batch_index = epoch, 0
-        tell_epoch(train, epoch)
-        self.parallel.seed_epoch(epoch)
-        started = time.monotonic()
-        self.model.train()
-        self.logged = {}
-        self._call("on_epoch_start")
-        score, metric_set = RunningScore(self.device), self.metric_sets[0]
-        metric_set.reset()
-        for batch_index, (images, labels) in enumerate(train):
-            if self.parallel.agree_to_stop(self.should_stop):
-                return False
-            state.batch_index = batch_index
-            try:
-                output = self._train_batch(*self._on_device(images, labels))
-            except SkipBatch:
-                continue
-            except StopTraining:
-                self.should_stop = True
-                continue
-            score.add(output.loss, output.logits, output.targets)
-            metric_set.update(output.logits, output.targets)
-        self.parallel.reduce(score)
-        self.parallel.reduce(metric_set)
-        state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
-        if val is not None:
-            val_metrics = self._validate(val)
-            self._call("on_validation_end", val_metrics)
-            metrics.update(val_metrics)  # with what the hooks wrote into it
-        state.lr = float(self.optimizer.param_groups[0]["lr"])
-        metrics.update(lr=state.lr, seconds=time.monotonic() - started)
-        # Callbacks that log run first; those that read the epoch's metrics (History,
-        # monitors, loggers: reads_metrics=True) run after them and see every logged value.
-        self._call("on_epoch_end", reading=False)
-        metrics.update({name: float(value) for name, value in self.logged.items()})
-        self._call("on_epoch_end", reading=True)
-        return True
-
-    def _on_device(self, images: Tensor, labels: Tensor) -> Batch:
-        images = images.to(self.device, non_blocking=True)
-        if self.channels_last and images.dim() == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images, labels.to(self.device, non_blocking=True)
-
-    def _train_batch(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        assert self.step is not None
-        self._call("on_batch_start")
-        output = self.step(images, labels)
-        if self.state.global_step == self.first_step:
-            self.criterion.warn_if_smoothing_dropped()
-        self.state.global_step += 1
-        detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
-        self.state.last_loss = detached.loss
-        lr = self.optimizer.param_groups[0]["lr"]
-        if not isinstance(lr, Tensor):  # a tensor lr is read once per epoch (no sync here)
-            self.state.lr = float(lr)
-        self._call("on_batch_end", detached)
-        return detached
-
-    def _validate(self, val: Iterable[Batch]) -> dict[str, float]:
-        score, metric_set = RunningScore(self.device), self.metric_sets[1]
-        metric_set.reset()
-        with evaluation_mode(self.model, StepSettings(self.device, self.precision)):
-            for images, labels in val:
-                output = self.validation_step(*self._on_device(images, labels))
-                score.add(output.loss, output.logits, output.targets)
-                metric_set.update(output.logits, output.targets)
-        self.parallel.reduce(score)
-        self.parallel.reduce(metric_set)
-        if not score.seen:
-            raise InvalidArgumentError("the validation loader yielded no samples")
-        return {**score.metrics(prefix="val_"), **metric_set.compute(prefix="val_")}

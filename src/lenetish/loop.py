@@ -1,0 +1,125 @@
+"""One epoch of a fit: batches through the step, running scores, validation, the epoch end.
+
+:meth:`Trainer.fit <lenetish.Trainer.fit>` prepares a fit and calls :func:`run_epoch` once
+per epoch. Everything here goes through the trainer's public attributes and seams
+(``step``, ``parallel``, ``state``, ``validation_step``, ``call_hook``...).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from lenetish.callbacks import SkipBatch, StopTraining
+from lenetish.errors import InvalidArgumentError
+from lenetish.loaders import tell_epoch
+from lenetish.metrics import RunningScore
+from lenetish.state import BatchOutput
+from lenetish.step import StepSettings, evaluation_mode
+
+if TYPE_CHECKING:
+    from lenetish.trainer import Trainer
+
+__all__ = ["Batch", "run_epoch", "validate"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+def run_epoch(
+    trainer: Trainer, epoch: int, train: Iterable[Batch], val: Iterable[Batch] | None
+) -> bool:
+    """Train one epoch, validate, and run the epoch-end hooks in their two passes.
+
+    Returns:
+        False if a stop request cut the epoch short (it then gets no validation and no
+        ``on_epoch_end``), else True.
+    """
+    state, parallel = trainer.state, trainer.parallel
+    state.epoch, state.batch_index = epoch, 0
+    tell_epoch(train, epoch)
+    parallel.seed_epoch(epoch)
+    started = time.monotonic()
+    trainer.model.train()
+    trainer.logged = {}
+    trainer.call_hook("on_epoch_start")
+    score, metric_set = RunningScore(trainer.device), trainer.metric_sets[0]
+    metric_set.reset()
+    for batch_index, (images, labels) in enumerate(train):
+        if parallel.agree_to_stop(trainer.should_stop):
+            return False
+        state.batch_index = batch_index
+        try:
+            output = _train_batch(trainer, *_on_device(trainer, images, labels))
+        except SkipBatch:
+            continue
+        except StopTraining:
+            trainer.should_stop = True
+            continue
+        score.add(output.loss, output.logits, output.targets)
+        metric_set.update(output.logits, output.targets)
+    parallel.reduce(score)
+    parallel.reduce(metric_set)
+    state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
+    if val is not None:
+        val_metrics = validate(trainer, val)
+        trainer.call_hook("on_validation_end", val_metrics)
+        metrics.update(val_metrics)  # with what the hooks wrote into it
+    state.lr = float(trainer.optimizer.param_groups[0]["lr"])
+    metrics.update(lr=state.lr, seconds=time.monotonic() - started)
+    # Callbacks that log run first; those that read the epoch's metrics (History, monitors,
+    # loggers: reads_metrics=True) run after them and see every logged value.
+    trainer.call_hook("on_epoch_end", reading=False)
+    metrics.update({name: float(value) for name, value in trainer.logged.items()})
+    trainer.call_hook("on_epoch_end", reading=True)
+    return True
+
+
+def _on_device(trainer: Trainer, images: Tensor, labels: Tensor) -> Batch:
+    images = images.to(trainer.device, non_blocking=True)
+    if trainer.channels_last and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(trainer.device, non_blocking=True)
+
+
+def _train_batch(trainer: Trainer, images: Tensor, labels: Tensor) -> BatchOutput:
+    assert trainer.step is not None
+    state = trainer.state
+    trainer.call_hook("on_batch_start")
+    output = trainer.step(images, labels)
+    if state.global_step == trainer.first_step:
+        trainer.criterion.warn_if_smoothing_dropped()
+    state.global_step += 1
+    detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
+    state.last_loss = detached.loss
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    if not isinstance(lr, Tensor):  # a tensor lr is read once per epoch (no sync here)
+        state.lr = float(lr)
+    trainer.call_hook("on_batch_end", detached)
+    return detached
+
+
+def validate(trainer: Trainer, val: Iterable[Batch]) -> dict[str, float]:
+    """Score ``val`` with ``trainer.validation_step`` in eval and inference mode.
+
+    Returns:
+        ``val_loss``, ``val_accuracy`` and ``val_<name>`` for each of the trainer's metrics.
+
+    Raises:
+        InvalidArgumentError: the validation loader yielded no samples.
+    """
+    score, metric_set = RunningScore(trainer.device), trainer.metric_sets[1]
+    metric_set.reset()
+    with evaluation_mode(trainer.model, StepSettings(trainer.device, trainer.precision)):
+        for images, labels in val:
+            output = trainer.validation_step(*_on_device(trainer, images, labels))
+            score.add(output.loss, output.logits, output.targets)
+            metric_set.update(output.logits, output.targets)
+    trainer.parallel.reduce(score)
+    trainer.parallel.reduce(metric_set)
+    if not score.seen:
+        raise InvalidArgumentError("the validation loader yielded no samples")
+    return {**score.metrics(prefix="val_"), **metric_set.compute(prefix="val_")}
