@@ -704,3 +704,19 @@ def test_train_into_a_closed_pipe_writes_its_files_and_exits_zero(
     assert "Traceback" not in error and "lenetish: error" not in error
     load_weights(MNISTConvNet(), out / "model.safetensors")
     assert len(json.loads((out / "history.json").read_text())) == 3
+
+
+def test_predict_names_a_bad_image_and_skip_bad_predicts_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A blank image among files is named (exit 1); with --skip-bad the others are predicted."""
+    pixels = np.full((90, 60), 255, dtype=np.uint8)
+    pixels[10:80, 27:33] = 0
+    Image.fromarray(pixels).save(tmp_path / "one.png")
+    Image.fromarray(np.full((40, 40), 255, dtype=np.uint8)).save(tmp_path / "blank.png")
+    assert main(["predict", str(tmp_path)]) == 1
+    assert "blank.png" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{tmp_path / 'one.png'}: 1 (probability")
+    assert "lenetish: skipped" in captured.err and "blank.png" in captured.err

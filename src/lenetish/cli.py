@@ -32,7 +32,7 @@ from lenetish.distributed import distributed_env
 from lenetish.errors import InvalidArgumentError, LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
 from lenetish.export import EXPORT_FORMATS, export_model
-from lenetish.inputs import IMAGE_SUFFIXES
+from lenetish.inputs import IMAGE_SUFFIXES, mnistify_files, printable_path
 from lenetish.loaders import TensorLoader
 from lenetish.plots import plot_confusion, plot_digits
 from lenetish.pretrained import pretrained
@@ -249,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PNG",
         default="predictions.png",
         help="without IMAGE: picture of the sample (default: predictions.png)",
+    )
+    predict_cmd.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out images that cannot be read or are blank (each named on stderr)",
     )
 
     img = _command(commands, "img", "draw a grid of training digits with their labels")
@@ -675,12 +680,15 @@ def _predict(args: argparse.Namespace) -> None:
     else:
         model = pretrained(args.weights or "default")
     if paths:
-        files = _image_files(paths)
-        prediction = predict(model, [str(f) for f in files], dataset=args.dataset)
+        files, digits, skipped = mnistify_files(_image_files(paths), skip_bad=args.skip_bad)
+        for message in skipped:
+            print(f"lenetish: skipped {message}", file=sys.stderr)
+        prediction = predict(model, digits, dataset=args.dataset)
+        classes = DATASETS[args.dataset].classes
         for file, label, confidence in zip(
             files, prediction.labels.tolist(), prediction.confidence.tolist(), strict=True
         ):
-            print(f"{file}: {DATASETS[args.dataset].classes[label]} (probability {confidence:.3f})")
+            print(f"{printable_path(file)}: {classes[label]} (probability {confidence:.3f})")
         return
     _check_output_file(args.plot, "--plot")
     test = _test_loader(args)
