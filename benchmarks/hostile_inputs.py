@@ -54,9 +54,12 @@ from lenetish import (
     InvalidImageError,
     InvalidInputError,
     MNISTConvNet,
+    ModelCheckpoint,
+    Trainer,
     export_model,
     load_checkpoint,
     read_idx,
+    write_idx,
 )
 from lenetish.checkpoint import atomic_write, save_checkpoint
 from lenetish.inputs import prepare_inputs, printable_path
@@ -479,6 +482,182 @@ def image_non_utf8_name(work: Path) -> str:
     )
     note.encode("utf-8")
     return f"{note}; printable_path gives {printable_path(missing.name)!r}"
+
+
+# --- resuming from checkpoints that load but do not fit -----------------------------------
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(20, 1, 28, 28, generator=generator)
+    return [(images[i : i + 10], torch.arange(10)) for i in (0, 10)]
+
+
+def _trainer(epochs: int = 1, **options: Any) -> Trainer:
+    return Trainer(MNISTConvNet(), epochs=epochs, device="cpu", progress=False, **options)
+
+
+def _damaged_checkpoint(work: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A real one-epoch checkpoint (fused Adam) with ``change`` applied to its contents."""
+    _trainer(callbacks=[ModelCheckpoint(work)]).fit(_batches())
+    state = load_checkpoint(work / "last.pt")
+    change(state)
+    save_checkpoint(work / "damaged.pt", state)
+    return work / "damaged.pt"
+
+
+def _resume_refused(work: Path, change: Callable[[dict[str, Any]], None], pattern: str) -> str:
+    damaged = _damaged_checkpoint(work, change)
+    return expect(
+        CheckpointError, pattern, lambda: _trainer(epochs=2).fit(_batches(), resume=damaged)
+    )
+
+
+_RESUME = """
+import torch
+from lenetish import MNISTConvNet, Trainer
+images = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+batches = [(images[i : i + 10], torch.arange(10)) for i in (0, 10)]
+Trainer(MNISTConvNet(), epochs=2, device="cpu", progress=False).fit(batches, resume={!r})
+"""
+
+
+@case("restore: an Adam moment of the wrong shape (fused kernel)")
+def restore_wrong_adam_shape(work: Path) -> str:
+    """It used to make the fused Adam write past its buffer and segfault."""
+
+    def change(state: dict[str, Any]) -> None:
+        state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+
+    peak, outcome = measure(_RESUME.format(str(_damaged_checkpoint(work, change))))
+    if not re.search(r"CheckpointError: .*exp_avg", outcome):
+        raise NotHandled(f"outcome {outcome[:120]!r}")
+    return f"{outcome[:90]}... (peak {peak:.0f} MB, no crash)"
+
+
+@case("restore: a stride-0 RNG state of 2 GiB in a small file")
+def restore_expanded_rng(work: Path) -> str:
+    """Refused before set_rng_state could expand it, within 300 MB of a valid resume."""
+
+    def change(state: dict[str, Any]) -> None:
+        state["rng"]["torch"] = torch.zeros(1, dtype=torch.uint8).expand(2**31)
+
+    damaged = _damaged_checkpoint(work, change)
+    return within_memory(
+        _RESUME.format(str(damaged)), _RESUME.format(str(work / "last.pt")), r"rng\.torch"
+    )
+
+
+@case("restore: a string epoch")
+def restore_string_epoch(work: Path) -> str:
+    """A damaged counter is named, not an unexpected TypeError."""
+    return _resume_refused(work, lambda s: s.__setitem__("epoch", "3"), "epoch must be an int")
+
+
+@case("restore: a negative epoch, and one of 10**30")
+def restore_epoch_out_of_range(work: Path) -> str:
+    """Counters out of range are named."""
+    _resume_refused(work, lambda s: s.__setitem__("epoch", -5), "epoch is -5")
+    return _resume_refused(work, lambda s: s.__setitem__("epoch", 10**30), "outside 0..2")
+
+
+@case("restore: no rng")
+def restore_missing_rng(work: Path) -> str:
+    """A missing field is named, not an unexpected KeyError."""
+    return _resume_refused(work, lambda s: s.pop("rng"), "rng is missing")
+
+
+@case("restore: an empty param_groups")
+def restore_empty_groups(work: Path) -> str:
+    """An optimizer state for no groups is named."""
+    change = _set_optimizer_groups_empty
+    return _resume_refused(work, change, "has 0 groups")
+
+
+def _set_optimizer_groups_empty(state: dict[str, Any]) -> None:
+    state["optimizer"]["param_groups"] = []
+
+
+@case("restore: model=[1, 2, 3]")
+def restore_model_list(work: Path) -> str:
+    """A model that is not a dictionary of tensors is named."""
+    return _resume_refused(work, lambda s: s.__setitem__("model", [1, 2, 3]), "must be a dict")
+
+
+@case("restore: History rows that are not rows")
+def restore_bad_history(work: Path) -> str:
+    """A callback state that does not load is named with its callback."""
+
+    def change(state: dict[str, Any]) -> None:
+        state["callbacks"]["lenetish.History"] = {"rows": ["x"]}
+
+    return _resume_refused(work, change, "callback lenetish.History does not load")
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def _cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lenetish", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@case("cli: export onto its own input")
+def cli_export_onto_input(work: Path) -> str:
+    """`export X.pt --out X.pt` would replace the checkpoint with an ONNX file."""
+    _trainer(callbacks=[ModelCheckpoint(work)]).fit(_batches())
+    done = _cli("export", "last.pt", "--format", "onnx", "--out", "./last.pt", cwd=work)
+    if done.returncode != 2 or "is the checkpoint being exported" not in done.stderr:
+        raise NotHandled(f"exit {done.returncode}: {done.stderr.strip()[-120:]}")
+    return f"exit 2: {done.stderr.strip()[:90]}"
+
+
+@case("cli: negative counts and seeds beyond 64 bits")
+def cli_values_out_of_range(work: Path) -> str:
+    """Refused at parse time with exit 2, not drawn as 59,999 digits."""
+    notes = []
+    for arguments in (
+        ["img", "--count", "-1"],
+        ["predict", "--sample", "-3"],
+        ["train", "--seed", str(2**70)],
+    ):
+        done = _cli(*arguments, cwd=work)
+        if done.returncode != 2:
+            raise NotHandled(f"{' '.join(arguments)}: exit {done.returncode}")
+        notes.append(done.stderr.strip().splitlines()[-1][:40])
+    return "; ".join(notes)
+
+
+def _tiny_mnist(folder: Path) -> Path:
+    """Random digits in MNIST's four idx files (60 training, 20 test images)."""
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", 60), ("t10k", 20)):
+        images = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8, generator=generator)
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(
+            folder / f"{split}-labels-idx1-ubyte", torch.arange(count, dtype=torch.uint8) % 10
+        )
+    return folder
+
+
+@case("cli: train --out into a folder that holds a run")
+def cli_reused_out_folder(work: Path) -> str:
+    """The second run is refused (exit 2) instead of replacing the first one's files."""
+    data = _tiny_mnist(work / "data")
+    command = ["train", "--data", str(data), "--no-download", "--epochs", "1", "--out", "run"]
+    first = _cli(*command, "--device", "cpu", "--val-size", "20", cwd=work)
+    if first.returncode != 0:
+        raise NotHandled(f"the first run failed: {first.stderr.strip()[-120:]}")
+    second = _cli(*command, "--device", "cpu", "--val-size", "20", cwd=work)
+    if second.returncode != 2 or "--overwrite" not in second.stderr:
+        raise NotHandled(f"second run: exit {second.returncode}: {second.stderr.strip()[-120:]}")
+    return f"exit 2: {second.stderr.strip().splitlines()[-1][:90]}"
 
 
 def main() -> None:
