@@ -46,14 +46,15 @@ except ImportError:  # Windows
 __all__ = ["build_parser", "main"]
 
 _EXAMPLES = {
-    "train": "examples:\n  lenetish train --data ~/mnist --epochs 5 --out runs/a\n"
-    "  lenetish train --data ~/mnist --epochs 10 --out runs/a --resume runs/a/last.pt\n"
-    "  torchrun --nproc_per_node=2 -m lenetish train --data ~/mnist --out runs/b",
-    "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --data ~/mnist --plot cm.png",
-    "predict": "examples:\n  lenetish predict runs/a/model.safetensors --data ~/mnist --sample 4\n"
+    "train": "examples:\n  lenetish train --epochs 5 --out runs/a\n"
+    "  lenetish train --epochs 10 --out runs/a --resume runs/a/last.pt\n"
+    "  lenetish train --dataset fashion-mnist --data ~/fashion --out runs/f\n"
+    "  torchrun --nproc_per_node=2 -m lenetish train --out runs/b",
+    "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --plot cm.png",
+    "predict": "examples:\n  lenetish predict runs/a/model.safetensors --sample 4\n"
     "  lenetish predict runs/a/model.safetensors my_digit.png more_digits/\n"
     "  lenetish predict my_digit.png          # with the shipped 'default' weights",
-    "img": "examples:\n  lenetish img --data ~/mnist --count 25 --out digits.png",
+    "img": "examples:\n  lenetish img --count 25 --out digits.png",
     "export": "examples:\n  lenetish export runs/a/last.pt --format onnx --out model.onnx",
 }
 
@@ -121,8 +122,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="DIR",
-        help="data folder (default: $LENETISH_DATA "
-        "or ~/.cache/lenetish); the idx files may be raw or .gz",
+        help="data folder (default: $LENETISH_DATA or ~/.cache/lenetish if they hold the "
+        "dataset, else for MNIST the copy bundled with lenetish); idx files raw or .gz",
     )
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     parser.add_argument("--no-download", action="store_true", help="never download data")
