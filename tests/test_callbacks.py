@@ -226,3 +226,12 @@ def test_a_monitor_is_required_by_plateau_schedules_and_refused_by_others(
     """A plateau scheduler needs monitor=; any other scheduler refuses one."""
     with pytest.raises(InvalidArgumentError, match=message):
         quick_trainer(callbacks=[schedule()]).fit(digit_batches(10, 10))
+
+
+def test_a_plateau_scheduler_facing_the_wrong_way_is_refused() -> None:
+    """ReduceLROnPlateau's default mode='min' on an accuracy would cut the lr as it improves."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    schedule = LRSchedule(lambda o: ReduceLROnPlateau(o), monitor="accuracy")
+    with pytest.raises(InvalidArgumentError, match=r"mode='min'\) watches 'accuracy'.*mode='max'"):
+        quick_trainer(callbacks=[schedule]).fit(digit_batches(10, 10))

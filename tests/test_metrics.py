@@ -146,3 +146,33 @@ def test_a_tensor_value_is_read_once_at_the_epoch_end() -> None:
 
     history = quick_trainer(callbacks=[LogTensor()]).fit(digit_batches(20, 10))
     assert isinstance(history[0]["last_loss"], float) and math.isfinite(history[0]["last_loss"])
+
+
+@pytest.mark.parametrize("name", ["loss", "epoch", "accuracy", "lr", "seconds", "val_error"])
+def test_a_metric_named_like_a_built_in_column_is_refused(name: str) -> None:
+    """metrics={'loss': ...} or {'val_x': ...} would overwrite or shadow a column."""
+    with pytest.raises(InvalidArgumentError, match=f"metric name '{name}' clashes with a column"):
+        quick_trainer(metrics={name: error_rate})
+
+
+def test_a_metric_object_whose_to_works_in_place_is_kept() -> None:
+    """An object whose to() returns None (moves in place) is still used."""
+
+    class InPlace(CountingMetric):
+        def to(self, device: torch.device) -> None:
+            pass
+
+    history = quick_trainer(metrics={"count": InPlace()}).fit(digit_batches(20, 10))
+    assert history[0]["count"] == 20
+
+
+def test_a_value_logged_outside_an_epoch_is_dropped_with_a_warning() -> None:
+    """trainer.log in on_fit_start lands in no row, so it warns instead of vanishing."""
+
+    class TooEarly(Callback):
+        def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+            trainer.log("early", 1.0)
+
+    with pytest.warns(UserWarning, match=r"trainer.log\('early', ...\) outside an epoch"):
+        history = quick_trainer(callbacks=[TooEarly()]).fit(digit_batches(10, 10))
+    assert "early" not in history[0]

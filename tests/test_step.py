@@ -249,3 +249,26 @@ def test_elastic_augmentation_is_captured_in_the_cuda_graph(
         ).fit([(x.cuda(), y.cuda()) for x, y in digit_batches(200, 25)])
     assert "training step captured as a CUDA graph" in caplog.text
     assert math.isfinite(history[-1]["loss"])
+
+
+@gpu
+def test_an_lr_assigned_by_a_callback_reaches_the_captured_step() -> None:
+    """group['lr'] = 0.0 in a callback stops a captured step from changing the weights."""
+    snapshots: list[list[Tensor]] = []
+
+    class FreezeAfterEachEpoch(Callback):
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            snapshots.append([p.detach().clone() for p in trainer.module.parameters()])
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 0.0
+
+    batches = [(x.cuda(), y.cuda()) for x, y in digit_batches(200, 25)]
+    Trainer(
+        MNISTConvNet(),
+        epochs=2,
+        device="cuda",
+        cuda_graphs=True,
+        progress=False,
+        callbacks=[FreezeAfterEachEpoch()],
+    ).fit(batches)
+    assert all(torch.equal(a, b) for a, b in zip(snapshots[0], snapshots[1], strict=True))

@@ -44,12 +44,13 @@ def run_epoch(
     parallel.seed_epoch(epoch)
     started = time.monotonic()
     trainer.model.train()
-    trainer.logged = {}
+    trainer.logged, trainer.logging_open = {}, True
     trainer.call_hook("on_epoch_start")
     score, metric_set = RunningScore(trainer.device), trainer.metric_sets[0]
     metric_set.reset()
     for batch_index, (images, labels) in enumerate(train):
         if parallel.agree_to_stop(trainer.should_stop):
+            trainer.logging_open = False
             return False
         state.batch_index = batch_index
         try:
@@ -74,6 +75,7 @@ def run_epoch(
     # loggers: reads_metrics=True) run after them and see every logged value.
     trainer.call_hook("on_epoch_end", reading=False)
     metrics.update({name: float(value) for name, value in trainer.logged.items()})
+    trainer.logging_open = False
     trainer.call_hook("on_epoch_end", reading=True)
     return True
 

@@ -19,7 +19,15 @@ from torch import Tensor
 
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["MetricFunction", "MetricLike", "MetricObject", "MetricSet", "RunningScore"]
+__all__ = [
+    "BUILT_IN_METRICS",
+    "MetricFunction",
+    "MetricLike",
+    "MetricObject",
+    "MetricSet",
+    "RunningScore",
+    "check_metric_name",
+]
 
 MetricFunction = Callable[[Tensor, Tensor], Any]
 
@@ -109,6 +117,26 @@ class RunningScore:
         self._seen = int(seen.item())
 
 
+BUILT_IN_METRICS = ("epoch", "loss", "accuracy", "lr", "seconds")
+
+
+def check_metric_name(name: object) -> None:
+    """Refuse a user metric name that would clash with a column the trainer writes itself.
+
+    Raises:
+        InvalidArgumentError: ``name`` is not a non-empty string, is a built-in column
+            (``epoch``, ``loss``, ``accuracy``, ``lr``, ``seconds``), or starts with
+            ``val_`` (the validation copy of every metric gets that prefix).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"metric names must be non-empty strings, got {name!r}")
+    if name in BUILT_IN_METRICS or name.startswith("val_"):
+        raise InvalidArgumentError(
+            f"metric name {name!r} clashes with a column the trainer writes itself "
+            f"({', '.join(BUILT_IN_METRICS)}, and val_ + every name); pick another name"
+        )
+
+
 class MetricSet:
     """The user's metrics over one epoch of training or validation batches.
 
@@ -137,12 +165,13 @@ class MetricSet:
         self.functions: dict[str, MetricFunction] = {}
         self.objects: dict[str, MetricObject] = {}
         for name, metric in metrics.items():
-            if not isinstance(name, str) or not name:
-                raise InvalidArgumentError(f"metric names must be non-empty strings, got {name!r}")
+            check_metric_name(name)
             if isinstance(metric, MetricObject):
                 duplicate = copy.deepcopy(metric)
                 move = getattr(duplicate, "to", None)
-                self.objects[name] = move(device) if callable(move) else duplicate
+                moved = move(device) if callable(move) else None
+                # nn.Module.to returns the module; an in-place to() may return None.
+                self.objects[name] = moved if isinstance(moved, MetricObject) else duplicate
             elif callable(metric):
                 self.functions[name] = metric
             else:

@@ -16,10 +16,10 @@ class BatchOutput:
 
     Attributes:
         loss: the mean loss of the batch, a scalar tensor (unscaled; detached in hooks).
-        logits: the model's output ``(B, classes)`` as ``training_step`` returned it. With
-            the built-in steps these are log-probabilities: the lenetish networks end in
-            ``log_softmax`` and the built-in loss (negative log-likelihood) expects them; a
-            model returning raw logits needs its own ``training_step`` and loss.
+        logits: the model's outputs ``(B, classes)`` as ``training_step`` returned them:
+            log-probabilities for the lenetish networks, raw logits or probabilities for
+            others (the Trainer's ``loss="auto"`` detects which; see
+            :mod:`lenetish.losses`).
         targets: the labels ``(B,)``.
     """
 

@@ -219,6 +219,7 @@ class CudaGraphStep:
         self.static: tuple[Tensor, Tensor] | None = None
         self.static_output: BatchOutput | None = None
         self.warned_shapes: set[tuple[int, ...]] = set()
+        self.lr_tensors: list[Any] = []
         self.side_stream = (
             torch.cuda.Stream(device=self.device)  # type: ignore[no-untyped-call]
             if self.device.type == "cuda"
@@ -233,6 +234,8 @@ class CudaGraphStep:
         if self.steps == 1:
             # After any restore and schedule set-up, which may replace the param groups.
             make_capturable(self.eager.optimizer, self.device)
+            self.lr_tensors = [group["lr"] for group in self.eager.optimizer.param_groups]
+        self._keep_lr_tensors()
         if self.steps <= WARMUP_STEPS:
             output = self._warm_up(images, labels)
             if self.steps == WARMUP_STEPS:
@@ -250,6 +253,22 @@ class CudaGraphStep:
             self.static_output.logits.detach().clone(),
             labels,
         )
+
+    def _keep_lr_tensors(self) -> None:
+        """Put a learning rate that a callback assigned back into the tensor the graph reads.
+
+        A captured step reads each group's lr from one device tensor; ``group["lr"] = 0.01``
+        in a callback would replace that tensor and leave the graph at the old rate.
+        """
+        groups = self.eager.optimizer.param_groups
+        for group, tensor in zip(groups, self.lr_tensors, strict=True):
+            if isinstance(tensor, Tensor) and group["lr"] is not tensor:
+                value = group["lr"]
+                if isinstance(value, Tensor):
+                    tensor.copy_(value)
+                else:
+                    tensor.fill_(float(value))
+                group["lr"] = tensor
 
     def _fits(self, images: Tensor, labels: Tensor) -> bool:
         """Whether this batch has the captured shape (batches of another run eagerly)."""

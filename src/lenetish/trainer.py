@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, Literal
 
@@ -183,6 +184,7 @@ class Trainer:
         self.fitted_optimizer: Optimizer | None = None
         self.step: TrainingStep | None = None
         self.logged: dict[str, float | Tensor] = {}
+        self.logging_open = False  # trainer.log counts from on_epoch_start to the merge
         self.parallel: ParallelStrategy = SingleProcess()
 
     @property
@@ -262,6 +264,15 @@ class Trainer:
             )
         if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
             raise InvalidArgumentError(f"trainer.log({name!r}, ...) needs a number, got {value!r}")
+        if not self.logging_open:
+            warnings.warn(
+                f"trainer.log({name!r}, ...) outside an epoch's logging window is dropped: log "
+                "from training_step or from a hook between on_epoch_start and the on_epoch_end "
+                "of callbacks with reads_metrics=False",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
         self.logged[name] = value.detach() if isinstance(value, Tensor) else value
 
     # ---- checkpoints ----------------------------------------------------------------------

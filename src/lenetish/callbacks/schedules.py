@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from lenetish.callbacks.base import Callback
-from lenetish.callbacks.watch import MetricWatch
+from lenetish.callbacks.watch import MetricWatch, direction
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -151,6 +151,14 @@ class LRSchedule(Callback):
             )
         if self.watch is not None:
             self.watch.check_available(state, "the ReduceLROnPlateau schedule")
+            better = direction(self.watch.monitor)
+            mode = getattr(self.scheduler, "mode", better)
+            if better is not None and mode != better:
+                raise InvalidArgumentError(
+                    f"ReduceLROnPlateau(mode={mode!r}) watches {self.watch.monitor!r}, which is "
+                    f"better {'high' if better == 'max' else 'low'}: the lr would drop while it "
+                    f"improves; build it with mode={better!r}"
+                )
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state."""
