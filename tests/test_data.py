@@ -211,7 +211,7 @@ def test_lengths_count_batches_and_samples(fake_mnist: Path) -> None:
     assert isinstance(loaders.train, TensorLoader) and isinstance(loaders.val, TensorLoader)
     assert (loaders.train.num_samples, len(loaders.train)) == (50, 2)
     assert (loaders.val.num_samples, len(loaders.val)) == (10, 1)
-    assert loaders.info.name == "mnist"
+    assert loaders.info.mean == DATASETS["mnist"].mean
 
 
 def test_val_split_is_disjoint_deterministic_and_seeded(fake_mnist: Path) -> None:

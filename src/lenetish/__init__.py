@@ -27,6 +27,7 @@ from lenetish.distributed import is_main_process
 from lenetish.errors import (
     CheckpointError,
     DatasetCorruptError,
+    DatasetMismatchError,
     DatasetNotFoundError,
     DeviceUnavailableError,
     DistributedError,
@@ -70,6 +71,7 @@ __all__ = [
     "CheckpointError",
     "DatasetCorruptError",
     "DatasetInfo",
+    "DatasetMismatchError",
     "DatasetNotFoundError",
     "DeviceUnavailableError",
     "DistributedError",

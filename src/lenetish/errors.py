@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "DatasetCorruptError",
+    "DatasetMismatchError",
     "DatasetNotFoundError",
     "DeviceUnavailableError",
     "DistributedError",
@@ -58,6 +59,15 @@ class DatasetCorruptError(LenetishError, ValueError):
     """A dataset file exists but its contents are not a valid idx file of the expected kind.
 
     The message names the file and what is wrong with it.
+    """
+
+
+class DatasetMismatchError(LenetishError, ValueError):
+    """The data, a model's record and the ``dataset=`` asked for name different datasets.
+
+    Raised when files recognised by content (e.g. Fashion-MNIST) are loaded as another dataset
+    (``dataset="mnist"``), or a model trained on one dataset is used with another's settings.
+    The message names what the files (or the model) are and what to pass instead.
     """
 
 

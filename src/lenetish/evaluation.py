@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
-from lenetish.data import dataset_info
 from lenetish.errors import InvalidArgumentError
+from lenetish.identity import DatasetInfo, check_loader_dataset, dataset_for_models
 from lenetish.inputs import prepare_inputs
 from lenetish.losses import (
     OutputKind,
@@ -28,6 +28,7 @@ from lenetish.losses import (
     resolve_output_kind,
 )
 from lenetish.metrics import RunningScore
+from lenetish.prepare import Preparation
 
 __all__ = ["EvalResult", "Prediction", "evaluate", "predict"]
 
@@ -63,10 +64,18 @@ class Prediction:
         labels: int64 ``(N,)`` predicted classes.
         probabilities: float ``(N, classes)``, each row summing to 1 (for an ensemble, the
             mean of its members' probabilities).
+        classes: the class names of the dataset the model was trained on (index = label).
     """
 
     labels: Tensor
     probabilities: Tensor
+    classes: tuple[str, ...] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The class name of each predicted label (the label itself without class names)."""
+        names = self.classes
+        return [names[i] if names and i < len(names) else str(i) for i in self.labels.tolist()]
 
     @property
     def confidence(self) -> Tensor:
@@ -171,6 +180,8 @@ def evaluate(
 
     Raises:
         InvalidArgumentError: ``loader`` yielded no samples, or ``model`` is not a model.
+        DatasetMismatchError: the loader's data (a :class:`~lenetish.TensorLoader` knows its
+            dataset) is not the dataset the model's weights file recorded.
 
     Example:
         >>> from lenetish import MNISTConvNet
@@ -180,6 +191,7 @@ def evaluate(
         (4, torch.Size([10, 10]))
     """
     models = _as_list(model)
+    check_loader_dataset(models, loader)
     ensemble = _Ensemble(models, outputs)
     check_positive_int("num_classes", num_classes)
     target = _model_device(models[0]) if device is None else resolve_device(device)
@@ -214,33 +226,46 @@ def predict(
     *,
     device: DeviceLike | None = None,
     batch_size: int = 4096,
-    dataset: str = "mnist",
+    dataset: str | DatasetInfo = "auto",
     tta: bool = False,
     outputs: OutputKind | Literal["auto"] = "auto",
+    normalized: bool = False,
+    prepare: Preparation | None = None,
 ) -> Prediction:
     """Classify images with a model, or with an ensemble (the mean of its probabilities).
 
     Args:
         model: a network (returning log-probabilities, probabilities or logits), or a list.
         inputs: a tensor or numpy array ``(28, 28)``, ``(N, 28, 28)`` or ``(N, 1, 28, 28)``
-            with uint8 (0-255) or float (0-1) pixels, white ink on black as in MNIST; a PIL
-            image or an image file path (any size, either polarity: prepared the way MNIST was
-            made); or a list mixing these.
+            of raw pixels, uint8 (0-255) or float (0-1), light on dark as in the dataset; a
+            PIL image or an image file path (any size, either polarity, EXIF orientation
+            applied: prepared the way the dataset's images were made); or a list mixing these.
         device: where to run (``None``: where the first model's parameters are).
         batch_size: images per forward pass.
-        dataset: the dataset the model was trained on (its normalisation is applied).
+        dataset: the dataset the model was trained on, whose normalisation, preparation and
+            class names are used: ``"auto"`` (what the model's weights file recorded, see
+            :func:`~lenetish.checkpoint.load_model`; MNIST when nothing is recorded), a name,
+            or a :class:`~lenetish.DatasetInfo` such as ``loaders.info``.
         tta: also classify copies shifted by one pixel in each direction and average.
         outputs: what the models return (see :func:`evaluate`); probabilities always sum
             to 1, whatever the model's last layer.
+        normalized: float tensors and arrays are already normalised (e.g. batches from
+            :func:`~lenetish.make_loaders`): they are used as they are.
+        prepare: your own preparation of PIL images and image files: a function from a PIL
+            image to a ``(28, 28)`` picture of raw pixels, uint8 or float in ``[0, 1]``
+            (default: the dataset's, see :mod:`lenetish.prepare`).
 
     Returns:
         The :class:`Prediction`.
 
     Raises:
         InputShapeError: a tensor or array has the wrong rank or size.
-        InvalidInputError: the batch is empty, holds NaN/Inf, or has an unsupported dtype.
+        InvalidInputError: the batch is empty, holds NaN/Inf, has an unsupported dtype, or
+            holds float values outside ``[0, 1]`` without ``normalized=True`` (the message
+            gives the range seen).
         InvalidImageError: a file is missing, not an image, or too large.
         InvalidArgumentError: ``batch_size`` or ``dataset`` is invalid.
+        DatasetMismatchError: ``dataset`` contradicts what the model's weights file recorded.
 
     Example:
         >>> from lenetish import MNISTConvNet
@@ -251,13 +276,15 @@ def predict(
     models = _as_list(model)
     ensemble = _Ensemble(models, outputs)
     check_positive_int("batch_size", batch_size)
-    info = dataset_info(dataset)
+    info = dataset_for_models(models, dataset)
     target = _model_device(models[0]) if device is None else resolve_device(device)
-    images = prepare_inputs(inputs, info).to(target)
+    images = prepare_inputs(inputs, info, normalized=normalized, prepare=prepare).to(target)
     with _inference(models, target):
         chunks = [
             ensemble.log_probabilities(images[start : start + batch_size], tta).exp()
             for start in range(0, images.shape[0], batch_size)
         ]
     probabilities = torch.cat(chunks).cpu()
-    return Prediction(labels=probabilities.argmax(dim=1), probabilities=probabilities)
+    return Prediction(
+        labels=probabilities.argmax(dim=1), probabilities=probabilities, classes=info.classes
+    )

@@ -1,8 +1,10 @@
 """Turning what users pass to ``predict`` into model input: tensors, arrays, PIL images, files.
 
-Images from files (or PIL) are prepared the way MNIST itself was made: greyscale, inverted
-when the background is light, cropped to the ink, scaled to fit a 20x20 box keeping the aspect
-ratio, and placed in a 28x28 frame so that the centre of mass of the ink is at the centre.
+Images from files (or PIL) are prepared per dataset (see :mod:`lenetish.prepare`): digits the
+way MNIST was made, clothing the way Fashion-MNIST was made, EXIF orientation applied first.
+Tensors and arrays follow one range contract: uint8 values are raw 0-255 pixels, float values
+raw pixels in ``[0, 1]``; anything else is refused unless ``normalized=True`` says the batch is
+already normalised.
 """
 
 from __future__ import annotations
@@ -17,22 +19,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lenetish.data import DatasetInfo
 from lenetish.errors import InputShapeError, InvalidImageError, InvalidInputError
+from lenetish.identity import DatasetInfo
+from lenetish.prepare import Preparation, mnistify, preparation_for
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "mnistify",
     "mnistify_files",
     "open_image",
+    "prepare_files",
     "prepare_inputs",
     "printable_path",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 50_000_000  # larger images are refused rather than decoded
-_BOX = 20  # MNIST digits were scaled to fit 20x20 and centred by mass in 28x28
 _SIDE = 28
+_SLACK = 1e-4  # float pixels this far outside [0, 1] are still taken as raw pixels
 
 
 def open_image(path: str | os.PathLike[str]) -> Any:
@@ -83,105 +87,41 @@ def printable_path(path: str | os.PathLike[str]) -> str:
     return os.fsencode(path).decode(sys.getfilesystemencoding(), errors="replace")
 
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-
-
-def _wide_greyscale(image: Any) -> np.ndarray:
-    """16- and 32-bit greyscale (modes ``I;16*`` and ``I``) scaled, not clamped, to [0, 255].
-
-    16-bit values are divided by 257 (65535 -> 255). Mode ``I`` holds 16-bit PNGs in older
-    Pillow versions, so values within 0..65535 are treated the same; other ranges (32-bit
-    TIFFs) are mapped linearly from their own minimum and maximum.
-    """
-    values = np.asarray(image, dtype=np.float64)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if image.mode in _SIXTEEN_BIT_MODES or (low >= 0 and high <= 65535):
-        return (values / 257.0).astype(np.float32)
-    return ((values - low) * (255.0 / (high - low))).astype(np.float32)
-
-
-def _greyscale(image: Any) -> np.ndarray:
-    """A float array in [0, 255]; transparent pixels become the white background."""
-    from PIL import Image
-
-    if image.mode in (*_SIXTEEN_BIT_MODES, "I"):
-        return _wide_greyscale(image)
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32)
-
-
-def mnistify(image: Any) -> Tensor:
-    """Prepare a PIL image of one digit the way MNIST was made; return uint8 ``(28, 28)``.
-
-    Args:
-        image: a PIL image of any size and mode, light ink on dark or dark ink on light.
-
-    Returns:
-        White-on-black uint8 ``(28, 28)``: the ink cropped, scaled to fit 20x20 keeping the
-        aspect ratio, and centred by its centre of mass.
-
-    Raises:
-        InvalidInputError: the image holds no ink (it is of one colour).
-    """
-    from PIL import Image
-
-    pixels = _greyscale(image)  # (H, W)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if np.median(border) > 127:  # light background: MNIST has white ink on black
-        pixels = 255.0 - pixels
-    pixels = pixels - pixels.min()
-    if pixels.max() <= 0:
-        raise InvalidInputError("the image is of one colour: there is no digit to read in it")
-    rows, columns = np.nonzero(pixels > 0.25 * pixels.max())
-    ink = pixels[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    ink = ink * (255.0 / ink.max())
-    height, width = ink.shape
-    scale = _BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = Image.fromarray(ink.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
-    glyph = np.asarray(resized, dtype=np.float32)  # (h, w), fits in 20x20
-    total = glyph.sum()
-    grid_y, grid_x = np.indices(glyph.shape)
-    centre_y = (grid_y * glyph).sum() / total if total else glyph.shape[0] / 2
-    centre_x = (grid_x * glyph).sum() / total if total else glyph.shape[1] / 2
-    top = int(np.clip(round(_SIDE / 2 - centre_y), 0, _SIDE - glyph.shape[0]))
-    left = int(np.clip(round(_SIDE / 2 - centre_x), 0, _SIDE - glyph.shape[1]))
-    canvas = np.zeros((_SIDE, _SIDE), dtype=np.float32)
-    canvas[top : top + glyph.shape[0], left : left + glyph.shape[1]] = glyph
-    return torch.from_numpy(np.clip(canvas, 0, 255).round().astype(np.uint8))
-
-
-def _mnistify_file(path: str | os.PathLike[str]) -> Tensor:
+def _prepare_file(path: str | os.PathLike[str], prepare: Preparation) -> Tensor:
     """Open and prepare one image file; an error names the file."""
     image = open_image(path)  # its errors name the file already
     try:
-        return mnistify(image)
-    except InvalidInputError as exc:
+        return _scaled_batch(torch.as_tensor(np.asarray(prepare(image))), False)[0, 0]
+    except (InvalidInputError, InputShapeError) as exc:
         raise InvalidInputError(f"{printable_path(path)}: {exc}") from exc
 
 
-def mnistify_files(
-    paths: Sequence[str | os.PathLike[str]], *, skip_bad: bool = False
+def prepare_files(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    prepare: Preparation = mnistify,
+    skip_bad: bool = False,
 ) -> tuple[list[Path], Tensor, list[str]]:
-    """Open and prepare image files with :func:`mnistify`, optionally skipping the bad ones.
+    """Open and prepare image files, optionally skipping the bad ones.
 
     Args:
         paths: the image files.
+        prepare: turns one PIL image into a ``(28, 28)`` picture (see
+            :mod:`lenetish.prepare`; default :func:`~lenetish.prepare.mnistify`).
         skip_bad: leave out a file that is missing, unreadable or blank (with a message
             saying why) instead of raising.
 
     Returns:
-        ``(kept, digits, skipped)``: the files prepared, their uint8 ``(N, 28, 28)`` digits in
-        the same order, and one message per file left out (each naming it).
+        ``(kept, pictures, skipped)``: the files prepared, their float ``(N, 28, 28)`` raw
+        pixels in ``[0, 1]`` in the same order, and one message per file left out (each
+        naming it).
 
     Raises:
         InvalidImageError: a file is missing, not an image or too large (without
             ``skip_bad``); the message names the file.
-        InvalidInputError: an image is of one colour (without ``skip_bad``), or no file could
-            be prepared; the message names the file.
+        InvalidInputError: an image is of one colour (without ``skip_bad``), ``prepare``
+            returned no 28x28 picture of raw pixels, or no file could be prepared; the
+            message names the file.
 
     Example:
         >>> import tempfile
@@ -191,30 +131,42 @@ def mnistify_files(
         >>> ImageDraw.Draw(digit).line((20, 5, 20, 35), fill=0, width=4)
         >>> digit.save(f"{folder}/one.png")
         >>> Image.new("L", (40, 40), 255).save(f"{folder}/blank.png")
-        >>> kept, digits, skipped = mnistify_files(
+        >>> kept, pictures, skipped = prepare_files(
         ...     [f"{folder}/one.png", f"{folder}/blank.png"], skip_bad=True
         ... )
-        >>> [p.name for p in kept], tuple(digits.shape), len(skipped)
+        >>> [p.name for p in kept], tuple(pictures.shape), len(skipped)
         (['one.png'], (1, 28, 28), 1)
     """
     kept: list[Path] = []
-    digits: list[Tensor] = []
+    pictures: list[Tensor] = []
     skipped: list[str] = []
     for path in paths:
         try:
-            digits.append(_mnistify_file(path))
+            pictures.append(_prepare_file(path, prepare))
         except (InvalidImageError, InvalidInputError) as exc:
             if not skip_bad:
                 raise
             skipped.append(str(exc))
             continue
         kept.append(Path(path))
-    if not digits:
+    if not pictures:
         raise InvalidInputError(
             f"none of the {len(paths)} image files could be used"
             + (f" ({skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else "")
         )
-    return kept, torch.stack(digits), skipped
+    return kept, torch.stack(pictures), skipped
+
+
+def mnistify_files(
+    paths: Sequence[str | os.PathLike[str]], *, skip_bad: bool = False
+) -> tuple[list[Path], Tensor, list[str]]:
+    """:func:`prepare_files` with :func:`~lenetish.prepare.mnistify`, as uint8 digits.
+
+    Returns:
+        ``(kept, digits, skipped)`` with uint8 ``(N, 28, 28)`` digits.
+    """
+    kept, pictures, skipped = prepare_files(paths, skip_bad=skip_bad)
+    return kept, (pictures * 255).round().to(torch.uint8), skipped
 
 
 def _is_pil(value: object) -> bool:
@@ -225,9 +177,14 @@ def _is_pil(value: object) -> bool:
     return isinstance(value, Image.Image)
 
 
-def _scaled_batch(values: Tensor) -> Tensor:
-    """A tensor of images -> float ``(N, 1, 28, 28)`` in [0, 1], with every check."""
+def _scaled_batch(values: Tensor, normalized: bool) -> Tensor:
+    """A tensor of images -> float ``(N, 1, 28, 28)``, raw pixels in [0, 1] (or as normalised)."""
     if values.dtype == torch.uint8:
+        if normalized:
+            raise InvalidInputError(
+                "uint8 images are raw 0-255 pixels, but normalized=True says the batch is "
+                "already normalised; drop normalized=True (or pass the normalised float batch)"
+            )
         scaled = values.float() / 255.0
     elif values.is_floating_point():
         scaled = values.float()
@@ -251,44 +208,72 @@ def _scaled_batch(values: Tensor) -> Tensor:
         )
     if scaled.shape[0] == 0:
         raise InvalidInputError("the batch is empty: there is nothing to predict")
+    low, high = float(scaled.min()), float(scaled.max())
+    if not normalized and (low < -_SLACK or high > 1 + _SLACK):
+        raise InvalidInputError(
+            f"float images must be raw pixels in [0, 1], but these range from {low:.4g} to "
+            f"{high:.4g}; pass normalized=True if the batch is already normalised (as "
+            "make_loaders gives it), or divide 0-255 pixel values by 255 (or pass them as uint8)"
+        )
     return scaled
 
 
-def _as_scaled(item: Any) -> Tensor:
+def _as_batch(item: Any, normalized: bool, prepare: Preparation) -> tuple[Tensor, bool]:
+    """One input as a float batch, and whether it is already normalised."""
     if isinstance(item, Tensor):
-        return _scaled_batch(item.detach().cpu())
+        return _scaled_batch(item.detach().cpu(), normalized), normalized
     if isinstance(item, np.ndarray):
-        return _scaled_batch(torch.from_numpy(np.ascontiguousarray(item)))
+        return _scaled_batch(torch.from_numpy(np.ascontiguousarray(item)), normalized), normalized
     if _is_pil(item):
-        return _scaled_batch(mnistify(item))
+        try:
+            return _scaled_batch(torch.as_tensor(np.asarray(prepare(item))), False), False
+        except InputShapeError as exc:
+            raise InvalidInputError(f"the preparation of a PIL image failed: {exc}") from exc
     if isinstance(item, (str, os.PathLike)):
-        return _scaled_batch(_mnistify_file(item))
+        return _prepare_file(item, prepare)[None, None], False
     raise InvalidInputError(
         f"cannot predict on a {type(item).__name__}; pass a tensor, a numpy array, a PIL "
         "image, an image path, or a list of these"
     )
 
 
-def prepare_inputs(inputs: Any, info: DatasetInfo) -> Tensor:
+def prepare_inputs(
+    inputs: Any,
+    info: DatasetInfo,
+    *,
+    normalized: bool = False,
+    prepare: Preparation | None = None,
+) -> Tensor:
     """Turn ``inputs`` into a normalised float batch ``(N, 1, 28, 28)`` on the CPU.
 
     Args:
         inputs: a tensor or numpy array ``(28, 28)``, ``(N, 28, 28)`` or ``(N, 1, 28, 28)``
             (uint8 0-255, or float 0-1); a PIL image; an image file path; or a list of these.
         info: the dataset whose normalisation the model was trained with.
+        normalized: float tensors and arrays are already normalised with ``info``'s mean
+            and std (as :func:`~lenetish.make_loaders` gives them): used as they are.
+        prepare: turns a PIL image (or an opened file) into a ``(28, 28)`` picture
+            (default: ``info``'s preparation, see :func:`lenetish.prepare.preparation_for`).
 
     Returns:
         The normalised batch.
 
     Raises:
         InputShapeError: a tensor or array has the wrong rank or size.
-        InvalidInputError: the batch is empty, holds NaN/Inf or has an unsupported dtype.
+        InvalidInputError: the batch is empty, holds NaN/Inf, has an unsupported dtype, or
+            float values outside [0, 1] without ``normalized=True``.
         InvalidImageError: a file is missing, not an image, or too large.
+
+    Example:
+        >>> from lenetish.identity import DATASETS
+        >>> white = torch.full((2, 28, 28), 255, dtype=torch.uint8)
+        >>> batch = prepare_inputs(white, DATASETS["mnist"])
+        >>> tuple(batch.shape), round(float(batch.max()), 4)
+        ((2, 1, 28, 28), 2.8215)
     """
-    if isinstance(inputs, (list, tuple)):
-        if not inputs:
-            raise InvalidInputError("the batch is empty: there is nothing to predict")
-        batch = torch.cat([_as_scaled(item) for item in inputs])
-    else:
-        batch = _as_scaled(inputs)
-    return (batch - info.mean) / info.std
+    how = preparation_for(info) if prepare is None else prepare
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not items:
+        raise InvalidInputError("the batch is empty: there is nothing to predict")
+    batches = [_as_batch(item, normalized, how) for item in items]
+    return torch.cat([batch if done else (batch - info.mean) / info.std for batch, done in batches])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -13,7 +14,10 @@ from torch.utils.data import Dataset
 from lenetish._checks import check_positive_int
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["Batch", "IdxDataset", "TensorLoader", "tell_epoch"]
+if TYPE_CHECKING:
+    from lenetish.identity import DatasetInfo
+
+__all__ = ["Batch", "IdxDataset", "NormalisedTensor", "TensorLoader", "tell_epoch"]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -36,6 +40,8 @@ class TensorLoader:
         shuffle: draw a new order every epoch.
         seed: seed of the shuffling.
         drop_last: skip a last batch smaller than ``batch_size``.
+        info: the dataset the images come from and were normalised for (kept as
+            :attr:`info`; :func:`~lenetish.evaluate` checks it against a model's record).
 
     Raises:
         InvalidArgumentError: ``batch_size`` is not positive, or the tensors disagree.
@@ -57,6 +63,7 @@ class TensorLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        info: DatasetInfo | None = None,
     ) -> None:
         check_positive_int("batch_size", batch_size)
         if images.shape[0] != labels.shape[0] or images.device != labels.device:
@@ -70,6 +77,7 @@ class TensorLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.info = info
         self.rank = 0
         self.world_size = 1
         self._epoch = 0
@@ -197,6 +205,34 @@ class IdxDataset(Dataset[tuple[Any, Any]]):
         if self.target_transform is not None:
             target = self.target_transform(target)
         return image, target
+
+
+class NormalisedTensor:
+    """The conversion the tensor path applies, for one PIL image: float ``(1, 28, 28)``.
+
+    Pixels are scaled to ``[0, 1]``, then normalised with ``mean`` and ``std``; deterministic,
+    so it is the default ``eval_transform`` of :func:`~lenetish.make_loaders`.
+
+    Example:
+        >>> from PIL import Image
+        >>> convert = NormalisedTensor(0.5, 0.5)
+        >>> convert(Image.new("L", (28, 28), 255)).shape
+        torch.Size([1, 28, 28])
+        >>> float(convert(Image.new("L", (2, 2)))[0, 0, 0])
+        -1.0
+    """
+
+    def __init__(self, mean: float, std: float) -> None:
+        self.mean = mean
+        self.std = std
+
+    def __call__(self, image: Any) -> Tensor:
+        """Convert and normalise one PIL image (or uint8 array)."""
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+        return ((pixels.float() / 255.0 - self.mean) / self.std).unsqueeze(0)
+
+    def __repr__(self) -> str:
+        return f"NormalisedTensor(mean={self.mean}, std={self.std})"
 
 
 def tell_epoch(loader: object, epoch: int) -> None:

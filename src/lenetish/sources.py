@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from lenetish.errors import DatasetCorruptError, DatasetNotFoundError
+from lenetish.errors import DatasetCorruptError, DatasetNotFoundError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.data import DatasetInfo
+    from lenetish.identity import DatasetInfo
 
 __all__ = ["BUNDLED_MNIST_SHA256", "DataSource", "bundled_mnist", "default_root", "resolve_source"]
 
@@ -120,6 +121,34 @@ def find_split(root: Path, info: DatasetInfo, train: bool) -> tuple[Path, Path] 
         if images is not None and labels is not None:
             return images, labels
     return None
+
+
+def folder_for_auto(
+    root: Path, datasets: Sequence[DatasetInfo], fallback: DatasetInfo
+) -> DatasetInfo:
+    """Which dataset's folders ``root`` holds, for ``dataset="auto"`` (its files tell the rest).
+
+    A dataset's own sub-folder (``root/FashionMNIST/raw``, ``root/fashion-mnist``) holding a
+    split decides; files directly in ``root`` (or none at all) are looked for as ``fallback``'s.
+
+    Raises:
+        InvalidArgumentError: ``root`` holds the sub-folders of several datasets.
+    """
+    held = [
+        info
+        for info in datasets
+        if any(
+            _find_file(folder, SPLIT_FILES[train][1]) is not None
+            for folder in candidate_folders(root, info)[:-1]
+            for train in (True, False)
+        )
+    ]
+    if len(held) > 1:
+        raise InvalidArgumentError(
+            f"{root} holds the files of several datasets ({', '.join(i.name for i in held)}), so "
+            "dataset='auto' cannot choose; pass dataset= (or --dataset) with one of them"
+        )
+    return held[0] if held else fallback
 
 
 def _holds_dataset(root: Path, info: DatasetInfo) -> bool:
