@@ -205,7 +205,7 @@ def test_unexpected_error_is_one_line_and_debug_shows_it(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("lenetish.cli.load_split", broken)
+    monkeypatch.setattr("lenetish.cli.read_split", broken)
     assert main(["img", "--data", str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert (
@@ -350,7 +350,7 @@ def test_train_names_its_data_source_in_the_first_line(
     options = ["--epochs", "1", "--batch-size", "32", "--data", str(fake_mnist)]
     assert main(["train", *options, "--device", "cpu"]) == 0
     first_line = capsys.readouterr().out.splitlines()[0]
-    assert first_line.endswith(f"; data: mnist from the folder given ({fake_mnist})")
+    assert first_line.endswith(f"; data: custom from the folder given ({fake_mnist})")
 
 
 @pytest.mark.parametrize("name", available_pretrained())

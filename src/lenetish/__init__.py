@@ -21,7 +21,7 @@ from lenetish.callbacks import (
     TerminateOnNaN,
     Timer,
 )
-from lenetish.checkpoint import load_checkpoint, load_weights, save_weights
+from lenetish.checkpoint import load_checkpoint, save_weights
 from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
 from lenetish.distributed import is_main_process
 from lenetish.errors import (
@@ -55,6 +55,7 @@ from lenetish.recipes import (
     train_recipe,
 )
 from lenetish.trainer import BatchOutput, Trainer, TrainState
+from lenetish.weightfiles import load_weights
 
 try:
     __version__ = version("lenetish")

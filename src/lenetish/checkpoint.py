@@ -5,13 +5,15 @@ A full checkpoint is a dict of plain containers and tensors (see
 ``torch.load(weights_only=True)``, so loading one never runs code from the file. Model-only
 weights are also written as safetensors. Every write goes to a temporary file in the same folder,
 is flushed to disk, then renamed over the target: a crash leaves the old file or the new one,
-never half of one.
+never half of one. Reading weights from any accepted file (safetensors, checkpoints, plain
+state dicts) is :mod:`lenetish.weightfiles`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import pickle
 import pickletools
@@ -27,16 +29,28 @@ import torch
 from torch import nn
 
 from lenetish.errors import CheckpointError
+from lenetish.identity import DatasetInfo, dataset_info, recorded_dataset
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "capture_rng_state",
     "load_checkpoint",
-    "load_weights",
     "restore_rng_state",
     "save_checkpoint",
     "save_weights",
 ]
+
+_MOVED = ("load_model", "load_weights", "saved_model_class", "saved_dataset")
+
+
+def __getattr__(name: str) -> Any:
+    """``load_weights`` and ``load_model`` moved to :mod:`lenetish.weightfiles`; found here too."""
+    if name in _MOVED:
+        from lenetish import weightfiles
+
+        return getattr(weightfiles, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CHECKPOINT_FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "global_step", "callbacks")
@@ -184,6 +198,58 @@ def _is_raw_pickle(path: Path) -> bool:
         return False
 
 
+def safe_load(source: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(source, weights_only=True)`` onto the CPU, its failures as CheckpointError.
+
+    Raises:
+        CheckpointError: the file is damaged, or holds objects other than tensors and plain
+            containers (refused, never run).
+    """
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # damaged files make torch.load raise many different types
+        refused = isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower()
+        if refused or _is_raw_pickle(source):  # torch's own text advises unsafe loading
+            raise CheckpointError(
+                f"{what} {source} was refused: it holds objects other than tensors and "
+                "plain containers (or is a raw pickle), which could run code when loaded, so "
+                "lenetish does not open it. lenetish loads the checkpoints it writes "
+                "(save_checkpoint, ModelCheckpoint, lenetish train), model weights as "
+                ".safetensors, and plain state dicts (torch.save(model.state_dict(), path)); "
+                "where the file was made, save the weights with "
+                "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')"
+            ) from exc
+        detail = "" if "weights_only" in str(exc) else f" ({type(exc).__name__}: {exc})"
+        raise CheckpointError(
+            f"{what} {source} is damaged or truncated and cannot be read{detail}".replace("\n", " ")
+        ) from exc
+
+
+def is_training_checkpoint(content: object) -> bool:
+    """Whether ``content`` (a loaded file) has the keys of a lenetish training checkpoint."""
+    return (
+        isinstance(content, dict)
+        and all(k in content for k in _REQUIRED_KEYS)
+        and isinstance(content["format_version"], int)
+    )
+
+
+def check_checkpoint(content: object, source: Path) -> dict[str, Any]:
+    """``content`` as a training checkpoint, or CheckpointError saying why it is not one."""
+    if not is_training_checkpoint(content):
+        raise CheckpointError(
+            f"{source} is not a lenetish training checkpoint (it lacks the keys "
+            f"{', '.join(_REQUIRED_KEYS)}); for model weights use load_weights"
+        )
+    assert isinstance(content, dict)
+    if content["format_version"] > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {source} has format version {content['format_version']}, newer "
+            f"than this lenetish reads ({CHECKPOINT_FORMAT_VERSION}); upgrade lenetish"
+        )
+    return content
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a full checkpoint safely (tensors and plain containers only, onto the CPU).
 
@@ -201,136 +267,66 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = Path(path)
     if not source.is_file():
         raise CheckpointError(f"checkpoint {source} does not exist (or is not a file)")
-    try:
-        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged files make torch.load raise many different types
-        refused = isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower()
-        if refused or _is_raw_pickle(source):  # torch's own text advises unsafe loading
-            raise CheckpointError(
-                f"checkpoint {source} was refused: it holds objects other than tensors and "
-                "plain containers (or is a raw pickle), which could run code when loaded, so "
-                "lenetish does not open it. lenetish loads the checkpoints it writes "
-                "(save_checkpoint, ModelCheckpoint, lenetish train) and model weights as "
-                ".safetensors; where the file was made, save the weights with "
-                "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')"
-            ) from exc
-        detail = "" if "weights_only" in str(exc) else f" ({type(exc).__name__}: {exc})"
-        raise CheckpointError(
-            f"checkpoint {source} is damaged or truncated and cannot be read{detail}".replace(
-                "\n", " "
-            )
-        ) from exc
-    if (
-        not isinstance(checkpoint, dict)
-        or any(k not in checkpoint for k in _REQUIRED_KEYS)
-        or not isinstance(checkpoint["format_version"], int)
-    ):
-        raise CheckpointError(
-            f"{source} is not a lenetish training checkpoint (it lacks the keys "
-            f"{', '.join(_REQUIRED_KEYS)}); for model weights use load_weights"
-        )
-    if checkpoint["format_version"] > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {source} has format version {checkpoint['format_version']}, newer "
-            f"than this lenetish reads ({CHECKPOINT_FORMAT_VERSION}); upgrade lenetish"
-        )
-    return checkpoint
+    return check_checkpoint(safe_load(source), source)
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    dataset: DatasetInfo | str | None = None,
+) -> None:
     """Atomically save a model's weights (its ``state_dict``) as a safetensors file.
+
+    The file also records the network's class and, when known, the dataset it was trained on
+    (name, normalisation, class names), which :func:`~lenetish.checkpoint.load_model`,
+    :func:`~lenetish.predict` and the command line use.
 
     Args:
         model: the network whose weights to save.
         path: the file to write (``.safetensors`` by convention).
+        dataset: the dataset the model was trained on, e.g. ``loaders.info`` or
+            ``"fashion-mnist"`` (default: what the model carries from the file it was loaded
+            from, if anything; else nothing is recorded).
 
     Raises:
         CheckpointError: the file could not be written.
+        InvalidArgumentError: ``dataset`` is an unknown name.
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import MNISTConvNet
+        >>> from lenetish.checkpoint import load_model
+        >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
+        >>> save_weights(MNISTConvNet(), path, dataset="fashion-mnist")
+        >>> load_model(path).lenetish_dataset.name
+        'fashion-mnist'
     """
     from safetensors.torch import save
 
+    info = dataset_info(dataset) if isinstance(dataset, str) else dataset
+    info = recorded_dataset(model) if info is None else info
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     metadata = {"format": "pt", "producer": "lenetish", "model": type(model).__name__}
+    if info is not None:
+        metadata["dataset"] = json.dumps(info.record())
     payload = save(tensors, metadata=metadata)
     atomic_write(path, lambda handle: handle.write(payload))
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Load weights saved by :func:`save_weights` (or a checkpoint's model) into ``model``.
-
-    Args:
-        model: a network built with the options the weights were trained with.
-        path: a ``.safetensors`` file, or a training checkpoint such as ``last.pt``.
-
-    Returns:
-        ``model``, for chaining.
-
-    Raises:
-        CheckpointError: the file is missing or damaged, or its tensors do not fit ``model``
-            (the message names the mismatched layers).
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise CheckpointError(f"weights file {source} does not exist (or is not a file)")
-    if source.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            weights = load_file(source)
-        except Exception as exc:  # SafetensorError, OSError, or a header that is not JSON
-            raise CheckpointError(f"weights file {source} is damaged ({exc})") from exc
-    else:
-        weights = load_checkpoint(source)["model"]
-    load_model_state(model, weights, source=str(source))
-    return model
-
-
-def saved_model_class(path: str | os.PathLike[str]) -> str:
-    """The network class recorded in a weights file or checkpoint (``MNISTConvNet`` if none).
-
-    Raises:
-        CheckpointError: the file is missing or damaged.
-    """
-    source = Path(path)
-    if source.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        if not source.is_file():
-            raise CheckpointError(f"weights file {source} does not exist (or is not a file)")
-        try:
-            with safe_open(str(source), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-        except Exception as exc:  # a header that is not JSON, a short file
-            raise CheckpointError(f"weights file {source} is damaged ({exc})") from exc
-        return str(metadata.get("model", "MNISTConvNet"))
-    return str(load_checkpoint(source).get("model_class", "MNISTConvNet"))
-
-
-def load_model(path: str | os.PathLike[str]) -> nn.Module:
-    """Rebuild the network saved in ``path`` (weights or checkpoint) with its weights, in eval mode.
-
-    Args:
-        path: a ``.safetensors`` file from :func:`save_weights` or a training checkpoint.
-
-    Returns:
-        The network, on the CPU, in eval mode.
-
-    Raises:
-        CheckpointError: the file is missing, damaged, or names an unknown network.
-    """
-    from lenetish.models import MODELS
-
-    name = saved_model_class(path)
-    if name not in MODELS:
-        raise CheckpointError(
-            f"{path} holds a {name}, which lenetish cannot rebuild; load it into your own "
-            "network with load_weights"
-        )
-    return load_weights(MODELS[name](), path).eval()
-
-
 def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], *, source: str) -> None:
     """``model.load_state_dict(weights)`` with a message naming every mismatched layer."""
+    problems = state_problems(model, weights)
+    if problems:
+        raise CheckpointError(
+            f"{source} does not fit this {type(model).__name__} ({'; '.join(problems)}); "
+            "build the model with the options it was trained with"
+        )
+    model.load_state_dict(weights)
+
+
+def state_problems(model: nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """The layers of ``weights`` that do not fit ``model``: missing, unexpected, resized."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -339,21 +335,15 @@ def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], *, sour
         for name in set(expected) & set(weights)
         if weights[name].shape != expected[name].shape
     )
-    if missing or unexpected or resized:
-        problems = [
-            f"{label}: {', '.join(names)}"
-            for label, names in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("different shape (file vs model)", resized),
-            )
-            if names
-        ]
-        raise CheckpointError(
-            f"{source} does not fit this {type(model).__name__} ({'; '.join(problems)}); "
-            "build the model with the options it was trained with"
+    return [
+        f"{label}: {', '.join(names)}"
+        for label, names in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("different shape (file vs model)", resized),
         )
-    model.load_state_dict(weights)
+        if names
+    ]
 
 
 def capture_rng_state() -> dict[str, Any]:

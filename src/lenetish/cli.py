@@ -26,17 +26,20 @@ from typing import Any
 import torch
 
 from lenetish.callbacks import Callback, CSVLogger, History, ModelCheckpoint, TerminateOnNaN
-from lenetish.checkpoint import load_checkpoint, load_model, save_weights
-from lenetish.data import DATASETS, load_split, make_loaders, make_test_loader
+from lenetish.checkpoint import load_checkpoint, save_weights
+from lenetish.cli_models import is_weights_path, label_text, model_test_loader
+from lenetish.data import DATASETS, make_loaders, read_split
 from lenetish.distributed import distributed_env
 from lenetish.errors import InvalidArgumentError, LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
 from lenetish.export import EXPORT_FORMATS, export_model
-from lenetish.inputs import IMAGE_SUFFIXES, mnistify_files, printable_path
-from lenetish.loaders import TensorLoader
+from lenetish.identity import dataset_for_models, remember_dataset
+from lenetish.inputs import IMAGE_SUFFIXES, prepare_files, printable_path
 from lenetish.plots import plot_confusion, plot_digits
+from lenetish.prepare import preparation_for
 from lenetish.pretrained import pretrained
 from lenetish.recipes import RECIPES, get_recipe
+from lenetish.weightfiles import load_model
 
 try:
     import fcntl
@@ -50,12 +53,15 @@ _EXAMPLES = {
     "  lenetish train --epochs 10 --out runs/a --resume runs/a/last.pt\n"
     "  lenetish train --dataset fashion-mnist --data ~/fashion --out runs/f\n"
     "  torchrun --nproc_per_node=2 -m lenetish train --out runs/b",
-    "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --plot cm.png",
+    "evaluate": "examples:\n  lenetish evaluate runs/a/last.pt --plot cm.png\n"
+    "  lenetish evaluate runs/f/model.safetensors --data ~/fashion   # its dataset is recorded\n"
+    "  lenetish evaluate mnist_model.pkl          # a plain state dict (the blog's file)",
     "predict": "examples:\n  lenetish predict runs/a/model.safetensors --sample 4\n"
     "  lenetish predict runs/a/model.safetensors my_digit.png more_digits/\n"
     "  lenetish predict my_digit.png          # with the shipped 'default' weights",
     "img": "examples:\n  lenetish img --count 25 --out digits.png",
-    "export": "examples:\n  lenetish export runs/a/last.pt --format onnx --out model.onnx",
+    "export": "examples:\n  lenetish export runs/a/last.pt --format onnx --out model.onnx\n"
+    "  lenetish export runs/a/last.pt --format state_dict --out mnist_model.pkl",
 }
 
 
@@ -125,7 +131,13 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         help="data folder (default: $LENETISH_DATA or ~/.cache/lenetish if they hold the "
         "dataset, else for MNIST the copy bundled with lenetish); idx files raw or .gz",
     )
-    parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    parser.add_argument(
+        "--dataset",
+        default="auto",
+        choices=["auto", *sorted(DATASETS)],
+        help="auto (default): what the model file records, else what the data files are "
+        "(recognised by content); a name that contradicts either is an error",
+    )
     parser.add_argument("--no-download", action="store_true", help="never download data")
 
 
@@ -210,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="print only the final accuracy")
 
     evaluate_cmd = _command(commands, "evaluate", "score a trained model on the test set")
-    evaluate_cmd.add_argument("checkpoint", metavar="CKPT", help="last.pt or .safetensors")
+    evaluate_cmd.add_argument(
+        "checkpoint", metavar="CKPT", help="last.pt, .safetensors, or a plain state dict"
+    )
     _add_data_options(evaluate_cmd)
     evaluate_cmd.add_argument("--device", type=_device_option, default="auto")
     evaluate_cmd.add_argument(
@@ -225,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         "paths",
         nargs="*",
         metavar="[CKPT] IMAGE",
-        help="a checkpoint (.pt, .safetensors; default: the shipped weights, see --weights), "
+        help="a weights file (.pt, .safetensors, a plain state dict under any name; default: "
+        "the shipped weights, see --weights), "
         "then image files or folders of them (PNG, JPEG, ...)",
     )
     predict_cmd.add_argument(
@@ -266,20 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--out", metavar="PNG", default="digits.png")
 
     export = _command(commands, "export", "write a trained model for use elsewhere")
-    export.add_argument("checkpoint", metavar="CKPT", help="last.pt or .safetensors")
+    export.add_argument(
+        "checkpoint", metavar="CKPT", help="last.pt, .safetensors, or a plain state dict"
+    )
     export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS))
     export.add_argument("--out", metavar="FILE", help="default: next to CKPT")
     return parser
-
-
-def _test_loader(args: argparse.Namespace, *, device: str | None = None) -> TensorLoader:
-    return make_test_loader(
-        args.data,
-        dataset=args.dataset,
-        download=not args.no_download,
-        device=device,
-        batch_size=2000,
-    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -326,6 +333,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     )
     torch.manual_seed(args.seed)
     model = recipe.build_model()
+    remember_dataset(model, loaders.info)
     guard, run_settings = TerminateOnNaN(), _RunSettings()
     callbacks: list[Callback] = [guard, run_settings]
     if out is not None:
@@ -337,6 +345,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
         callbacks=callbacks,
         progress=False if args.quiet else None,
     )
+    trainer.data_info = loaders.info  # checkpoints record the dataset
     # Checking the loss waits for the device: free on the CPU, spaced out elsewhere.
     guard.check_every = 1 if trainer.device.type == "cpu" else 20
     run_settings.settings = {
@@ -350,7 +359,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
         print(
             f"recipe {recipe.name}: {recipe.description}"
             + (f" ({changed})" if changed else "")
-            + f"; data: {args.dataset} from {loaders.source}"
+            + f"; data: {loaders.info.name} from {loaders.source}"
         )
     _flush_stdout()  # a reader (e.g. `| head -1`) sees the header before training starts
     history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
@@ -360,7 +369,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     if out is not None:  # the files are safe before anything more is printed
         _write_history_json(history, out / "history.json")
         if diverged is None:
-            save_weights(model, out / "model.safetensors")
+            save_weights(model, out / "model.safetensors", dataset=loaders.info)
     if diverged is not None:
         kept = "" if out is None else f"; the last good checkpoint, if any, is {out / 'last.pt'}"
         raise _DivergedError(
@@ -588,13 +597,17 @@ def _format_metric(key: str, value: float) -> str:
 def _evaluate(args: argparse.Namespace) -> None:
     _check_output_file(args.plot, "--plot")
     model = load_model(args.checkpoint)
-    test = _test_loader(args, device=args.device)
-    result = evaluate(model, test)
+    test, info = model_test_loader(
+        model, args.checkpoint, data=args.data, dataset=args.dataset,
+        download=not args.no_download, device=args.device,
+    )  # fmt: skip
+    result = evaluate(model, test, num_classes=len(info.classes))
     print(
         f"test accuracy {result.accuracy:.2%} ({result.correct}/{result.total}), "
         f"loss {result.loss:.4f}"
     )
-    classes = DATASETS[args.dataset].classes
+    classes = info.classes
+    print(f"dataset {info.name}")
     print("class        accuracy")
     for name, accuracy in zip(classes, result.per_class_accuracy, strict=True):
         print(f"{name:<12} {accuracy:.2%}")
@@ -671,36 +684,48 @@ def _image_files(names: Sequence[str]) -> list[Path]:
 
 def _predict(args: argparse.Namespace) -> None:
     paths = list(args.paths)
-    if paths and Path(paths[0]).suffix in WEIGHT_SUFFIXES:
+    source = f"the shipped weights {args.weights or 'default'!r}"
+    if paths and is_weights_path(paths[0]):
         if args.weights is not None:
             raise InvalidArgumentError(
                 f"--weights {args.weights} picks shipped weights, but {paths[0]} was given too; "
                 "drop one of them"
             )
-        model = load_model(paths.pop(0))
+        source = paths.pop(0)
+        model = load_model(source)
     else:
         model = pretrained(args.weights or "default")
     if paths:
-        files, digits, skipped = mnistify_files(_image_files(paths), skip_bad=args.skip_bad)
+        info = dataset_for_models([model], args.dataset)
+        files, pictures, skipped = prepare_files(
+            _image_files(paths), prepare=preparation_for(info), skip_bad=args.skip_bad
+        )
         for message in skipped:
             print(f"lenetish: skipped {message}", file=sys.stderr)
-        prediction = predict(model, digits, dataset=args.dataset)
-        classes = DATASETS[args.dataset].classes
-        for file, label, confidence in zip(
-            files, prediction.labels.tolist(), prediction.confidence.tolist(), strict=True
+        prediction = predict(model, pictures, dataset=info)
+        for file, name, confidence in zip(
+            files, prediction.names, prediction.confidence.tolist(), strict=True
         ):
-            print(f"{printable_path(file)}: {classes[label]} (probability {confidence:.3f})")
+            print(f"{printable_path(file)}: {name} (probability {confidence:.3f})")
         return
     _check_output_file(args.plot, "--plot")
-    test = _test_loader(args)
+    test, info = model_test_loader(
+        model, source, data=args.data, dataset=args.dataset,
+        download=not args.no_download,
+    )  # fmt: skip
     chosen = torch.randperm(test.num_samples, generator=_generator(args.seed))[: args.sample]
     images, labels = test.images[chosen], test.labels[chosen]
     predicted = model.eval()(images).argmax(dim=1)
-    print(f"actual:    {labels.tolist()}")
-    print(f"predicted: {predicted.tolist()}")
+    print(f"actual:    {label_text(labels.tolist(), info.classes)}")
+    print(f"predicted: {label_text(predicted.tolist(), info.classes)}")
     _picture(
         lambda: plot_digits(
-            images, args.plot, labels=labels, predicted=predicted, title="actual / predicted"
+            images,
+            args.plot,
+            labels=labels,
+            predicted=predicted,
+            title="actual / predicted",
+            classes=info.classes,
         ),
         "--plot",
     )
@@ -708,10 +733,16 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _img(args: argparse.Namespace) -> None:
     _check_output_file(args.out, "--out")
-    images, labels = load_split(args.data, dataset=args.dataset, download=not args.no_download)
+    images, labels, info = read_split(
+        args.data, dataset=args.dataset, download=not args.no_download
+    )
     chosen = torch.randperm(len(labels), generator=_generator(args.seed))[: args.count]
+    digits = info.name in ("mnist", "custom") and info.classes == DATASETS["mnist"].classes
+    title = "training digits" if digits else f"training images ({info.name})"
     with _writing("--out"):
-        path = plot_digits(images[chosen], args.out, labels=labels[chosen], title="training digits")
+        path = plot_digits(
+            images[chosen], args.out, labels=labels[chosen], title=title, classes=info.classes
+        )
     print(f"picture written to {path}")
 
 
@@ -731,8 +762,6 @@ def _export(args: argparse.Namespace) -> None:
         written = export_model(model, out, format=args.format)
     print(f"exported to {written}")
 
-
-WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 
 _HANDLERS = {
     "train": _train,

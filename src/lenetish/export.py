@@ -21,15 +21,21 @@ EXPORT_FORMATS = {
     "pt2": ".pt2",
     "torchscript": ".torchscript.pt",
     "onnx": ".onnx",
+    "state_dict": ".state_dict.pt",
 }
 
 
 def export_model(
     model: nn.Module, path: str | os.PathLike[str], *, format: str = "safetensors"
 ) -> Path:
-    """Write ``model`` for use elsewhere, in one of three formats.
+    """Write ``model`` for use elsewhere, in one of five formats.
 
-    * ``"safetensors"``: the weights only (load them with :func:`~lenetish.load_weights`).
+    * ``"safetensors"``: the weights only (load them with :func:`~lenetish.load_weights`),
+      with the network's class and, when known, its dataset.
+    * ``"state_dict"``: a plain state dict, ``torch.save(model.state_dict(), path)`` with the
+      tensors on the CPU: the blog post's script, or any code doing
+      ``model.load_state_dict(torch.load(path))`` with the same class, loads it. It records
+      nothing else (no dataset: normalise inputs as the training data was).
     * ``"pt2"``: a :func:`torch.export` program (``torch.export.load``), batch size dynamic.
     * ``"torchscript"``: a traced TorchScript module (``torch.jit.load``); PyTorch deprecates
       TorchScript in favour of ``torch.export``, so prefer ``"pt2"`` for new work.
@@ -41,7 +47,8 @@ def export_model(
             not changed).
         path: the file to write, atomically in every format: a failed export leaves no
             partial or temporary file, and any earlier file at ``path`` as it was.
-        format: ``"safetensors"``, ``"pt2"``, ``"torchscript"`` or ``"onnx"``.
+        format: ``"safetensors"``, ``"state_dict"``, ``"pt2"``, ``"torchscript"`` or
+            ``"onnx"``.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -50,6 +57,13 @@ def export_model(
         InvalidArgumentError: ``format`` is unknown.
         MissingDependencyError: ONNX export without the ``export`` extra installed.
         CheckpointError: the file cannot be written (e.g. the disk is full).
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import MNISTConvNet
+        >>> path = export_model(MNISTConvNet(), f"{tempfile.mkdtemp()}/m.pt", format="state_dict")
+        >>> MNISTConvNet().load_state_dict(torch.load(path))
+        <All keys matched successfully>
     """
     if format not in EXPORT_FORMATS:
         raise InvalidArgumentError(
@@ -58,6 +72,10 @@ def export_model(
     target = Path(path)
     if format == "safetensors":
         save_weights(model, target)
+        return target
+    if format == "state_dict":
+        weights = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
+        atomic_write(target, lambda handle: torch.save(weights, handle))
         return target
     # Export a CPU copy in the default memory layout: the user's model is left as it was.
     cpu_model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format).eval()

@@ -63,10 +63,12 @@ def plot_digits(
     notes: Sequence[str] | None = None,
     columns: int = 8,
     title: str | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Path:
-    """Draw a grid of digits, captioned with labels and, if given, predictions.
+    """Draw a grid of images, captioned with labels and, if given, predictions.
 
     With ``predicted``, each caption reads ``actual / predicted`` and wrong ones are red.
+    With ``classes`` (e.g. ``loaders.info.classes``), captions give class names, not numbers.
 
     Args:
         images: ``(N, 1, 28, 28)`` or ``(N, 28, 28)``, any value range.
@@ -76,6 +78,7 @@ def plot_digits(
         notes: an extra caption line per image (e.g. a probability).
         columns: images per row.
         title: a title over the grid.
+        classes: the class names, index = label.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -85,6 +88,10 @@ def plot_digits(
         InvalidArgumentError: ``images`` is empty or of the wrong shape.
     """
     pictures = _as_images(images)
+
+    def name(label: int) -> str:
+        return classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
+
     count = pictures.shape[0]
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
@@ -96,10 +103,10 @@ def plot_digits(
         axes.set_yticks([])
         caption, colour = [], "black"
         if labels is not None:
-            caption.append(str(int(labels[index])))
+            caption.append(name(int(labels[index])))
         if predicted is not None:
             guess = int(predicted[index])
-            caption.append(f"pred {guess}")
+            caption.append(f"pred {name(guess)}")
             if labels is not None and guess != int(labels[index]):
                 colour = "red"
         if notes is not None:
@@ -122,6 +129,7 @@ def plot_mistakes(
     path: str | os.PathLike[str],
     *,
     count: int = 16,
+    classes: Sequence[str] | None = None,
 ) -> Path:
     """Draw the ``count`` most confidently misclassified images, with their confidence.
 
@@ -131,6 +139,7 @@ def plot_mistakes(
         probabilities: predicted probabilities ``(N, classes)`` (e.g. from ``predict``).
         path: the PNG to write.
         count: how many mistakes to show at most.
+        classes: the class names, index = label (captions give names, not numbers).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -151,6 +160,7 @@ def plot_mistakes(
         predicted=predicted[chosen],
         notes=[f"p={float(confidence[i]):.3f}" for i in chosen],
         title="most confident mistakes (actual / predicted)",
+        classes=classes,
     )
 
 

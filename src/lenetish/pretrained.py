@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from lenetish.checkpoint import load_weights
 from lenetish.errors import CheckpointError, InvalidArgumentError
 from lenetish.recipes import get_recipe
+from lenetish.weightfiles import load_weights
 
 __all__ = ["available_pretrained", "pretrained", "pretrained_info"]
 

@@ -83,6 +83,8 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         "rng": capture_rng_state(),
         "world_size": trainer.world_size,
         "rank_seed": trainer.parallel.rank_seed,
+        # the dataset the data came from, when the caller told the trainer (issue 17)
+        **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
     }
 
 

@@ -27,6 +27,7 @@ from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.errors import InvalidArgumentError, NotFittedError
+from lenetish.identity import DatasetInfo
 from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet
@@ -108,6 +109,8 @@ class Trainer:
         optimizer: the optimizer of the current fit (available in every hook; before the
             first fit, reading it raises :class:`~lenetish.errors.NotFittedError`).
         history: the :class:`~lenetish.History` of the latest fit.
+        data_info: the dataset the training data comes from (e.g. ``loaders.info``), set by
+            the caller; checkpoints then record it, for :func:`~lenetish.predict` and the CLI.
 
     Under ``torchrun`` with several processes, :meth:`fit` trains data-parallel (see
     :doc:`/distributed`): ``self.model`` is the ``DistributedDataParallel`` wrapper during
@@ -186,6 +189,7 @@ class Trainer:
         self.logged: dict[str, float | Tensor] = {}
         self.logging_open = False  # trainer.log counts from on_epoch_start to the merge
         self.parallel: ParallelStrategy = SingleProcess()
+        self.data_info: DatasetInfo | None = None
 
     @property
     def module(self) -> nn.Module:
