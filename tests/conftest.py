@@ -13,6 +13,8 @@ from lenetish.sources import bundled_mnist
 
 # A copy beside the repository (gzip idx files and SHA256SUMS); optional, only as a --data folder.
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
+# Fashion-MNIST beside the repository (never committed here); tests that need it skip without it.
+SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion-mnist"
 
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -67,6 +69,37 @@ def shared_mnist() -> Path:
     if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"no MNIST copy at {SHARED_MNIST} (optional: the tests use the bundled one)")
     return SHARED_MNIST
+
+
+@pytest.fixture
+def shared_fashion() -> Path:
+    """The Fashion-MNIST copy beside the repository; the test is skipped when it is absent."""
+    if not (SHARED_FASHION / "t10k-labels-idx1-ubyte.gz").exists():
+        pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION} (it is not part of the repository)")
+    return SHARED_FASHION
+
+
+@pytest.fixture(scope="session")
+def fashion_model() -> torch.nn.Module:
+    """An MNISTConvNet trained for one pass over 4,000 Fashion-MNIST images (about 75% correct).
+
+    It carries Fashion-MNIST's dataset record, as a model loaded from a lenetish file does.
+    """
+    if not (SHARED_FASHION / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION} (it is not part of the repository)")
+    from lenetish import MNISTConvNet, make_loaders
+    from lenetish.identity import remember_dataset
+
+    loaders = make_loaders(SHARED_FASHION, subset=4_000, batch_size=100, download=False)
+    torch.manual_seed(0)
+    model = MNISTConvNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for images, labels in loaders.train:
+        optimizer.zero_grad()
+        torch.nn.functional.nll_loss(model(images), labels).backward()
+        optimizer.step()
+    remember_dataset(model, loaders.info)
+    return model.eval()
 
 
 @pytest.fixture

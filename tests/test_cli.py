@@ -720,3 +720,126 @@ def test_predict_names_a_bad_image_and_skip_bad_predicts_the_rest(
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{tmp_path / 'one.png'}: 1 (probability")
     assert "lenetish: skipped" in captured.err and "blank.png" in captured.err
+
+
+def test_fashion_model_is_used_with_fashions_settings(
+    fashion_model: torch.nn.Module,
+    shared_fashion: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model saved after Fashion training is evaluated and predicted without --dataset."""
+    from lenetish import save_weights
+
+    save_weights(fashion_model, tmp_path / "model.safetensors")
+    weights = str(tmp_path / "model.safetensors")
+    plot = str(tmp_path / "cm.png")
+    assert main(["evaluate", weights, "--data", str(shared_fashion), "--plot", plot]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"test accuracy ([\d.]+)%", out).group(1))  # type: ignore[union-attr]
+    assert "dataset fashion-mnist" in out and "Ankle boot" in out and accuracy > 60
+    plot = str(tmp_path / "p.png")
+    options = ["--data", str(shared_fashion), "--sample", "4", "--plot", plot]
+    assert main(["predict", weights, *options]) == 0
+    assert "'" in capsys.readouterr().out.splitlines()[0]  # class names, not digits
+
+
+def test_fashion_model_refuses_a_contradicting_dataset(
+    fashion_model: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dataset mnist with a model that records fashion-mnist is an error."""
+    from lenetish import save_weights
+
+    save_weights(fashion_model, tmp_path / "model.safetensors")
+    code = main(["evaluate", str(tmp_path / "model.safetensors"), "--dataset", "mnist"])
+    assert code == 1
+    assert "was trained on fashion-mnist, but dataset='mnist'" in capsys.readouterr().err
+
+
+def test_fashion_model_refuses_mnist_files(
+    fashion_model: torch.nn.Module,
+    real_mnist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Fashion model evaluated on a --data folder of MNIST files names both datasets."""
+    from lenetish import save_weights
+
+    save_weights(fashion_model, tmp_path / "model.safetensors")
+    code = main(["evaluate", str(tmp_path / "model.safetensors"), "--data", str(real_mnist)])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert re.search(r"trained on fashion-mnist \(its file records it\).*canonical mnist", error)
+
+
+def test_training_records_the_dataset_for_evaluate(
+    fake_mnist: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Train --out on (pretend) Fashion files records it; evaluate then names Fashion's classes."""
+    from lenetish.identity import LABEL_SHA256, label_digest
+    from tests.conftest import synthetic_digits
+
+    digests = (
+        label_digest(synthetic_digits(60, seed=1)[1]),
+        label_digest(synthetic_digits(20, seed=2)[1]),
+    )
+    monkeypatch.setitem(LABEL_SHA256, "fashion-mnist", digests)
+    out = tmp_path / "run"
+    train = ["train", "--epochs", "1", "--data", str(fake_mnist), "--out", str(out), "--quiet"]
+    assert main([*train, "--device", "cpu"]) == 0
+    plot = str(tmp_path / "cm.png")
+    for weights in ("model.safetensors", "last.pt"):
+        assert (
+            main(["evaluate", str(out / weights), "--data", str(fake_mnist), "--plot", plot]) == 0
+        )
+        assert "T-shirt/top" in capsys.readouterr().out
+
+
+def test_blog_weights_are_evaluated_and_predicted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The blog's torch.save(model.state_dict(), 'mnist_model.pkl') works with the CLI."""
+    from lenetish import pretrained
+    from tests.blog_net import Net
+
+    blog = Net()
+    blog.load_state_dict(pretrained("default").state_dict())
+    torch.save(blog.state_dict(), tmp_path / "mnist_model.pkl")
+    weights = str(tmp_path / "mnist_model.pkl")
+    assert main(["evaluate", weights, "--plot", str(tmp_path / "cm.png")]) == 0
+    accuracy = float(re.search(r"test accuracy ([\d.]+)%", capsys.readouterr().out).group(1))  # type: ignore[union-attr]
+    assert accuracy > 98
+    assert main(["predict", weights, "--sample", "4", "--plot", str(tmp_path / "p.png")]) == 0
+    assert capsys.readouterr().out.startswith("actual:")
+
+
+def test_exported_state_dict_loads_into_the_blog_class(tmp_path: Path) -> None:
+    """Export --format state_dict writes a file the blog's class loads with torch.load."""
+    from lenetish import pretrained, save_weights
+    from tests.blog_net import Net
+
+    save_weights(pretrained("default"), tmp_path / "m.safetensors")
+    out = tmp_path / "mnist_model.pkl"
+    assert (
+        main(
+            ["export", str(tmp_path / "m.safetensors"), "--format", "state_dict", "--out", str(out)]
+        )
+        == 0
+    )
+    blog = Net()
+    blog.load_state_dict(torch.load(out))
+    torch.testing.assert_close(blog.fc2.bias, pretrained("default").fc2.bias)
+
+
+def test_an_image_named_like_no_weights_is_not_taken_for_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Predict still treats a PNG as an image, and a .pkl state dict as weights."""
+    pixels = np.full((60, 60), 255, dtype=np.uint8)
+    pixels[10:50, 28:32] = 0
+    Image.fromarray(pixels).save(tmp_path / "one.png")
+    assert main(["predict", str(tmp_path / "one.png")]) == 0
+    assert "one.png: 1 (probability" in capsys.readouterr().out

@@ -451,3 +451,31 @@ def test_shared_copy_still_works_as_a_data_folder(shared_mnist: Path, real_mnist
     images, labels = load_split(shared_mnist, train=False, download=False)
     bundled_images, bundled_labels = load_split(real_mnist, train=False, download=False)
     assert torch.equal(images, bundled_images) and torch.equal(labels, bundled_labels)
+
+
+def test_training_transform_is_not_applied_to_test_batches(fake_mnist: Path) -> None:
+    """transform= augments training batches only; two passes over the test loader agree."""
+    import torchvision.transforms as T
+
+    augment = T.Compose([T.RandomRotation(40), T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
+    loaders = make_loaders(fake_mnist, transform=augment, batch_size=20, download=False)
+    first, second = list(loaders.test), list(loaders.test)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, second, strict=True))
+    images, _ = load_split(fake_mnist, train=False)
+    expected = (images[:20].float() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(first[0][0][:, 0], expected)
+
+
+def test_eval_transform_is_applied_to_validation_and_test(fake_mnist: Path) -> None:
+    """eval_transform= converts the validation and test images (and not the training ones)."""
+    calls: list[str] = []
+
+    def mark(image: Any) -> torch.Tensor:
+        calls.append("eval")
+        return torch.zeros(1, 28, 28)
+
+    loaders = make_loaders(fake_mnist, eval_transform=mark, val_size=5, download=False)
+    assert loaders.val is not None and isinstance(loaders.train, TensorLoader)
+    batch = next(iter(loaders.test))[0]
+    list(loaders.val)
+    assert float(batch.abs().sum()) == 0 and len(calls) == 25

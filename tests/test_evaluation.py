@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,3 +97,19 @@ def test_tta_averages_the_shifted_views() -> None:
         expected = float(F.nll_loss(mean.log(), labels))
     assert evaluate(model, [(images, labels)], tta=True).loss == pytest.approx(expected, rel=1e-5)
     assert evaluate(model, [(images, labels)]).loss != pytest.approx(expected, rel=1e-5)
+
+
+def test_a_loader_of_another_dataset_is_refused(fake_mnist: Path) -> None:
+    """Evaluate refuses a make_loaders loader of another dataset than the model records."""
+    from lenetish import DATASETS, DatasetMismatchError, make_loaders
+    from lenetish.identity import remember_dataset
+
+    model = MNISTConvNet()
+    remember_dataset(model, DATASETS["fashion-mnist"])
+    test = make_loaders(fake_mnist, dataset="kmnist", download=False).test
+    with pytest.raises(
+        DatasetMismatchError,
+        match=r"loader holds kmnist data .* trained on "
+        r"fashion-mnist; load the test data with dataset='fashion-mnist'",
+    ):
+        evaluate(model, test)
