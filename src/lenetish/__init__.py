@@ -54,6 +54,7 @@ from lenetish.recipes import (
     train_ensemble,
     train_recipe,
 )
+from lenetish.stack import ModelStack
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 from lenetish.weightfiles import load_weights
 
@@ -90,6 +91,7 @@ __all__ = [
     "MNISTWideNet",
     "MissingDependencyError",
     "ModelCheckpoint",
+    "ModelStack",
     "NotFittedError",
     "Prediction",
     "ProgressBar",
