@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenetish import EMA, InvalidArgumentError, ModelCheckpoint, load_checkpoint
+from lenetish import EMA, InvalidArgumentError, ModelCheckpoint, Trainer, load_checkpoint
 from tests.training_helpers import digit_batches, quick_trainer
 
 
 def test_average_follows_the_formula() -> None:
     """After training the model holds decay-weighted averages of the step weights."""
     snapshots: list[dict[str, torch.Tensor]] = []
-    from lenetish import BatchOutput, Callback, Trainer, TrainState
+    from lenetish import BatchOutput, Callback, TrainState
 
     class Snapshot(Callback):
         order = -30  # before EMA, after the step
@@ -52,3 +52,17 @@ def test_decay_outside_unit_interval_is_refused(decay: float) -> None:
     """The decay must be in [0, 1)."""
     with pytest.raises(InvalidArgumentError, match=r"decay must be in \[0, 1\)"):
         EMA(decay)
+
+
+def test_batch_norm_statistics_are_copied_not_averaged() -> None:
+    """Buffers follow the model (as documented); only parameters are averaged."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 26 * 26, 10), torch.nn.LogSoftmax(dim=1),
+    )  # fmt: skip
+    ema = EMA(decay=0.9, apply_at_end=False)
+    trainer = Trainer(model, device="cpu", progress=False, callbacks=[ema])
+    trainer.fit(digit_batches(20, 10))
+    assert ema.shadow is not None
+    assert torch.equal(ema.shadow["1.running_mean"], model[1].running_mean)

@@ -176,3 +176,19 @@ def test_a_value_logged_outside_an_epoch_is_dropped_with_a_warning() -> None:
     with pytest.warns(UserWarning, match=r"trainer.log\('early', ...\) outside an epoch"):
         history = quick_trainer(callbacks=[TooEarly()]).fit(digit_batches(10, 10))
     assert "early" not in history[0]
+
+
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        (
+            lambda o, t: torch.bincount(o.argmax(1), minlength=10).float(),
+            r"returned a tensor of shape \(10,\)",
+        ),
+        (lambda o, t: None, "returned NoneType, not a number"),
+    ],
+)
+def test_a_metric_that_is_not_one_number_is_named(metric: Any, message: str) -> None:
+    """A per-class vector or None from a metric is an InvalidArgumentError naming it."""
+    with pytest.raises(InvalidArgumentError, match=f"metric 'bad' {message}"):
+        quick_trainer(metrics={"bad": metric}).fit(digit_batches(10, 10))

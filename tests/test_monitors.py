@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lenetish import (
+    EMA,
     Callback,
     EarlyStopping,
     InvalidArgumentError,
@@ -316,3 +317,21 @@ def test_checkpoint_written_before_a_failing_callback_stays_intact(tmp_path: Pat
     with pytest.raises(RuntimeError, match="user bug"):
         quick_trainer(epochs=3, callbacks=[Faulty(), saver]).fit(digit_batches(20, 10))
     assert load_checkpoint(saver.last_path)["epoch"] == 1
+
+
+def test_a_top_k_filename_without_the_epoch_that_collides_is_refused(tmp_path: Path) -> None:
+    """Two kept epochs mapping to one file would make the files disagree with the list."""
+    saver = ModelCheckpoint(
+        tmp_path, monitor="score", mode="min", save_top_k=2, filename="best-{score:.0f}.pt"
+    )
+    with pytest.raises(InvalidArgumentError, match=r"gives 'best-3.pt' for epoch 2 too"):
+        quick_trainer(epochs=3, callbacks=[Scripted([3.1, 2.9, 1.0]), saver]).fit(
+            digit_batches(10, 10)
+        )
+
+
+def test_restore_best_with_an_ema_applied_at_the_end_warns() -> None:
+    """Both would set the final weights; the warning says which wins."""
+    stopper = EarlyStopping("loss", restore_best=True)
+    with pytest.warns(UserWarning, match="EarlyStopping's best epoch wins"):
+        quick_trainer(callbacks=[EMA(), stopper]).fit(digit_batches(10, 10))

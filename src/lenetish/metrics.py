@@ -196,7 +196,7 @@ class MetricSet:
         """Add one batch of (detached) outputs and targets."""
         count = int(targets.shape[0])
         for name, function in self.functions.items():
-            value = torch.as_tensor(function(outputs, targets), device=self.device)
+            value = _scalar(name, function(outputs, targets), self.device)
             self.sums[name] += value.detach().double() * count
         for metric in self.objects.values():
             metric.update(outputs, targets)
@@ -209,7 +209,8 @@ class MetricSet:
             for name, total in self.sums.items()
         }
         for name, metric in self.objects.items():
-            values[f"{prefix}{name}"] = float(metric.compute()) if self.seen else math.nan
+            value = _scalar(name, metric.compute(), self.device) if self.seen else math.nan
+            values[f"{prefix}{name}"] = float(value)
         return values
 
     def all_reduce(self) -> None:
@@ -226,3 +227,25 @@ class MetricSet:
         *sums, seen = totals.unbind()
         self.sums = dict(zip(self.sums, sums, strict=True))
         self.seen = int(seen.item())
+
+
+def _scalar(name: str, value: object, device: torch.device) -> Tensor:
+    """A metric's value as a one-element tensor, or a named error saying what it was.
+
+    Raises:
+        InvalidArgumentError: the value is not a number or a one-element tensor.
+    """
+    try:
+        tensor = torch.as_tensor(value, device=device)
+    except (TypeError, RuntimeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"metric {name!r} returned {type(value).__name__}, not a number; a metric must "
+            "give one number per batch (function) or per epoch (object)"
+        ) from exc
+    if tensor.numel() != 1:
+        raise InvalidArgumentError(
+            f"metric {name!r} returned a tensor of shape {tuple(tensor.shape)}; a metric must "
+            "give one number (log per-class values under names of their own, e.g. with "
+            "trainer.log(f'acc_{c}', value))"
+        )
+    return tensor.reshape(())

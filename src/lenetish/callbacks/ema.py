@@ -63,10 +63,11 @@ class EMA(Callback):
     def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
         """Move the average towards the new weights (one fused update, no sync)."""
         assert self.shadow is not None
+        parameters = {name for name, _ in trainer.module.named_parameters()}
         with torch.no_grad():
             averaged, current = [], []
             for name, value in trainer.module.state_dict().items():
-                if value.is_floating_point():
+                if name in parameters:  # buffers (batch-norm statistics) are copied
                     averaged.append(self.shadow[name])
                     current.append(value.float())
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ import torch
 
 from lenetish._checks import check_positive_int
 from lenetish.callbacks.base import Callback
+from lenetish.callbacks.ema import EMA
 from lenetish.callbacks.watch import MetricWatch, Mode
 from lenetish.errors import InvalidArgumentError
 
@@ -100,6 +102,15 @@ class EarlyStopping(Callback):
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         """Refuse a ``val_*`` monitor in a fit without validation, before training."""
         self.watch.check_available(state, "EarlyStopping")
+        averaging = [c for c in trainer.fit_callbacks if isinstance(c, EMA) and c.apply_at_end]
+        if self.restore_best and averaging:
+            warnings.warn(
+                "EarlyStopping(restore_best=True) and EMA(apply_at_end=True) both set the final "
+                "weights; EarlyStopping's best epoch wins and the average is discarded. Keep "
+                "one, or use EMA(apply_at_end=False) and read ema.shadow yourself",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Compare the epoch's metric with the best; request a stop when patience runs out."""
@@ -168,7 +179,9 @@ class ModelCheckpoint(Callback):
 
     It runs after every other callback, so a checkpoint holds their state for that epoch.
     Files are written atomically; resume with ``trainer.fit(..., resume=folder / "last.pt")``.
-    ``last.pt`` is also written for the final epoch of a fit that stops early. An epoch whose
+    ``last.pt`` is also written for the final epoch of a fit stopped at an epoch's end (by
+    :class:`EarlyStopping`, say); a stop in the middle of an epoch (:class:`~lenetish.Timer`,
+    :class:`~lenetish.TerminateOnNaN`) leaves the last one ``every_n_epochs`` wrote. An epoch whose
     training loss is NaN or infinite is not saved, so a diverged run never replaces the last
     good checkpoint. The best value is kept across fits of the same object, so a second fit
     never replaces a better ``best.pt`` with a worse one (unless ``reset_best``).
@@ -277,6 +290,11 @@ class ModelCheckpoint(Callback):
                 f"filename={self.filename!r} does not fit this epoch's metrics "
                 f"({', '.join(sorted(state.metrics))}): {exc}"
             ) from exc
+        if any(kept == name for _, kept in self.top):
+            raise InvalidArgumentError(
+                f"filename={self.filename!r} gives {name!r} for epoch {state.epoch + 1} too, "
+                "which would overwrite another kept epoch's file; put {epoch} in the template"
+            )
         trainer.save_checkpoint(self.folder / name)
         self.top.append((value, name))
         self.top.sort(key=lambda item: item[0], reverse=self.watch.mode == "max")
