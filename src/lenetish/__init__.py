@@ -56,7 +56,7 @@ from lenetish.recipes import (
 )
 from lenetish.stack import ModelStack
 from lenetish.trainer import BatchOutput, Trainer, TrainState
-from lenetish.weightfiles import load_weights
+from lenetish.weightfiles import load_model, load_weights
 
 try:
     __version__ = version("lenetish")
@@ -114,6 +114,7 @@ __all__ = [
     "get_recipe",
     "is_main_process",
     "load_checkpoint",
+    "load_model",
     "load_split",
     "load_weights",
     "make_loaders",

@@ -279,7 +279,7 @@ def save_weights(
     """Atomically save a model's weights (its ``state_dict``) as a safetensors file.
 
     The file also records the network's class and, when known, the dataset it was trained on
-    (name, normalisation, class names), which :func:`~lenetish.checkpoint.load_model`,
+    (name, normalisation, class names), which :func:`~lenetish.load_model`,
     :func:`~lenetish.predict` and the command line use.
 
     Args:
@@ -296,8 +296,7 @@ def save_weights(
     Example:
         >>> import tempfile
         >>> from lenetish import MNISTConvNet
-        >>> from lenetish.checkpoint import load_model
-        >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
+                >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
         >>> save_weights(MNISTConvNet(), path, dataset="fashion-mnist")
         >>> load_model(path).lenetish_dataset.name
         'fashion-mnist'

@@ -198,6 +198,7 @@ def read_split(
     """:func:`load_split`, also returning the dataset's settings (what the files are).
 
     Example:
+        >>> from lenetish.data import read_split
         >>> images, labels, info = read_split(train=False)
         >>> info.name, len(labels)
         ('mnist', 10000)

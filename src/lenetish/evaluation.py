@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lenetish._checks import check_positive_int
+from lenetish._checks import as_class_labels, check_positive_int
 from lenetish._device import DeviceLike, resolve_device
 from lenetish.errors import InvalidArgumentError
 from lenetish.identity import DatasetInfo, check_loader_dataset, dataset_for_models
@@ -202,6 +202,12 @@ def evaluate(
             images = images.to(target, non_blocking=True)
             labels = labels.to(target, non_blocking=True)
             log_probs = ensemble.log_probabilities(images, tta)
+            if log_probs.shape[-1] != num_classes:
+                raise InvalidArgumentError(
+                    f"the model gives {log_probs.shape[-1]} outputs per image but "
+                    f"num_classes={num_classes}; pass num_classes={log_probs.shape[-1]}"
+                )
+            labels = as_class_labels(labels)
             score.add(F.nll_loss(log_probs, labels), log_probs, labels)
             pairs = labels * num_classes + log_probs.argmax(dim=1)
             confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
@@ -244,7 +250,7 @@ def predict(
         batch_size: images per forward pass.
         dataset: the dataset the model was trained on, whose normalisation, preparation and
             class names are used: ``"auto"`` (what the model's weights file recorded, see
-            :func:`~lenetish.checkpoint.load_model`; MNIST when nothing is recorded), a name,
+            :func:`~lenetish.load_model`; MNIST when nothing is recorded), a name,
             or a :class:`~lenetish.DatasetInfo` such as ``loaders.info``.
         tta: also classify copies shifted by one pixel in each direction and average.
         outputs: what the models return (see :func:`evaluate`); probabilities always sum

@@ -7,7 +7,7 @@ dataset. KMNIST's raw digests are not recorded here; its files are recognised by
 ``.gz`` label files torchvision downloads (the file itself, or a ``.gz`` beside a raw one).
 
 A model carries the :class:`DatasetInfo` it was trained with as the attribute
-``lenetish_dataset`` (set by :func:`~lenetish.checkpoint.load_model` from what a weights file or
+``lenetish_dataset`` (set by :func:`~lenetish.load_model` from what a weights file or
 checkpoint records); :func:`resolve_dataset` checks a ``dataset=`` argument against it.
 """
 

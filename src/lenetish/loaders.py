@@ -215,6 +215,7 @@ class NormalisedTensor:
 
     Example:
         >>> from PIL import Image
+        >>> from lenetish.loaders import NormalisedTensor
         >>> convert = NormalisedTensor(0.5, 0.5)
         >>> convert(Image.new("L", (28, 28), 255)).shape
         torch.Size([1, 28, 28])

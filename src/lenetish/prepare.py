@@ -38,6 +38,7 @@ def upright(image: Any) -> Any:
 
     Example:
         >>> from PIL import Image
+        >>> from lenetish.prepare import upright
         >>> upright(Image.new("L", (30, 20))).size  # no orientation tag: as stored
         (30, 20)
     """
@@ -104,6 +105,7 @@ def mnistify(image: Any) -> Tensor:
         >>> from PIL import Image, ImageDraw
         >>> digit = Image.new("L", (40, 40), 255)
         >>> ImageDraw.Draw(digit).line((20, 5, 20, 35), fill=0, width=4)
+        >>> from lenetish.prepare import mnistify
         >>> picture = mnistify(digit)
         >>> picture.shape, picture.dtype, int(picture[14, 14]) > 200
         (torch.Size([28, 28]), torch.uint8, True)
@@ -154,6 +156,7 @@ def fashionify(image: Any) -> Tensor:
         >>> from PIL import Image, ImageDraw
         >>> photo = Image.new("L", (100, 200), 255)  # a dark bag on white paper
         >>> ImageDraw.Draw(photo).rectangle((10, 20, 89, 179), fill=40)
+        >>> from lenetish.prepare import fashionify
         >>> picture = fashionify(photo)
         >>> picture.shape, int(picture[14, 14]), int(picture[14, 1])
         (torch.Size([28, 28]), 215, 0)
@@ -195,6 +198,7 @@ def preparation_for(info: DatasetInfo) -> Preparation:
 
     Example:
         >>> from lenetish.identity import DATASETS
+        >>> from lenetish.prepare import preparation_for
         >>> preparation_for(DATASETS["fashion-mnist"]).__name__
         'fashionify'
     """

@@ -141,6 +141,7 @@ def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
         >>> from lenetish import MNISTConvNet
         >>> path = f"{tempfile.mkdtemp()}/mnist_model.pkl"
         >>> torch.save(MNISTConvNet().state_dict(), path)
+        >>> from lenetish.weightfiles import read_weights
         >>> saved = read_weights(path)
         >>> saved.kind, saved.model_class, len(saved.tensors)
         ('state_dict', None, 8)
