@@ -17,7 +17,7 @@ from torch import Tensor
 from lenetish.callbacks import SkipBatch, StopTraining
 from lenetish.errors import InvalidArgumentError
 from lenetish.loaders import tell_epoch
-from lenetish.metrics import RunningScore
+from lenetish.stack_fit import fit_score
 from lenetish.state import BatchOutput
 from lenetish.step import StepSettings, evaluation_mode
 
@@ -46,7 +46,7 @@ def run_epoch(
     trainer.model.train()
     trainer.logged, trainer.logging_open = {}, True
     trainer.call_hook("on_epoch_start")
-    score, metric_set = RunningScore(trainer.device), trainer.metric_sets[0]
+    score, metric_set = fit_score(trainer, smoothing=True), trainer.metric_sets[0]
     metric_set.reset()
     for batch_index, (images, labels) in enumerate(train):
         if parallel.agree_to_stop(trainer.should_stop):
@@ -113,7 +113,7 @@ def validate(trainer: Trainer, val: Iterable[Batch]) -> dict[str, float]:
     Raises:
         InvalidArgumentError: the validation loader yielded no samples.
     """
-    score, metric_set = RunningScore(trainer.device), trainer.metric_sets[1]
+    score, metric_set = fit_score(trainer, smoothing=False), trainer.metric_sets[1]
     metric_set.reset()
     with evaluation_mode(trainer.model, StepSettings(trainer.device, trainer.precision)):
         for images, labels in val:

@@ -150,6 +150,9 @@ class Criterion:
     Attributes:
         kind: what the model's outputs are, once known (``None`` before the first batch of a
             fit with ``loss="auto"``, and for a callable loss).
+        members: ``None``, or for a :class:`~lenetish.ModelStack`'s fit its number of
+            members: outputs are then ``(members, B, classes)`` and the loss is the sum of the
+            members' losses (see :meth:`member_losses`).
     """
 
     def __init__(self, loss: LossName | LossFunction, label_smoothing: float = 0.0) -> None:
@@ -169,6 +172,7 @@ class Criterion:
         self.label_smoothing = label_smoothing
         self.kind: OutputKind | None = None
         self.smoothing_used = False
+        self.members: int | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -178,12 +182,43 @@ class Criterion:
         self.smoothing_used = False
 
     def __call__(self, outputs: Tensor, targets: Tensor, *, smoothing: bool = True) -> Tensor:
-        """The mean loss of a batch; ``smoothing=False`` for validation."""
+        """The mean loss of a batch; ``smoothing=False`` for validation.
+
+        For a stack (``members`` set), the sum of the members' mean losses.
+        """
+        self.smoothing_used |= smoothing and bool(self.label_smoothing)
+        if self.members is not None:
+            return self.member_losses(outputs, targets, smoothing=smoothing).sum()
+        return self._mean_loss(outputs, targets, smoothing)
+
+    def member_losses(self, outputs: Tensor, targets: Tensor, *, smoothing: bool = True) -> Tensor:
+        """Each member's mean loss ``(members,)`` from stacked outputs ``(members, B, classes)``.
+
+        Args:
+            outputs: a :class:`~lenetish.ModelStack`'s outputs.
+            targets: ``(B,)`` labels shared by the members, or ``(members, B)``.
+            smoothing: apply ``label_smoothing`` (``False`` for validation).
+
+        Raises:
+            InvalidArgumentError: ``outputs`` is not 3-dimensional.
+        """
+        if outputs.dim() != 3:
+            raise InvalidArgumentError(
+                f"a stack's outputs are (members, batch, classes), got shape "
+                f"{tuple(outputs.shape)}: train a ModelStack, or a plain network on its own"
+            )
+        if self.kind is None and not callable(self.loss):
+            self.kind = resolve_output_kind("auto", outputs.flatten(0, 1), who='loss="auto"')
+        per_member = targets.expand(outputs.shape[0], -1) if targets.dim() == 1 else targets
+        return torch.stack(
+            [self._mean_loss(o, t, smoothing) for o, t in zip(outputs, per_member, strict=True)]
+        )
+
+    def _mean_loss(self, outputs: Tensor, targets: Tensor, smoothing: bool) -> Tensor:
         if callable(self.loss):
             return self.loss(outputs, targets)
         if self.kind is None:
             self.kind = resolve_output_kind("auto", outputs, who='loss="auto"')
-        self.smoothing_used |= smoothing and bool(self.label_smoothing)
         amount = self.label_smoothing if smoothing else 0.0
         return smoothed_nll(log_probabilities(outputs, self.kind), targets, amount)
 

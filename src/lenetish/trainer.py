@@ -32,6 +32,7 @@ from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet
 from lenetish.resume import callbacks_by_key, checkpoint_state, restore_training_state
+from lenetish.stack_fit import prepare_stack_fit
 from lenetish.state import BatchOutput, TrainState
 from lenetish.step import (
     CaptureRequest,
@@ -405,6 +406,7 @@ class Trainer:
         )
         self.step = make_step(eager, request)
         self.state.lr = float(optimizer.param_groups[0]["lr"])
+        prepare_stack_fit(self)  # a ModelStack: per-member scores, coupling settings refused
 
     def call_hook(self, hook: str, *args: Any, reading: bool | None = None) -> None:
         """Run ``hook`` on every callback of the fit in order (a StopTraining stops the fit).

@@ -1,0 +1,92 @@
+"""Tests of lenetish.stack_fit: a ModelStack trained by the Trainer, member by member exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from lenetish import InvalidArgumentError, LRSchedule, MNISTConvNet, ModelStack, Trainer
+from lenetish.losses import Criterion
+from tests.training_helpers import digit_batches
+
+
+def stack_trainer(stack: ModelStack, **options: Any) -> Trainer:
+    """A CPU trainer of ``stack`` without a progress bar."""
+    options.setdefault("epochs", 1)
+    return Trainer(stack, device="cpu", progress=False, **options)
+
+
+@pytest.mark.parametrize(
+    "options", [{"optimizer": "adam"}, {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}]
+)
+def test_each_member_trains_exactly_as_it_would_alone(options: dict[str, Any]) -> None:
+    """Each member of a stack of 3 ends where the same network trained alone ends (1e-5)."""
+    batches = digit_batches(120, 20)  # 6 steps per epoch, the same order for every member
+    stack = ModelStack(MNISTConvNet, 3, seeds=[11, 12, 13])
+    alone, initial = stack.unstack(), stack.unstack()
+    stack_trainer(stack, epochs=2, **options).fit(batches)
+    for index, member in enumerate(stack.unstack()):
+        stack_trainer(alone[index], epochs=2, **options).fit(batches)  # type: ignore[arg-type]
+        for name, expected in alone[index].named_parameters():
+            actual = member.get_parameter(name)
+            assert not torch.equal(actual, initial[index].get_parameter(name))
+            scale = float(expected.detach().abs().max())
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_history_rows_hold_the_mean_and_each_members_metrics() -> None:
+    """History has loss/accuracy (the members' mean) and loss/i, accuracy/i per member."""
+    batches = digit_batches(60, 20)
+    history = stack_trainer(ModelStack(MNISTConvNet, 2)).fit(batches, batches)
+    row = history[-1]
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert row[name] == pytest.approx((row[f"{name}/0"] + row[f"{name}/1"]) / 2)
+    assert row["loss/0"] != row["loss/1"]
+
+
+def test_a_members_history_matches_its_fit_alone() -> None:
+    """loss/i and val_accuracy/i are what the member's own fit reports."""
+    batches = digit_batches(60, 20)
+    stack = ModelStack(MNISTConvNet, 2)
+    alone = stack.unstack()[1]
+    row = stack_trainer(stack).fit(batches, batches)[-1]
+    own = stack_trainer(alone).fit(batches, batches)[-1]  # type: ignore[arg-type]
+    assert row["loss/1"] == pytest.approx(own["loss"], rel=1e-5)
+    assert row["val_accuracy/1"] == own["val_accuracy"]
+
+
+def test_user_metrics_are_reported_per_member_and_as_their_mean() -> None:
+    """A metric function gets name/i per member and name as the mean."""
+
+    def error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (outputs.argmax(1) != targets).float().mean()
+
+    row = stack_trainer(ModelStack(MNISTConvNet, 2), metrics={"error": error}).fit(
+        digit_batches(40, 20)
+    )[-1]
+    assert row["error"] == pytest.approx((row["error/0"] + row["error/1"]) / 2)
+    assert row["error/0"] == pytest.approx(1 - row["accuracy/0"])
+
+
+def test_global_gradient_clipping_is_refused() -> None:
+    """grad_clip_norm would couple the members through one global norm."""
+    trainer = stack_trainer(ModelStack(MNISTConvNet, 2), grad_clip_norm=1.0)
+    with pytest.raises(InvalidArgumentError, match="grad_clip_norm clips the global"):
+        trainer.fit(digit_batches(20, 10))
+
+
+def test_a_plateau_schedule_is_refused() -> None:
+    """ReduceLROnPlateau would set every member's lr from one metric."""
+    schedule = LRSchedule(lambda opt: ReduceLROnPlateau(opt), monitor="loss")
+    trainer = stack_trainer(ModelStack(MNISTConvNet, 2), callbacks=[schedule])
+    with pytest.raises(InvalidArgumentError, match="ReduceLROnPlateau reads one metric"):
+        trainer.fit(digit_batches(20, 10))
+
+
+def test_member_losses_refuse_outputs_that_are_not_stacked() -> None:
+    """Criterion.member_losses needs (members, batch, classes) outputs."""
+    with pytest.raises(InvalidArgumentError, match="a stack's outputs are"):
+        Criterion("nll").member_losses(torch.zeros(4, 10), torch.zeros(4, dtype=torch.long))
