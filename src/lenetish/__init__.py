@@ -55,6 +55,7 @@ from lenetish.recipes import (
     train_recipe,
 )
 from lenetish.stack import ModelStack
+from lenetish.stack_eval import StackEvalResult
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 from lenetish.weightfiles import load_model, load_weights
 
@@ -98,6 +99,7 @@ __all__ = [
     "RandomAffine",
     "Recipe",
     "SkipBatch",
+    "StackEvalResult",
     "StopTraining",
     "TensorBoardLogger",
     "TensorLoader",

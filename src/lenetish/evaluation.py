@@ -29,6 +29,7 @@ from lenetish.losses import (
 )
 from lenetish.metrics import RunningScore
 from lenetish.prepare import Preparation
+from lenetish.stack import ModelStack
 
 __all__ = ["EvalResult", "Prediction", "evaluate", "predict"]
 
@@ -138,11 +139,16 @@ class _Ensemble:
         for index, model in enumerate(self.models):
             for view in _views(images, tta):
                 raw = model(view)
+                is_stack = isinstance(model, ModelStack)  # (k, B, C): k members' outputs
+                rows = raw.flatten(0, 1) if is_stack else raw
                 kind = self.kinds[index]
                 if kind is None:  # decided once per model, on its first batch
-                    kind = resolve_output_kind(self.outputs, raw, who=type(model).__name__)
+                    kind = resolve_output_kind(self.outputs, rows, who=type(model).__name__)
                     self.kinds[index] = kind
-                outputs.append(log_probabilities(raw, kind))
+                if is_stack:
+                    outputs.extend(log_probabilities(rows, kind).reshape(raw.shape))
+                else:
+                    outputs.append(log_probabilities(raw, kind))
         if len(outputs) == 1:
             return outputs[0]
         stacked = torch.stack(outputs)  # (models * views, B, C)
@@ -164,7 +170,8 @@ def evaluate(
     probabilities or logits: see ``outputs``.
 
     Args:
-        model: a network, or a list of networks whose probabilities are averaged.
+        model: a network, a list of networks whose probabilities are averaged, or a
+            :class:`~lenetish.ModelStack` (scored member by member and as an ensemble).
         loader: any iterable of ``(images, labels)`` batches.
         device: where to run (``None``: where the first model's parameters are).
         num_classes: the number of classes (the size of the confusion matrix).
@@ -176,7 +183,9 @@ def evaluate(
             probabilities, so it is never negative.
 
     Returns:
-        The :class:`EvalResult`.
+        The :class:`EvalResult`; for a :class:`~lenetish.ModelStack`, a
+        :class:`~lenetish.stack_eval.StackEvalResult` (the ensemble's scores, plus each
+        member's accuracy and loss, their mean and standard deviation).
 
     Raises:
         InvalidArgumentError: ``loader`` yielded no samples, or ``model`` is not a model.
@@ -190,6 +199,12 @@ def evaluate(
         >>> result.total, result.confusion.shape
         (4, torch.Size([10, 10]))
     """
+    if isinstance(model, ModelStack):  # every member, their mean and spread, the ensemble
+        from lenetish.stack_eval import evaluate_stack  # imports this module
+
+        return evaluate_stack(
+            model, loader, device=device, num_classes=num_classes, tta=tta, outputs=outputs
+        )
     models = _as_list(model)
     check_loader_dataset(models, loader)
     ensemble = _Ensemble(models, outputs)

@@ -1,0 +1,150 @@
+"""Scoring a :class:`~lenetish.ModelStack`: every member, their mean and spread, the ensemble.
+
+:func:`~lenetish.evaluate` hands a stack to :func:`evaluate_stack`, which runs the members
+together over the loader once and returns a :class:`StackEvalResult`: the ensemble's scores
+(the mean of the members' probabilities) in the fields every :class:`~lenetish.EvalResult`
+has, plus each member's accuracy and loss.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lenetish._checks import check_positive_int
+from lenetish._device import DeviceLike, resolve_device
+from lenetish.errors import InvalidArgumentError
+from lenetish.evaluation import EvalResult
+from lenetish.identity import check_loader_dataset
+from lenetish.losses import (
+    OutputKind,
+    check_outputs_setting,
+    log_probabilities,
+    resolve_output_kind,
+)
+from lenetish.metrics import RunningScore
+from lenetish.stack import ModelStack
+
+__all__ = ["StackEvalResult", "evaluate_stack", "member_log_probabilities"]
+
+
+@dataclass(frozen=True)
+class StackEvalResult(EvalResult):
+    """Scores of a :class:`~lenetish.ModelStack`: the ensemble's, and each member's.
+
+    ``loss``, ``accuracy``, ``correct``, ``total``, ``per_class_accuracy`` and ``confusion``
+    are the ensemble's (the mean of the members' probabilities), as for a list of models.
+
+    Attributes:
+        member_accuracy: each member's accuracy, in the stack's order.
+        member_loss: each member's mean negative log-likelihood.
+        mean_accuracy: the members' mean accuracy.
+        std_accuracy: the members' sample standard deviation of accuracy (0 for one member).
+    """
+
+    member_accuracy: tuple[float, ...]
+    member_loss: tuple[float, ...]
+    mean_accuracy: float
+    std_accuracy: float
+
+
+def member_log_probabilities(
+    stack: ModelStack, images: Tensor, kind: OutputKind, *, tta: bool = False
+) -> Tensor:
+    """Each member's log-probabilities ``(k, B, classes)`` (averaged over TTA views).
+
+    With ``tta``, the batch and four copies shifted by one pixel (up, down, left, right) are
+    scored and each member's probabilities averaged over the five views.
+    """
+    views = [images]
+    if tta:
+        views += [torch.roll(images, shifts=step, dims=dim) for dim in (-2, -1) for step in (-1, 1)]
+    per_view = [
+        log_probabilities(raw.flatten(0, 1), kind).reshape(raw.shape)
+        for raw in (stack(view) for view in views)
+    ]
+    if len(per_view) == 1:
+        return per_view[0]
+    return torch.logsumexp(torch.stack(per_view), dim=0) - math.log(len(per_view))
+
+
+def evaluate_stack(
+    stack: ModelStack,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    *,
+    device: DeviceLike | None = None,
+    num_classes: int = 10,
+    tta: bool = False,
+    outputs: OutputKind | Literal["auto"] = "auto",
+) -> StackEvalResult:
+    """Score every member of ``stack`` and their ensemble over ``loader`` in one pass.
+
+    The arguments are :func:`~lenetish.evaluate`'s (which calls this for a stack).
+
+    Raises:
+        InvalidArgumentError: ``loader`` yielded no samples, or an argument is invalid.
+        DatasetMismatchError: the loader's data is not the dataset the stack recorded.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, ModelStack, evaluate
+        >>> batch = (torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))
+        >>> result = evaluate(ModelStack(MNISTConvNet, 3), [batch])
+        >>> len(result.member_accuracy), result.total
+        (3, 4)
+    """
+    check_outputs_setting(outputs)
+    check_positive_int("num_classes", num_classes)
+    check_loader_dataset([stack], loader)
+    parameter = next(stack.parameters(), None)
+    default = parameter.device if parameter is not None else torch.device("cpu")
+    target = default if device is None else resolve_device(device)
+    ensemble = RunningScore(target)
+    member_loss = torch.zeros(stack.k, dtype=torch.float64, device=target)
+    member_correct = torch.zeros(stack.k, dtype=torch.int64, device=target)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=target)
+    kind: OutputKind | None = None if outputs == "auto" else outputs
+    mode = stack.training
+    stack.to(target).eval()
+    try:
+        with torch.inference_mode():
+            for images, labels in loader:
+                images = images.to(target, non_blocking=True)
+                labels = labels.to(target, non_blocking=True)
+                if kind is None:  # decided once, on the first batch
+                    kind = resolve_output_kind(
+                        "auto", stack(images).flatten(0, 1), who="ModelStack"
+                    )
+                members = member_log_probabilities(stack, images, kind, tta=tta)
+                picked = members.gather(2, labels.expand(stack.k, -1).unsqueeze(2))
+                member_loss -= picked.squeeze(2).double().sum(dim=1)
+                member_correct += (members.argmax(dim=2) == labels).sum(dim=1)
+                log_probs = torch.logsumexp(members, dim=0) - math.log(stack.k)
+                ensemble.add(F.nll_loss(log_probs, labels), log_probs, labels)
+                pairs = labels * num_classes + log_probs.argmax(dim=1)
+                confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
+    finally:
+        stack.train(mode)
+    if ensemble.seen == 0:
+        raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
+    matrix = confusion.reshape(num_classes, num_classes).cpu()
+    accuracies = (member_correct.double() / ensemble.seen).tolist()
+    metrics = ensemble.metrics()
+    return StackEvalResult(
+        loss=metrics["loss"],
+        accuracy=metrics["accuracy"],
+        correct=ensemble.correct,
+        total=ensemble.seen,
+        per_class_accuracy=tuple((matrix.diagonal().double() / matrix.sum(dim=1)).tolist()),
+        confusion=matrix,
+        member_accuracy=tuple(accuracies),
+        member_loss=tuple((member_loss / ensemble.seen).tolist()),
+        mean_accuracy=statistics.fmean(accuracies),
+        std_accuracy=statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+    )
