@@ -19,6 +19,7 @@ from lenetish import (
     History,
     InvalidArgumentError,
     LRSchedule,
+    SkipBatch,
     TerminateOnNaN,
     Timer,
     Trainer,
@@ -235,3 +236,32 @@ def test_a_plateau_scheduler_facing_the_wrong_way_is_refused() -> None:
     schedule = LRSchedule(lambda o: ReduceLROnPlateau(o), monitor="accuracy")
     with pytest.raises(InvalidArgumentError, match=r"mode='min'\) watches 'accuracy'.*mode='max'"):
         quick_trainer(callbacks=[schedule]).fit(digit_batches(10, 10))
+
+
+def test_onecycle_with_a_callable_optimizer_peaks_at_its_own_lr() -> None:
+    """scheduler='onecycle' with optimizer=callable rises to the lr the optimizer was built with."""
+    lrs: list[float] = []
+
+    class Watch(Callback):
+        def on_batch_start(self, trainer: Trainer, state: TrainState) -> None:
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer = quick_trainer(
+        epochs=2,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        scheduler="onecycle",
+        callbacks=[Watch()],
+    )
+    trainer.fit(digit_batches(100, 10))
+    assert max(lrs) == pytest.approx(0.1, rel=0.05)
+
+
+def test_skip_batch_outside_a_batch_hook_is_named() -> None:
+    """SkipBatch from on_epoch_end has no batch to skip: a named error says where it works."""
+
+    class Misplaced(Callback):
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            raise SkipBatch
+
+    with pytest.raises(InvalidArgumentError, match="raised SkipBatch in on_epoch_end"):
+        quick_trainer(callbacks=[Misplaced()]).fit(digit_batches(10, 10))

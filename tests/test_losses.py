@@ -135,3 +135,26 @@ def test_a_training_step_that_calls_compute_loss_keeps_label_smoothing() -> None
         warnings.simplefilter("error")
         trainer.fit(digit_batches(20, 10))
     assert trainer.criterion.smoothing_used
+
+
+def test_bf16_softmax_outputs_are_recognised_as_probabilities() -> None:
+    """Rows of a bf16 softmax sum to 1 only within bf16's precision: still probabilities."""
+    logits = torch.randn(64, 10) * 3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        probabilities = torch.nn.Linear(10, 10)(logits).softmax(dim=1)
+        log_probs = torch.nn.Linear(10, 10)(logits).log_softmax(dim=1)
+    assert probabilities.dtype == torch.bfloat16 or output_kind(probabilities) == "probabilities"
+    assert output_kind(probabilities.bfloat16()) == "probabilities"
+    assert output_kind(log_probs.bfloat16()) == "log_probabilities"
+
+
+def test_a_declared_loss_that_does_not_fit_the_outputs_warns() -> None:
+    """loss='nll' on a logit model trains on a loss that can go negative: it warns once."""
+    with pytest.warns(UserWarning, match=r"declared log_probabilities but look like logits"):
+        _logit_trainer(loss="nll").fit(digit_batches(20, 10))
+
+
+def test_evaluate_warns_when_declared_outputs_do_not_fit() -> None:
+    """outputs='log_probabilities' for a logit model is checked on the first batch."""
+    with pytest.warns(UserWarning, match="declared log_probabilities but look like logits"):
+        evaluate(LogitMLP(), digit_batches(20, 10), outputs="log_probabilities")

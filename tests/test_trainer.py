@@ -613,3 +613,42 @@ def test_a_plateau_schedule_without_validation_fails_before_training() -> None:
     with pytest.raises(InvalidArgumentError, match="ReduceLROnPlateau schedule watches 'val_loss'"):
         trainer.fit(digit_batches(10, 10))
     assert trainer.state.global_step == 0
+
+
+def test_an_iterator_as_training_data_is_refused() -> None:
+    """A generator would be used up after one epoch: fit refuses it up front."""
+    with pytest.raises(InvalidArgumentError, match=r"train is an iterator .*iterated again"):
+        quick_trainer(epochs=3).fit(batch for batch in digit_batches(20, 10))
+
+
+def test_an_empty_training_loader_is_refused() -> None:
+    """An epoch without a single batch is an error, not a row of nothing."""
+    with pytest.raises(InvalidArgumentError, match="yielded no batches in epoch 1"):
+        quick_trainer().fit([])
+
+
+def test_a_dataloader_over_an_iterable_dataset_trains() -> None:
+    """A DataLoader whose dataset has no length trains like any unsized iterable."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Stream(IterableDataset[tuple[Tensor, Tensor]]):
+        def __iter__(self) -> Any:
+            for images, labels in digit_batches(40, 1):
+                yield images[0], labels[0]
+
+    history = quick_trainer(epochs=2).fit(DataLoader(Stream(), batch_size=10))
+    assert len(history) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.int16])
+def test_integer_labels_of_any_width_train(dtype: torch.dtype) -> None:
+    """int32/uint8 labels are class indices like int64 ones."""
+    batches = [(images, labels.to(dtype)) for images, labels in digit_batches(20, 10)]
+    assert len(quick_trainer().fit(batches)) == 1
+
+
+def test_float_labels_are_refused_with_the_fix() -> None:
+    """Float labels are named, with the conversion to make."""
+    batches = [(images, labels.float()) for images, labels in digit_batches(20, 10)]
+    with pytest.raises(InvalidArgumentError, match=r"labels must be integer class indices.*long"):
+        quick_trainer().fit(batches)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import torch
+from torch import Tensor
+
 from lenetish.errors import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_LR",
+    "as_class_labels",
     "check_fraction",
     "check_positive_int",
     "check_positive_number",
@@ -87,3 +91,19 @@ def check_trainer_settings(
             raise InvalidArgumentError(
                 f"callbacks must be lenetish.Callback instances, got {callback!r}"
             )
+
+
+def as_class_labels(labels: Tensor) -> Tensor:
+    """Labels as int64 class indices (what the losses need), from any integer dtype.
+
+    Raises:
+        InvalidArgumentError: the labels are not integers (float, bool or complex values).
+    """
+    if labels.dtype == torch.int64:
+        return labels
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise InvalidArgumentError(
+            f"labels must be integer class indices, got dtype {labels.dtype}; convert them "
+            "with labels.long() (or round them first if they are whole numbers)"
+        )
+    return labels.long()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from lenetish._checks import as_class_labels
 from lenetish.callbacks import SkipBatch, StopTraining
 from lenetish.errors import InvalidArgumentError
 from lenetish.loaders import tell_epoch
@@ -48,6 +49,7 @@ def run_epoch(
     trainer.call_hook("on_epoch_start")
     score, metric_set = fit_score(trainer, smoothing=True), trainer.metric_sets[0]
     metric_set.reset()
+    batch_index = -1
     for batch_index, (images, labels) in enumerate(train):
         if parallel.agree_to_stop(trainer.should_stop):
             trainer.logging_open = False
@@ -62,6 +64,11 @@ def run_epoch(
             continue
         score.add(output.loss, output.logits, output.targets)
         metric_set.update(output.logits, output.targets)
+    if batch_index < 0:
+        raise InvalidArgumentError(
+            f"the training loader yielded no batches in epoch {epoch + 1}; give fit() "
+            "batches it can iterate every epoch"
+        )
     parallel.reduce(score)
     parallel.reduce(metric_set)
     state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
@@ -84,7 +91,7 @@ def _on_device(trainer: Trainer, images: Tensor, labels: Tensor) -> Batch:
     images = images.to(trainer.device, non_blocking=True)
     if trainer.channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
-    return images, labels.to(trainer.device, non_blocking=True)
+    return images, as_class_labels(labels.to(trainer.device, non_blocking=True))
 
 
 def _train_batch(trainer: Trainer, images: Tensor, labels: Tensor) -> BatchOutput:

@@ -62,7 +62,9 @@ def output_kind(outputs: Tensor) -> OutputKind:
         ('logits', 'log_probabilities', 'probabilities')
     """
     rows = outputs.detach().float().reshape(outputs.shape[0], -1)
-    tolerance = _TOLERANCE * max(1.0, rows.shape[1] / 10)
+    # bf16/fp16 softmax rows sum to 1 only within their precision (a few 1e-3 in bf16).
+    precision = 16 * torch.finfo(outputs.dtype).eps if outputs.is_floating_point() else 0.0
+    tolerance = max(_TOLERANCE, precision) * max(1.0, rows.shape[1] / 10)
     if bool((rows <= tolerance).all() and (rows.logsumexp(dim=1).abs() < tolerance).all()):
         return "log_probabilities"
     if bool((rows >= 0).all() and ((rows.sum(dim=1) - 1).abs() < tolerance).all()):
@@ -77,10 +79,18 @@ def resolve_output_kind(outputs: OutputKind | str, batch: Tensor, *, who: str) -
         InvalidArgumentError: ``outputs`` is neither ``"auto"`` nor a kind.
     """
     check_outputs_setting(outputs)
+    kind = output_kind(batch)
     if outputs == "auto":
-        kind = output_kind(batch)
         logger.info("lenetish: %s treats the model's outputs as %s", who, kind)
         return kind
+    if kind != outputs:
+        warnings.warn(
+            f"{who}: the outputs were declared {outputs} but look like {kind}; the loss can go "
+            "negative and probabilities need not sum to 1; declare what the model returns, "
+            "or use 'auto'",
+            UserWarning,
+            stacklevel=3,
+        )
     return outputs  # type: ignore[return-value]  # checked against OUTPUT_KINDS
 
 
@@ -177,8 +187,7 @@ class Criterion:
 
     def reset(self) -> None:
         """Forget the detected output kind (a new fit decides again)."""
-        fixed: dict[str, OutputKind] = {"nll": "log_probabilities", "cross_entropy": "logits"}
-        self.kind = fixed.get(self.loss) if isinstance(self.loss, str) else None
+        self.kind = None
         self.smoothing_used = False
 
     def __call__(self, outputs: Tensor, targets: Tensor, *, smoothing: bool = True) -> Tensor:
@@ -208,7 +217,7 @@ class Criterion:
                 f"{tuple(outputs.shape)}: train a ModelStack, or a plain network on its own"
             )
         if self.kind is None and not callable(self.loss):
-            self.kind = resolve_output_kind("auto", outputs.flatten(0, 1), who='loss="auto"')
+            self._detect(outputs.flatten(0, 1))
         per_member = targets.expand(outputs.shape[0], -1) if targets.dim() == 1 else targets
         return torch.stack(
             [self._mean_loss(o, t, smoothing) for o, t in zip(outputs, per_member, strict=True)]
@@ -217,10 +226,15 @@ class Criterion:
     def _mean_loss(self, outputs: Tensor, targets: Tensor, smoothing: bool) -> Tensor:
         if callable(self.loss):
             return self.loss(outputs, targets)
-        if self.kind is None:
-            self.kind = resolve_output_kind("auto", outputs, who='loss="auto"')
+        kind = self.kind if self.kind is not None else self._detect(outputs)
         amount = self.label_smoothing if smoothing else 0.0
-        return smoothed_nll(log_probabilities(outputs, self.kind), targets, amount)
+        return smoothed_nll(log_probabilities(outputs, kind), targets, amount)
+
+    def _detect(self, outputs: Tensor) -> OutputKind:
+        """Fix the output kind from a first batch (a declared one is checked, not trusted)."""
+        declared = {"nll": "log_probabilities", "cross_entropy": "logits"}.get(str(self.loss))
+        self.kind = resolve_output_kind(declared or "auto", outputs, who=f"loss={self.loss!r}")
+        return self.kind
 
     def warn_if_smoothing_dropped(self) -> None:
         """After a fit's first step: warn if label smoothing was set but never applied.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, Literal
 
 import torch
@@ -22,7 +22,7 @@ from lenetish._device import (
     resolve_precision,
     seed_everything,
 )
-from lenetish.callbacks import Callback, History, ProgressBar, StopTraining
+from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
 from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
@@ -49,6 +49,7 @@ logger = logging.getLogger("lenetish")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 OptimizerName = Literal["adam", "sgd"]
 SchedulerName = Literal["onecycle", "step"]
+_BATCH_HOOKS = ("on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end")
 _RESERVED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
@@ -67,7 +68,8 @@ class Trainer:
             model's parameters and returns an optimizer (then ``lr`` must be ``None``).
         lr: learning rate (default: 1e-3 for Adam, 0.1 for SGD, the seed's values).
         epochs: passes over the training data.
-        scheduler: ``None``; ``"onecycle"`` (one-cycle up to ``lr``, stepped every batch);
+        scheduler: ``None``; ``"onecycle"`` (one-cycle up to ``lr``, or to a callable
+            optimizer's own lr, stepped every batch);
             ``"step"`` (multiply by 0.7 after every epoch); or a callable that takes the
             optimizer and returns a scheduler stepped after every epoch (use the
             :class:`~lenetish.LRSchedule` callback for other intervals).
@@ -81,7 +83,8 @@ class Trainer:
             device computes bfloat16 natively (recent GPUs; CPUs with AMX or AVX-512 BF16),
             else ``"32"``. The resolved value is in ``trainer.precision``.
         channels_last: store convolution weights and image batches channels-last (NHWC),
-            which the CPU and GPU convolution libraries run fastest; the values are the same.
+            which the CPU and GPU convolution libraries run fastest; the values are the same up
+            to floating-point rounding (the kernels sum in another order).
         cuda_graphs: experimental (off until tested on a real GPU): on CUDA, capture the
             whole training step as a CUDA graph when that is safe (see
             :func:`lenetish.step.capture_blockers`); each fit logs which step it uses and why.
@@ -325,11 +328,18 @@ class Trainer:
                 cannot be split between processes.
             DistributedError: a distributed launch is incomplete or cannot connect.
         """
+        for name, batches in (("train", train), ("val", val)):
+            if isinstance(batches, Iterator):
+                raise InvalidArgumentError(
+                    f"{name} is an iterator ({type(batches).__name__}), which would be used "
+                    "up after one pass; pass something that can be iterated again each epoch: "
+                    "a list of batches, a DataLoader, a lenetish loader"
+                )
         checkpoint = None if resume is None else load_checkpoint(resume)
         self.parallel = parallel = parallel_strategy(self.device)
         train = parallel.shard(train, role="training")
         val = None if val is None else parallel.shard(val, role="validation")
-        steps_per_epoch = len(train) if isinstance(train, Sized) else None
+        steps_per_epoch = _length(train)
         self.state = state = TrainState(
             epochs=self.epochs,
             steps_per_epoch=steps_per_epoch,
@@ -420,3 +430,21 @@ class Trainer:
                 getattr(callback, hook)(self, self.state, *args)
             except StopTraining:
                 self.should_stop = True
+            except SkipBatch as skip:
+                if hook in _BATCH_HOOKS:
+                    raise
+                raise InvalidArgumentError(
+                    f"{type(callback).__name__} raised SkipBatch in {hook}, where there is no "
+                    "batch to skip; raise it from on_batch_start, on_before_backward or "
+                    "on_before_optimizer_step (or StopTraining to end the fit)"
+                ) from skip
+
+
+def _length(batches: Iterable[Batch]) -> int | None:
+    """``len(batches)``, or ``None`` for a loader without one (an iterable dataset's)."""
+    if not isinstance(batches, Sized):
+        return None
+    try:
+        return len(batches)
+    except TypeError:  # a DataLoader over an IterableDataset without __len__
+        return None

@@ -193,7 +193,8 @@ def builtin_schedule(
 ) -> LRSchedule | None:
     """The :class:`LRSchedule` for the Trainer's ``scheduler=`` setting (``None`` for none).
 
-    ``"onecycle"`` rises to ``lr`` and anneals over all steps; ``"step"`` multiplies the lr by
+    ``"onecycle"`` rises to ``lr`` (with a callable optimizer, to the lr it was built with)
+    and anneals over all steps; ``"step"`` multiplies the lr by
     0.7 after every epoch; a callable is stepped after every epoch.
 
     Raises:
@@ -207,14 +208,17 @@ def builtin_schedule(
                 "scheduler='onecycle' needs the number of batches per epoch, but the "
                 "training loader has no len(); pass a list, a DataLoader or a lenetish loader"
             )
-        total, max_lr = epochs * steps_per_epoch, float(lr or 1e-3)
-        return TrainerSchedule(
-            # Momentum stays fixed, so the schedule only changes the lr.
-            lambda opt: torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr, total_steps=total, cycle_momentum=False
-            ),
-            interval="step",
-        )
+        total = epochs * steps_per_epoch
+
+        def one_cycle(opt: Optimizer) -> LRScheduler:
+            # Up to lr=, or with a callable optimizer up to each group's own lr. Momentum
+            # stays fixed, so the schedule only changes the lr.
+            peak = lr if lr is not None else [float(group["lr"]) for group in opt.param_groups]
+            return torch.optim.lr_scheduler.OneCycleLR(
+                opt, peak, total_steps=total, cycle_momentum=False
+            )
+
+        return TrainerSchedule(one_cycle, interval="step")
     if spec == "step":
         return TrainerSchedule(
             lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7), interval="epoch"
