@@ -184,7 +184,7 @@ def evaluate(
 
     Returns:
         The :class:`EvalResult`; for a :class:`~lenetish.ModelStack`, a
-        :class:`~lenetish.stack_eval.StackEvalResult` (the ensemble's scores, plus each
+        :class:`~lenetish.StackEvalResult` (the ensemble's scores, plus each
         member's accuracy and loss, their mean and standard deviation).
 
     Raises:
