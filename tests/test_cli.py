@@ -642,7 +642,7 @@ def test_non_utf8_file_names_are_printed_with_replacements(
     pixels[10:80, 27:33] = 0
     Image.fromarray(pixels).save(name)
     assert main(["predict", str(name)]) == 0
-    assert "one-?.png: 1 (probability" in capsys.readouterr().out
+    assert "one-\ufffd.png: 1 (probability" in capsys.readouterr().out
 
 
 def _start_training(fake_mnist: Path, out: Path) -> subprocess.Popen[str]:
