@@ -61,3 +61,11 @@ def test_unknown_weights_are_refused() -> None:
     """Asking for weights that are not shipped lists the shipped ones."""
     with pytest.raises(InvalidArgumentError, match="no pretrained weights called 'huge'"):
         pretrained("huge")
+
+
+def test_shipped_weights_record_mnist() -> None:
+    """The shipped networks carry MNIST's dataset record (predict needs no dataset=)."""
+    from lenetish.identity import recorded_dataset
+
+    recorded = recorded_dataset(pretrained("default"))
+    assert recorded is not None and recorded.name == "mnist"

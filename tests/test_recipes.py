@@ -99,3 +99,11 @@ def test_empty_ensemble_is_refused(fake_mnist: Path) -> None:
     """An ensemble needs at least one seed."""
     with pytest.raises(InvalidArgumentError, match="seeds is empty"):
         train_ensemble("default", fake_mnist, seeds=())
+
+
+def test_train_recipe_remembers_the_dataset(fake_mnist: Path) -> None:
+    """The trained model records its dataset, so predict and save_weights can use it."""
+    from lenetish.identity import recorded_dataset
+
+    trained = train_recipe("seed-adam", fake_mnist, epochs=1, download=False, progress=False)
+    assert recorded_dataset(trained.model) is not None

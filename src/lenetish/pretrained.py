@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from lenetish.errors import CheckpointError, InvalidArgumentError
+from lenetish.identity import DATASETS, recorded_dataset, remember_dataset
 from lenetish.recipes import get_recipe
 from lenetish.weightfiles import load_weights
 
@@ -89,4 +90,6 @@ def pretrained(name: str = "default") -> nn.Module:
     model = get_recipe(info["recipe"]).build_model()
     with resources.as_file(_folder() / f"{name}.safetensors") as path:
         load_weights(model, path)
+    if recorded_dataset(model) is None:  # every shipped set was trained on MNIST
+        remember_dataset(model, DATASETS["mnist"])
     return model.eval()

@@ -21,6 +21,7 @@ from lenetish.augment import RandomAffine
 from lenetish.callbacks import EMA, Callback, History
 from lenetish.data import make_loaders
 from lenetish.errors import InvalidArgumentError
+from lenetish.identity import remember_dataset
 from lenetish.models import MODELS
 from lenetish.trainer import OptimizerName, SchedulerName, Trainer
 
@@ -235,7 +236,9 @@ def train_recipe(
     trainer = chosen.build_trainer(
         model, device=device, seed=seed, callbacks=callbacks, progress=progress, epochs=epochs
     )
+    trainer.data_info = loaders.info  # checkpoints record the dataset
     history = trainer.fit(loaders.train, loaders.val)
+    remember_dataset(model, loaders.info)  # predict and save_weights use it
     return TrainedModel(model.eval(), history, chosen, seed)
 
 
