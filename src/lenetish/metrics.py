@@ -26,6 +26,7 @@ __all__ = [
     "MetricObject",
     "MetricSet",
     "RunningScore",
+    "check_logged",
     "check_metric_name",
 ]
 
@@ -135,6 +136,22 @@ def check_metric_name(name: object) -> None:
             f"metric name {name!r} clashes with a column the trainer writes itself "
             f"({', '.join(BUILT_IN_METRICS)}, and val_ + every name); pick another name"
         )
+
+
+def check_logged(name: str, value: object, *, computed: Mapping[str, object]) -> None:
+    """Refuse a ``trainer.log`` of a column the trainer computes, or of a non-number.
+
+    Raises:
+        InvalidArgumentError: ``name`` is a built-in column, a user metric (or its ``val_``
+            copy), or ``value`` is not an int, a float or a tensor.
+    """
+    builtin = name in BUILT_IN_METRICS or name in ("val_loss", "val_accuracy")
+    if builtin or name in computed or name.removeprefix("val_") in computed:
+        raise InvalidArgumentError(
+            f"{name!r} is a metric the trainer computes itself; log under another name"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise InvalidArgumentError(f"trainer.log({name!r}, ...) needs a number, got {value!r}")
 
 
 class MetricSet:

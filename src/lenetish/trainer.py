@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -23,23 +23,19 @@ from lenetish._device import (
     seed_everything,
 )
 from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
-from lenetish.callbacks.schedules import SchedulerFactory, builtin_schedule
+from lenetish.callbacks.schedules import SchedulerFactory
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.errors import InvalidArgumentError, NotFittedError
+from lenetish.fit_setup import batch_count, check_reiterable, prepare_fit
 from lenetish.identity import DatasetInfo
 from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
-from lenetish.metrics import MetricLike, MetricSet
-from lenetish.resume import callbacks_by_key, checkpoint_state, restore_training_state
-from lenetish.stack_fit import prepare_stack_fit
+from lenetish.metrics import MetricLike, MetricSet, check_logged
+from lenetish.resume import checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
 from lenetish.step import (
-    CaptureRequest,
-    EagerStep,
-    StepSettings,
     TrainingStep,
-    make_step,
 )
 
 __all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lenetish.state
@@ -50,7 +46,6 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 OptimizerName = Literal["adam", "sgd"]
 SchedulerName = Literal["onecycle", "step"]
 _BATCH_HOOKS = ("on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end")
-_RESERVED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
 class Trainer:
@@ -178,7 +173,11 @@ class Trainer:
         self.label_smoothing, self.seed, self.deterministic = label_smoothing, seed, deterministic
         self.criterion = Criterion(loss, label_smoothing)
         self.metrics: dict[str, MetricLike] = dict(metrics or {})
-        MetricSet(self.metrics, self.device)  # refuses what is not a metric, now
+        # Training and validation scores of the user's metrics (refusing non-metrics now).
+        self.metric_sets = (
+            MetricSet(self.metrics, self.device),
+            MetricSet(self.metrics, self.device),
+        )
         self.history = next((c for c in callbacks if isinstance(c, History)), History())
         self.history_given = self.history in callbacks
         extra: list[Callback] = [] if self.history_given else [self.history]
@@ -192,6 +191,7 @@ class Trainer:
         self.step: TrainingStep | None = None
         self.logged: dict[str, float | Tensor] = {}
         self.logging_open = False  # trainer.log counts from on_epoch_start to the merge
+        self.first_step = 0  # global_step at the start of the current fit
         self.parallel: ParallelStrategy = SingleProcess()
         self.data_info: DatasetInfo | None = None
 
@@ -266,17 +266,12 @@ class Trainer:
         Raises:
             InvalidArgumentError: ``name`` is a built-in metric, or ``value`` not a number.
         """
-        if name in _RESERVED or name in self.metrics or name.removeprefix("val_") in self.metrics:
-            raise InvalidArgumentError(
-                f"{name!r} is a metric the trainer computes itself; log under another name"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
-            raise InvalidArgumentError(f"trainer.log({name!r}, ...) needs a number, got {value!r}")
+        check_logged(name, value, computed=self.metrics)
         if not self.logging_open:
             warnings.warn(
-                f"trainer.log({name!r}, ...) outside an epoch's logging window is dropped: log "
-                "from training_step or from a hook between on_epoch_start and the on_epoch_end "
-                "of callbacks with reads_metrics=False",
+                f"trainer.log({name!r}, ...) outside an epoch is dropped: log from "
+                "training_step or a hook between on_epoch_start and the on_epoch_end of "
+                "callbacks with reads_metrics=False",
                 UserWarning,
                 stacklevel=2,
             )
@@ -328,18 +323,12 @@ class Trainer:
                 cannot be split between processes.
             DistributedError: a distributed launch is incomplete or cannot connect.
         """
-        for name, batches in (("train", train), ("val", val)):
-            if isinstance(batches, Iterator):
-                raise InvalidArgumentError(
-                    f"{name} is an iterator ({type(batches).__name__}), which would be used "
-                    "up after one pass; pass something that can be iterated again each epoch: "
-                    "a list of batches, a DataLoader, a lenetish loader"
-                )
+        check_reiterable(train=train, val=val)
         checkpoint = None if resume is None else load_checkpoint(resume)
         self.parallel = parallel = parallel_strategy(self.device)
         train = parallel.shard(train, role="training")
         val = None if val is None else parallel.shard(val, role="validation")
-        steps_per_epoch = _length(train)
+        steps_per_epoch = batch_count(train)
         self.state = state = TrainState(
             epochs=self.epochs,
             steps_per_epoch=steps_per_epoch,
@@ -350,7 +339,8 @@ class Trainer:
         with deterministic_algorithms(self.deterministic):
             if checkpoint is None and self.seed is not None:
                 seed_everything(self.seed)
-            self._prepare_fit(steps_per_epoch)
+            custom_step = type(self).training_step is not Trainer.training_step
+            prepare_fit(self, steps_per_epoch, custom_training_step=custom_step)
             if checkpoint is not None:
                 restore_training_state(self, checkpoint, source=str(resume))
             self.first_step = state.global_step
@@ -379,45 +369,6 @@ class Trainer:
                 self.model = self.module  # drop the DDP wrapper
         return self.history
 
-    def _prepare_fit(self, steps_per_epoch: int | None) -> None:
-        """The fit's History, callbacks (reset, keys checked), loss, optimizer and step."""
-        if not self.history_given:  # each fit returns a History of its own
-            fresh = History()
-            self.callbacks = [fresh if c is self.history else c for c in self.callbacks]
-            self.history = fresh
-        self.criterion.reset()
-        schedule = builtin_schedule(
-            self.scheduler_spec, lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
-        )
-        everyone = [*self.callbacks, *([schedule] if schedule else [])]
-        self.fit_callbacks = sorted(
-            (c for c in everyone if self.is_main_process or not c.rank_zero_only),
-            key=lambda c: c.order,
-        )
-        callbacks_by_key(everyone)  # refuses two callbacks with one key, on every rank
-        for callback in self.fit_callbacks:
-            callback.reset()
-        self.fitted_optimizer = optimizer = self.configure_optimizers()
-        self.metric_sets = (
-            MetricSet(self.metrics, self.device),
-            MetricSet(self.metrics, self.device),
-        )
-        settings = StepSettings(self.device, self.precision, self.grad_clip_norm, self.augment)
-        eager = EagerStep(self.model, optimizer, self.training_step, settings, self.call_hook)
-        request = CaptureRequest(
-            cuda_graphs=self.cuda_graphs,
-            settings=settings,
-            optimizer=optimizer,
-            callbacks=self.fit_callbacks,
-            custom_training_step=type(self).training_step is not Trainer.training_step,
-            deterministic=self.deterministic,
-            compiled=self.compile,
-            world_size=self.world_size,
-        )
-        self.step = make_step(eager, request)
-        self.state.lr = float(optimizer.param_groups[0]["lr"])
-        prepare_stack_fit(self)  # a ModelStack: per-member scores, coupling settings refused
-
     def call_hook(self, hook: str, *args: Any, reading: bool | None = None) -> None:
         """Run ``hook`` on every callback of the fit in order (a StopTraining stops the fit).
 
@@ -438,13 +389,3 @@ class Trainer:
                     "batch to skip; raise it from on_batch_start, on_before_backward or "
                     "on_before_optimizer_step (or StopTraining to end the fit)"
                 ) from skip
-
-
-def _length(batches: Iterable[Batch]) -> int | None:
-    """``len(batches)``, or ``None`` for a loader without one (an iterable dataset's)."""
-    if not isinstance(batches, Sized):
-        return None
-    try:
-        return len(batches)
-    except TypeError:  # a DataLoader over an IterableDataset without __len__
-        return None
