@@ -143,3 +143,26 @@ def test_members_of_different_shapes_are_refused() -> None:
     widths = iter([10, 20])
     with pytest.raises(InvalidArgumentError, match="member 1 has other parameters"):
         ModelStack(lambda: MNISTConvNet(hidden=next(widths)), 2)
+
+
+def test_an_unknown_inputs_mode_is_refused() -> None:
+    """The inputs mode is 'shared' or 'split'."""
+    with pytest.raises(InvalidArgumentError, match="inputs='own' is not supported"):
+        ModelStack(MNISTConvNet, 2, inputs="own")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("execution", ["loop", "vmap"])
+def test_a_split_stack_runs_member_i_on_part_i(execution: str) -> None:
+    """In training mode with inputs='split', member i sees the i-th part of the batch."""
+    stack = ModelStack(MNISTConvNet, 2, inputs="split", execution=execution)  # type: ignore[arg-type]
+    images = torch.randn(6, 1, 28, 28)
+    outputs = stack(images)
+    assert outputs.shape == (2, 3, 10)
+    for index, member in enumerate(stack.unstack()):
+        torch.testing.assert_close(member(images[3 * index : 3 * (index + 1)]), outputs[index])
+
+
+def test_a_split_stack_runs_every_member_on_the_whole_batch_in_eval_mode() -> None:
+    """In eval mode a split stack scores the whole batch with every member."""
+    stack = ModelStack(MNISTConvNet, 2, inputs="split").eval()
+    assert stack(torch.randn(6, 1, 28, 28)).shape == (2, 6, 10)

@@ -8,8 +8,18 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from lenetish import InvalidArgumentError, LRSchedule, MNISTConvNet, ModelStack, Trainer
+from lenetish import (
+    Callback,
+    InvalidArgumentError,
+    LRSchedule,
+    MNISTConvNet,
+    ModelStack,
+    StackLoader,
+    TensorLoader,
+    Trainer,
+)
 from lenetish.losses import Criterion
+from lenetish.stack_fit import MemberByMemberStep
 from tests.training_helpers import digit_batches
 
 
@@ -90,3 +100,94 @@ def test_member_losses_refuse_outputs_that_are_not_stacked() -> None:
     """Criterion.member_losses needs (members, batch, classes) outputs."""
     with pytest.raises(InvalidArgumentError, match="a stack's outputs are"):
         Criterion("nll").member_losses(torch.zeros(4, 10), torch.zeros(4, dtype=torch.long))
+
+
+def digit_loader(count: int = 60, batch_size: int = 20) -> TensorLoader:
+    """A shuffling TensorLoader over synthetic digits."""
+    images, labels = (torch.cat(part) for part in zip(*digit_batches(count, count), strict=True))
+    return TensorLoader(images, labels, batch_size=batch_size, shuffle=True, seed=0)
+
+
+def test_a_stack_loader_gives_each_member_its_own_seeded_order() -> None:
+    """Member i's part of every batch is the batch of a loader with seed=seeds[i]."""
+    plain = digit_loader()
+    stacked = StackLoader(plain, [3, 4])
+    own = [
+        TensorLoader(plain.images, plain.labels, batch_size=20, shuffle=True, seed=s)
+        for s in (3, 4)
+    ]
+    for (images, labels), *alone in zip(stacked, *own, strict=True):
+        assert labels.shape == (2, 20)
+        for index, (member_images, member_labels) in enumerate(alone):
+            assert torch.equal(labels[index], member_labels)
+            assert torch.equal(images[20 * index : 20 * (index + 1)], member_images)
+
+
+def test_a_split_stack_trains_each_member_on_its_own_order() -> None:
+    """With inputs='split' and a StackLoader, member i ends where a fit with seed i's order ends."""
+    plain = digit_loader()
+    stack = ModelStack(MNISTConvNet, 2, seeds=[5, 6], inputs="split")
+    alone = stack.unstack()
+    stack_trainer(stack).fit(StackLoader(plain, stack.seeds))
+    for index, member in enumerate(stack.unstack()):
+        order = TensorLoader(
+            plain.images, plain.labels, batch_size=20, shuffle=True, seed=stack.seeds[index]
+        )
+        stack_trainer(alone[index]).fit(order)  # type: ignore[arg-type]
+        for name, expected in alone[index].named_parameters():
+            scale = float(expected.detach().abs().max())
+            torch.testing.assert_close(
+                member.get_parameter(name), expected, rtol=1e-5, atol=1e-5 * scale
+            )
+
+
+def test_member_labels_without_a_split_stack_are_refused() -> None:
+    """A StackLoader's (members, batch) labels need ModelStack(inputs='split')."""
+    trainer = stack_trainer(ModelStack(MNISTConvNet, 2))
+    with pytest.raises(InvalidArgumentError, match="labels of shape"):
+        trainer.fit(StackLoader(digit_loader(), [0, 1]))
+
+
+def test_a_split_stack_refuses_a_batch_it_cannot_divide() -> None:
+    """A split stack needs batches of k equal parts."""
+    trainer = stack_trainer(ModelStack(MNISTConvNet, 3, inputs="split"))
+    with pytest.raises(InvalidArgumentError, match="cannot be split between 3 members"):
+        trainer.fit(digit_batches(20, 10))
+
+
+def test_a_stack_loader_needs_a_shuffling_tensor_loader() -> None:
+    """StackLoader refuses a plain list of batches."""
+    with pytest.raises(InvalidArgumentError, match="StackLoader needs a shuffling"):
+        StackLoader(digit_batches(20, 10), [0, 1])  # type: ignore[arg-type]
+
+
+def test_a_stack_loader_needs_seeds() -> None:
+    """StackLoader refuses an empty list of seeds."""
+    with pytest.raises(InvalidArgumentError, match="seeds is empty"):
+        StackLoader(digit_loader(), [])
+
+
+class SeesLoss(Callback):
+    """Overrides on_before_backward, which needs the whole loss before any backward."""
+
+    def on_before_backward(self, trainer: Trainer, state: Any, loss: torch.Tensor) -> None:
+        """Look at the loss."""
+
+
+def test_on_the_cpu_members_train_one_after_another_within_a_step() -> None:
+    """A CPU fit of a stack uses the member-by-member step."""
+    trainer = stack_trainer(ModelStack(MNISTConvNet, 2))
+    trainer.fit(digit_batches(20, 10))
+    assert isinstance(trainer.step, MemberByMemberStep)
+
+
+def test_the_all_members_step_trains_the_members_as_the_member_by_member_one() -> None:
+    """With a callback that reads the loss before backward, the whole-stack step gives the same."""
+    batches = digit_batches(60, 20)
+    first, second = ModelStack(MNISTConvNet, 2), ModelStack(MNISTConvNet, 2)
+    stack_trainer(first).fit(batches)
+    trainer = stack_trainer(second, callbacks=[SeesLoss()])
+    trainer.fit(batches)
+    assert not isinstance(trainer.step, MemberByMemberStep)
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -56,6 +56,7 @@ from lenetish.recipes import (
 )
 from lenetish.stack import ModelStack
 from lenetish.stack_eval import StackEvalResult
+from lenetish.stack_fit import StackLoader
 from lenetish.trainer import BatchOutput, Trainer, TrainState
 from lenetish.weightfiles import load_model, load_weights
 
@@ -100,6 +101,7 @@ __all__ = [
     "Recipe",
     "SkipBatch",
     "StackEvalResult",
+    "StackLoader",
     "StopTraining",
     "TensorBoardLogger",
     "TensorLoader",

@@ -216,6 +216,12 @@ class Criterion:
                 f"a stack's outputs are (members, batch, classes), got shape "
                 f"{tuple(outputs.shape)}: train a ModelStack, or a plain network on its own"
             )
+        if tuple(targets.shape) not in ((outputs.shape[1],), tuple(outputs.shape[:2])):
+            raise InvalidArgumentError(
+                f"labels of shape {tuple(targets.shape)} do not fit the stack's outputs "
+                f"{tuple(outputs.shape)}: a StackLoader's (members, batch) labels need "
+                "ModelStack(inputs='split'), and a split stack needs a StackLoader"
+            )
         if self.kind is None and not callable(self.loss):
             self._detect(outputs.flatten(0, 1))
         per_member = targets.expand(outputs.shape[0], -1) if targets.dim() == 1 else targets

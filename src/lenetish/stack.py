@@ -25,10 +25,11 @@ from torch.func import functional_call, vmap
 from lenetish._checks import check_positive_int
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["EXECUTIONS", "Execution", "ModelStack"]
+__all__ = ["EXECUTIONS", "Execution", "Inputs", "ModelStack"]
 
 Execution = Literal["auto", "vmap", "loop"]
 EXECUTIONS: tuple[Execution, ...] = get_args(Execution)
+Inputs = Literal["shared", "split"]
 
 
 def _stacked_layout(value: Tensor, memory_format: torch.memory_format) -> Tensor:
@@ -62,6 +63,10 @@ class ModelStack(nn.Module):
         seeds: one seed per member (default ``0, 1, ..., k-1``).
         execution: ``"auto"`` (vectorised on CUDA, members in turn on the CPU), ``"vmap"`` or
             ``"loop"``; the results are the same.
+        inputs: ``"shared"``: every member runs on the whole batch; ``"split"``: in training
+            mode a batch holds one equal part per member, in member order (what a
+            :class:`~lenetish.StackLoader` yields: each member its own data order), while in
+            eval mode every member still runs on the whole batch.
 
     Attributes:
         k: the number of members.
@@ -72,7 +77,8 @@ class ModelStack(nn.Module):
     Raises:
         InvalidArgumentError: ``factory`` is not callable or does not build an
             ``nn.Module``, ``k`` is not a positive integer, ``seeds`` does not hold ``k``
-            integers, ``execution`` is unknown, or the members differ in structure.
+            integers, ``execution`` or ``inputs`` is unknown, or the members differ in
+            structure.
 
     Example:
         >>> from lenetish import MNISTConvNet
@@ -91,6 +97,7 @@ class ModelStack(nn.Module):
         *,
         seeds: Sequence[int] | None = None,
         execution: Execution = "auto",
+        inputs: Inputs = "shared",
     ) -> None:
         super().__init__()
         if not callable(factory):
@@ -109,8 +116,12 @@ class ModelStack(nn.Module):
             raise InvalidArgumentError(
                 f"execution={execution!r} is not supported; use one of {', '.join(EXECUTIONS)}"
             )
+        if inputs not in ("shared", "split"):
+            raise InvalidArgumentError(
+                f"inputs={inputs!r} is not supported; use 'shared' or 'split'"
+            )
         members = [self._build(factory, seed) for seed in chosen]
-        self.k, self.seeds, self.execution = k, tuple(chosen), execution
+        self.k, self.seeds, self.execution, self.inputs = k, tuple(chosen), execution, inputs
         self.stacked = copy.deepcopy(members[0])
         for name, value in self._stacked_values(members).items():
             owner, _, attribute = name.rpartition(".")
@@ -164,7 +175,16 @@ class ModelStack(nn.Module):
         return parameter is not None and parameter.device.type == "cuda"
 
     def forward(self, inputs: Tensor) -> Tensor:
-        """Run every member on ``inputs`` ``(N, ...)``; returns ``(k, N, ...)``."""
+        """Run every member on ``inputs`` ``(N, ...)``; returns ``(k, N, ...)``.
+
+        With ``inputs="split"`` in training mode, member ``i`` runs on the ``i``-th of ``k``
+        equal parts of ``inputs`` ``(k * n, ...)`` and the result is ``(k, n, ...)``.
+
+        Raises:
+            InvalidArgumentError: a split batch does not divide into ``k`` equal parts.
+        """
+        split = self.inputs == "split" and self.training
+        batches = self.member_inputs(inputs)
         if self.vectorised:
             names = [name for name, _ in self._named_tensors()]
             values = tuple(value for _, value in self._named_tensors())
@@ -175,6 +195,9 @@ class ModelStack(nn.Module):
                 )
                 return result
 
+            if split:
+                parts = inputs.reshape(self.k, -1, *inputs.shape[1:])
+                return vmap(one, in_dims=(0, 0), randomness="different")(values, parts)
             run = vmap(one, in_dims=(0, None), randomness="different")
             return run(values, inputs)
         # One unbind per tensor: its backward stacks the members' gradients once (indexing
@@ -182,11 +205,26 @@ class ModelStack(nn.Module):
         slices = {name: value.unbind(0) for name, value in self._named_tensors()}
         outputs = [
             functional_call(
-                self.stacked, {name: parts[i] for name, parts in slices.items()}, (inputs,)
+                self.stacked, {name: parts[i] for name, parts in slices.items()}, (batches[i],)
             )
             for i in range(self.k)
         ]
         return torch.stack(outputs)
+
+    def member_inputs(self, inputs: Tensor) -> list[Tensor]:
+        """What each member runs on: its part of a split training batch, else the batch.
+
+        Raises:
+            InvalidArgumentError: a split batch does not divide into ``k`` equal parts.
+        """
+        if not (self.inputs == "split" and self.training):
+            return [inputs] * self.k
+        if inputs.shape[0] % self.k:
+            raise InvalidArgumentError(
+                f"a batch of {inputs.shape[0]} cannot be split between {self.k} members: with "
+                "inputs='split' train on a StackLoader, which gives each member its own part"
+            )
+        return list(inputs.chunk(self.k))
 
     def to(self, *args: Any, **kwargs: Any) -> ModelStack:
         """Like :meth:`torch.nn.Module.to`; ``memory_format`` applies to each member's slice.
@@ -232,4 +270,6 @@ class ModelStack(nn.Module):
 
     def extra_repr(self) -> str:
         """``k``, the seeds and the execution, shown by ``repr``."""
-        return f"k={self.k}, seeds={self.seeds}, execution={self.execution!r}"
+        return (
+            f"k={self.k}, seeds={self.seeds}, execution={self.execution!r}, inputs={self.inputs!r}"
+        )

@@ -11,26 +11,36 @@ members are refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.func import functional_call
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.schedules import LRSchedule
 from lenetish.errors import InvalidArgumentError
+from lenetish.loaders import TensorLoader
 from lenetish.losses import Criterion
 from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.stack import ModelStack
-from lenetish.state import TrainState
+from lenetish.state import BatchOutput, TrainState
+from lenetish.step import EagerStep
 
 if TYPE_CHECKING:
     from lenetish.trainer import Trainer
 
-__all__ = ["StackMetricSet", "StackScore", "fit_score", "prepare_stack_fit"]
+__all__ = [
+    "MemberByMemberStep",
+    "StackLoader",
+    "StackMetricSet",
+    "StackScore",
+    "fit_score",
+    "prepare_stack_fit",
+]
 
 
 def prepare_stack_fit(trainer: Trainer) -> None:
@@ -55,6 +65,25 @@ def prepare_stack_fit(trainer: Trainer) -> None:
         StackMetricSet(trainer.metrics, trainer.device, stack.k),
     )
     trainer.fit_callbacks = sorted([*trainer.fit_callbacks, _PlateauGuard()], key=lambda c: c.order)
+    if _member_by_member(trainer, stack):
+        assert isinstance(trainer.step, EagerStep)
+        trainer.step = MemberByMemberStep(trainer.step, stack, trainer.criterion)
+
+
+def _member_by_member(trainer: Trainer, stack: ModelStack) -> bool:
+    """Whether the fit can use :class:`MemberByMemberStep` (else the all-members step)."""
+    from lenetish.trainer import Trainer  # the trainer imports this module
+
+    return (
+        not stack.vectorised
+        and isinstance(trainer.step, EagerStep)
+        and trainer.step.scaler is None
+        and type(trainer).training_step is Trainer.training_step
+        and not trainer.compile
+        and all(
+            type(c).on_before_backward is Callback.on_before_backward for c in trainer.fit_callbacks
+        )
+    )
 
 
 class _PlateauGuard(Callback):
@@ -97,7 +126,8 @@ class StackScore(RunningScore):
         >>> score = StackScore(torch.device("cpu"), 2, Criterion("nll"), smoothing=False)
         >>> outputs = torch.tensor([[[0.0, -9.0]], [[-9.0, 0.0]]])  # member 0 right, 1 wrong
         >>> score.add(torch.tensor(9.0), outputs, torch.tensor([0]))
-        >>> score.metrics()["accuracy"], score.metrics()["accuracy/0"], score.metrics()["loss/1"]
+        >>> metrics = score.metrics()
+        >>> metrics["accuracy"], metrics["accuracy/0"], metrics["loss/1"]
         (0.5, 1.0, 9.0)
     """
 
@@ -189,3 +219,122 @@ class StackMetricSet(MetricSet):
         """Sum the functions' totals over every process."""
         for metric_set in self.sets:
             metric_set.all_reduce()
+
+
+class StackLoader:
+    """Training batches giving each member of a stack its own seeded order (one gather a step).
+
+    Member ``i`` visits the samples of ``loader`` in the order a copy of ``loader`` with
+    ``seed=seeds[i]`` would, so it sees the batches of its own sequential fit. Each batch is
+    one gather of the members' parts, in member order: images ``(k * n, ...)`` and labels
+    ``(k, n)``. Train a ``ModelStack(..., inputs="split")`` on it; validate on ordinary
+    loaders (every member scores the whole batch).
+
+    Args:
+        loader: a shuffling :class:`~lenetish.TensorLoader` (e.g. ``loaders.train``).
+        seeds: one data-order seed per member, e.g. ``stack.seeds``.
+
+    Raises:
+        InvalidArgumentError: ``loader`` is not a shuffling single-process TensorLoader, or
+            ``seeds`` is empty.
+
+    Example:
+        >>> from lenetish import TensorLoader
+        >>> plain = TensorLoader(torch.zeros(6, 1, 28, 28), torch.arange(6), batch_size=3,
+        ...                      shuffle=True)
+        >>> images, labels = next(iter(StackLoader(plain, [0, 1])))
+        >>> images.shape, labels.shape
+        (torch.Size([6, 1, 28, 28]), torch.Size([2, 3]))
+    """
+
+    def __init__(self, loader: TensorLoader, seeds: Sequence[int]) -> None:
+        if not isinstance(loader, TensorLoader) or not loader.shuffle or loader.world_size > 1:
+            raise InvalidArgumentError(
+                "StackLoader needs a shuffling single-process TensorLoader (such as "
+                f"make_loaders(...).train), got {loader!r}"
+            )
+        if not seeds:
+            raise InvalidArgumentError("seeds is empty: give one data-order seed per member")
+        self.loader, self.seeds = loader, tuple(seeds)
+        self.members = [
+            TensorLoader(
+                loader.images,
+                loader.labels,
+                batch_size=loader.batch_size,
+                shuffle=True,
+                seed=seed,
+                drop_last=loader.drop_last,
+            )
+            for seed in self.seeds
+        ]
+        self.info = loader.info
+        self._epoch = loader.epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration yield epoch ``epoch`` (for resuming a run exactly)."""
+        self._epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        device = self.loader.device
+        orders = torch.stack([member.order(epoch) for member in self.members]).to(device)
+        size, total = self.loader.batch_size, self.loader.num_samples
+        for batch in range(len(self)):
+            start = batch * size
+            end = total if batch == len(self) - 1 and not self.loader.drop_last else start + size
+            index = orders[:, start:end]  # (k, n)
+            yield self.loader.images[index.flatten()], self.loader.labels[index]
+
+
+class MemberByMemberStep:
+    """A stack's training step that runs each member's forward and backward in turn.
+
+    Same gradients and updates as the all-members step (each member's gradient is its own
+    either way), but a member's activations are used while they are still in the CPU's
+    caches. Used on the CPU for the Trainer's own ``training_step`` when no callback
+    overrides ``on_before_backward`` (which must see the whole loss before any backward).
+
+    Args:
+        eager: the fit's eager step (its optimizer, settings and hooks are used).
+        stack: the stack being trained.
+        criterion: the trainer's loss.
+    """
+
+    def __init__(self, eager: EagerStep, stack: ModelStack, criterion: Criterion) -> None:
+        self.eager, self.stack, self.criterion = eager, stack, criterion
+        self.scaler = eager.scaler
+
+    def __call__(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        """Run one optimizer step of every member on ``(images, labels)``."""
+        eager, stack = self.eager, self.stack
+        if eager.settings.augment is not None:
+            images = eager.settings.augment(images)
+        inputs = stack.member_inputs(images)
+        targets = labels if labels.dim() == 2 else labels.expand(stack.k, -1)
+        eager.optimizer.zero_grad(set_to_none=False)
+        parameters = dict(stack.stacked.named_parameters())
+        for parameter in parameters.values():
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+        buffers = dict(stack.stacked.named_buffers())
+        losses, outputs = [], []
+        for index in range(stack.k):
+            member: dict[str, Tensor] = {name: b[index] for name, b in buffers.items()}
+            for name, parameter in parameters.items():
+                leaf = parameter.detach()[index].requires_grad_(parameter.requires_grad)
+                leaf.grad = parameter.grad[index] if parameter.grad is not None else None
+                member[name] = leaf  # its gradient accumulates into the stacked .grad
+            with eager.settings.autocast(cache_enabled=False):
+                output = functional_call(stack.stacked, member, (inputs[index],))
+                loss = self.criterion.member_losses(output[None], targets[index][None])[0]
+            torch.autograd.backward(loss)
+            losses.append(loss.detach())
+            outputs.append(output.detach())
+        self.criterion.smoothing_used = True  # member_losses applied label_smoothing
+        total = torch.stack(losses).sum()
+        eager.call_hook("on_before_optimizer_step", eager.optimizer)
+        eager.optimizer.step()
+        return BatchOutput(total, torch.stack(outputs), labels)
