@@ -186,12 +186,9 @@ def test_character_device_in_place_of_a_file_is_refused() -> None:
         read_idx("/dev/null")
 
 
-def test_real_mnist_reads_the_same_as_before(tmp_path: Path) -> None:
+def test_real_mnist_reads_the_same_as_before(real_mnist: Path) -> None:
     """The bounded reader returns the real MNIST training images unchanged."""
-    source = Path(__file__).parents[2] / "shared" / "datasets" / "mnist"
-    images_file = source / "train-images-idx3-ubyte.gz"
-    if not images_file.is_file():
-        pytest.skip(f"real MNIST not found at {source}")
+    images_file = real_mnist / "train-images-idx3-ubyte.gz"
     raw = gzip.decompress(images_file.read_bytes())
     images = read_idx_images(images_file)
     assert images.shape == MNIST_TRAIN_SHAPE and images.numpy().tobytes() == raw[16:]
