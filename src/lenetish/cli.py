@@ -335,7 +335,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     model = recipe.build_model()
     remember_dataset(model, loaders.info)
     guard, run_settings = TerminateOnNaN(), _RunSettings()
-    callbacks: list[Callback] = [guard, run_settings]
+    callbacks: list[Callback] = [guard, run_settings, _StopAtBatchEnd()]
     if out is not None:
         callbacks += [CSVLogger(out / "history.csv"), ModelCheckpoint(out)]
     trainer = recipe.build_trainer(
@@ -362,7 +362,8 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
             + f"; data: {loaders.info.name} from {loaders.source}"
         )
     _flush_stdout()  # a reader (e.g. `| head -1`) sees the header before training starts
-    history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
+    with _signals_at_batch_ends():
+        history = trainer.fit(loaders.train, loaders.val, resume=args.resume)
     if not reports:
         return
     diverged = _divergence(guard, history, model)
@@ -404,8 +405,56 @@ class _Terminated(KeyboardInterrupt):
     """Raised by the CLI's SIGTERM handler, so SIGTERM ends a run the way Ctrl-C does."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
+class _Signals:
+    """A signal that arrived while a fit was running, kept for the next batch boundary.
+
+    Raising at an arbitrary bytecode can land inside ``torch.save`` (a checkpoint write),
+    where torch turns the interrupt into a ``RuntimeError``; during a fit the handler only
+    records the signal and :class:`_StopAtBatchEnd` raises it between batches. A second
+    signal, or one outside a fit, raises at once.
+    """
+
+    deferring = False
+    pending: type[KeyboardInterrupt] | None = None
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    kind = _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    if _Signals.deferring and _Signals.pending is None:
+        _Signals.pending = kind
+        return
+    raise kind
+
+
+class _StopAtBatchEnd(Callback):
+    """Raise a signal recorded during the fit at the next batch or epoch boundary."""
+
+    order = -1000
+
+    def on_batch_end(self, trainer: Any, state: Any, output: Any) -> None:
+        """Raise the pending interrupt, if any."""
+        _raise_pending()
+
+    def on_epoch_start(self, trainer: Any, state: Any) -> None:
+        """Raise the pending interrupt, if any."""
+        _raise_pending()
+
+
+def _raise_pending() -> None:
+    pending, _Signals.pending = _Signals.pending, None
+    if pending is not None:
+        raise pending
+
+
+@contextlib.contextmanager
+def _signals_at_batch_ends() -> Iterator[None]:
+    """During a fit, SIGINT and SIGTERM take effect between batches (see :class:`_Signals`)."""
+    _Signals.deferring, _Signals.pending = True, None
+    try:
+        yield
+    finally:
+        _Signals.deferring = False
+    _raise_pending()  # a signal during the last epoch's end
 
 
 class _RunSettings(Callback):
@@ -801,15 +850,16 @@ def _replace_unprintable() -> None:
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """While running, make SIGTERM raise :class:`_Terminated` (main thread only)."""
+    """While running, SIGTERM and SIGINT end the command (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _on_signal), signal.signal(signal.SIGINT, _on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def _interrupted_line(args: argparse.Namespace) -> str:
