@@ -26,6 +26,7 @@ from lenetish import (
     make_loaders,
     save_weights,
 )
+from lenetish.distributed import exit_together
 
 
 def main() -> None:
@@ -60,3 +61,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_together(0)  # ranks leave together, skipping a teardown race in Gloo/NCCL

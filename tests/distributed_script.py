@@ -36,7 +36,7 @@ from lenetish import (
     make_loaders,
     save_weights,
 )
-from lenetish.distributed import DataParallel
+from lenetish.distributed import DataParallel, exit_together
 from tests.conftest import write_fake_mnist
 from tests.resume_script import StopAfterEpoch
 
@@ -161,3 +161,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_together(0)

@@ -25,6 +25,7 @@ from lenetish.distributed import (
     DataParallel,
     DistributedEnv,
     distributed_env,
+    exit_together,
     init_distributed,
     is_main_process,
     rank,
@@ -282,3 +283,8 @@ def test_a_group_that_cannot_form_is_reported(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(DistributedError, match="rank 1 could not join the gloo process group"):
         init_distributed(torch.device("cpu"))
     assert world_size() == 1
+
+
+def test_exit_together_without_a_process_group_returns() -> None:
+    """In a single process there is no one to wait for: the caller exits normally."""
+    assert exit_together(0) is None

@@ -1,5 +1,5 @@
 """``python -m lenetish``: the same as the ``lenetish`` command."""
 
-from lenetish.cli import main
+from lenetish.cli import run
 
-raise SystemExit(main())
+run()

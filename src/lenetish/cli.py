@@ -29,7 +29,7 @@ from lenetish.callbacks import Callback, CSVLogger, History, ModelCheckpoint, Te
 from lenetish.checkpoint import load_checkpoint, save_weights
 from lenetish.cli_models import is_weights_path, label_text, model_test_loader
 from lenetish.data import DATASETS, make_loaders, read_split
-from lenetish.distributed import distributed_env
+from lenetish.distributed import distributed_env, exit_together
 from lenetish.errors import InvalidArgumentError, LenetishError, MissingDependencyError
 from lenetish.evaluation import evaluate, predict
 from lenetish.export import EXPORT_FORMATS, export_model
@@ -46,7 +46,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 _EXAMPLES = {
     "train": "examples:\n  lenetish train --epochs 5 --out runs/a\n"
@@ -868,6 +868,17 @@ def _interrupted_line(args: argparse.Namespace) -> str:
     if args.command == "train" and checkpoint is not None and checkpoint.is_file():
         return f"lenetish: interrupted; resume with --resume {checkpoint}"
     return "lenetish: interrupted"
+
+
+def run() -> None:
+    """The ``lenetish`` console command: :func:`main`, then exit with its status.
+
+    Under ``torchrun`` the ranks leave together (see
+    :func:`lenetish.distributed.exit_together`).
+    """
+    status = main()
+    exit_together(status)
+    raise SystemExit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

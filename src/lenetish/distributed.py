@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, cast, runtime_checkable
@@ -37,6 +38,7 @@ __all__ = [
     "Shardable",
     "SingleProcess",
     "distributed_env",
+    "exit_together",
     "init_distributed",
     "is_main_process",
     "parallel_strategy",
@@ -170,6 +172,29 @@ class _Exit:
     """Whether this process may meet the others at exit (not if its fit failed mid-way)."""
 
     fit_failed = False
+
+
+def exit_together(status: int) -> None:
+    """End a ``torchrun`` process with ``status`` once every rank has got here.
+
+    Tearing the process group down while a peer is still closing its connections can make
+    Gloo's threads abort a process that did all its work ("terminate called without an
+    active exception", exit -6). So the ranks meet in a barrier (unless this rank's fit
+    failed), flush their output, and leave with ``os._exit``, which skips the C++ teardown.
+    Without a process group this returns and the caller exits normally.
+
+    Args:
+        status: the exit status of this process.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if not _Exit.fit_failed:
+        with contextlib.suppress(RuntimeError, ValueError):
+            dist.barrier()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 def _destroy_process_group() -> None:

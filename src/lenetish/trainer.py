@@ -356,6 +356,7 @@ class Trainer:
                     stop = parallel.agree_to_stop(self.should_stop, epoch_end=True)
                     if stop or not run_epoch(self, epoch, train, val):
                         break
+                parallel.agree_to_stop(self.should_stop, epoch_end=True)  # no check left open
                 self.call_hook("on_fit_end")
             except BaseException as exc:
                 parallel.note_failure()
