@@ -179,8 +179,9 @@ def exit_together(status: int) -> None:
 
     Tearing the process group down while a peer is still closing its connections can make
     Gloo's threads abort a process that did all its work ("terminate called without an
-    active exception", exit -6). So the ranks meet in a barrier (unless this rank's fit
-    failed), flush their output, and leave with ``os._exit``, which skips the C++ teardown.
+    active exception", exit -6). So the ranks meet in a barrier (unless this rank failed:
+    then torchrun ends the others), flush their output, and leave with ``os._exit``, which
+    skips the C++ teardown.
     Without a process group this returns and the caller exits normally.
 
     Args:
@@ -188,7 +189,7 @@ def exit_together(status: int) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    if not _Exit.fit_failed:
+    if status == 0 and not _Exit.fit_failed:  # a failing rank never waits: torchrun ends all
         with contextlib.suppress(RuntimeError, ValueError):
             dist.barrier()
     for stream in (sys.stdout, sys.stderr):
