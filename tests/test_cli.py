@@ -205,7 +205,7 @@ def test_unexpected_error_is_one_line_and_debug_shows_it(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("lenetish.cli.read_split", broken)
+    monkeypatch.setattr("lenetish.cli_commands.read_split", broken)
     assert main(["img", "--data", str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert (

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
+
+import pytest
 
 import lenetish
 import lenetish.callbacks
@@ -104,6 +109,36 @@ def test_no_module_reaches_into_another_ones_underscore_names() -> None:
 def test_every_public_name_exists() -> None:
     """Every name in __all__ is importable from lenetish."""
     assert all(hasattr(lenetish, name) for name in lenetish.__all__)
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """After every submodule is imported, each public name is still its object, not a module."""
+    for module in (path for path in SOURCE.rglob("*.py") if path.name != "__main__.py"):
+        dotted = ".".join(("lenetish", *module.relative_to(SOURCE).with_suffix("").parts))
+        importlib.import_module(dotted.removesuffix(".__init__"))
+    shadowed = [name for name in lenetish.__all__ if inspect.ismodule(getattr(lenetish, name))]
+    assert shadowed == []
+
+
+def test_import_lenetish_does_not_import_torch() -> None:
+    """`import lenetish` loads no torch (names load on first use), so the command starts fast."""
+    code = "import sys, lenetish, lenetish.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_public_name_loads_on_first_use() -> None:
+    """`from lenetish import X` gives the object from its home module."""
+    from lenetish import Trainer
+    from lenetish.trainer import Trainer as home
+
+    assert Trainer is home
+
+
+def test_an_unknown_name_raises_attribute_error() -> None:
+    """Asking lenetish for a name it does not have is an AttributeError naming it."""
+    with pytest.raises(AttributeError, match="no attribute 'Trainr'"):
+        lenetish.Trainr  # noqa: B018
 
 
 def test_version_comes_from_the_installed_metadata() -> None:

@@ -1,69 +1,160 @@
-"""lenetish: train, evaluate and use LeNet-like CNNs on MNIST and its family with PyTorch."""
+"""lenetish: train, evaluate and use LeNet-like CNNs on MNIST and its family with PyTorch.
+
+The public names below load on first use (PEP 562), so ``import lenetish`` and the
+``lenetish --help`` command do not wait for torch; ``from lenetish import Trainer`` works as
+usual.
+"""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from lenetish._device import resolve_device, seed_everything
-from lenetish.augment import RandomAffine
-from lenetish.callbacks import (
-    EMA,
-    Callback,
-    CSVLogger,
-    EarlyStopping,
-    History,
-    LRSchedule,
-    ModelCheckpoint,
-    ProgressBar,
-    SkipBatch,
-    StopTraining,
-    TensorBoardLogger,
-    TerminateOnNaN,
-    Timer,
-)
-from lenetish.checkpoint import load_checkpoint, save_weights
-from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
-from lenetish.distributed import is_main_process
-from lenetish.errors import (
-    CheckpointError,
-    DatasetCorruptError,
-    DatasetMismatchError,
-    DatasetNotFoundError,
-    DeviceUnavailableError,
-    DistributedError,
-    InputShapeError,
-    InvalidArgumentError,
-    InvalidImageError,
-    InvalidInputError,
-    LenetishError,
-    MissingDependencyError,
-    NotFittedError,
-)
-from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
-from lenetish.export import export_model
-from lenetish.idx import read_idx, write_idx
-from lenetish.loaders import TensorLoader
-from lenetish.models import MNISTConvNet, MNISTWideNet
-from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
-from lenetish.pretrained import available_pretrained, pretrained, pretrained_info
-from lenetish.recipes import (
-    RECIPES,
-    Recipe,
-    TrainedModel,
-    get_recipe,
-    train_ensemble,
-    train_recipe,
-)
-from lenetish.stack import ModelStack
-from lenetish.stack_eval import StackEvalResult
-from lenetish.stack_fit import StackLoader
-from lenetish.trainer import BatchOutput, Trainer, TrainState
-from lenetish.weightfiles import load_model, load_weights
+if TYPE_CHECKING:
+    from lenetish._device import resolve_device, seed_everything
+    from lenetish.augment import RandomAffine
+    from lenetish.callbacks import (
+        EMA,
+        Callback,
+        CSVLogger,
+        EarlyStopping,
+        History,
+        LRSchedule,
+        ModelCheckpoint,
+        ProgressBar,
+        SkipBatch,
+        StopTraining,
+        TensorBoardLogger,
+        TerminateOnNaN,
+        Timer,
+    )
+    from lenetish.checkpoint import load_checkpoint, save_weights
+    from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
+    from lenetish.distributed import is_main_process
+    from lenetish.errors import (
+        CheckpointError,
+        DatasetCorruptError,
+        DatasetMismatchError,
+        DatasetNotFoundError,
+        DeviceUnavailableError,
+        DistributedError,
+        InputShapeError,
+        InvalidArgumentError,
+        InvalidImageError,
+        InvalidInputError,
+        LenetishError,
+        MissingDependencyError,
+        NotFittedError,
+    )
+    from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
+    from lenetish.export import export_model
+    from lenetish.idx import read_idx, write_idx
+    from lenetish.loaders import TensorLoader
+    from lenetish.models import MNISTConvNet, MNISTWideNet
+    from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
+    from lenetish.recipe_runs import TrainedModel, train_ensemble, train_recipe
+    from lenetish.recipes import RECIPES, Recipe, get_recipe
+    from lenetish.shipped import available_pretrained, pretrained, pretrained_info
+    from lenetish.stack import ModelStack
+    from lenetish.stack_eval import StackEvalResult
+    from lenetish.stack_fit import StackLoader
+    from lenetish.trainer import BatchOutput, Trainer, TrainState
+    from lenetish.weightfiles import load_model, load_weights
 
 try:
     __version__ = version("lenetish")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
+
+#: Where each public name is defined: imported from there on first access.
+_HOMES: dict[str, str] = {
+    "available_pretrained": "lenetish.shipped",
+    "BatchOutput": "lenetish.trainer",
+    "Callback": "lenetish.callbacks",
+    "CheckpointError": "lenetish.errors",
+    "CSVLogger": "lenetish.callbacks",
+    "DatasetCorruptError": "lenetish.errors",
+    "DatasetInfo": "lenetish.data",
+    "DatasetMismatchError": "lenetish.errors",
+    "DatasetNotFoundError": "lenetish.errors",
+    "DATASETS": "lenetish.data",
+    "default_root": "lenetish.data",
+    "DeviceUnavailableError": "lenetish.errors",
+    "DistributedError": "lenetish.errors",
+    "EarlyStopping": "lenetish.callbacks",
+    "EMA": "lenetish.callbacks",
+    "EvalResult": "lenetish.evaluation",
+    "evaluate": "lenetish.evaluation",
+    "export_model": "lenetish.export",
+    "get_recipe": "lenetish.recipes",
+    "History": "lenetish.callbacks",
+    "InputShapeError": "lenetish.errors",
+    "InvalidArgumentError": "lenetish.errors",
+    "InvalidImageError": "lenetish.errors",
+    "InvalidInputError": "lenetish.errors",
+    "is_main_process": "lenetish.distributed",
+    "LenetishError": "lenetish.errors",
+    "load_checkpoint": "lenetish.checkpoint",
+    "load_model": "lenetish.weightfiles",
+    "load_split": "lenetish.data",
+    "load_weights": "lenetish.weightfiles",
+    "Loaders": "lenetish.data",
+    "LRSchedule": "lenetish.callbacks",
+    "make_loaders": "lenetish.data",
+    "MissingDependencyError": "lenetish.errors",
+    "MNISTConvNet": "lenetish.models",
+    "MNISTWideNet": "lenetish.models",
+    "ModelCheckpoint": "lenetish.callbacks",
+    "ModelStack": "lenetish.stack",
+    "NotFittedError": "lenetish.errors",
+    "plot_confusion": "lenetish.plots",
+    "plot_digits": "lenetish.plots",
+    "plot_history": "lenetish.plots",
+    "plot_mistakes": "lenetish.plots",
+    "predict": "lenetish.evaluation",
+    "Prediction": "lenetish.evaluation",
+    "pretrained": "lenetish.shipped",
+    "pretrained_info": "lenetish.shipped",
+    "ProgressBar": "lenetish.callbacks",
+    "RandomAffine": "lenetish.augment",
+    "read_idx": "lenetish.idx",
+    "Recipe": "lenetish.recipes",
+    "RECIPES": "lenetish.recipes",
+    "resolve_device": "lenetish._device",
+    "save_weights": "lenetish.checkpoint",
+    "seed_everything": "lenetish._device",
+    "SkipBatch": "lenetish.callbacks",
+    "StackEvalResult": "lenetish.stack_eval",
+    "StackLoader": "lenetish.stack_fit",
+    "StopTraining": "lenetish.callbacks",
+    "TensorBoardLogger": "lenetish.callbacks",
+    "TensorLoader": "lenetish.loaders",
+    "TerminateOnNaN": "lenetish.callbacks",
+    "Timer": "lenetish.callbacks",
+    "train_ensemble": "lenetish.recipe_runs",
+    "train_recipe": "lenetish.recipe_runs",
+    "TrainedModel": "lenetish.recipe_runs",
+    "Trainer": "lenetish.trainer",
+    "TrainState": "lenetish.trainer",
+    "write_idx": "lenetish.idx",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first access (then it is a plain attribute)."""
+    try:
+        home = _HOMES[name]
+    except KeyError:
+        raise AttributeError(f"module 'lenetish' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
 
 __all__ = [
     "DATASETS",

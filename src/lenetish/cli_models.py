@@ -13,15 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
+from lenetish.catalog import CUSTOM, DIGITS, DatasetInfo
 from lenetish.data import make_test_loader
 from lenetish.errors import DatasetMismatchError
-from lenetish.identity import (
-    CUSTOM,
-    DIGITS,
-    DatasetInfo,
-    dataset_for_models,
-    recorded_dataset,
-)
+from lenetish.identity import dataset_for_models, recorded_dataset
 from lenetish.inputs import IMAGE_SUFFIXES
 from lenetish.loaders import TensorLoader
 from lenetish.weightfiles import looks_like_weights

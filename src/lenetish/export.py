@@ -11,18 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lenetish.catalog import EXPORT_FORMATS
 from lenetish.checkpoint import atomic_write, save_weights
 from lenetish.errors import InvalidArgumentError, MissingDependencyError
 
 __all__ = ["EXPORT_FORMATS", "export_model"]
-
-EXPORT_FORMATS = {
-    "safetensors": ".safetensors",
-    "pt2": ".pt2",
-    "torchscript": ".torchscript.pt",
-    "onnx": ".onnx",
-    "state_dict": ".state_dict.pt",
-}
 
 
 def export_model(

@@ -1,4 +1,4 @@
-"""Tests of lenetish.pretrained: the weights shipped in the package."""
+"""Tests of lenetish.shipped: the weights shipped in the package."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_shipped_weights_reach_their_recorded_accuracy(name: str, real_mnist: Pa
 def test_a_damaged_file_is_caught_by_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     """Weights whose SHA-256 differs from the record raise CheckpointError."""
     real = pretrained_info("default")
-    module = sys.modules["lenetish.pretrained"]  # the name lenetish.pretrained is the function
+    module = sys.modules["lenetish.shipped"]
     monkeypatch.setattr(
         module, "pretrained_info", lambda name="default": {**real, "sha256": "0" * 64}
     )

@@ -1,0 +1,124 @@
+"""The tables the command line lists before torch is imported: the MNIST family, export formats.
+
+Nothing here imports torch, so ``lenetish --help`` and argument checking stay fast; the
+modules that do the work (:mod:`lenetish.identity`, :mod:`lenetish.export`) use these tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lenetish.errors import CheckpointError
+
+__all__ = ["CUSTOM", "DATASETS", "DIGITS", "EXPORT_FORMATS", "DatasetInfo"]
+
+CUSTOM = "custom"
+"""The name of a :class:`DatasetInfo` for files that are none of the recognised datasets."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What lenetish knows about one member of the MNIST family (or a user's own files).
+
+    Attributes:
+        name: the name ``make_loaders`` accepts (``"mnist"``, ``"fashion-mnist"``,
+            ``"kmnist"``), or ``"custom"`` for files that are none of them.
+        torchvision_name: torchvision's class, which is also its folder under ``root``
+            (empty for ``"custom"``).
+        mean: mean pixel value of the training images, scaled to ``[0, 1]``.
+        std: standard deviation of the training pixels, scaled to ``[0, 1]``.
+        classes: the class names, index = label.
+
+    Example:
+        >>> info = DATASETS["fashion-mnist"]
+        >>> info.classes[0], info.record()["mean"]
+        ('T-shirt/top', 0.286)
+        >>> DatasetInfo.from_record(info.record()) == info
+        True
+    """
+
+    name: str
+    torchvision_name: str
+    mean: float
+    std: float
+    classes: tuple[str, ...]
+
+    def record(self) -> dict[str, Any]:
+        """The dataset as plain values, as weights files and checkpoints store it."""
+        return {
+            "name": self.name,
+            "mean": self.mean,
+            "std": self.std,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], *, source: str = "the record") -> DatasetInfo:
+        """Rebuild a :class:`DatasetInfo` from :meth:`record`'s values.
+
+        Raises:
+            CheckpointError: the record is damaged (a value missing or of the wrong kind).
+        """
+        try:
+            name, mean, std = str(record["name"]), float(record["mean"]), float(record["std"])
+            classes = tuple(str(c) for c in record["classes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{source} holds a damaged dataset record ({type(exc).__name__}: {exc}); "
+                "pass dataset= (or --dataset) to say what the model was trained on"
+            ) from exc
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0 and len(classes) >= 2):
+            raise CheckpointError(
+                f"{source} holds a damaged dataset record (mean {mean}, std {std}, "
+                f"{len(classes)} classes); pass dataset= (or --dataset) to say what the model "
+                "was trained on"
+            )
+        known = DATASETS.get(name)
+        return cls(name, known.torchvision_name if known else "", mean, std, classes)
+
+
+DIGITS = tuple(str(d) for d in range(10))
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", "MNIST", 0.1307, 0.3081, DIGITS),
+        DatasetInfo(
+            "fashion-mnist",
+            "FashionMNIST",
+            0.2860,
+            0.3530,
+            (
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+        ),
+        DatasetInfo(
+            "kmnist",
+            "KMNIST",
+            0.1918,
+            0.3483,
+            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        ),
+    )
+}
+
+#: The formats :func:`~lenetish.export_model` writes, with the file suffix each one gets.
+EXPORT_FORMATS = {
+    "safetensors": ".safetensors",
+    "pt2": ".pt2",
+    "torchscript": ".torchscript.pt",
+    "onnx": ".onnx",
+    "state_dict": ".state_dict.pt",
+}
