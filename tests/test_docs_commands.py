@@ -235,6 +235,23 @@ def test_quickstart_python_snippet_runs(tmp_path: Path, capsys: pytest.CaptureFi
     assert (tmp_path / "digits.png").stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_readme_python_snippet_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Python code runs (on synthetic data, one epoch) and writes its checkpoint."""
+    data = write_fake_mnist(tmp_path / "data")
+    code = "\n".join(markdown_blocks(README, "python")[0])
+    for old, new in (
+        ("make_loaders(val_size=5_000)", f"make_loaders({str(data)!r}, val_size=10)"),
+        ("Trainer(model, epochs=5,", "Trainer(model, epochs=1, device='cpu', progress=False,"),
+    ):
+        assert old in code
+        code = code.replace(old, new)
+    with working_directory(tmp_path):
+        exec(compile(code, "README.md", "exec"), {})
+    assert 0 <= float(capsys.readouterr().out) <= 1
+    assert load_checkpoint(tmp_path / "runs" / "a" / "last.pt")["epoch"] == 1
+
+
 # --- the command-line page against the argument parser --------------------------------------
 
 
