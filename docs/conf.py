@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import pkgutil
+import re
+import sys
 from importlib.metadata import version as _version
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.util.typing import stringify_annotation
 
 project = "lenetish"
 author = "The lenetish developers"
@@ -15,20 +25,142 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
+    "myst_parser",
 ]
+
+# The changelog page includes CHANGELOG.md through MyST; every page itself is reStructuredText.
+source_suffix = {".rst": "restructuredtext"}
+myst_heading_anchors = 3
 
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-napoleon_use_ivar = True
+# Attributes sections become attribute entries, each a link target (``Loaders.info``).
+napoleon_use_ivar = False
+# One entry per class: the constructor's parameters appear in the class's own description, with
+# their types, and neither ``__init__`` nor ``__new__`` (nor nn.Module's docstring) is shown.
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
-autodoc_class_signature = "separated"
+autodoc_class_signature = "mixed"
 autoclass_content = "class"
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
 
 doctest_global_setup = """
 import torch
 from lenetish import *
 """
+
+nitpicky = True
+# Every cross-reference must resolve (sphinx-build -n -W in .ci/run). The only exceptions are
+# the types of Python and PyTorch themselves: their inventories live on the internet, which a
+# build here cannot reach, so references to them stay plain text. Nothing of lenetish's own
+# may be listed here.
+nitpick_ignore_regex = [
+    (r"py:.*", r"torch(\..*)?"),
+    (r"py:.*", r"(os|pathlib|collections\.abc|typing|types|enum|numbers)\..*"),
+    (r"py:.*", r"str\.format"),
+]
+
+
+@functools.cache
+def _lenetish_names() -> dict[str, Any]:
+    """Every public global of every lenetish module (the first module, by name, wins)."""
+    import torch
+
+    import lenetish
+
+    names: dict[str, Any] = {"torch": torch, "nn": torch.nn, "Tensor": torch.Tensor}
+    names["Optimizer"] = torch.optim.Optimizer
+    modules = [lenetish.__name__]
+    found = pkgutil.walk_packages(lenetish.__path__, "lenetish.")
+    modules += [m.name for m in found if not m.name.endswith("__main__")]  # that one runs
+    for module_name in sorted(modules):
+        for key, value in vars(importlib.import_module(module_name)).items():
+            if not key.startswith("_"):
+                names.setdefault(key, value)
+    return names
+
+
+def _annotation_namespace(obj: Any) -> dict[str, Any]:
+    """The names an annotation of ``obj`` may use: its module's first, then any lenetish module's.
+
+    The second half covers names a module imports only under ``TYPE_CHECKING``.
+    """
+    namespace = dict(_lenetish_names())
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    namespace.update(vars(module) if module else {})
+    return namespace
+
+
+def _record_parameter_types(
+    app: Sphinx, objtype: str, name: str, obj: Any, options: Any, args: Any, retann: Any
+) -> None:
+    """Record the types of a callable's parameters one annotation at a time.
+
+    Autodoc evaluates all the (string) annotations of an object at once and keeps every one as
+    written when any fails, and for a class it reads the class's attributes rather than its
+    constructor's parameters: either way a type alias would appear by its bare name, with no
+    page to link to. Here each annotation of the constructor (for a class) or of the callable
+    itself is evaluated on its own, so ``OptimizerName`` shows as the ``Literal`` it stands for.
+    """
+    target = obj.__init__ if objtype in ("class", "exception") else obj
+    if not inspect.isfunction(target) and not inspect.ismethod(target):
+        return
+    namespace = _annotation_namespace(obj)
+    recorded = app.env.current_document.autodoc_annotations.setdefault(name, {})
+    for parameter, annotation in inspect.get_annotations(target).items():
+        if objtype in ("class", "exception") and parameter == "return":
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)
+            except Exception:
+                continue
+        recorded[parameter] = stringify_annotation(annotation, "smart")
+
+
+def _class_annotation(cls: type, attribute: str) -> Any:
+    """The annotation of ``attribute`` in ``cls`` or the first base class that has one."""
+    for klass in cls.__mro__:
+        annotations = inspect.get_annotations(klass)
+        if attribute in annotations:
+            return annotations[attribute], klass
+    return None, cls
+
+
+def _attribute_types(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """Give each attribute of a class (from napoleon's Attributes section) its evaluated type.
+
+    Napoleon copies an attribute's annotation as written, so an alias imported only for type
+    checking would appear by its bare name; this replaces it by what the alias stands for.
+    """
+    if what not in ("class", "exception") or not isinstance(obj, type):
+        return
+    attribute = None
+    for index, line in enumerate(lines):
+        if match := re.match(r"\s*\.\. attribute:: (\w+)$", line):
+            attribute = match[1]
+            continue
+        match = re.match(r"(\s*):type: (.*)$", line)
+        if attribute is None or not match:
+            continue
+        annotation, owner = _class_annotation(obj, attribute)
+        attribute = None
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, _annotation_namespace(owner))
+            except Exception:
+                continue
+        if annotation is not None:
+            lines[index] = f"{match[1]}:type: {stringify_annotation(annotation, 'smart')}"
+
+
+def setup(app: Sphinx) -> None:
+    """Connect the type recorders: after autodoc's own, and after napoleon's docstrings."""
+    app.connect("autodoc-process-signature", _record_parameter_types)
+    app.connect("autodoc-process-docstring", _attribute_types, priority=600)
+
 
 html_theme = "furo"
 html_title = f"lenetish {release}"
