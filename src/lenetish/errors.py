@@ -25,33 +25,90 @@ __all__ = [
 
 
 class LenetishError(Exception):
-    """Base class of every exception raised on purpose by lenetish."""
+    """Base class of every exception raised on purpose by lenetish.
+
+    Example:
+        >>> from lenetish import LenetishError, MNISTConvNet, Trainer
+        >>> try:
+        ...     Trainer(MNISTConvNet(), epochs=0)
+        ... except LenetishError as error:
+        ...     print(f"{type(error).__name__}: {error}")
+        InvalidArgumentError: epochs must be a positive integer, got 0
+    """
 
 
 class InvalidArgumentError(LenetishError, ValueError):
-    """An argument has a value the function cannot use (the message names it and what fits)."""
+    """An argument has a value the function cannot use (the message names it and what fits).
+
+    Example:
+        >>> from lenetish import get_recipe
+        >>> get_recipe("fastest")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.InvalidArgumentError: recipe='fastest' does not exist; use one of ...
+    """
 
 
 class InputShapeError(LenetishError, ValueError):
-    """A tensor has the wrong shape (the message gives the expected and the received shape)."""
+    """A tensor has the wrong shape (the message gives the expected and the received shape).
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> MNISTConvNet()(torch.zeros(2, 28, 28))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.InputShapeError: expected a batch of shape (N, 1, 28, 28), got ...
+    """
 
 
 class InvalidInputError(LenetishError, ValueError):
-    """Inputs to ``predict`` cannot be used: empty, NaN/Inf, a wrong dtype or a blank image."""
+    """Inputs to ``predict`` cannot be used: empty, NaN/Inf, a wrong dtype or a blank image.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, predict
+        >>> predict(MNISTConvNet(), torch.full((28, 28), float("nan")))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.InvalidInputError: the images contain NaN or infinite values...
+    """
 
 
 class InvalidImageError(LenetishError, ValueError):
-    """An image file is missing, unreadable, not an image, or too large to open safely."""
+    """An image file is missing, unreadable, not an image, or too large to open safely.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, predict
+        >>> predict(MNISTConvNet(), "missing.png")
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.InvalidImageError: image file missing.png does not exist (or is not a file)
+    """
 
 
 class DeviceUnavailableError(LenetishError, RuntimeError):
-    """A device was asked for that this machine does not have (e.g. ``cuda`` without a GPU)."""
+    """A device was asked for that this machine does not have (e.g. ``cuda`` without a GPU).
+
+    Example:
+        >>> from lenetish import DeviceUnavailableError, resolve_device
+        >>> try:
+        ...     resolve_device("cuda:99")  # no machine has a hundred GPUs
+        ... except DeviceUnavailableError as error:
+        ...     print("cuda:99" in str(error), isinstance(error, RuntimeError))
+        True True
+    """
 
 
 class DatasetNotFoundError(LenetishError, FileNotFoundError):
     """The dataset files are not where lenetish looked and could not be downloaded.
 
     The message lists the folders that were searched and the files that are needed.
+
+    Example:
+        >>> from lenetish import load_split
+        >>> load_split("/nowhere", dataset="fashion-mnist", download=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.DatasetNotFoundError: fashion-mnist train files not found ...
     """
 
 
@@ -59,6 +116,16 @@ class DatasetCorruptError(LenetishError, ValueError):
     """A dataset file exists but its contents are not a valid idx file of the expected kind.
 
     The message names the file and what is wrong with it.
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import read_idx
+        >>> path = f"{tempfile.mkdtemp()}/train-labels-idx1-ubyte"
+        >>> open(path, "wb").close()
+        >>> read_idx(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.DatasetCorruptError: .../train-labels-idx1-ubyte is empty: ...
     """
 
 
@@ -68,20 +135,69 @@ class DatasetMismatchError(LenetishError, ValueError):
     Raised when files recognised by content (e.g. Fashion-MNIST) are loaded as another dataset
     (``dataset="mnist"``), or a model trained on one dataset is used with another's settings.
     The message names what the files (or the model) are and what to pass instead.
+
+    Example:
+        >>> from lenetish import DATASETS, TensorLoader, evaluate, pretrained
+        >>> model = pretrained("default")  # records that it was trained on MNIST
+        >>> images, labels = torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
+        >>> kmnist = TensorLoader(images, labels, batch_size=4, info=DATASETS["kmnist"])
+        >>> evaluate(model, kmnist)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.DatasetMismatchError: the loader holds kmnist data ... trained on mnist; ...
     """
 
 
 class CheckpointError(LenetishError, ValueError):
-    """A checkpoint or weights file cannot be written, read, trusted or applied to the model."""
+    """A checkpoint or weights file cannot be written, read, trusted or applied to the model.
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import load_checkpoint
+        >>> path = f"{tempfile.mkdtemp()}/last.pt"
+        >>> with open(path, "w") as file:
+        ...     _ = file.write("not a checkpoint")
+        >>> load_checkpoint(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.CheckpointError: checkpoint .../last.pt is damaged or truncated ...
+    """
 
 
 class MissingDependencyError(LenetishError, ImportError):
-    """An optional feature needs a package that is not installed (the message names the extra)."""
+    """An optional feature needs a package that is not installed (the message names the extra).
+
+    It is an ``ImportError`` too, so code that already guards optional imports catches it.
+
+    Example:
+        >>> from lenetish import MissingDependencyError
+        >>> try:
+        ...     raise MissingDependencyError("plots need matplotlib: pip install 'lenetish[plot]'")
+        ... except ImportError as error:
+        ...     print(error)
+        plots need matplotlib: pip install 'lenetish[plot]'
+    """
 
 
 class DistributedError(LenetishError, RuntimeError):
-    """A multi-process (torchrun) run is launched wrongly or its processes cannot connect."""
+    """A multi-process (torchrun) run is launched wrongly or its processes cannot connect.
+
+    Example:
+        >>> from lenetish.distributed import distributed_env
+        >>> distributed_env({"WORLD_SIZE": "2"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.DistributedError: WORLD_SIZE=2 is set but RANK, LOCAL_RANK, ... are not; ...
+    """
 
 
 class NotFittedError(LenetishError, AttributeError):
-    """Something that exists only during or after ``Trainer.fit`` was asked for before it."""
+    """Something that exists only during or after ``Trainer.fit`` was asked for before it.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, Trainer
+        >>> Trainer(MNISTConvNet(), device="cpu").optimizer  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.NotFittedError: trainer.optimizer exists once fit() has started ...
+    """
