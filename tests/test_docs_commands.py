@@ -26,6 +26,8 @@ from tests.conftest import write_fake_mnist
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = (ROOT / "docs" / "quickstart.rst").read_text()
 CLI_PAGE = (ROOT / "docs" / "cli.rst").read_text()
+# Other pages whose shell examples run lenetish commands (each must parse).
+OTHER_PAGES = ("index.rst", "data.rst", "fashion.rst", "distributed.rst", "accuracy.rst")
 README = (ROOT / "README.md").read_text()
 COMMANDS = ("train", "evaluate", "predict", "img", "export")
 DATA_OPTIONS_SECTION = "Data options"
@@ -76,8 +78,12 @@ def lenetish_commands(lines: list[str]) -> list[list[str]]:
             else:
                 segments[-1].append(token)
         for segment in segments:
-            if "lenetish" in segment:
-                commands.append(segment[segment.index("lenetish") + 1 :])
+            while segment and re.fullmatch(r"[A-Z_]+=.*", segment[0]):
+                segment = segment[1:]  # an environment assignment before the command
+            if segment[:1] == ["lenetish"]:
+                commands.append(segment[1:])
+            elif "-m" in segment[:-1] and segment[segment.index("-m") + 1] == "lenetish":
+                commands.append(segment[segment.index("-m") + 2 :])
     return commands
 
 
@@ -351,11 +357,13 @@ def test_cli_page_documents_the_global_debug_option() -> None:
 
 
 def documented_command_lines() -> list[tuple[str, list[str]]]:
-    """Each ``lenetish`` command in the help epilogs, the CLI page, the quickstart, the README."""
+    """Each ``lenetish`` command in the help epilogs, the README and the pages' shell blocks."""
     found: list[tuple[str, list[str]]] = []
     for command in COMMANDS:
         found += [(f"{command} --help", c) for c in lenetish_commands(epilog_lines(command))]
-    for name, text in (("cli.rst", CLI_PAGE), ("quickstart.rst", QUICKSTART)):
+    pages = [("cli.rst", CLI_PAGE), ("quickstart.rst", QUICKSTART)]
+    pages += [(name, (ROOT / "docs" / name).read_text()) for name in OTHER_PAGES]
+    for name, text in pages:
         for block in code_blocks(text, "bash"):
             found += [(name, arguments) for arguments in lenetish_commands(block)]
     for block in markdown_blocks(README, "bash"):
@@ -363,7 +371,11 @@ def documented_command_lines() -> list[tuple[str, list[str]]]:
     return found
 
 
-@pytest.mark.parametrize(("where", "arguments"), documented_command_lines())
+@pytest.mark.parametrize(
+    ("where", "arguments"),
+    documented_command_lines(),
+    ids=[f"{where}: {' '.join(arguments)}" for where, arguments in documented_command_lines()],
+)
 def test_documented_command_line_parses(where: str, arguments: list[str]) -> None:
     """Each documented `lenetish ...` command line is accepted by the argument parser."""
     parsed = build_parser().parse_args(arguments)
