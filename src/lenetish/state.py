@@ -21,6 +21,21 @@ class BatchOutput:
             others (the Trainer's ``loss="auto"`` detects which; see
             :mod:`lenetish.losses`).
         targets: the labels ``(B,)``.
+
+    Example:
+        A trainer whose step adds an L2 penalty to the loss returns one of these:
+
+        >>> from lenetish import BatchOutput, MNISTConvNet, Trainer
+        >>> class PenalisedTrainer(Trainer):
+        ...     def training_step(self, images, labels):
+        ...         outputs = self.model(images)
+        ...         penalty = sum(p.pow(2).sum() for p in self.model.parameters())
+        ...         loss = self.compute_loss(outputs, labels) + 1e-4 * penalty
+        ...         return BatchOutput(loss=loss, logits=outputs, targets=labels)
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+        >>> history = PenalisedTrainer(MNISTConvNet(), epochs=1, device="cpu").fit(batches)
+        >>> len(history)
+        1
     """
 
     loss: Tensor
@@ -44,6 +59,16 @@ class TrainState:
         metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
         resumed: whether this fit continues from a checkpoint.
         validating: whether this fit was given validation batches (``val_*`` metrics).
+
+    Example:
+        >>> from lenetish import Callback, MNISTConvNet, Trainer
+        >>> class Where(Callback):
+        ...     def on_epoch_end(self, trainer, state):
+        ...         print(state.epoch, state.epochs, state.global_step, state.steps_per_epoch)
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))] * 3
+        >>> _ = Trainer(MNISTConvNet(), epochs=2, device="cpu", callbacks=[Where()]).fit(batches)
+        0 2 3 3
+        1 2 6 3
     """
 
     epoch: int = 0

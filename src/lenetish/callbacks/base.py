@@ -41,11 +41,35 @@ __all__ = ["Callback", "SkipBatch", "StopTraining"]
 
 
 class StopTraining(Exception):
-    """Raise from any hook to end training once the current batch is done."""
+    """Raise from any hook to end training once the current batch is done.
+
+    Example:
+        >>> from lenetish import Callback, MNISTConvNet, StopTraining, Trainer
+        >>> class OneEpochOnly(Callback):
+        ...     def on_epoch_end(self, trainer, state):
+        ...         raise StopTraining
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+        >>> trainer = Trainer(MNISTConvNet(), epochs=5, device="cpu", callbacks=[OneEpochOnly()])
+        >>> len(trainer.fit(batches))  # History rows: the fit ended after the first epoch
+        1
+    """
 
 
 class SkipBatch(Exception):
-    """Raise from a batch hook to skip the rest of the batch (its optimizer step included)."""
+    """Raise from a batch hook to skip the rest of the batch (its optimizer step included).
+
+    Example:
+        >>> from lenetish import Callback, MNISTConvNet, SkipBatch, Trainer
+        >>> class SkipFirstBatch(Callback):
+        ...     def on_batch_start(self, trainer, state):
+        ...         if state.batch_index == 0:
+        ...             raise SkipBatch
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))] * 3
+        >>> trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", callbacks=[SkipFirstBatch()])
+        >>> _ = trainer.fit(batches)
+        >>> trainer.state.global_step  # three batches, two optimizer steps
+        2
+    """
 
 
 class Callback:

@@ -29,6 +29,15 @@ class TerminateOnNaN(Callback):
 
     Raises:
         InvalidArgumentError: ``check_every`` is not a positive integer.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, TerminateOnNaN, Trainer
+        >>> images = torch.full((8, 1, 28, 28), float("nan"))
+        >>> broken = [(images, torch.zeros(8, dtype=torch.long))] * 3
+        >>> guard = TerminateOnNaN()
+        >>> history = Trainer(MNISTConvNet(), epochs=3, device="cpu", callbacks=[guard]).fit(broken)
+        >>> guard.stopped_at_step, len(history)  # stopped at the first step, no epoch recorded
+        (1, 0)
     """
 
     def __init__(self, *, check_every: int = 1) -> None:
@@ -65,6 +74,15 @@ class Timer(Callback):
 
     Raises:
         InvalidArgumentError: ``max_seconds`` is not a positive number.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, Timer, Trainer
+        >>> timer = Timer(max_seconds=0.001)  # reached after the first batch
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))] * 3
+        >>> trainer = Trainer(MNISTConvNet(), epochs=3, device="cpu", callbacks=[timer])
+        >>> history = trainer.fit(batches)
+        >>> timer.timed_out, len(history)  # the epoch cut short is not recorded
+        (True, 0)
     """
 
     def __init__(self, max_seconds: float) -> None:

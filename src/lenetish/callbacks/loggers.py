@@ -38,6 +38,16 @@ class ProgressBar(Callback):
 
     Raises:
         InvalidArgumentError: ``refresh_every`` is not a positive integer.
+
+    Example:
+        >>> import io
+        >>> from lenetish import MNISTConvNet, ProgressBar, Trainer
+        >>> screen = io.StringIO()
+        >>> bar = ProgressBar(enabled=True, stream=screen)
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+        >>> _ = Trainer(MNISTConvNet(), epochs=1, device="cpu", callbacks=[bar]).fit(batches)
+        >>> "epoch 1/1: 100%" in screen.getvalue()
+        True
     """
 
     order = 100
@@ -153,6 +163,16 @@ class TensorBoardLogger(Callback):
 
     Raises:
         MissingDependencyError: tensorboard is not installed.
+
+    Example:
+        >>> import os, tempfile
+        >>> from lenetish import MNISTConvNet, TensorBoardLogger, Trainer
+        >>> run = tempfile.mkdtemp()
+        >>> logger = TensorBoardLogger(run)
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+        >>> _ = Trainer(MNISTConvNet(), epochs=1, device="cpu", callbacks=[logger]).fit(batches)
+        >>> [name.split(".")[0] for name in os.listdir(run)]  # open it with tensorboard --logdir
+        ['events']
     """
 
     reads_metrics = True
