@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lenetish import InvalidArgumentError, MNISTConvNet, evaluate
+from lenetish import InvalidArgumentError, MNISTConvNet, evaluate, predict, pretrained
+from lenetish.data import make_test_loader, read_split
 
 
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -31,7 +32,7 @@ def test_matches_a_hand_written_loop() -> None:
     with torch.no_grad():
         loss = sum(float(F.nll_loss(model(x), y, reduction="sum")) for x, y in batches)
         correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in batches)
-    result = evaluate(model, batches)
+    result = evaluate(model, batches, precision="32")
     assert result.total == 15 and result.correct == correct
     assert int(result.confusion.sum()) == 15 and int(result.confusion.trace()) == correct
     assert result.accuracy == pytest.approx(correct / 15)
@@ -63,7 +64,7 @@ def test_confusion_and_per_class_accuracy_match_a_hand_count() -> None:
                 labels.tolist(), model(images).argmax(1).tolist(), strict=True
             ):
                 expected[actual, guess] += 1
-    result = evaluate(model, batches)
+    result = evaluate(model, batches, precision="32")
     assert torch.equal(result.confusion, expected)
     for label in range(10):
         row = expected[label]
@@ -83,7 +84,7 @@ def test_ensemble_evaluation_uses_mean_probabilities() -> None:
         for images, labels in batches:
             mean = (models[0](images).exp() + models[1](images).exp()) / 2
             total += float(F.nll_loss(mean.log(), labels, reduction="sum"))
-    assert evaluate(models, batches).loss == pytest.approx(total / 15, rel=1e-5)
+    assert evaluate(models, batches, precision="32").loss == pytest.approx(total / 15, rel=1e-5)
 
 
 def test_tta_averages_the_shifted_views() -> None:
@@ -95,7 +96,9 @@ def test_tta_averages_the_shifted_views() -> None:
         views = [images] + [torch.roll(images, s, d) for d in (-2, -1) for s in (-1, 1)]
         mean = torch.stack([model(v).exp() for v in views]).mean(0)
         expected = float(F.nll_loss(mean.log(), labels))
-    assert evaluate(model, [(images, labels)], tta=True).loss == pytest.approx(expected, rel=1e-5)
+    assert evaluate(model, [(images, labels)], tta=True, precision="32").loss == pytest.approx(
+        expected, rel=1e-5
+    )
     assert evaluate(model, [(images, labels)]).loss != pytest.approx(expected, rel=1e-5)
 
 
@@ -113,3 +116,39 @@ def test_a_loader_of_another_dataset_is_refused(fake_mnist: Path) -> None:
         r"fashion-mnist; load the test data with dataset='fashion-mnist'",
     ):
         evaluate(model, test)
+
+
+def test_precision_32_predicts_exactly_as_a_plain_fp32_loop() -> None:
+    """predict(precision="32") on uint8 pixels gives the plain loop's probabilities bit for bit."""
+    torch.manual_seed(0)
+    model = MNISTConvNet().eval()
+    pixels = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    with torch.inference_mode():
+        expected = model(((pixels.float() / 255.0 - 0.1307) / 0.3081).unsqueeze(1)).exp()
+    assert torch.equal(predict(model, pixels, precision="32").probabilities, expected)
+
+
+def test_fast_inference_agrees_with_fp32_on_the_mnist_test_set(real_mnist: Path) -> None:
+    """bf16 channels-last predictions of the shipped weights equal fp32's on >= 99.9% of digits."""
+    images, labels, _ = read_split(real_mnist, train=False)
+    model = pretrained("default")
+    fast = predict(model, images, precision="bf16-mixed")
+    exact = predict(model, images, precision="32")
+    assert (fast.labels == exact.labels).float().mean() >= 0.999
+    assert (fast.labels == labels).float().mean() >= 0.99
+
+
+def test_fast_evaluation_scores_within_a_hair_of_fp32(real_mnist: Path) -> None:
+    """evaluate()'s accuracy at bf16 is within 0.1 points of fp32's with the shipped weights."""
+    loader = make_test_loader(real_mnist, batch_size=1000)
+    model = pretrained("default")
+    fast = evaluate(model, loader, precision="bf16-mixed")
+    exact = evaluate(model, loader, precision="32")
+    assert abs(fast.accuracy - exact.accuracy) <= 0.001
+    assert fast.loss == pytest.approx(exact.loss, rel=0.05)
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    """precision= takes the Trainer's values; anything else is a named error."""
+    with pytest.raises(InvalidArgumentError, match="precision='64' is not supported"):
+        predict(MNISTConvNet(), torch.zeros(1, 28, 28), precision="64")  # type: ignore[arg-type]

@@ -230,8 +230,11 @@ def test_batch_prediction_equals_its_parts(count: int, split: int, batch_size: i
     torch.manual_seed(count)
     model = MNISTConvNet()
     images = torch.rand(count, 28, 28)
-    whole = predict(model, images, batch_size=batch_size)
-    parts = [predict(model, images[:split]), predict(model, images[split:])]
+    whole = predict(model, images, batch_size=batch_size, precision="32")
+    parts = [
+        predict(model, images[:split], precision="32"),
+        predict(model, images[split:], precision="32"),
+    ]
     joined = torch.cat([part.probabilities for part in parts])
     torch.testing.assert_close(whole.probabilities, joined, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(whole.probabilities.sum(dim=1), torch.ones(count))

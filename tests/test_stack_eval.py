@@ -15,10 +15,10 @@ from tests.training_helpers import digit_batches
 def test_each_members_accuracy_is_its_own_evaluation() -> None:
     """member_accuracy and member_loss equal evaluate() of each unstacked member."""
     stack, batches = ModelStack(MNISTConvNet, 3), digit_batches(60, 20)
-    result = evaluate(stack, batches)
+    result = evaluate(stack, batches, precision="32")
     assert isinstance(result, StackEvalResult)
     for index, member in enumerate(stack.unstack()):
-        alone = evaluate(member, batches)
+        alone = evaluate(member, batches, precision="32")
         assert result.member_accuracy[index] == alone.accuracy
         assert result.member_loss[index] == pytest.approx(alone.loss, rel=1e-6)
 
@@ -27,8 +27,8 @@ def test_the_ensemble_scores_are_those_of_the_list_of_members() -> None:
     """accuracy, loss and confusion are the ensemble's, as evaluate() of the member list."""
     stack, batches = ModelStack(MNISTConvNet, 3), digit_batches(60, 20)
     result, members = (
-        evaluate(stack, batches, tta=True),
-        evaluate(stack.unstack(), batches, tta=True),
+        evaluate(stack, batches, tta=True, precision="32"),
+        evaluate(stack.unstack(), batches, tta=True, precision="32"),
     )
     assert result.accuracy == members.accuracy
     assert result.loss == pytest.approx(members.loss, rel=1e-6)

@@ -14,9 +14,11 @@ import torch
 from lenetish.errors import DeviceUnavailableError, InvalidArgumentError
 
 __all__ = [
+    "AUTOCAST_DTYPES",
     "DeviceLike",
     "Precision",
     "ResolvedPrecision",
+    "autocast",
     "deterministic_algorithms",
     "resolve_device",
     "resolve_precision",
@@ -172,6 +174,23 @@ def resolve_precision(precision: Precision | str, device: torch.device) -> Resol
     if precision == "auto":
         return "bf16-mixed" if supports_bf16(device) else "32"
     return precision
+
+
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
+    "32": None,
+    "bf16-mixed": torch.bfloat16,
+    "16-mixed": torch.float16,
+}
+
+
+def autocast(
+    device: torch.device, precision: ResolvedPrecision, *, cache_enabled: bool = True
+) -> torch.autocast:
+    """Autocast to ``precision``'s dtype on ``device`` (disabled, a no-op, for ``"32"``)."""
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(
+        device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache_enabled
+    )
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from lenetish.prepare import Preparation, mnistify, preparation_for
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "PreparedImages",
     "mnistify",
     "mnistify_files",
     "open_image",
     "prepare_files",
+    "prepare_images",
     "prepare_inputs",
     "printable_path",
 ]
@@ -91,9 +94,10 @@ def _prepare_file(path: str | os.PathLike[str], prepare: Preparation) -> Tensor:
     """Open and prepare one image file; an error names the file."""
     image = open_image(path)  # its errors name the file already
     try:
-        return _scaled_batch(torch.as_tensor(np.asarray(prepare(image))), False)[0, 0]
+        picture = _scaled_batch(torch.as_tensor(np.asarray(prepare(image))), False)[0, 0]
     except (InvalidInputError, InputShapeError) as exc:
         raise InvalidInputError(f"{printable_path(path)}: {exc}") from exc
+    return picture.float() / 255.0 if picture.dtype == torch.uint8 else picture
 
 
 def prepare_files(
@@ -178,14 +182,18 @@ def _is_pil(value: object) -> bool:
 
 
 def _scaled_batch(values: Tensor, normalized: bool) -> Tensor:
-    """A tensor of images -> float ``(N, 1, 28, 28)``, raw pixels in [0, 1] (or as normalised)."""
+    """A tensor of images -> ``(N, 1, 28, 28)``, checked; uint8 stays uint8, floats float32.
+
+    uint8 values are raw 0-255 pixels (converted batch by batch later, see
+    :class:`PreparedImages`); float values raw pixels in [0, 1], or normalised ones.
+    """
     if values.dtype == torch.uint8:
         if normalized:
             raise InvalidInputError(
                 "uint8 images are raw 0-255 pixels, but normalized=True says the batch is "
                 "already normalised; drop normalized=True (or pass the normalised float batch)"
             )
-        scaled = values.float() / 255.0
+        scaled = values
     elif values.is_floating_point():
         scaled = values.float()
         if not torch.isfinite(scaled).all():
@@ -208,6 +216,8 @@ def _scaled_batch(values: Tensor, normalized: bool) -> Tensor:
         )
     if scaled.shape[0] == 0:
         raise InvalidInputError("the batch is empty: there is nothing to predict")
+    if scaled.dtype == torch.uint8:
+        return scaled
     low, high = float(scaled.min()), float(scaled.max())
     if not normalized and (low < -_SLACK or high > 1 + _SLACK):
         raise InvalidInputError(
@@ -235,6 +245,74 @@ def _as_batch(item: Any, normalized: bool, prepare: Preparation) -> tuple[Tensor
         f"cannot predict on a {type(item).__name__}; pass a tensor, a numpy array, a PIL "
         "image, an image path, or a list of these"
     )
+
+
+@dataclass(frozen=True)
+class PreparedImages:
+    """Checked images ``(N, 1, 28, 28)`` kept as given, normalised batch by batch.
+
+    A uint8 batch stays uint8 (a quarter of the memory of float32) until :meth:`batch`
+    converts one slice of it on the device that runs the model.
+
+    Attributes:
+        pixels: uint8 raw pixels (0-255), float32 raw pixels in ``[0, 1]``, or (with
+            ``normalized``) float32 values already normalised.
+        mean: the dataset's mean pixel value, in ``[0, 1]``.
+        std: the dataset's pixel standard deviation, in ``[0, 1]``.
+        normalized: ``pixels`` are normalised already.
+    """
+
+    pixels: Tensor
+    mean: float
+    std: float
+    normalized: bool = False
+
+    def __len__(self) -> int:
+        """The number of images."""
+        return int(self.pixels.shape[0])
+
+    def batch(self, start: int, stop: int, device: torch.device) -> Tensor:
+        """Images ``start:stop`` as a normalised float32 batch on ``device``."""
+        chunk = self.pixels[start:stop].to(device, non_blocking=True)
+        if self.normalized:
+            return chunk
+        raw = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk
+        return (raw - self.mean) / self.std
+
+
+def prepare_images(
+    inputs: Any,
+    info: DatasetInfo,
+    *,
+    normalized: bool = False,
+    prepare: Preparation | None = None,
+) -> PreparedImages:
+    """Check ``inputs`` and hold them as :class:`PreparedImages` (see :func:`prepare_inputs`).
+
+    Raises:
+        InputShapeError: a tensor or array has the wrong rank or size.
+        InvalidInputError: the batch is empty, holds NaN/Inf, has an unsupported dtype, or
+            float values outside [0, 1] without ``normalized=True``.
+        InvalidImageError: a file is missing, not an image, or too large.
+
+    Example:
+        >>> from lenetish.catalog import DATASETS
+        >>> images = prepare_images(torch.zeros(5, 28, 28, dtype=torch.uint8), DATASETS["mnist"])
+        >>> len(images), images.pixels.dtype, images.batch(0, 2, torch.device("cpu")).shape
+        (5, torch.uint8, torch.Size([2, 1, 28, 28]))
+    """
+    how = preparation_for(info) if prepare is None else prepare
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not items:
+        raise InvalidInputError("the batch is empty: there is nothing to predict")
+    held = [PreparedImages(pixels, info.mean, info.std, done) for pixels, done in (
+        _as_batch(item, normalized, how) for item in items
+    )]  # fmt: skip
+    if len(held) == 1:
+        return held[0]
+    cpu = torch.device("cpu")  # a mixed list: normalised here, once, as one float batch
+    whole = torch.cat([images.batch(0, len(images), cpu) for images in held])
+    return PreparedImages(whole, info.mean, info.std, normalized=True)
 
 
 def prepare_inputs(
@@ -271,9 +349,5 @@ def prepare_inputs(
         >>> tuple(batch.shape), round(float(batch.max()), 4)
         ((2, 1, 28, 28), 2.8215)
     """
-    how = preparation_for(info) if prepare is None else prepare
-    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if not items:
-        raise InvalidInputError("the batch is empty: there is nothing to predict")
-    batches = [_as_batch(item, normalized, how) for item in items]
-    return torch.cat([batch if done else (batch - info.mean) / info.std for batch, done in batches])
+    images = prepare_images(inputs, info, normalized=normalized, prepare=prepare)
+    return images.batch(0, len(images), torch.device("cpu"))

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lenetish._checks import check_positive_int
-from lenetish._device import DeviceLike, resolve_device
+from lenetish._device import DeviceLike, Precision, resolve_device
 from lenetish.errors import InvalidArgumentError
 from lenetish.evaluation import EvalResult
 from lenetish.identity import check_loader_dataset
+from lenetish.inference import inference, model_device, plan_inference, tta_views
 from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
@@ -63,12 +64,9 @@ def member_log_probabilities(
     With ``tta``, the batch and four copies shifted by one pixel (up, down, left, right) are
     scored and each member's probabilities averaged over the five views.
     """
-    views = [images]
-    if tta:
-        views += [torch.roll(images, shifts=step, dims=dim) for dim in (-2, -1) for step in (-1, 1)]
     per_view = [
         log_probabilities(raw.flatten(0, 1), kind).reshape(raw.shape)
-        for raw in (stack(view) for view in views)
+        for raw in (stack(view).float() for view in tta_views(images, tta))
     ]
     if len(per_view) == 1:
         return per_view[0]
@@ -83,6 +81,7 @@ def evaluate_stack(
     num_classes: int = 10,
     tta: bool = False,
     outputs: OutputKind | Literal["auto"] = "auto",
+    precision: Precision = "auto",
 ) -> StackEvalResult:
     """Score every member of ``stack`` and their ensemble over ``loader`` in one pass.
 
@@ -102,35 +101,27 @@ def evaluate_stack(
     check_outputs_setting(outputs)
     check_positive_int("num_classes", num_classes)
     check_loader_dataset([stack], loader)
-    parameter = next(stack.parameters(), None)
-    default = parameter.device if parameter is not None else torch.device("cpu")
-    target = default if device is None else resolve_device(device)
+    target = model_device(stack) if device is None else resolve_device(device)
+    plan = plan_inference(target, precision)
     ensemble = RunningScore(target)
     member_loss = torch.zeros(stack.k, dtype=torch.float64, device=target)
     member_correct = torch.zeros(stack.k, dtype=torch.int64, device=target)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=target)
     kind: OutputKind | None = None if outputs == "auto" else outputs
-    mode = stack.training
-    stack.to(target).eval()
-    try:
-        with torch.inference_mode():
-            for images, labels in loader:
-                images = images.to(target, non_blocking=True)
-                labels = labels.to(target, non_blocking=True)
-                if kind is None:  # decided once, on the first batch
-                    kind = resolve_output_kind(
-                        "auto", stack(images).flatten(0, 1), who="ModelStack"
-                    )
-                members = member_log_probabilities(stack, images, kind, tta=tta)
-                picked = members.gather(2, labels.expand(stack.k, -1).unsqueeze(2))
-                member_loss -= picked.squeeze(2).double().sum(dim=1)
-                member_correct += (members.argmax(dim=2) == labels).sum(dim=1)
-                log_probs = torch.logsumexp(members, dim=0) - math.log(stack.k)
-                ensemble.add(F.nll_loss(log_probs, labels), log_probs, labels)
-                pairs = labels * num_classes + log_probs.argmax(dim=1)
-                confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
-    finally:
-        stack.train(mode)
+    with inference([stack], plan):
+        for images, labels in loader:
+            images = images.to(target, non_blocking=True)
+            labels = labels.to(target, non_blocking=True)
+            if kind is None:  # decided once, on the first batch
+                kind = resolve_output_kind("auto", stack(images).flatten(0, 1), who="ModelStack")
+            members = member_log_probabilities(stack, images, kind, tta=tta)
+            picked = members.gather(2, labels.expand(stack.k, -1).unsqueeze(2))
+            member_loss -= picked.squeeze(2).double().sum(dim=1)
+            member_correct += (members.argmax(dim=2) == labels).sum(dim=1)
+            log_probs = torch.logsumexp(members, dim=0) - math.log(stack.k)
+            ensemble.add(F.nll_loss(log_probs, labels), log_probs, labels)
+            pairs = labels * num_classes + log_probs.argmax(dim=1)
+            confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
     if ensemble.seen == 0:
         raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
     matrix = confusion.reshape(num_classes, num_classes).cpu()

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lenetish._device import ResolvedPrecision
+from lenetish._device import ResolvedPrecision, autocast
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.schedules import LRSchedule, TrainerSchedule
 from lenetish.state import BatchOutput
@@ -47,11 +47,6 @@ logger = logging.getLogger("lenetish")
 
 IN_STEP_HOOKS = ("on_before_backward", "on_before_optimizer_step")
 WARMUP_STEPS = 3
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
-    "32": None,
-    "bf16-mixed": torch.bfloat16,
-    "16-mixed": torch.float16,
-}
 
 Forward = Callable[[Tensor, Tensor], BatchOutput]
 HookCaller = Callable[..., None]
@@ -85,10 +80,7 @@ class StepSettings:
 
     def autocast(self, *, cache_enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
         """Autocast to the precision's dtype on the step's device (a no-op in fp32)."""
-        dtype = AUTOCAST_DTYPES[self.precision]
-        return torch.autocast(
-            self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache_enabled
-        )
+        return autocast(self.device, self.precision, cache_enabled=cache_enabled)
 
 
 class EagerStep:
