@@ -254,7 +254,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a full checkpoint safely (tensors and plain containers only, onto the CPU).
 
     Args:
-        path: a file written by :func:`save_checkpoint` or :class:`~lenetish.ModelCheckpoint`.
+        path: a file written by :meth:`Trainer.save_checkpoint
+            <lenetish.Trainer.save_checkpoint>` or :class:`~lenetish.ModelCheckpoint`.
 
     Returns:
         The checkpoint's dict.
@@ -263,6 +264,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         CheckpointError: the file is missing, damaged, not a lenetish checkpoint, from a newer
             format version, or holds objects other than tensors and plain containers (which
             could run code when unpickled; they are refused, not run).
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import MNISTConvNet, Trainer
+        >>> trainer = Trainer(MNISTConvNet(), epochs=2, device="cpu")
+        >>> _ = trainer.fit([(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))])
+        >>> path = f"{tempfile.mkdtemp()}/last.pt"
+        >>> trainer.save_checkpoint(path)
+        >>> checkpoint = load_checkpoint(path)
+        >>> checkpoint["epoch"], checkpoint["model_class"], "optimizer" in checkpoint
+        (2, 'MNISTConvNet', True)
     """
     source = Path(path)
     if not source.is_file():
@@ -296,7 +308,7 @@ def save_weights(
     Example:
         >>> import tempfile
         >>> from lenetish import MNISTConvNet
-                >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
+        >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
         >>> save_weights(MNISTConvNet(), path, dataset="fashion-mnist")
         >>> load_model(path).lenetish_dataset.name
         'fashion-mnist'

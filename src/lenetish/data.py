@@ -195,7 +195,7 @@ def read_split(
     std: float | None = None,
     classes: Sequence[str] | None = None,
 ) -> tuple[Tensor, Tensor, DatasetInfo]:
-    """:func:`load_split`, also returning the dataset's settings (what the files are).
+    """:func:`~lenetish.load_split`, also returning the dataset's settings (what the files are).
 
     Example:
         >>> from lenetish.data import read_split
@@ -217,6 +217,16 @@ class Loaders:
         test: test batches, never shuffled.
         info: the dataset's name, normalisation constants and class names.
         source: where the files were read from (e.g. the copy bundled with lenetish).
+
+    Example:
+        >>> loaders = make_loaders(subset=1000, val_size=200, batch_size=100)
+        >>> loaders.train.num_samples, loaders.val.num_samples, loaders.test.num_samples
+        (800, 200, 10000)
+        >>> images, labels = next(iter(loaders.train))
+        >>> images.shape, labels.shape
+        (torch.Size([100, 1, 28, 28]), torch.Size([100]))
+        >>> loaders.info.name
+        'mnist'
     """
 
     train: TensorLoader | DataLoader[Any]
@@ -318,11 +328,11 @@ def make_loaders(
         DeviceUnavailableError: ``device`` is not present on this machine.
 
     Example:
-        >>> loaders = make_loaders(val_size=10_000)  # doctest: +SKIP
-        >>> loaders.train.num_samples, loaders.val.num_samples  # doctest: +SKIP
+        >>> loaders = make_loaders(val_size=10_000)  # MNIST, from the bundled copy if need be
+        >>> loaders.train.num_samples, loaders.val.num_samples
         (50000, 10000)
-        >>> loaders.info.name, loaders.source.kind  # doctest: +SKIP
-        ('mnist', 'bundled')
+        >>> loaders.info.name, len(loaders.train)  # 250 batches of 200
+        ('mnist', 250)
     """
     check_positive_int("batch_size", batch_size)
     eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size

@@ -252,6 +252,15 @@ def write_idx(path: str | os.PathLike[str], values: torch.Tensor) -> None:
     Raises:
         InvalidArgumentError: ``values`` is not uint8 or has an unsupported number of
             dimensions.
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import read_idx, write_idx
+        >>> labels = torch.tensor([7, 2, 1, 0, 4], dtype=torch.uint8)
+        >>> path = f"{tempfile.mkdtemp()}/t10k-labels-idx1-ubyte.gz"
+        >>> write_idx(path, labels)  # gzip-compressed, by its name
+        >>> torch.equal(read_idx(path), labels)
+        True
     """
     if values.dtype != torch.uint8 or not 1 <= values.dim() <= _MAX_DIMS:
         raise InvalidArgumentError(

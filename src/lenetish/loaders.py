@@ -41,7 +41,7 @@ class TensorLoader:
         seed: seed of the shuffling.
         drop_last: skip a last batch smaller than ``batch_size``.
         info: the dataset the images come from and were normalised for (kept as
-            :attr:`info`; :func:`~lenetish.evaluate` checks it against a model's record).
+            ``loader.info``; :func:`~lenetish.evaluate` checks it against a model's record).
 
     Raises:
         InvalidArgumentError: ``batch_size`` is not positive, or the tensors disagree.

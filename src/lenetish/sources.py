@@ -58,7 +58,7 @@ class DataSource:
     Attributes:
         kind: ``"root"`` (the ``root`` argument, ``--data`` on the command line),
             ``"environment"`` (``$LENETISH_DATA``), ``"cache"`` (the user cache folder, see
-            :func:`default_root`) or ``"bundled"`` (the MNIST copy inside the package).
+            :func:`~lenetish.default_root`) or ``"bundled"`` (the MNIST copy inside the package).
         folder: the folder the files are looked for in.
 
     Example:
@@ -85,7 +85,22 @@ def default_root() -> Path:
 
     ``$LENETISH_DATA`` if set, else ``lenetish`` under the user's cache folder
     (``$XDG_CACHE_HOME`` or ``~/.cache``). MNIST is read from there only when the folder
-    holds its files; otherwise from the copy bundled with lenetish (see :func:`resolve_source`).
+    holds its files; otherwise from the copy bundled with lenetish (the loaders say which in
+    :attr:`Loaders.source <lenetish.Loaders.source>`).
+
+    Returns:
+        The folder (which need not exist yet).
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"LENETISH_DATA": "/data/lenetish"}):
+        ...     str(default_root())
+        '/data/lenetish'
+        >>> with mock.patch.dict(os.environ):
+        ...     _ = os.environ.pop("LENETISH_DATA", None)
+        ...     default_root().name  # a folder of its own in the user's cache
+        'lenetish'
     """
     if os.environ.get("LENETISH_DATA"):
         return Path(os.environ["LENETISH_DATA"]).expanduser()

@@ -105,8 +105,6 @@ class Trainer:
             under ``CI=true``).
 
     Attributes:
-        optimizer: the optimizer of the current fit (available in every hook; before the
-            first fit, reading it raises :class:`~lenetish.errors.NotFittedError`).
         history: the :class:`~lenetish.History` of the latest fit.
         data_info: the dataset the training data comes from (e.g. ``loaders.info``), set by
             the caller; checkpoints then record it, for :func:`~lenetish.predict` and the CLI.
@@ -204,7 +202,11 @@ class Trainer:
 
     @property
     def optimizer(self) -> Optimizer:
-        """Optimizer: The optimizer of the current (or last) fit, e.g. for an lr callback."""
+        """The optimizer of the current (or last) fit, e.g. for an lr callback.
+
+        It exists from the start of :meth:`fit` (every hook can read it); before the first
+        fit, reading it raises :class:`~lenetish.NotFittedError`.
+        """
         if self.fitted_optimizer is None:
             raise NotFittedError(
                 "trainer.optimizer exists once fit() has started (configure_optimizers builds "
@@ -214,12 +216,12 @@ class Trainer:
 
     @property
     def world_size(self) -> int:
-        """int: The number of processes of the current (or last) fit: 1 unless distributed."""
+        """The number of processes of the current (or last) fit: 1 unless distributed."""
         return self.parallel.world_size
 
     @property
     def is_main_process(self) -> bool:
-        """bool: Whether this process writes checkpoints and logs (rank 0, or the only one)."""
+        """Whether this process writes checkpoints and logs (rank 0, or the only one)."""
         return self.parallel.is_main
 
     # ---- seams for subclasses -------------------------------------------------------------
@@ -239,12 +241,39 @@ class Trainer:
         return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay, fused=fused)
 
     def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Forward one training batch and return its loss (still attached) and outputs."""
+        """Forward one training batch and return its loss (still attached) and outputs.
+
+        Override it to change what a step computes; the Trainer runs it under the fit's
+        autocast, after ``augment``, and does the backward pass and the optimizer step
+        itself. Call :meth:`compute_loss` to keep the ``loss`` and ``label_smoothing``
+        settings.
+
+        Args:
+            images: the batch's images on the training device, ``(B, 1, 28, 28)`` for the
+                lenetish loaders (channels-last with ``channels_last=True``).
+            labels: the batch's class indices on the training device, ``(B,)``.
+
+        Returns:
+            The loss to minimise (a scalar attached to the graph), the model's outputs and
+            the labels.
+        """
         outputs = self.model(images)
         return BatchOutput(self.compute_loss(outputs, labels), outputs, labels)
 
     def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Forward one validation batch (under inference mode, model in eval mode)."""
+        """Forward one validation batch (under inference mode, model in eval mode).
+
+        Override it together with :meth:`training_step` when a validation batch needs the
+        same special treatment; its loss is computed without label smoothing.
+
+        Args:
+            images: the validation batch's images on the training device.
+            labels: the validation batch's class indices on the training device.
+
+        Returns:
+            The batch's loss, the model's outputs and the labels; the loss and accuracy of
+            all the batches become ``val_loss`` and ``val_accuracy``.
+        """
         outputs = self.model(images)
         return BatchOutput(self.compute_loss(outputs, labels, smoothing=False), outputs, labels)
 

@@ -57,6 +57,16 @@ class SavedWeights:
             ``"state_dict"`` (a plain ``torch.save(model.state_dict(), path)`` file).
         model_class: the network's class name, when the file records it.
         dataset: the dataset the network was trained on, when the file records it.
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import MNISTConvNet, save_weights
+        >>> from lenetish.weightfiles import read_weights
+        >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
+        >>> save_weights(MNISTConvNet(), path, dataset="fashion-mnist")
+        >>> saved = read_weights(path)
+        >>> saved.kind, saved.model_class, saved.dataset.name, saved.tensors["fc2.bias"].shape
+        ('safetensors', 'MNISTConvNet', 'fashion-mnist', torch.Size([10]))
     """
 
     tensors: dict[str, Tensor]
@@ -177,7 +187,9 @@ def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Load the weights in ``path`` (any kind, see :func:`read_weights`) into ``model``.
+    """Load the weights in ``path``, whatever kind of weights file it is, into ``model``.
+
+    :func:`~lenetish.weightfiles.read_weights` tells the kinds apart.
 
     The model also takes on the dataset the file records, if any (used by
     :func:`~lenetish.predict` and :func:`~lenetish.evaluate`).
@@ -193,6 +205,16 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     Raises:
         CheckpointError: the file is missing or damaged, or its tensors do not fit ``model``
             (the message names the mismatched layers).
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import MNISTConvNet, save_weights
+        >>> trained = MNISTConvNet()
+        >>> path = f"{tempfile.mkdtemp()}/model.safetensors"
+        >>> save_weights(trained, path, dataset="mnist")
+        >>> model = load_weights(MNISTConvNet(), path)
+        >>> torch.equal(model.fc2.weight, trained.fc2.weight), model.lenetish_dataset.name
+        (True, 'mnist')
     """
     saved = read_weights(path)
     load_model_state(model, saved.tensors, source=str(path))
