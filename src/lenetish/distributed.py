@@ -73,6 +73,12 @@ class DistributedEnv:
         rank: this process's index among all processes, ``0 .. world_size - 1``.
         local_rank: its index on this machine (the GPU it drives).
         world_size: the number of processes in the run.
+
+    Example:
+        >>> from lenetish.distributed import DistributedEnv
+        >>> env = DistributedEnv(rank=1, local_rank=1, world_size=2)
+        >>> env.is_main  # only rank 0 writes files
+        False
     """
 
     rank: int
@@ -143,6 +149,11 @@ def init_distributed(device: torch.device) -> DistributedEnv | None:
 
     Raises:
         DistributedError: the launch variables are incomplete, or the group cannot form.
+
+    Example:
+        >>> from lenetish.distributed import init_distributed
+        >>> init_distributed(torch.device("cpu")) is None  # not started by torchrun
+        True
     """
     if dist.is_available() and dist.is_initialized():
         if dist.get_world_size() <= 1:
@@ -186,6 +197,18 @@ def exit_together(status: int) -> None:
 
     Args:
         status: the exit status of this process.
+
+    Example:
+        The end of a training script that ``torchrun`` starts, ``main`` returning the
+        script's exit status; outside ``torchrun`` the call returns and ``sys.exit`` ends the
+        script as usual:
+
+        >>> import sys
+        >>> from lenetish.distributed import exit_together
+        >>> def finish(status: int) -> None:
+        ...     exit_together(status)  # under torchrun, the process ends here
+        ...     sys.exit(status)
+        >>> exit_together(0)  # no process group in this process: nothing to wait for
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
@@ -219,6 +242,11 @@ def rank() -> int:
 
     Returns:
         The rank in the running process group, or 0 without one.
+
+    Example:
+        >>> from lenetish.distributed import rank
+        >>> rank()  # a single process; under torchrun 0, 1, ... in each process
+        0
     """
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
@@ -228,6 +256,11 @@ def world_size() -> int:
 
     Returns:
         The size of the running process group, or 1 without one.
+
+    Example:
+        >>> from lenetish.distributed import world_size
+        >>> world_size()  # a single process; under torchrun --nproc_per_node=4, 4
+        1
     """
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
@@ -274,6 +307,15 @@ def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: Role) -> Batc
 
     Raises:
         InvalidArgumentError: ``batches`` is anything else, which cannot be split safely.
+
+    Example:
+        Rank 1 of 2 gets half of every batch of 2, so the same number of batches as rank 0:
+
+        >>> from lenetish.distributed import DistributedEnv, shard_batches
+        >>> loader = TensorLoader(torch.zeros(8, 1, 28, 28), torch.arange(8), batch_size=2)
+        >>> part = shard_batches(loader, DistributedEnv(1, 1, 2), role="training")
+        >>> len(loader), len(part), [labels.tolist() for _, labels in part]
+        (4, 4, [[1], [3], [5], [7]])
     """
     if isinstance(batches, Shardable):
         return cast(BatchesT, batches.shard(env.rank, env.world_size))
@@ -287,7 +329,22 @@ def shard_batches(batches: BatchesT, env: DistributedEnv, *, role: Role) -> Batc
 
 
 class ParallelStrategy(Protocol):
-    """What the Trainer's loop asks of the way it runs: one process, or data-parallel."""
+    """What the Trainer's loop asks of the way it runs: one process, or data-parallel.
+
+    :class:`SingleProcess` and :class:`DataParallel` are the two implementations;
+    :func:`parallel_strategy` picks one for the process it runs in.
+
+    Attributes:
+        world_size: the number of processes training together.
+        rank: this process's index among them.
+        rank_seed: the base seed every process derives its per-epoch random stream from.
+
+    Example:
+        >>> from lenetish.distributed import ParallelStrategy, parallel_strategy
+        >>> strategy: ParallelStrategy = parallel_strategy(torch.device("cpu"))
+        >>> strategy.world_size, strategy.rank, strategy.is_main
+        (1, 0, True)
+    """
 
     world_size: int
     rank: int
@@ -331,6 +388,7 @@ class SingleProcess:
     """The strategy of a one-process fit: every method is a no-op or returns its input.
 
     Example:
+        >>> from lenetish.distributed import SingleProcess
         >>> strategy = SingleProcess()
         >>> strategy.world_size, strategy.agree_to_stop(True)
         (1, True)
@@ -344,7 +402,7 @@ class SingleProcess:
 
     @property
     def is_main(self) -> bool:
-        """Always true: the only process writes files."""
+        """Always true, since the only process writes the files."""
         return True
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -383,6 +441,18 @@ class DataParallel:
         stop_check_every: steps between the non-blocking stop checks within an epoch (a
             stop requested by one process takes effect on every process at most this many
             steps plus one later, at the same step on all; every epoch end checks too).
+
+    Example:
+        :func:`parallel_strategy` builds one under ``torchrun``; here, the strategy of rank 1
+        in a run of two processes, which trains on its own half of every batch:
+
+        >>> from lenetish.distributed import DataParallel, DistributedEnv
+        >>> strategy = DataParallel(DistributedEnv(1, 1, 2), torch.device("cpu"))
+        >>> strategy.is_main, strategy.stop_check_every
+        (False, 8)
+        >>> loader = TensorLoader(torch.zeros(8, 1, 28, 28), torch.arange(8), batch_size=2)
+        >>> [labels.tolist() for _, labels in strategy.shard(loader, role="training")]
+        [[1], [3], [5], [7]]
     """
 
     stop_check_every: int = 8
@@ -413,7 +483,15 @@ class DataParallel:
         return DistributedDataParallel(model, device_ids=device_ids)
 
     def shard(self, batches: BatchesT, *, role: Role) -> BatchesT:
-        """This rank's part of ``batches`` (see :func:`shard_batches`)."""
+        """This rank's part of ``batches`` (see :func:`shard_batches`).
+
+        Args:
+            batches: the loader every process was given.
+            role: ``"training"`` or ``"validation"``, for the error message.
+
+        Returns:
+            The batches this process trains (or validates) on.
+        """
         return shard_batches(batches, self.env, role=role)
 
     def agree_on_seed(self, seed: int | None) -> None:
@@ -493,6 +571,7 @@ def parallel_strategy(device: torch.device) -> ParallelStrategy:
         DistributedError: the launch variables are incomplete, or the group cannot form.
 
     Example:
+        >>> from lenetish.distributed import parallel_strategy
         >>> type(parallel_strategy(torch.device("cpu"))).__name__
         'SingleProcess'
     """

@@ -57,6 +57,7 @@ def output_kind(outputs: Tensor) -> OutputKind:
         ``"log_probabilities"``, ``"probabilities"`` or ``"logits"``.
 
     Example:
+        >>> from lenetish.losses import output_kind
         >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
         >>> output_kind(logits), output_kind(logits.log_softmax(1)), output_kind(logits.softmax(1))
         ('logits', 'log_probabilities', 'probabilities')
@@ -110,6 +111,7 @@ def log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
     """Log-probabilities ``(B, classes)`` (float32) from outputs of the given kind.
 
     Example:
+        >>> from lenetish.losses import log_probabilities
         >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
         >>> log_probabilities(logits, "logits").exp().sum().item()
         1.0
@@ -129,6 +131,8 @@ def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> 
     label_smoothing=s)`` when ``log_probs = log_softmax(logits)``.
 
     Example:
+        >>> import torch.nn.functional as F
+        >>> from lenetish.losses import smoothed_nll
         >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
         >>> target = torch.tensor([0])
         >>> a = smoothed_nll(logits.log_softmax(1), target, 0.1)
@@ -163,6 +167,14 @@ class Criterion:
         members: ``None``, or for a :class:`~lenetish.ModelStack`'s fit its number of
             members: outputs are then ``(members, B, classes)`` and the loss is the sum of the
             members' losses (see :meth:`member_losses`).
+
+    Example:
+        >>> from lenetish.losses import Criterion
+        >>> criterion = Criterion("auto", label_smoothing=0.1)
+        >>> logits = torch.tensor([[2.0, -1.0, 0.5]])  # raw scores, not log-probabilities
+        >>> loss = criterion(logits, torch.tensor([0]), smoothing=False)
+        >>> criterion.kind, round(loss.item(), 4)  # detected, so the loss is the cross-entropy
+        ('logits', 0.2413)
     """
 
     def __init__(self, loss: LossName | LossFunction, label_smoothing: float = 0.0) -> None:

@@ -35,7 +35,25 @@ MetricFunction = Callable[[Tensor, Tensor], Any]
 
 @runtime_checkable
 class MetricObject(Protocol):
-    """A stateful metric: ``reset()``, ``update(outputs, targets)`` per batch, ``compute()``."""
+    """A stateful metric: ``reset()``, ``update(outputs, targets)`` per batch, ``compute()``.
+
+    Any object with these three methods can be passed in the Trainer's ``metrics=`` (a
+    torchmetrics ``Metric`` is one); it is not a class to inherit from.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, Trainer
+        >>> class Seen:
+        ...     def reset(self):
+        ...         self.count = 0
+        ...     def update(self, outputs, targets):
+        ...         self.count += len(targets)
+        ...     def compute(self):
+        ...         return self.count
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))] * 3
+        >>> trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", metrics={"seen": Seen()})
+        >>> trainer.fit(batches)[0]["seen"]
+        24.0
+    """
 
     def update(self, outputs: Tensor, targets: Tensor) -> Any:
         """Add one batch."""
@@ -60,6 +78,7 @@ class RunningScore:
         device: where the sums live (the device the batches are on).
 
     Example:
+        >>> from lenetish.metrics import RunningScore
         >>> score = RunningScore(torch.device("cpu"))
         >>> outputs = torch.tensor([[0.0, -9.0], [0.0, -9.0]])  # both predict class 0
         >>> score.add(torch.tensor(0.5), outputs, torch.tensor([0, 1]))
@@ -170,6 +189,7 @@ class MetricSet:
             callable nor an object with ``update``, ``compute`` and ``reset``.
 
     Example:
+        >>> from lenetish.metrics import MetricSet
         >>> def error_rate(outputs, targets):
         ...     return (outputs.argmax(1) != targets).float().mean()
         >>> metrics = MetricSet({"error": error_rate}, torch.device("cpu"))

@@ -168,7 +168,7 @@ class ModelStack(nn.Module):
 
     @property
     def vectorised(self) -> bool:
-        """bool: Whether :meth:`forward` runs the members with ``vmap`` (else in turn)."""
+        """Whether :meth:`forward` runs the members with ``vmap`` (else in turn)."""
         if self.execution != "auto":
             return self.execution == "vmap"
         parameter = next(self.stacked.parameters(), None)

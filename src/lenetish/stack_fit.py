@@ -123,6 +123,7 @@ class StackScore(RunningScore):
 
     Example:
         >>> from lenetish.losses import Criterion
+        >>> from lenetish.stack_fit import StackScore
         >>> score = StackScore(torch.device("cpu"), 2, Criterion("nll"), smoothing=False)
         >>> outputs = torch.tensor([[[0.0, -9.0]], [[-9.0, 0.0]]])  # member 0 right, 1 wrong
         >>> score.add(torch.tensor(9.0), outputs, torch.tensor([0]))
@@ -301,6 +302,27 @@ class MemberByMemberStep:
         eager: the fit's eager step (its optimizer, settings and hooks are used).
         stack: the stack being trained.
         criterion: the trainer's loss.
+
+    Example:
+        One SGD step of a stack of two networks, outside a Trainer:
+
+        >>> from lenetish import BatchOutput, MNISTConvNet, ModelStack
+        >>> from lenetish.losses import Criterion
+        >>> from lenetish.stack_fit import MemberByMemberStep
+        >>> from lenetish.step import EagerStep, StepSettings
+        >>> stack = ModelStack(MNISTConvNet, 2)
+        >>> criterion = Criterion("nll")
+        >>> criterion.members = 2  # the loss of a batch is the sum of the members' losses
+        >>> def forward(images, labels):
+        ...     outputs = stack(images)
+        ...     return BatchOutput(criterion(outputs, labels), outputs, labels)
+        >>> optimizer = torch.optim.SGD(stack.parameters(), lr=0.1)
+        >>> settings = StepSettings(torch.device("cpu"), "32")
+        >>> eager = EagerStep(stack, optimizer, forward, settings, lambda hook, *args: None)
+        >>> step = MemberByMemberStep(eager, stack, criterion)
+        >>> output = step(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+        >>> output.logits.shape  # (members, batch, classes)
+        torch.Size([2, 8, 10])
     """
 
     def __init__(self, eager: EagerStep, stack: ModelStack, criterion: Criterion) -> None:

@@ -216,7 +216,7 @@ class Trainer:
 
     @property
     def world_size(self) -> int:
-        """The number of processes of the current (or last) fit: 1 unless distributed."""
+        """The number of processes of the current (or last) fit (1 unless distributed)."""
         return self.parallel.world_size
 
     @property

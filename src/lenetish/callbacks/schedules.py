@@ -38,7 +38,7 @@ class LRSchedule(Callback):
             counts a plateau one epoch later than Keras: with ``patience=2`` it lowers the lr
             after the third epoch without improvement (Keras after the second).
         builtin: deprecated and ignored (it will be removed in 0.3): the Trainer's own
-            schedules are recognised by their type, :class:`TrainerSchedule`.
+            schedules are recognised by their type, ``TrainerSchedule``.
 
     Attributes:
         default_monitor: the ``monitor`` a plateau scheduler gets when none is given
