@@ -86,6 +86,15 @@ def plot_digits(
     Raises:
         MissingDependencyError: matplotlib is not installed.
         InvalidArgumentError: ``images`` is empty or of the wrong shape.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from lenetish import load_split, plot_digits
+        >>> images, labels = load_split(train=False)
+        >>> path = plot_digits(images[:16], f"{tempfile.mkdtemp()}/digits.png", labels=labels[:16])
+        >>> path.name, Image.open(path).format
+        ('digits.png', 'PNG')
     """
     pictures = _as_images(images)
 
@@ -147,6 +156,21 @@ def plot_mistakes(
     Raises:
         InvalidArgumentError: there are no mistakes to show.
         MissingDependencyError: matplotlib is not installed.
+
+    Example:
+        The shipped weights get a few of the first 1,000 test digits wrong:
+
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from lenetish import load_split, plot_mistakes, predict, pretrained
+        >>> images, labels = load_split(train=False)
+        >>> prediction = predict(pretrained(), images[:1000])
+        >>> bool((prediction.labels != labels[:1000]).any())
+        True
+        >>> path = f"{tempfile.mkdtemp()}/mistakes.png"
+        >>> probabilities = prediction.probabilities
+        >>> Image.open(plot_mistakes(images[:1000], labels[:1000], probabilities, path)).format
+        'PNG'
     """
     confidence, predicted = probabilities.cpu().max(dim=1)
     wrong = (predicted != labels.cpu()).nonzero().flatten()
@@ -181,6 +205,21 @@ def plot_confusion(
     Raises:
         InvalidArgumentError: ``confusion`` is not a square matrix.
         MissingDependencyError: matplotlib is not installed.
+
+    Example:
+        :func:`~lenetish.evaluate` counts the matrix of a whole test set; here it is counted
+        from the predictions for the first 1,000 test digits:
+
+        >>> import tempfile
+        >>> from lenetish import DATASETS, load_split, plot_confusion, predict, pretrained
+        >>> images, labels = load_split(train=False)
+        >>> predicted = predict(pretrained(), images[:1000]).labels
+        >>> confusion = torch.bincount(labels[:1000] * 10 + predicted, minlength=100).view(10, 10)
+        >>> int(confusion.sum()), bool(confusion.trace() > 980)  # the diagonal: right answers
+        (1000, True)
+        >>> path = f"{tempfile.mkdtemp()}/confusion.png"
+        >>> plot_confusion(confusion, path, classes=DATASETS["mnist"].classes).name
+        'confusion.png'
     """
     matrix = confusion.detach().cpu()
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
@@ -227,6 +266,14 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
     Raises:
         InvalidArgumentError: the history has no rows.
         MissingDependencyError: matplotlib is not installed.
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import MNISTConvNet, Trainer, plot_history
+        >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+        >>> history = Trainer(MNISTConvNet(), epochs=3, device="cpu").fit(batches, val=batches)
+        >>> plot_history(history, f"{tempfile.mkdtemp()}/history.png").name
+        'history.png'
     """
     if not len(history):
         raise InvalidArgumentError("the history is empty: train for an epoch first")
