@@ -105,6 +105,17 @@ def identify_labels(labels: Tensor, path: Path, train: bool) -> str | None:
 
     Returns:
         ``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``, or ``None`` for other files.
+
+    Example:
+        >>> from lenetish import read_idx
+        >>> from lenetish.identity import identify_labels
+        >>> from lenetish.sources import bundled_mnist
+        >>> path = bundled_mnist() / "t10k-labels-idx1-ubyte.gz"
+        >>> labels = read_idx(path)
+        >>> identify_labels(labels, path, train=False)
+        'mnist'
+        >>> identify_labels(labels[:100], path, train=False) is None  # a subset is not canonical
+        True
     """
     split = 0 if train else 1
     digest = label_digest(labels)

@@ -48,6 +48,14 @@ class StackEvalResult(EvalResult):
         member_loss: each member's mean negative log-likelihood.
         mean_accuracy: the members' mean accuracy.
         std_accuracy: the members' sample standard deviation of accuracy (0 for one member).
+
+    Example:
+        >>> from lenetish import MNISTConvNet, ModelStack, TensorLoader, evaluate
+        >>> stack = ModelStack(MNISTConvNet, 3)  # three untrained members
+        >>> images, labels = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+        >>> result = evaluate(stack, TensorLoader(images, labels, batch_size=8))
+        >>> type(result).__name__, len(result.member_accuracy), result.total
+        ('StackEvalResult', 3, 16)
     """
 
     member_accuracy: tuple[float, ...]

@@ -71,6 +71,13 @@ class StepSettings:
         precision: the resolved precision (``"32"``, ``"bf16-mixed"``, ``"16-mixed"``).
         grad_clip_norm: clip the global gradient norm to this value, or ``None``.
         augment: applied to every training batch before the forward pass, or ``None``.
+
+    Example:
+        >>> from lenetish.step import StepSettings
+        >>> settings = StepSettings(torch.device("cpu"), "bf16-mixed")
+        >>> with settings.autocast():
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
     """
 
     device: torch.device
@@ -97,6 +104,21 @@ class EagerStep:
         scaler: the gradient scaler of ``"16-mixed"`` precision, else ``None``.
         zero_in_place: zero gradients in place instead of dropping them (set once a CUDA
             graph owns the gradients' memory).
+
+    Example:
+        >>> from lenetish import BatchOutput, MNISTConvNet
+        >>> from lenetish.step import EagerStep, StepSettings
+        >>> model = MNISTConvNet()
+        >>> def forward(images, labels):  # what Trainer.training_step does
+        ...     outputs = model(images)
+        ...     return BatchOutput(torch.nn.functional.nll_loss(outputs, labels), outputs, labels)
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> settings = StepSettings(torch.device("cpu"), "32")
+        >>> hooks = []
+        >>> step = EagerStep(model, optimizer, forward, settings, lambda h, *a: hooks.append(h))
+        >>> output = step(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+        >>> output.logits.shape, hooks
+        (torch.Size([8, 10]), ['on_before_backward', 'on_before_optimizer_step'])
     """
 
     def __init__(
@@ -144,7 +166,25 @@ class EagerStep:
 
 
 class CapturedStep(Protocol):
-    """A captured step: replay it to run it again on the static input buffers."""
+    """A captured step: replay it to run it again on the static input buffers.
+
+    A ``torch.cuda.CUDAGraph`` is one; so is any object with a ``replay()`` method, which
+    lets a test run :class:`CudaGraphStep` without a GPU.
+
+    Example:
+        >>> from lenetish.step import CapturedStep
+        >>> class Rerun:  # stands in for a CUDA graph by running the step again
+        ...     def __init__(self, step):
+        ...         self.step = step
+        ...     def replay(self):
+        ...         self.step()
+        >>> calls = []
+        >>> graph: CapturedStep = Rerun(lambda: calls.append("step"))
+        >>> graph.replay()
+        >>> graph.replay()
+        >>> calls
+        ['step', 'step']
+    """
 
     def replay(self) -> None:
         """Run the captured work once more."""
@@ -192,7 +232,30 @@ class CudaGraphStep:
 
     Args:
         eager: the eager step it captures, and falls back to.
-        capture: captures a step (:func:`capture_cuda_graph`; replaceable for tests).
+        capture: captures a step (by default as a ``torch.cuda.CUDAGraph``; replaceable
+            for tests).
+
+    Example:
+        When capturing fails, the step logs why once and trains on eagerly from the same
+        state; here a capture function that always fails stands in for a GPU that cannot
+        capture:
+
+        >>> from lenetish import BatchOutput, MNISTConvNet
+        >>> from lenetish.step import CudaGraphStep, EagerStep, StepSettings
+        >>> model = MNISTConvNet()
+        >>> def forward(images, labels):  # what Trainer.training_step does
+        ...     outputs = model(images)
+        ...     return BatchOutput(torch.nn.functional.nll_loss(outputs, labels), outputs, labels)
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> settings = StepSettings(torch.device("cpu"), "32")
+        >>> eager = EagerStep(model, optimizer, forward, settings, lambda hook, *args: None)
+        >>> def no_graph(step, device):
+        ...     raise RuntimeError("capture is not supported here")
+        >>> graph_step = CudaGraphStep(eager, capture=no_graph)
+        >>> images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        >>> losses = [graph_step(images, labels).loss for _ in range(5)]  # 3 warm-ups, then capture
+        >>> graph_step.failed, graph_step.graph is None, len(losses)
+        (True, True, 5)
     """
 
     def __init__(
@@ -329,6 +392,22 @@ class CaptureRequest:
         deterministic: the fit uses deterministic algorithms.
         compiled: the model is compiled with ``torch.compile``.
         world_size: the number of processes training together.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> from lenetish.step import CaptureRequest, StepSettings, capture_blockers
+        >>> model = MNISTConvNet()
+        >>> request = CaptureRequest(
+        ...     cuda_graphs=True,
+        ...     settings=StepSettings(torch.device("cuda"), "32"),
+        ...     optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        ...     callbacks=[],
+        ...     deterministic=True,
+        ... )
+        >>> for reason in capture_blockers(request):
+        ...     print(reason)
+        the optimizer is SGD (the captured step supports Adam and AdamW)
+        deterministic=True
     """
 
     cuda_graphs: bool
@@ -356,6 +435,7 @@ def capture_blockers(request: CaptureRequest) -> list[str]:
 
     Example:
         >>> from lenetish import MNISTConvNet
+        >>> from lenetish.step import CaptureRequest, StepSettings, capture_blockers
         >>> model = MNISTConvNet()
         >>> request = CaptureRequest(
         ...     cuda_graphs=True,
