@@ -19,9 +19,11 @@ import torch
 from PIL import Image
 
 from lenetish import (
+    Callback,
     History,
     MNISTConvNet,
     Trainer,
+    TrainState,
     available_pretrained,
     load_checkpoint,
     load_split,
@@ -592,6 +594,34 @@ def test_resume_keeps_the_checkpoints_batch_size(
     assert main([*common, *resume]) == 0
     assert "batch_size=20" in capsys.readouterr().out.splitlines()[0]
     assert load_checkpoint(out / "last.pt")["global_step"] == 6  # 60 digits, 3 batches an epoch
+
+
+def test_resume_alone_finishes_an_interrupted_run(
+    fake_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--resume` without --recipe/--epochs continues with the checkpoint's (one-cycle too)."""
+    out = tmp_path / "run"
+    common = short_training(fake_mnist, out)
+
+    def interrupt_in_epoch_two(self: Callback, trainer: Trainer, state: TrainState) -> None:
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("lenetish.cli_train._StopAtBatchEnd.on_epoch_start", interrupt_in_epoch_two)
+        assert main([*common, "--recipe", "seed-adam", "--epochs", "3"]) == 130
+    assert main([*common, "--resume", str(out / "last.pt")]) == 0
+    assert [row["epoch"] for row in History.from_json(out / "history.json")] == [1, 2, 3]
+
+
+def test_resume_refuses_another_recipe_than_the_checkpoints(
+    trained_run: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --recipe other than the one the checkpoint recorded is a usage error (exit 2)."""
+    capsys.readouterr()
+    resume = ["--resume", str(trained_run / "last.pt"), "--recipe", "seed-sgd"]
+    assert main(short_training(fake_mnist, trained_run, *resume)) == 2
+    assert "--recipe seed-sgd differs from the default that" in capsys.readouterr().err
 
 
 @pytest.fixture

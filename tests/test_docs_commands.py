@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lenetish import load_checkpoint
+from lenetish import get_recipe, load_checkpoint
 from lenetish.cli import build_parser, main
 from tests.conftest import write_fake_mnist
 
@@ -452,7 +452,8 @@ def test_resume_example_finishes_an_interrupted_run(example: list[str], tmp_path
         assert process.wait(timeout=120) == 130, "the run ended before it was interrupted"
     finally:
         process.kill()
-    epochs = int(option_value(example, "--epochs"))
+    given = "--epochs" in example  # else the recipe's, which the resumed run takes over
+    epochs = int(option_value(example, "--epochs")) if given else get_recipe("default").epochs
     assert load_checkpoint(out / "last.pt")["epoch"] < epochs
     with working_directory(tmp_path):
         assert run_quietly([*example, *small])[0] == 0

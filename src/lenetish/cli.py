@@ -155,11 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(train)
     train.add_argument(
         "--recipe",
-        default="default",
+        default=None,
         choices=list(RECIPES),
-        help="training configuration (default: default); the options below override it",
+        help="training configuration (default: default; with --resume: the checkpoint's); "
+        "the options below override it",
     )
-    train.add_argument("--epochs", type=_int_option(1, MAX_EPOCHS), default=None)
+    train.add_argument(
+        "--epochs",
+        type=_int_option(1, MAX_EPOCHS),
+        default=None,
+        help="total epochs (default: the recipe's; with --resume: the checkpoint's run's)",
+    )
     train.add_argument(
         "--batch-size",
         type=_int_option(1, MAX_BATCH_SIZE),

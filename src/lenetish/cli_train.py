@@ -59,9 +59,12 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     }
     if "optimizer" in overrides and "lr" not in overrides:
         overrides["lr"] = None  # the new optimizer's own default
-    if saved is not None and "batch_size" not in overrides:
-        overrides["batch_size"] = saved["batch_size"]  # the run continues as it started
-    recipe = replace(get_recipe(args.recipe), **overrides)  # type: ignore[arg-type]
+    recorded = saved or {}
+    for key in ("batch_size", "epochs"):  # a resumed run continues as it started
+        if key not in overrides and key in recorded:
+            overrides[key] = recorded[key]
+    name = args.recipe or recorded.get("recipe") or "default"
+    recipe = replace(get_recipe(name), **overrides)  # type: ignore[arg-type]
     loaders = make_loaders(
         args.data,
         dataset=args.dataset,
@@ -91,6 +94,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     run_settings.settings = {
         "recipe": recipe.name,
         "batch_size": recipe.batch_size,
+        "epochs": recipe.epochs,
         "lr": trainer.lr,
     }
     if reports and not args.quiet:
@@ -143,7 +147,7 @@ class _StopAtBatchEnd(Callback):
 
 
 class _RunSettings(Callback):
-    """Keeps the command line's recipe, batch size and lr in checkpoints, for --resume checks."""
+    """Keeps the command line's recipe, batch size, epochs and lr in checkpoints, for --resume."""
 
     def __init__(self) -> None:
         self.settings: dict[str, Any] = {}
