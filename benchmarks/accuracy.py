@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: the bundled copy)")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--device", default="auto")

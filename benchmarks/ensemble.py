@@ -24,7 +24,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("weights", type=Path, nargs="+", help="weights files (.safetensors)")
-    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: the bundled copy)")
     parser.add_argument("--tta", action="store_true", help="also score with shifted copies")
     args = parser.parse_args()
     test = make_loaders(args.data, download=False, eval_batch_size=2000).test

@@ -5,7 +5,7 @@ Trains an MNISTConvNet on Fashion-MNIST (Adam, batch 100; by default one epoch o
 test images as 28x28 PNG files and predicts them by path (``predict`` prepares them the
 Fashion-MNIST way) and as uint8 tensors. Prints one JSON line and a short table.
 
-    .venv/bin/python benchmarks/fashion_png.py --data ../shared/datasets/fashion-mnist
+    .venv/bin/python benchmarks/fashion_png.py --data /path/to/fashion-mnist
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def train(data: str, subset: int, epochs: int, seed: int) -> torch.nn.Module:
 def main() -> None:
     """Train, predict the test images both ways, print the result."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="../shared/datasets/fashion-mnist")
+    parser.add_argument("--data", required=True, help="the Fashion-MNIST folder")
     parser.add_argument("--subset", type=int, default=20_000, help="training images used")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--count", type=int, default=10_000, help="test images compared")

@@ -28,7 +28,7 @@ def time_pass(loader: TensorLoader) -> float:
 def main() -> None:
     """Time passes over the training loader and print the median as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: the bundled copy)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--passes", type=int, default=5)

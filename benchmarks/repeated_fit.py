@@ -4,7 +4,7 @@ Each call trains a fresh MNISTConvNet for one epoch on the first 2,000 MNIST tra
 with a History, a ModelCheckpoint and an EarlyStopping callback. Resident memory is sampled
 after calls 10, 50 and 100; a leak shows up as steady growth between the samples.
 
-    python benchmarks/repeated_fit.py --data ../shared/datasets/mnist
+    python benchmarks/repeated_fit.py --data /path/to/mnist
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def resident_mib() -> float:
 def main() -> None:
     """Run the fits and print one JSON line with the memory samples."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: the bundled copy)")
     parser.add_argument("--fits", type=int, default=100)
     args = parser.parse_args()
     loaders = make_loaders(args.data, subset=2_000, val_size=200, download=False)

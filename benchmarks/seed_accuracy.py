@@ -5,7 +5,7 @@ The blog post trained MNISTConvNet with Adam (default lr), batch 200, for 5 epoc
 Trainer over several seeds and prints one JSON line per run, then a short table. Nothing is
 chosen by the test set: the number of epochs is fixed in advance.
 
-    python benchmarks/seed_accuracy.py --data ../shared/datasets/mnist --seeds 0 1 2
+    python benchmarks/seed_accuracy.py --data /path/to/mnist --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: the bundled copy)")
     parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     parser.add_argument(
         "--epochs",

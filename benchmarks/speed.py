@@ -6,8 +6,8 @@ written out as in the post, eager float32, Adam. lenetish runs ``MNISTConvNet`` 
 ``Trainer`` on ``make_loaders`` data held on the device. The two alternate epoch by epoch after
 a warm-up epoch each, and the script prints one JSON line per configuration and a table.
 
-    python benchmarks/speed.py --data ../shared/datasets/mnist              # CPU, 12k subset
-    python benchmarks/speed.py --data ../shared/datasets/mnist --device cuda --subset 0
+    python benchmarks/speed.py --data /path/to/mnist              # CPU, 12k subset
+    python benchmarks/speed.py --data /path/to/mnist --device cuda --subset 0
 
 With ``--time-to-accuracy`` it also trains lenetish's fastest setting from scratch and
 reports the training time until the test accuracy, checked after every epoch, first reaches
@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from lenetish import MNISTConvNet, Trainer, evaluate, load_split, make_loaders, predict
+from lenetish.sources import bundled_mnist
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -123,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default="../shared/datasets/mnist", type=Path)
+    parser.add_argument("--data", default=None, type=Path, help="default: the bundled MNIST")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--subset", type=int, default=12_000, help="training images per epoch (0: all 60,000)"
@@ -137,6 +138,7 @@ def main() -> None:
     )
     parser.add_argument("--time-to-accuracy", action="store_true")
     args = parser.parse_args()
+    args.data = args.data or bundled_mnist()
     device = torch.device(args.device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:

@@ -7,7 +7,7 @@ after another; stacked = one ``fit`` of a ``ModelStack`` of k. The two alternate
 process (which side goes first alternates too), so a busy machine slows both alike. The
 ratio is sequential time / stacked time (above 1: the stack is faster).
 
-    python benchmarks/stack_speed.py --data ../shared/datasets/mnist
+    python benchmarks/stack_speed.py --data /path/to/mnist
     python benchmarks/stack_speed.py --executions loop,vmap   # compare the two forms
 """
 
@@ -53,7 +53,7 @@ def cpu_model() -> str:
 def main() -> None:
     """Alternate sequential and stacked fits; print a JSON line per round and a summary."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="../shared/datasets/mnist")
+    parser.add_argument("--data", default=None, help="MNIST folder (default: the bundled copy)")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--subset", type=int, default=4_000)
     parser.add_argument("--epochs", type=int, default=1)
