@@ -197,6 +197,25 @@ def read_split(
 ) -> tuple[Tensor, Tensor, DatasetInfo]:
     """:func:`~lenetish.load_split`, also returning the dataset's settings (what the files are).
 
+    Args:
+        root: the data folder, as for :func:`~lenetish.load_split`.
+        dataset: ``"auto"``, ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        train: the training split, or the test split.
+        download: let torchvision download the files when they are not found.
+        mean: the normalisation mean instead of the dataset's.
+        std: the normalisation standard deviation instead of the dataset's.
+        classes: the class names instead of the dataset's.
+
+    Returns:
+        ``(images, labels, info)``: uint8 ``(N, 28, 28)``, int64 ``(N,)`` and the dataset's
+        :class:`~lenetish.DatasetInfo` (with the given overrides).
+
+    Raises:
+        InvalidArgumentError: ``dataset`` is unknown or an override is out of range.
+        DatasetMismatchError: the files are another recognised dataset than ``dataset``.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is damaged.
+
     Example:
         >>> from lenetish.data import read_split
         >>> images, labels, info = read_split(train=False)

@@ -213,6 +213,10 @@ class NormalisedTensor:
     Pixels are scaled to ``[0, 1]``, then normalised with ``mean`` and ``std``; deterministic,
     so it is the default ``eval_transform`` of :func:`~lenetish.make_loaders`.
 
+    Args:
+        mean: subtracted from the scaled pixels.
+        std: what the difference is divided by.
+
     Example:
         >>> from PIL import Image
         >>> from lenetish.loaders import NormalisedTensor

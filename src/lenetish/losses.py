@@ -110,6 +110,15 @@ def check_outputs_setting(outputs: object) -> None:
 def log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
     """Log-probabilities ``(B, classes)`` (float32) from outputs of the given kind.
 
+    Args:
+        outputs: a model's outputs ``(B, classes)``.
+        kind: what they are: ``"log_probabilities"``, ``"probabilities"`` or ``"logits"``
+            (see :func:`output_kind`).
+
+    Returns:
+        ``log_softmax`` of logits, the logarithm of probabilities (clamped away from 0), or
+        the log-probabilities themselves, as float32.
+
     Example:
         >>> from lenetish.losses import log_probabilities
         >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
@@ -129,6 +138,14 @@ def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> 
 
     ``(1 - s) * NLL + s * mean(-log p)``, which is ``F.cross_entropy(logits,
     label_smoothing=s)`` when ``log_probs = log_softmax(logits)``.
+
+    Args:
+        log_probs: log-probabilities ``(B, classes)``.
+        targets: the class indices ``(B,)``.
+        smoothing: the share ``s`` of the uniform target (0: the plain NLL).
+
+    Returns:
+        The mean loss over the batch, a scalar.
 
     Example:
         >>> import torch.nn.functional as F

@@ -36,6 +36,12 @@ _SIDE = 28
 def upright(image: Any) -> Any:
     """``image`` turned as its EXIF orientation tag says (a copy), or itself without a tag.
 
+    Args:
+        image: a PIL image, as a phone or camera stored it.
+
+    Returns:
+        The image the right way up; a damaged EXIF block leaves it as stored.
+
     Example:
         >>> from PIL import Image
         >>> from lenetish.prepare import upright
@@ -195,6 +201,13 @@ PREPARATIONS: dict[str, Preparation] = {
 
 def preparation_for(info: DatasetInfo) -> Preparation:
     """The preparation of ``info``'s images: :func:`fashionify` for Fashion-MNIST, else digits.
+
+    Args:
+        info: the dataset the model was trained on, e.g. ``loaders.info``.
+
+    Returns:
+        :func:`fashionify` or :func:`mnistify`, whichever makes a PIL image look like the
+        dataset's own 28x28 pictures.
 
     Example:
         >>> from lenetish.identity import DATASETS

@@ -93,7 +93,21 @@ def evaluate_stack(
 ) -> StackEvalResult:
     """Score every member of ``stack`` and their ensemble over ``loader`` in one pass.
 
-    The arguments are :func:`~lenetish.evaluate`'s (which calls this for a stack).
+    :func:`~lenetish.evaluate` calls this for a stack; the arguments are the same.
+
+    Args:
+        stack: the stack to score.
+        loader: any iterable of ``(images, labels)`` batches.
+        device: where to run (``None``: where the stack's parameters are).
+        num_classes: the number of classes (the size of the confusion matrix).
+        tta: also score copies shifted by one pixel in each direction and average each
+            member's probabilities over them.
+        outputs: what the members return (``"auto"``: decided from the first batch).
+        precision: as for :func:`~lenetish.evaluate`: ``"auto"``, ``"32"``,
+            ``"bf16-mixed"`` or ``"16-mixed"``.
+
+    Returns:
+        The ensemble's scores and each member's accuracy and loss.
 
     Raises:
         InvalidArgumentError: ``loader`` yielded no samples, or an argument is invalid.

@@ -59,6 +59,7 @@ class TrainState:
         metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
         resumed: whether this fit continues from a checkpoint.
         validating: whether this fit was given validation batches (``val_*`` metrics).
+        started_at: ``time.monotonic()`` when the fit started (see :attr:`elapsed`).
 
     Example:
         >>> from lenetish import Callback, MNISTConvNet, Trainer
