@@ -1,11 +1,8 @@
-"""Tests of lenetish.recipes: the named configurations, train_recipe and train_ensemble."""
+"""Tests of lenetish.recipes: the named configurations and what they build."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import torch
 
 from lenetish import (
     EMA,
@@ -15,8 +12,6 @@ from lenetish import (
     MNISTWideNet,
     RandomAffine,
     get_recipe,
-    train_ensemble,
-    train_recipe,
 )
 
 
@@ -65,45 +60,3 @@ def test_unknown_recipe_lists_the_recipes() -> None:
     """An unknown name raises InvalidArgumentError listing the recipes."""
     with pytest.raises(InvalidArgumentError, match="recipe='fastest' does not exist; use one of"):
         get_recipe("fastest")
-
-
-def test_train_recipe_is_reproducible(fake_mnist: Path) -> None:
-    """Training a recipe twice with the same seed gives identical weights."""
-
-    def weights() -> list[torch.Tensor]:
-        trained = train_recipe(
-            "default", fake_mnist, seed=3, device="cpu", download=False, progress=False, epochs=2
-        )
-        assert len(trained.history) == 2 and not trained.model.training
-        return [p.detach().clone() for p in trained.model.parameters()]
-
-    assert all(torch.equal(a, b) for a, b in zip(weights(), weights(), strict=True))
-
-
-def test_train_ensemble_gives_one_model_per_seed(fake_mnist: Path) -> None:
-    """train_ensemble trains a differently seeded model per seed."""
-    models = train_ensemble(
-        "seed-adam",
-        fake_mnist,
-        seeds=(0, 1),
-        device="cpu",
-        download=False,
-        progress=False,
-        epochs=1,
-    )
-    assert len(models) == 2
-    assert not torch.equal(models[0].fc2.weight, models[1].fc2.weight)
-
-
-def test_empty_ensemble_is_refused(fake_mnist: Path) -> None:
-    """An ensemble needs at least one seed."""
-    with pytest.raises(InvalidArgumentError, match="seeds is empty"):
-        train_ensemble("default", fake_mnist, seeds=())
-
-
-def test_train_recipe_remembers_the_dataset(fake_mnist: Path) -> None:
-    """The trained model records its dataset, so predict and save_weights can use it."""
-    from lenetish.identity import recorded_dataset
-
-    trained = train_recipe("seed-adam", fake_mnist, epochs=1, download=False, progress=False)
-    assert recorded_dataset(trained.model) is not None

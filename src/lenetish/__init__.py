@@ -53,7 +53,13 @@ if TYPE_CHECKING:
     from lenetish.loaders import TensorLoader
     from lenetish.models import MNISTConvNet, MNISTWideNet
     from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
-    from lenetish.recipe_runs import TrainedModel, train_ensemble, train_recipe
+    from lenetish.recipe_runs import (
+        TrainedModel,
+        TrainedStack,
+        train_ensemble,
+        train_recipe,
+        train_stack,
+    )
     from lenetish.recipes import RECIPES, Recipe, get_recipe
     from lenetish.shipped import available_pretrained, pretrained, pretrained_info
     from lenetish.stack import ModelStack
@@ -134,7 +140,9 @@ _HOMES: dict[str, str] = {
     "Timer": "lenetish.callbacks",
     "train_ensemble": "lenetish.recipe_runs",
     "train_recipe": "lenetish.recipe_runs",
+    "train_stack": "lenetish.recipe_runs",
     "TrainedModel": "lenetish.recipe_runs",
+    "TrainedStack": "lenetish.recipe_runs",
     "Trainer": "lenetish.trainer",
     "TrainState": "lenetish.trainer",
     "write_idx": "lenetish.idx",
@@ -200,6 +208,7 @@ __all__ = [
     "Timer",
     "TrainState",
     "TrainedModel",
+    "TrainedStack",
     "Trainer",
     "__version__",
     "available_pretrained",
@@ -226,5 +235,6 @@ __all__ = [
     "seed_everything",
     "train_ensemble",
     "train_recipe",
+    "train_stack",
     "write_idx",
 ]

@@ -52,6 +52,13 @@ class EvalResult:
         total: number of samples seen.
         per_class_accuracy: accuracy on the samples of each class (NaN for an absent class).
         confusion: ``(classes, classes)`` int64 counts; row = actual, column = predicted.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> images, labels = torch.zeros(6, 1, 28, 28), torch.tensor([0, 0, 1, 1, 2, 2])
+        >>> result = evaluate(MNISTConvNet(), [(images, labels)])
+        >>> result.total, len(result.per_class_accuracy), int(result.confusion.sum())
+        (6, 10, 6)
     """
 
     loss: float
@@ -71,6 +78,11 @@ class Prediction:
         probabilities: float ``(N, classes)``, each row summing to 1 (for an ensemble, the
             mean of its members' probabilities).
         classes: the class names of the dataset the model was trained on (index = label).
+
+    Example:
+        >>> prediction = Prediction(torch.tensor([3]), torch.eye(10)[3:4], ("0", "1", "2", "3"))
+        >>> prediction.names, prediction.confidence.tolist()
+        (['3'], [1.0])
     """
 
     labels: Tensor

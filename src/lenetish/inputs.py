@@ -166,8 +166,29 @@ def mnistify_files(
 ) -> tuple[list[Path], Tensor, list[str]]:
     """:func:`prepare_files` with :func:`~lenetish.prepare.mnistify`, as uint8 digits.
 
+    Args:
+        paths: the image files (dark digits on light paper, or light on dark).
+        skip_bad: leave out a file that is missing, unreadable or blank (with a message
+            saying why) instead of raising.
+
     Returns:
         ``(kept, digits, skipped)`` with uint8 ``(N, 28, 28)`` digits.
+
+    Raises:
+        InvalidImageError: as :func:`prepare_files`.
+        InvalidInputError: as :func:`prepare_files`.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image, ImageDraw
+        >>> from lenetish.inputs import mnistify_files
+        >>> path = f"{tempfile.mkdtemp()}/seven.png"
+        >>> seven = Image.new("L", (60, 60), 255)
+        >>> ImageDraw.Draw(seven).line((10, 10, 50, 10, 25, 50), fill=0, width=5)
+        >>> seven.save(path)
+        >>> kept, digits, skipped = mnistify_files([path])
+        >>> digits.dtype, tuple(digits.shape), skipped
+        (torch.uint8, (1, 28, 28), [])
     """
     kept, pictures, skipped = prepare_files(paths, skip_bad=skip_bad)
     return kept, (pictures * 255).round().to(torch.uint8), skipped

@@ -1,4 +1,4 @@
-"""Training networks with a named recipe: :func:`train_recipe`, :func:`train_ensemble`."""
+"""Training networks with a named recipe: one (:func:`train_recipe`), or several at once."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from lenetish._device import DeviceLike
 from lenetish.callbacks import Callback, History
 from lenetish.data import make_loaders
 from lenetish.errors import InvalidArgumentError
-from lenetish.identity import remember_dataset
+from lenetish.identity import recorded_dataset, remember_dataset
+from lenetish.loaders import TensorLoader
 from lenetish.recipes import Recipe, get_recipe
+from lenetish.stack import ModelStack
+from lenetish.stack_fit import StackLoader
 
-__all__ = ["TrainedModel", "train_ensemble", "train_recipe"]
+__all__ = ["TrainedModel", "TrainedStack", "train_ensemble", "train_recipe", "train_stack"]
 
 
 @dataclass
@@ -29,6 +32,12 @@ class TrainedModel:
         history: one row per epoch.
         recipe: the recipe used.
         seed: the seed used.
+
+    Example:
+        >>> trained = train_recipe("seed-adam", epochs=1, subset=400, device="cpu",
+        ...                        progress=False)
+        >>> type(trained.model).__name__, trained.recipe.name, trained.seed, len(trained.history)
+        ('MNISTConvNet', 'seed-adam', 0, 1)
     """
 
     model: nn.Module
@@ -101,11 +110,108 @@ def train_recipe(
     return TrainedModel(model.eval(), history, chosen, seed)
 
 
+@dataclass
+class TrainedStack:
+    """What :func:`train_stack` returns.
+
+    Attributes:
+        stack: the trained :class:`~lenetish.ModelStack` (in eval mode); ``stack.unstack()``
+            gives the members as ordinary networks.
+        history: one row per epoch, with the members' mean and each member's values
+            (``loss``, ``loss/0``, ...).
+        recipe: the recipe used.
+        seeds: member ``i`` was initialised, ordered and augmented with ``seeds[i]``.
+
+    Example:
+        >>> trained = train_stack("seed-adam", seeds=[3, 4], epochs=1, subset=400,
+        ...                       device="cpu", progress=False)
+        >>> trained.seeds, [type(m).__name__ for m in trained.stack.unstack()]
+        ((3, 4), ['MNISTConvNet', 'MNISTConvNet'])
+    """
+
+    stack: ModelStack
+    history: History
+    recipe: Recipe
+    seeds: tuple[int, ...]
+
+
+def train_stack(
+    recipe: str | Recipe,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    device: DeviceLike = "auto",
+    dataset: str = "mnist",
+    val_size: float = 0,
+    download: bool = True,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    epochs: int | None = None,
+    subset: int | None = None,
+) -> TrainedStack:
+    """Train one network per seed with a recipe, all in one fit (a :class:`~lenetish.ModelStack`).
+
+    Member ``i`` starts from the weights ``train_recipe(recipe, seed=seeds[i])`` starts from
+    and visits the training images in that run's order (a :class:`~lenetish.StackLoader`),
+    so it trains as that run does, up to its augmentation draws.
+
+    Args:
+        recipe: a recipe name (see :data:`RECIPES`) or a :class:`Recipe`.
+        root: the data folder (see :func:`~lenetish.make_loaders`).
+        seeds: one member per seed: its initialisation, data order and augmentation.
+        device: where to train.
+        dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        val_size: samples held out for validation; every member holds out the split that
+            ``seeds[0]`` chooses.
+        download: let torchvision download missing files.
+        callbacks: extra callbacks.
+        progress: show a progress bar (``None``: when stderr is a terminal).
+        epochs: override the recipe's epoch count.
+        subset: train on the first ``subset`` training images only.
+
+    Returns:
+        The :class:`TrainedStack`.
+
+    Raises:
+        InvalidArgumentError: ``seeds`` is empty, or as :func:`train_recipe`.
+
+    Example:
+        >>> trained = train_stack("seed-adam", seeds=[0, 1], epochs=1, subset=400,
+        ...                       device="cpu", progress=False)
+        >>> trained.stack.k, sorted(trained.history[-1])[:3]
+        (2, ['accuracy', 'accuracy/0', 'accuracy/1'])
+    """
+    if not seeds:
+        raise InvalidArgumentError("seeds is empty: a stack needs at least one seed")
+    chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    loaders = make_loaders(
+        root,
+        dataset=dataset,
+        batch_size=chosen.batch_size,
+        val_size=val_size,
+        seed=seeds[0],
+        device=device,
+        download=download,
+        subset=subset,
+        eval_batch_size=1000,
+    )
+    stack = ModelStack(chosen.build_model, len(seeds), seeds=seeds, inputs="split")
+    trainer = chosen.build_trainer(
+        stack, device=device, seed=seeds[0], callbacks=callbacks, progress=progress, epochs=epochs
+    )
+    trainer.data_info = loaders.info
+    assert isinstance(loaders.train, TensorLoader)  # make_loaders' own loader, not a DataLoader
+    history = trainer.fit(StackLoader(loaders.train, seeds), loaders.val)
+    remember_dataset(stack, loaders.info)
+    return TrainedStack(stack.eval(), history, chosen, tuple(seeds))
+
+
 def train_ensemble(
     recipe: str | Recipe,
     root: str | os.PathLike[str] | None = None,
     *,
     seeds: Sequence[int] = (0, 1, 2),
+    stacked: bool = True,
     **options: Any,
 ) -> list[nn.Module]:
     """Train one model per seed with the same recipe; pass the list to evaluate/predict.
@@ -114,14 +220,29 @@ def train_ensemble(
         recipe: a recipe name or a :class:`Recipe`.
         root: the data folder.
         seeds: one model per seed (each seed changes initialisation, order and augmentation).
-        **options: passed on to :func:`train_recipe`.
+        stacked: train the seeds together in one fit (:func:`train_stack`); ``False`` trains
+            them one after another with :func:`train_recipe`. The models are the same up to
+            their augmentation draws.
+        **options: passed on to :func:`train_recipe` / :func:`train_stack`.
 
     Returns:
-        The trained models, in the order of ``seeds``.
+        The trained models, in the order of ``seeds`` (in eval mode).
 
     Raises:
         InvalidArgumentError: ``seeds`` is empty, or as :func:`train_recipe`.
+
+    Example:
+        >>> models = train_ensemble("seed-adam", seeds=[0, 1], epochs=1, subset=400,
+        ...                         device="cpu", progress=False)
+        >>> [type(model).__name__ for model in models]
+        ['MNISTConvNet', 'MNISTConvNet']
     """
     if not seeds:
         raise InvalidArgumentError("seeds is empty: an ensemble needs at least one seed")
-    return [train_recipe(recipe, root, seed=seed, **options).model for seed in seeds]
+    if not stacked:
+        return [train_recipe(recipe, root, seed=seed, **options).model for seed in seeds]
+    trained = train_stack(recipe, root, seeds=seeds, **options)
+    members = trained.stack.unstack()
+    for member in members:
+        remember_dataset(member, recorded_dataset(trained.stack))
+    return [member.eval() for member in members]

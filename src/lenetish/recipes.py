@@ -1,4 +1,4 @@
-"""Named, documented training configurations: ``seed-adam``, ``seed-sgd``, ``default``, ``best``.
+"""Named training configurations: ``seed-adam``, ``seed-sgd``, ``default``, ``fast``, ``best``.
 
 A recipe fixes everything that decides the result (network, epochs, batch size, optimizer,
 schedule, augmentation, label smoothing, weight averaging, precision) so that
@@ -42,6 +42,13 @@ class Recipe:
         ema_decay: weight averaging (:class:`~lenetish.EMA`), or ``None``.
         weight_decay: L2 weight decay.
         precision: the Trainer's precision.
+        model_options: keyword arguments of the network's constructor.
+
+    Example:
+        >>> from dataclasses import replace
+        >>> quick = replace(RECIPES["default"], epochs=2)
+        >>> quick.name, quick.epochs, quick.batch_size, type(quick.build_model()).__name__
+        ('default', 2, 64, 'MNISTConvNet')
     """
 
     name: str
@@ -126,6 +133,18 @@ RECIPES: dict[str, Recipe] = {
             precision="auto",
         ),
         Recipe(
+            "fast",
+            "the least CPU time to 99% with the seed's exact MNISTConvNet: one epoch of "
+            "one-cycle Adam (peak 5e-3), batch 128, no augmentation, label smoothing 0.05, "
+            "bf16 where native",
+            epochs=1,
+            batch_size=128,
+            lr=5e-3,
+            scheduler="onecycle",
+            label_smoothing=0.05,
+            precision="auto",
+        ),
+        Recipe(
             "best",
             "MNISTWideNet (575k parameters), 30 epochs: one-cycle Adam (peak 3e-3), batch 128, "
             "random affine augmentation, label smoothing 0.1, weight averaging",
@@ -155,6 +174,10 @@ def get_recipe(name: str) -> Recipe:
 
     Raises:
         InvalidArgumentError: there is no such recipe (the message lists them).
+
+    Example:
+        >>> get_recipe("seed-sgd").optimizer, get_recipe("seed-sgd").lr
+        ('sgd', 0.1)
     """
     if name not in RECIPES:
         raise InvalidArgumentError(
