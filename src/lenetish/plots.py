@@ -104,7 +104,8 @@ def plot_digits(
     count = pictures.shape[0]
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
-    figure = _figure(1.3 * columns, 1.5 * rows + (0.4 if title else 0))
+    row_height = 1.5 if notes is None else 1.8  # two caption lines need the room
+    figure = _figure(1.3 * columns, row_height * rows + (0.4 if title else 0))
     for index in range(count):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(pictures[index].numpy(), cmap="gray")
@@ -290,6 +291,7 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
                     marker="o",
                     label="validation" if prefix else "training",
                 )
+        axes.set_xticks(epochs if len(epochs) <= 12 else epochs[:: math.ceil(len(epochs) / 12)])
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.legend()
