@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from machine_info import describe_machine
 from torch import Tensor
 
 from lenetish import load_split, predict, pretrained
@@ -82,8 +82,7 @@ def main() -> None:
         .mean()
     )
     common = {
-        "device": f"{platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads",
+        "device": describe_machine(),
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
         "images": len(images),

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import gzip
 import json
-import platform
 import shutil
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine_info import describe_machine
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
@@ -168,9 +168,7 @@ def main() -> None:
         for name, values in times.items()
     }
     common = {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "device": describe_machine(device),
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
         "images_per_epoch": images,

@@ -73,6 +73,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
         device=args.device,
         download=not args.no_download,
         seed=args.seed,
+        subset=recipe.train_images,
     )
     torch.manual_seed(args.seed)
     model = recipe.build_model()

@@ -74,7 +74,8 @@ def train_recipe(
         callbacks: extra callbacks.
         progress: show a progress bar (``None``: when stderr is a terminal).
         epochs: override the recipe's epoch count (for quick trials).
-        subset: train on the first ``subset`` training images only (for quick trials).
+        subset: train on the first ``subset`` training images only (for quick trials;
+            default: the recipe's ``train_images``).
 
     Returns:
         The :class:`TrainedModel`.
@@ -96,7 +97,7 @@ def train_recipe(
         seed=seed,
         device=device,
         download=download,
-        subset=subset,
+        subset=subset if subset is not None else chosen.train_images,
         eval_batch_size=1000,
     )
     torch.manual_seed(seed)
@@ -167,7 +168,8 @@ def train_stack(
         callbacks: extra callbacks.
         progress: show a progress bar (``None``: when stderr is a terminal).
         epochs: override the recipe's epoch count.
-        subset: train on the first ``subset`` training images only.
+        subset: train on the first ``subset`` training images only (default: the
+            recipe's ``train_images``).
 
     Returns:
         The :class:`TrainedStack`.
@@ -192,7 +194,7 @@ def train_stack(
         seed=seeds[0],
         device=device,
         download=download,
-        subset=subset,
+        subset=subset if subset is not None else chosen.train_images,
         eval_batch_size=1000,
     )
     stack = ModelStack(chosen.build_model, len(seeds), seeds=seeds, inputs="split")

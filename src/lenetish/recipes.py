@@ -42,6 +42,8 @@ class Recipe:
         ema_decay: weight averaging (:class:`~lenetish.EMA`), or ``None``.
         weight_decay: L2 weight decay.
         precision: the Trainer's precision.
+        train_images: train on the first ``train_images`` training images only (``None``:
+            all of them); with one epoch, a fixed fraction of an epoch.
         model_options: keyword arguments of the network's constructor.
 
     Example:
@@ -64,6 +66,7 @@ class Recipe:
     ema_decay: float | None = None
     weight_decay: float = 0.0
     precision: Precision = "32"
+    train_images: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def build_model(self) -> nn.Module:

@@ -1,0 +1,143 @@
+"""Benchmark: the `fast` recipe, the least CPU time to 99% test accuracy, against the blog's loop.
+
+Two modes:
+
+    python benchmarks/fast_recipe.py --tune           # candidates on a validation split
+    python benchmarks/fast_recipe.py                  # `fast` over 5 seeds on the test set
+
+``--tune`` trains each candidate setting (the ``fast`` recipe with one field changed) on the
+training set minus a 10,000-image validation split and prints validation accuracy and
+training seconds; the test set is never read, so it chooses nothing. The default mode trains
+the ``fast`` recipe with 5 seeds on all 60,000 training images, scores each on the test set,
+and times one epoch of the seed-style reference loop (benchmarks/speed.py's, batch 200, fp32
+Adam) in the same process: the blog's Adam run is 5 such epochs, and the ratio printed is
+``fast`` training seconds / (5 x reference epoch seconds). Training time is the sum of the
+History's per-epoch ``seconds`` (what ``lenetish train`` reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from machine_info import describe_machine
+from speed import Reference, torchvision_root
+
+from lenetish import evaluate, get_recipe, make_loaders, train_recipe
+from lenetish.sources import bundled_mnist
+
+# One field of the `fast` recipe changed per candidate (tuning on the validation split).
+CANDIDATES: list[dict[str, Any]] = [
+    {},
+    {"batch_size": 96, "lr": 4e-3},
+    {"batch_size": 192, "lr": 6e-3},
+    {"batch_size": 256, "lr": 8e-3},
+    {"augment": {"degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.08}},
+    {"label_smoothing": 0.0},
+    {"lr": 3e-3},
+    {"lr": 8e-3},
+]
+
+
+def seconds_of(history: Any) -> float:
+    """Training seconds as lenetish reports them: the sum of the epochs' ``seconds``."""
+    return float(sum(history.column("seconds")))
+
+
+def tune(args: argparse.Namespace) -> None:
+    """Print validation accuracy and seconds for each candidate (test set unread)."""
+    base = get_recipe("fast")
+    for change in args.candidates:
+        recipe = dataclasses.replace(base, **change)
+        for seed in args.seeds:
+            trained = train_recipe(
+                recipe, args.data, seed=seed, val_size=10_000, download=False, progress=False
+            )
+            row = {
+                "benchmark": "fast_recipe_tune",
+                "change": change,
+                "seed": seed,
+                "val_accuracy": trained.history[-1]["val_accuracy"],
+                "train_seconds": round(seconds_of(trained.history), 2),
+                "machine": describe_machine(),
+            }
+            print(json.dumps(row), flush=True)
+
+
+def report(args: argparse.Namespace) -> None:
+    """The `fast` recipe over the seeds on the test set, against 5 reference epochs."""
+    device = torch.device("cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        reference = Reference(torchvision_root(args.data, Path(folder)), 0, device)
+        started = time.perf_counter()
+        reference.epoch()
+        reference_epoch = time.perf_counter() - started
+    test = make_loaders(args.data, download=False).test
+    accuracies, seconds = [], []
+    for seed in args.seeds:
+        trained = train_recipe("fast", args.data, seed=seed, download=False, progress=False)
+        accuracies.append(evaluate(trained.model, test).accuracy)
+        seconds.append(seconds_of(trained.history))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "fast_recipe_seed",
+                    "seed": seed,
+                    "test_accuracy": accuracies[-1],
+                    "train_seconds": round(seconds[-1], 2),
+                }
+            ),
+            flush=True,
+        )
+    blog = 5 * reference_epoch
+    summary = {
+        "benchmark": "fast_recipe",
+        "seeds": args.seeds,
+        "mean_test_accuracy": round(statistics.mean(accuracies), 5),
+        "min_test_accuracy": min(accuracies),
+        "mean_train_seconds": round(statistics.mean(seconds), 2),
+        "reference_epoch_seconds": round(reference_epoch, 2),
+        "blog_5_epochs_seconds": round(blog, 1),
+        "fraction_of_blog_time": round(statistics.mean(seconds) / blog, 4),
+        "speedup": round(blog / statistics.mean(seconds), 1),
+        "machine": describe_machine(),
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "command": "python " + " ".join(sys.argv),
+    }
+    print(json.dumps(summary))
+    print(
+        f"fast: {summary['mean_test_accuracy']:.2%} mean over {len(args.seeds)} seeds, "
+        f"{summary['mean_train_seconds']} s of training = 1/{summary['speedup']} of the blog's "
+        f"5 reference epochs ({summary['blog_5_epochs_seconds']} s)"
+    )
+
+
+def main() -> None:
+    """Parse the options and run one mode."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="MNIST folder (default: bundled)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--tune", action="store_true", help="candidates on a validation split")
+    parser.add_argument(
+        "--candidates", type=json.loads, default=CANDIDATES, help="JSON list of field changes"
+    )
+    args = parser.parse_args()
+    args.data = args.data or bundled_mnist()
+    if args.tune:
+        tune(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
