@@ -36,15 +36,16 @@ from lenetish import evaluate, get_recipe, make_loaders, train_recipe
 from lenetish.sources import bundled_mnist
 
 # One field of the `fast` recipe changed per candidate (tuning on the validation split).
+# Candidate changes to the `fast` recipe for --tune. The recipe was chosen on the validation
+# split (3 seeds each, 10,000 held-out images; with --val-size the first 47,500 training
+# images are three quarters of the 50,000 left) from batch 64-256, peak lr 3e-3 to 2.4e-2,
+# label smoothing 0-0.1, augmentation or none, and 60%-100% of an epoch.
 CANDIDATES: list[dict[str, Any]] = [
-    {},
-    {"batch_size": 96, "lr": 4e-3},
-    {"batch_size": 192, "lr": 6e-3},
-    {"batch_size": 256, "lr": 8e-3},
-    {"augment": {"degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.08}},
-    {"label_smoothing": 0.0},
-    {"lr": 3e-3},
-    {"lr": 8e-3},
+    {"train_images": 47_500},
+    {"train_images": None},
+    {"train_images": None, "batch_size": 192},
+    {"train_images": 47_500, "lr": 1.2e-2},
+    {"train_images": None, "label_smoothing": 0.1},
 ]
 
 

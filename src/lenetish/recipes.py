@@ -137,15 +137,16 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "fast",
-            "the least CPU time to 99% with the seed's exact MNISTConvNet: one epoch of "
-            "one-cycle Adam (peak 5e-3), batch 128, no augmentation, label smoothing 0.05, "
-            "bf16 where native",
+            "the least CPU time to 99% with the seed's exact MNISTConvNet: three quarters of "
+            "an epoch (the first 45,000 training images) of one-cycle Adam (peak 1.6e-2), "
+            "batch 128, label smoothing 0.05, no augmentation, bf16 where native",
             epochs=1,
             batch_size=128,
-            lr=5e-3,
+            lr=1.6e-2,
             scheduler="onecycle",
             label_smoothing=0.05,
             precision="auto",
+            train_images=45_000,
         ),
         Recipe(
             "best",
