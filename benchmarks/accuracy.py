@@ -1,11 +1,16 @@
 """Benchmark: a recipe over several seeds, scored once on the MNIST test set (JSON lines).
 
+The seeds train together as one :class:`lenetish.ModelStack` (each member from its own seed's
+initial weights, data order and augmentation); ``--sequential`` trains them one after
+another instead. ``train_seconds`` of a stacked seed is its share of the stack's time.
+
 Nothing is chosen by the test set: the recipe fixes its epochs and keeps its final weights.
 ``--save-weights DIR`` writes the first seed's weights and their record (recipe, seed, test
 accuracy, SHA-256, command) as ``DIR/RECIPE.safetensors`` and ``DIR/RECIPE.json``; that is how
 the weights shipped in ``src/lenetish/weights`` were made.
 
-    python benchmarks/accuracy.py --recipe default --seeds 0 1 2 3 4
+    python benchmarks/accuracy.py --recipe default --seeds 0 1 2 3 4             # one stack
+    python benchmarks/accuracy.py --recipe default --seeds 0 1 2 3 4 --sequential
     python benchmarks/accuracy.py --recipe default --seeds 0 --save-weights src/lenetish/weights
     python benchmarks/accuracy.py --recipe best --seeds 3 4 --save-models runs/best
 
@@ -23,17 +28,27 @@ import argparse
 import datetime
 import hashlib
 import json
-import platform
 import statistics
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from machine_info import describe_machine
 
 import lenetish
-from lenetish import Recipe, evaluate, get_recipe, make_loaders, save_weights, train_recipe
+from lenetish import (
+    Recipe,
+    evaluate,
+    get_recipe,
+    make_loaders,
+    save_weights,
+    train_recipe,
+    train_stack,
+)
+from lenetish.identity import recorded_dataset, remember_dataset
 
 
 def main() -> None:
@@ -59,6 +74,11 @@ def main() -> None:
         "--val-size", type=int, default=0, help="hold out N training images; no test set"
     )
     parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="train the seeds one after another (default: together, as one ModelStack)",
+    )
+    parser.add_argument(
         "--override", type=json.loads, default={}, help="recipe fields to change, as JSON"
     )
     args = parser.parse_args()
@@ -72,49 +92,38 @@ def main() -> None:
         else make_loaders(args.data, download=False, eval_batch_size=2000).test
     )
     accuracies, models = [], []
-    for seed in args.seeds:
-        started = time.perf_counter()
-        trained = train_recipe(
-            recipe,
-            args.data,
-            seed=seed,
-            device=args.device,
-            download=False,
-            progress=False,
-            epochs=args.epochs,
-            val_size=args.val_size,
-        )
-        seconds = time.perf_counter() - started
-        models.append(trained.model)
+    for seed, run in zip(args.seeds, trained_runs(args, recipe), strict=True):
+        models.append(run.model)
         row: dict[str, object] = {
             "benchmark": "validation" if args.val_size else "accuracy",
             "recipe": args.recipe,
             "override": args.override,
             "seed": seed,
-            "epochs": len(trained.history),
-            "train_seconds": round(seconds, 1),
-            "device": str(next(trained.model.parameters()).device),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+            "epochs": run.epochs,
+            "train_seconds": round(run.seconds, 1),
+            "stacked": not args.sequential,
+            "device": str(next(run.model.parameters()).device),
+            "machine": describe_machine(),
             "torch": torch.__version__,
             "lenetish": lenetish.__version__,
             "date": datetime.date.today().isoformat(),
         }
         if test is None:
-            accuracy = float(trained.history[-1]["val_accuracy"])
+            accuracy = run.val_accuracy
             row["val_accuracy"] = accuracy
         else:
-            result = evaluate(trained.model, test)
+            result = evaluate(run.model, test)
             accuracy = result.accuracy
             row.update(test_accuracy=accuracy, test_correct=result.correct)
             if args.tta:
-                row["test_accuracy_tta"] = evaluate(trained.model, test, tta=True).accuracy
+                row["test_accuracy_tta"] = evaluate(run.model, test, tta=True).accuracy
         print(json.dumps(row), flush=True)
         accuracies.append(accuracy)
         if args.save_models is not None:
             args.save_models.mkdir(parents=True, exist_ok=True)
-            save_weights(trained.model, args.save_models / f"{args.recipe}-seed{seed}.safetensors")
+            save_weights(run.model, args.save_models / f"{args.recipe}-seed{seed}.safetensors")
         if args.save_weights is not None and seed == args.seeds[0]:
-            save_record(args, trained.model, row)
+            save_record(args, run.model, row)
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     scored_on = "test" if test is not None else "validation"
     print(
@@ -134,6 +143,43 @@ def main() -> None:
                 }
             )
         )
+
+
+@dataclass
+class Run:
+    """One seed's trained model and what the report needs of its training."""
+
+    model: torch.nn.Module
+    epochs: int
+    seconds: float
+    val_accuracy: float
+
+
+def trained_runs(args: argparse.Namespace, recipe: Recipe) -> Iterator[Run]:
+    """Train the recipe for every seed: in one stack, or (``--sequential``) one by one."""
+    options = {
+        "device": args.device,
+        "download": False,
+        "progress": False,
+        "epochs": args.epochs,
+        "val_size": args.val_size,
+    }
+    if args.sequential:
+        for seed in args.seeds:
+            started = time.perf_counter()
+            trained = train_recipe(recipe, args.data, seed=seed, **options)
+            seconds = time.perf_counter() - started
+            last = trained.history[-1]
+            yield Run(trained.model, len(trained.history), seconds, last.get("val_accuracy", 0.0))
+        return
+    started = time.perf_counter()
+    stacked = train_stack(recipe, args.data, seeds=args.seeds, **options)
+    seconds = (time.perf_counter() - started) / len(args.seeds)  # each seed's share
+    last = stacked.history[-1]
+    for index, member in enumerate(stacked.stack.unstack()):
+        remember_dataset(member, recorded_dataset(stacked.stack))
+        val = last.get(f"val_accuracy/{index}", 0.0)
+        yield Run(member.eval(), len(stacked.history), seconds, val)
 
 
 def with_overrides(recipe: Recipe, fields: dict[str, object]) -> Recipe:

@@ -137,6 +137,11 @@ def main() -> None:
         help="lenetish precisions to time; 'auto' is bf16 where native",
     )
     parser.add_argument("--time-to-accuracy", action="store_true")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time Trainer(compile=True) at the last precision (compile time reported apart)",
+    )
     args = parser.parse_args()
     args.data = args.data or bundled_mnist()
     device = torch.device(args.device)
@@ -150,9 +155,20 @@ def main() -> None:
             )
             for precision in args.precision
         }
+        if args.compile:
+            trainers[f"{args.precision[-1]}+compile"] = Trainer(
+                MNISTConvNet(),
+                epochs=1,
+                device=device,
+                precision=args.precision[-1],
+                progress=False,
+                compile=True,
+            )
         reference.epoch()  # warm-up
-        for trainer in trainers.values():
-            trainer.fit(loaders.train)
+        for name, trainer in trainers.items():
+            seconds = timed(lambda trainer=trainer: trainer.fit(loaders.train), device)
+            if name.endswith("+compile"):  # the first fit compiles: reported, not counted
+                print(json.dumps({"benchmark": "compile", "first_fit_seconds": round(seconds, 2)}))
         times: dict[str, list[float]] = {"reference": [], **{p: [] for p in trainers}}
         for _ in range(args.rounds):
             times["reference"].append(timed(reference.epoch, device))

@@ -134,7 +134,7 @@ def test_normalized_batches_are_used_as_they_are() -> None:
     model = MNISTConvNet().eval()
     batch = (torch.rand(8, 1, 28, 28) - 0.1307) / 0.3081
     expected = model(batch).argmax(dim=1)
-    assert torch.equal(predict(model, batch, normalized=True).labels, expected)
+    assert torch.equal(predict(model, batch, normalized=True, precision="32").labels, expected)
 
 
 def test_uint8_marked_normalized_is_refused() -> None:
