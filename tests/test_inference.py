@@ -47,6 +47,14 @@ def test_weights_are_channels_last_inside_and_restored_after() -> None:
     assert model.training
 
 
+def test_a_one_channel_first_convolution_gives_channels_last_output() -> None:
+    """Inside, even conv1 (one input channel, ambiguous strides) yields channels-last output."""
+    model = MNISTConvNet()
+    with inference([model], plan_inference(CPU, "auto")):
+        output = model.conv1(torch.zeros(2, 1, 28, 28))
+    assert output.stride()[1] == 1  # channels are the innermost dimension
+
+
 def test_weights_are_restored_when_the_block_raises() -> None:
     """An error inside the block still restores the layout and the mode."""
     model = MNISTConvNet().train()

@@ -96,15 +96,22 @@ def plan_inference(
 
 
 def _channels_last_weights(models: list[nn.Module]) -> list[tuple[nn.Parameter, Tensor]]:
-    """Give every 4-d parameter channels-last layout; return what to put back."""
+    """Give every 4-d parameter channels-last strides; return what to put back.
+
+    The strides are compared, not ``is_contiguous(memory_format=...)``: a weight with one
+    input channel (a first convolution) passes both checks, yet only explicit channels-last
+    strides make the convolution produce channels-last output (measured: max-pooling its
+    NCHW output took half of ``predict``'s time).
+    """
     originals = []
     for model in models:
         for parameter in model.parameters():
-            if parameter.dim() == 4 and not parameter.is_contiguous(
-                memory_format=torch.channels_last
-            ):
+            if parameter.dim() != 4:
+                continue
+            converted = parameter.data.to(memory_format=torch.channels_last)
+            if converted.stride() != parameter.data.stride():
                 originals.append((parameter, parameter.data))
-                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+                parameter.data = converted
     return originals
 
 
