@@ -36,7 +36,8 @@ from lenetish import (
     make_loaders,
     save_weights,
 )
-from lenetish.distributed import DataParallel, exit_together
+from lenetish.distributed import exit_together
+from lenetish.parallel import DataParallel
 from tests.conftest import write_fake_mnist
 from tests.resume_script import StopAfterEpoch
 

@@ -22,7 +22,6 @@ from lenetish import (
 )
 from lenetish.checkpoint import load_checkpoint, save_checkpoint
 from lenetish.distributed import (
-    DataParallel,
     DistributedEnv,
     distributed_env,
     exit_together,
@@ -32,6 +31,7 @@ from lenetish.distributed import (
     shard_batches,
     world_size,
 )
+from lenetish.parallel import DataParallel
 from tests.conftest import write_fake_mnist
 from tests.training_helpers import digit_batches, rows_without_seconds
 

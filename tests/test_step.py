@@ -21,7 +21,8 @@ from lenetish import (
     TrainState,
 )
 from lenetish.callbacks.schedules import builtin_schedule
-from lenetish.distributed import DataParallel, DistributedEnv
+from lenetish.distributed import DistributedEnv
+from lenetish.parallel import DataParallel
 from lenetish.step import CaptureRequest, StepSettings, capture_blockers
 from tests.training_helpers import digit_batches, quick_trainer
 

@@ -25,13 +25,13 @@ from lenetish._device import (
 from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
 from lenetish.callbacks.schedules import SchedulerFactory
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from lenetish.distributed import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.errors import InvalidArgumentError, NotFittedError
 from lenetish.fit_setup import batch_count, check_reiterable, prepare_fit
 from lenetish.identity import DatasetInfo
 from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet, check_logged
+from lenetish.parallel import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.resume import checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
 from lenetish.step import (
