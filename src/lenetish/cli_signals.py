@@ -20,7 +20,7 @@ class _Signals:
 
     Raising at an arbitrary bytecode can land inside ``torch.save`` (a checkpoint write),
     where torch turns the interrupt into a ``RuntimeError``; during a fit the handler only
-    records the signal and :class:`_StopAtBatchEnd` raises it between batches. A second
+    records the signal and a callback of ``lenetish.cli_train`` raises it between batches. A second
     signal, or one outside a fit, raises at once.
     """
 
