@@ -12,7 +12,7 @@ from torch import nn
 
 from lenetish._device import DeviceLike
 from lenetish.callbacks import Callback, History
-from lenetish.data import make_loaders
+from lenetish.data import Loaders, make_loaders
 from lenetish.errors import InvalidArgumentError
 from lenetish.identity import recorded_dataset, remember_dataset
 from lenetish.loaders import TensorLoader
@@ -44,6 +44,30 @@ class TrainedModel:
     history: History
     recipe: Recipe
     seed: int
+
+
+def _recipe_loaders(
+    recipe: Recipe,
+    root: str | os.PathLike[str] | None,
+    seed: int,
+    dataset: str,
+    val_size: float,
+    device: DeviceLike,
+    download: bool,
+    subset: int | None,
+) -> Loaders:
+    """The loaders a recipe trains on: its batch size, and its ``train_images`` by default."""
+    return make_loaders(
+        root,
+        dataset=dataset,
+        batch_size=recipe.batch_size,
+        val_size=val_size,
+        seed=seed,
+        device=device,
+        download=download,
+        subset=subset if subset is not None else recipe.train_images,
+        eval_batch_size=1000,
+    )
 
 
 def train_recipe(
@@ -89,17 +113,7 @@ def train_recipe(
         >>> evaluate(trained.model, make_loaders("/data/mnist").test).accuracy  # doctest: +SKIP
     """
     chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    loaders = make_loaders(
-        root,
-        dataset=dataset,
-        batch_size=chosen.batch_size,
-        val_size=val_size,
-        seed=seed,
-        device=device,
-        download=download,
-        subset=subset if subset is not None else chosen.train_images,
-        eval_batch_size=1000,
-    )
+    loaders = _recipe_loaders(chosen, root, seed, dataset, val_size, device, download, subset)
     torch.manual_seed(seed)
     model = chosen.build_model()
     trainer = chosen.build_trainer(
@@ -186,17 +200,7 @@ def train_stack(
     if not seeds:
         raise InvalidArgumentError("seeds is empty: a stack needs at least one seed")
     chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    loaders = make_loaders(
-        root,
-        dataset=dataset,
-        batch_size=chosen.batch_size,
-        val_size=val_size,
-        seed=seeds[0],
-        device=device,
-        download=download,
-        subset=subset if subset is not None else chosen.train_images,
-        eval_batch_size=1000,
-    )
+    loaders = _recipe_loaders(chosen, root, seeds[0], dataset, val_size, device, download, subset)
     stack = ModelStack(chosen.build_model, len(seeds), seeds=seeds, inputs="split")
     trainer = chosen.build_trainer(
         stack, device=device, seed=seeds[0], callbacks=callbacks, progress=progress, epochs=epochs
