@@ -138,6 +138,11 @@ def main() -> None:
     )
     parser.add_argument("--time-to-accuracy", action="store_true")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print torch.profiler's table of one more lenetish epoch at the last precision",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="also time Trainer(compile=True) at the last precision (compile time reported apart)",
@@ -216,8 +221,19 @@ def main() -> None:
             f"{row['speedup_vs_reference']:>9}x{row['speedup_median_of_rounds']:>10}x"
         )
     predict_throughput(args, device, common)
+    if args.profile:
+        profile_epoch(trainers[args.precision[-1]], loaders.train)
     if args.time_to_accuracy:
         time_to_accuracy(args, device, common)
+
+
+def profile_epoch(trainer: Trainer, train: object) -> None:
+    """Print where one epoch's time goes, op by op (self CPU time, as torch.profiler gives it)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        trainer.fit(train)  # type: ignore[arg-type]
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def predict_throughput(args: argparse.Namespace, device: torch.device, common: dict) -> None:  # type: ignore[type-arg]
