@@ -7,7 +7,8 @@ its default ``precision="auto"`` (bfloat16 autocast where the device computes bf
 channels-last conv weights on the CPU) and with ``precision="32"``. The three alternate for
 ``--rounds`` rounds after a warm-up; the script prints one JSON line per variant (images per
 second, the ratio to the plain loop within each round, its median over the rounds) and how
-often the fast predictions equal the fp32 ones.
+often the fast predictions equal the fp32 ones. ``--batch-sizes`` adds ``predict`` with other
+batch sizes than its default (512 on the CPU).
 
     python benchmarks/predict_speed.py --data /path/to/mnist
 """
@@ -60,6 +61,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="default: the bundled MNIST")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time predict (auto) with these batch sizes, e.g. 256 1000 4096",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,6 +77,10 @@ def main() -> None:
         "plain fp32 loop": lambda: plain_loop(model, images),
         "predict precision=auto": lambda: predict(model, images),
         "predict precision=32": lambda: predict(model, images, precision="32"),
+        **{
+            f"predict auto, batch {size}": lambda size=size: predict(model, images, batch_size=size)
+            for size in args.batch_sizes
+        },
     }
     for run in variants.values():
         run()  # warm-up: oneDNN primitives, caches

@@ -33,8 +33,9 @@ __all__ = [
 ModelOrModels = nn.Module | Sequence[nn.Module]
 
 #: Images per forward pass when ``batch_size`` is not given: on the CPU the activations of
-#: larger batches fall out of cache (1,000 ran at 0.7x and 4,096 at 0.4x the speed of 512 on a
-#: 2-core Zen 4 with bf16); a GPU wants large batches.
+#: large batches fall out of cache (on a 2-core Zen 4 with bf16, 256 ran at 0.84x, 1,000 at
+#: 1.06x and 4,096 at 0.50x the speed of 512: ``benchmarks/predict_speed.py --batch-sizes``);
+#: a GPU wants large batches.
 CPU_BATCH_SIZE = 512
 GPU_BATCH_SIZE = 4096
 
