@@ -61,3 +61,10 @@ def test_an_empty_loader_is_refused_for_a_stack() -> None:
     """A loader without samples is an error, as for one network."""
     with pytest.raises(InvalidArgumentError, match="the loader yielded no samples"):
         evaluate(ModelStack(MNISTConvNet, 2), [])
+
+
+def test_a_stack_with_another_number_of_classes_is_refused() -> None:
+    """num_classes that differs from the members' outputs is a named error, as for one model."""
+    stack, batches = ModelStack(MNISTConvNet, 2), digit_batches(20, 20)
+    with pytest.raises(InvalidArgumentError, match="gives 10 outputs per image but num_classes=5"):
+        evaluate(stack, batches, num_classes=5)

@@ -38,7 +38,7 @@ from lenetish.metrics import RunningScore
 from lenetish.prepare import Preparation
 from lenetish.stack import ModelStack
 
-__all__ = ["EvalResult", "Prediction", "evaluate", "predict"]
+__all__ = ["EvalResult", "Prediction", "ScoreTally", "evaluate", "predict"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,73 @@ class Prediction:
     def confidence(self) -> Tensor:
         """The probability of each predicted label, ``(N,)``."""
         return self.probabilities.max(dim=1).values
+
+
+class ScoreTally:
+    """Running loss, accuracy and confusion counts of log-probabilities against labels.
+
+    What :func:`~lenetish.evaluate` (and its stack form) accumulate batch by batch and report as the
+    fields of an :class:`EvalResult`.
+
+    Args:
+        device: where the sums are kept.
+        num_classes: the number of classes (the size of the confusion matrix).
+
+    Example:
+        >>> from lenetish.evaluation import ScoreTally
+        >>> tally = ScoreTally(torch.device("cpu"), 3)
+        >>> tally.add(torch.log(torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])),
+        ...           torch.tensor([0, 2]))
+        >>> scores = tally.scores()
+        >>> scores["accuracy"], scores["confusion"].tolist()
+        (0.5, [[1, 0, 0], [0, 0, 0], [0, 1, 0]])
+    """
+
+    def __init__(self, device: torch.device, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.score = RunningScore(device)
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+
+    @property
+    def seen(self) -> int:
+        """The number of samples added so far."""
+        return self.score.seen
+
+    def add(self, log_probs: Tensor, labels: Tensor) -> None:
+        """Count one batch: log-probabilities ``(B, classes)``, int64 labels ``(B,)``.
+
+        Raises:
+            InvalidArgumentError: the batch has another number of classes than ``num_classes``.
+        """
+        classes = self.num_classes
+        if log_probs.shape[-1] != classes:
+            raise InvalidArgumentError(
+                f"the model gives {log_probs.shape[-1]} outputs per image but "
+                f"num_classes={classes}; pass num_classes={log_probs.shape[-1]}"
+            )
+        self.score.add(F.nll_loss(log_probs, labels), log_probs, labels)
+        pairs = labels * classes + log_probs.argmax(dim=1)
+        self.confusion += torch.bincount(pairs, minlength=classes * classes)
+
+    def scores(self) -> dict[str, Any]:
+        """The :class:`EvalResult` fields of everything added.
+
+        Raises:
+            InvalidArgumentError: nothing was added.
+        """
+        if self.score.seen == 0:
+            raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
+        matrix = self.confusion.reshape(self.num_classes, self.num_classes).cpu()
+        per_class = matrix.diagonal().double() / matrix.sum(dim=1).double()  # NaN if absent
+        metrics = self.score.metrics()
+        return {
+            "loss": metrics["loss"],
+            "accuracy": metrics["accuracy"],
+            "correct": self.score.correct,
+            "total": self.score.seen,
+            "per_class_accuracy": tuple(per_class.tolist()),
+            "confusion": matrix,
+        }
 
 
 class _Ensemble:
@@ -201,35 +268,13 @@ def evaluate(
     check_positive_int("num_classes", num_classes)
     target = model_device(models[0]) if device is None else resolve_device(device)
     plan = plan_inference(target, precision)
-    score = RunningScore(target)
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=target)
+    tally = ScoreTally(target, num_classes)
     with inference(models, plan):
         for images, labels in loader:
             images = images.to(target, non_blocking=True)
-            labels = labels.to(target, non_blocking=True)
-            log_probs = ensemble.log_probabilities(images, tta)
-            if log_probs.shape[-1] != num_classes:
-                raise InvalidArgumentError(
-                    f"the model gives {log_probs.shape[-1]} outputs per image but "
-                    f"num_classes={num_classes}; pass num_classes={log_probs.shape[-1]}"
-                )
-            labels = as_class_labels(labels)
-            score.add(F.nll_loss(log_probs, labels), log_probs, labels)
-            pairs = labels * num_classes + log_probs.argmax(dim=1)
-            confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
-    if score.seen == 0:
-        raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
-    matrix = confusion.reshape(num_classes, num_classes).cpu()
-    per_class = matrix.diagonal().double() / matrix.sum(dim=1).double()  # NaN if absent
-    metrics = score.metrics()
-    return EvalResult(
-        loss=metrics["loss"],
-        accuracy=metrics["accuracy"],
-        correct=score.correct,
-        total=score.seen,
-        per_class_accuracy=tuple(per_class.tolist()),
-        confusion=matrix,
-    )
+            labels = as_class_labels(labels.to(target, non_blocking=True))
+            tally.add(ensemble.log_probabilities(images, tta), labels)
+    return EvalResult(**tally.scores())
 
 
 def predict(

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, Precision, resolve_device
-from lenetish.errors import InvalidArgumentError
-from lenetish.evaluation import EvalResult
+from lenetish.evaluation import EvalResult, ScoreTally
 from lenetish.identity import check_loader_dataset
 from lenetish.inference import inference, model_device, plan_inference, tta_views
 from lenetish.losses import (
@@ -30,7 +28,6 @@ from lenetish.losses import (
     log_probabilities,
     resolve_output_kind,
 )
-from lenetish.metrics import RunningScore
 from lenetish.stack import ModelStack
 
 __all__ = ["StackEvalResult", "evaluate_stack", "member_log_probabilities"]
@@ -125,10 +122,9 @@ def evaluate_stack(
     check_loader_dataset([stack], loader)
     target = model_device(stack) if device is None else resolve_device(device)
     plan = plan_inference(target, precision)
-    ensemble = RunningScore(target)
+    tally = ScoreTally(target, num_classes)
     member_loss = torch.zeros(stack.k, dtype=torch.float64, device=target)
     member_correct = torch.zeros(stack.k, dtype=torch.int64, device=target)
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=target)
     kind: OutputKind | None = None if outputs == "auto" else outputs
     with inference([stack], plan):
         for images, labels in loader:
@@ -140,24 +136,13 @@ def evaluate_stack(
             picked = members.gather(2, labels.expand(stack.k, -1).unsqueeze(2))
             member_loss -= picked.squeeze(2).double().sum(dim=1)
             member_correct += (members.argmax(dim=2) == labels).sum(dim=1)
-            log_probs = torch.logsumexp(members, dim=0) - math.log(stack.k)
-            ensemble.add(F.nll_loss(log_probs, labels), log_probs, labels)
-            pairs = labels * num_classes + log_probs.argmax(dim=1)
-            confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
-    if ensemble.seen == 0:
-        raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
-    matrix = confusion.reshape(num_classes, num_classes).cpu()
-    accuracies = (member_correct.double() / ensemble.seen).tolist()
-    metrics = ensemble.metrics()
+            tally.add(torch.logsumexp(members, dim=0) - math.log(stack.k), labels)
+    ensemble = tally.scores()  # raises if the loader yielded nothing
+    accuracies = (member_correct.double() / tally.seen).tolist()
     return StackEvalResult(
-        loss=metrics["loss"],
-        accuracy=metrics["accuracy"],
-        correct=ensemble.correct,
-        total=ensemble.seen,
-        per_class_accuracy=tuple((matrix.diagonal().double() / matrix.sum(dim=1)).tolist()),
-        confusion=matrix,
+        **ensemble,
         member_accuracy=tuple(accuracies),
-        member_loss=tuple((member_loss / ensemble.seen).tolist()),
+        member_loss=tuple((member_loss / tally.seen).tolist()),
         mean_accuracy=statistics.fmean(accuracies),
         std_accuracy=statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
     )
