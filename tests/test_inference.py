@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import copy
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
+from torch import Tensor, nn
 
-from lenetish import InvalidArgumentError, MNISTConvNet
+from lenetish import InvalidArgumentError, MNISTConvNet, predict
+from lenetish._device import resolve_precision
 from lenetish.inference import as_model_list, inference, plan_inference, tta_views
+from tests.blog_net import Net
 
 CPU = torch.device("cpu")
+
+
+class FlattenNet(nn.Module):
+    """A user's network (not declaring lenetish_fast_path) that flattens with torch.flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.conv2 = nn.Conv2d(4, 8, 3)
+        self.fc = nn.Linear(8 * 24 * 24, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, 10)."""
+        return self.fc(torch.flatten(self.conv2(self.conv1(x).relu()), 1))
 
 
 def test_auto_on_the_cpu_uses_channels_last_and_cache_sized_batches() -> None:
@@ -35,32 +56,88 @@ def test_half_precision_off_cuda_is_refused() -> None:
         plan_inference(CPU, "16-mixed")
 
 
-def test_weights_are_channels_last_inside_and_restored_after() -> None:
-    """Inside, conv weights are channels-last; after, the very same storage and strides."""
+def test_the_models_run_as_private_copies_and_stay_untouched() -> None:
+    """Inside, eval-mode channels-last copies run; the caller's model never changes."""
     model = MNISTConvNet().train()
     before = [(parameter.data_ptr(), parameter.stride()) for parameter in model.parameters()]
-    with inference([model], plan_inference(CPU, "bf16-mixed")):
-        conv = next(p for p in model.parameters() if p.dim() == 4)
+    with inference([model], plan_inference(CPU, "bf16-mixed")) as (runner,):
+        conv = next(p for p in runner.parameters() if p.dim() == 4)
         assert conv.is_contiguous(memory_format=torch.channels_last)
-        assert not model.training
+        assert runner is not model and not runner.training
+        assert [(p.data_ptr(), p.stride()) for p in model.parameters()] == before
+        assert model.training
     assert [(p.data_ptr(), p.stride()) for p in model.parameters()] == before
-    assert model.training
 
 
 def test_a_one_channel_first_convolution_gives_channels_last_output() -> None:
     """Inside, even conv1 (one input channel, ambiguous strides) yields channels-last output."""
-    model = MNISTConvNet()
-    with inference([model], plan_inference(CPU, "auto")):
-        output = model.conv1(torch.zeros(2, 1, 28, 28))
+    with inference([MNISTConvNet()], plan_inference(CPU, "auto")) as (runner,):
+        output = runner.conv1(torch.zeros(2, 1, 28, 28))  # type: ignore[operator]
     assert output.stride()[1] == 1  # channels are the innermost dimension
 
 
-def test_weights_are_restored_when_the_block_raises() -> None:
-    """An error inside the block still restores the layout and the mode."""
+def test_the_callers_model_is_untouched_when_the_block_raises() -> None:
+    """An error inside the block leaves the caller's model in its layout and mode."""
     model = MNISTConvNet().train()
     with pytest.raises(RuntimeError, match="boom"), inference([model], plan_inference(CPU, "auto")):
         raise RuntimeError("boom")
     assert all(p.is_contiguous() for p in model.parameters()) and model.training
+
+
+def test_a_view_model_keeps_its_own_layout_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    """A network flattening with .view runs contiguous, with one log line giving the reason."""
+    model = Net()
+    sample = torch.rand(4, 1, 28, 28)
+    with caplog.at_level(logging.INFO, logger="lenetish"):
+        for _ in range(2):
+            with inference([model], plan_inference(CPU, "auto"), sample) as (runner,):
+                assert all(p.is_contiguous() for p in runner.parameters())
+                runner(sample)
+    reasons = [r.message for r in caplog.records if "keeps its own layout" in r.message]
+    assert len(reasons) == 1 and "view size is not compatible" in reasons[0]
+
+
+def test_a_checked_user_model_gets_channels_last() -> None:
+    """A user's network with torch.flatten passes the check and runs channels-last."""
+    model = FlattenNet()
+    with inference([model], plan_inference(CPU, "auto"), torch.rand(4, 1, 28, 28)) as (runner,):
+        conv = next(p for p in runner.parameters() if p.dim() == 4 and p.shape[1] > 1)
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_auto_runs_an_undeclared_model_in_float32(caplog: pytest.LogCaptureFixture) -> None:
+    """precision="auto" uses bf16 only for declared networks; others get fp32 and a log line."""
+    with caplog.at_level(logging.INFO, logger="lenetish"):
+        plan = plan_inference(CPU, "auto", models=[FlattenNet()])
+    assert plan.precision == "32"
+    if resolve_precision("auto", CPU) == "bf16-mixed":
+        assert any("runs in float32" in record.message for record in caplog.records)
+    assert plan_inference(CPU, "bf16-mixed", models=[FlattenNet()]).precision == "bf16-mixed"
+
+
+def test_a_compiled_models_copy_runs_its_own_weights() -> None:
+    """Module.compile() points at the original module: the copy drops it and runs eagerly."""
+    model = FlattenNet()
+    model.compile()
+    with inference([model], plan_inference(CPU, "32")) as (runner,):
+        assert runner._compiled_call_impl is None  # type: ignore[comparison-overlap]
+        with torch.no_grad():
+            for parameter in runner.parameters():
+                parameter.zero_()
+        assert torch.equal(runner(torch.rand(2, 1, 28, 28)), torch.zeros(2, 10))
+    assert model._compiled_call_impl is not None  # type: ignore[comparison-overlap]
+
+
+def test_eight_threads_predicting_with_one_model_get_the_single_threaded_result() -> None:
+    """Predict from 8 threads on a train-mode dropout model: eval results, model left training."""
+    torch.manual_seed(0)
+    model = MNISTConvNet(dropout=0.5).train()
+    images = torch.rand(64, 28, 28)
+    expected = predict(copy.deepcopy(model).eval(), images, precision="32").probabilities
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: predict(model, images, precision="32"), range(16)))
+    assert all(torch.equal(result.probabilities, expected) for result in results)
+    assert model.training
 
 
 def test_tta_gives_the_batch_and_four_one_pixel_shifts() -> None:

@@ -26,9 +26,11 @@ from lenetish import (
     StopTraining,
     Trainer,
     TrainState,
+    UnsupportedModelError,
     evaluate,
     make_loaders,
 )
+from tests.blog_net import Net as BlogNet
 from tests.conftest import synthetic_digits
 from tests.training_helpers import (
     Recorder,
@@ -652,3 +654,95 @@ def test_float_labels_are_refused_with_the_fix() -> None:
     batches = [(images, labels.float()) for images, labels in digit_batches(20, 10)]
     with pytest.raises(InvalidArgumentError, match=r"labels must be integer class indices.*long"):
         quick_trainer().fit(batches)
+
+
+class FlattenNet(torch.nn.Module):
+    """A user's CNN that declares nothing and flattens with torch.flatten (logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 4, 3)
+        self.conv2 = torch.nn.Conv2d(4, 8, 3)
+        self.fc = torch.nn.Linear(8 * 24 * 24, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, 10)."""
+        return self.fc(torch.flatten(self.conv2(self.conv1(x).relu()), 1))
+
+
+def _strides(model: torch.nn.Module) -> list[tuple[int, ...]]:
+    return [tensor.stride() for tensor in [*model.parameters(), *model.buffers()]]
+
+
+def test_the_blog_network_trains_under_the_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    """The blog's class (.view) trains in its own layout, said in one log line."""
+    model = BlogNet()
+    with caplog.at_level(logging.INFO, logger="lenetish"):
+        history = Trainer(model, epochs=2, device="cpu", progress=False).fit(digit_batches(64, 16))
+    assert len(history) == 2
+    said = [r.message for r in caplog.records if "trains in its own layout" in r.message]
+    assert len(said) == 1 and "view size is not compatible" in said[0]
+
+
+def test_channels_last_true_on_a_view_network_is_a_named_error() -> None:
+    """channels_last=True on a model that flattens with .view says to use torch.flatten."""
+    trainer = Trainer(BlogNet(), epochs=1, device="cpu", channels_last=True, progress=False)
+    with pytest.raises(
+        UnsupportedModelError, match=r"channels_last=True, but Net .*torch\.flatten"
+    ):
+        trainer.fit(digit_batches(32, 16))
+
+
+def test_a_user_network_that_passes_the_check_trains_channels_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A network declaring nothing runs channels-last once its outputs are checked unchanged."""
+    seen: list[bool] = []
+
+    class Layout(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            seen.append(
+                trainer.module.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+            )
+
+    with caplog.at_level(logging.INFO, logger="lenetish"):
+        Trainer(FlattenNet(), epochs=1, device="cpu", callbacks=[Layout()], progress=False).fit(
+            digit_batches(32, 16)
+        )
+    assert seen == [True, True]
+    assert any("FlattenNet trains channels-last" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("network", [MNISTConvNet, FlattenNet, BlogNet])
+def test_a_fit_leaves_layout_mode_and_compilation_as_found(network: type[torch.nn.Module]) -> None:
+    """After fit, every tensor has its old strides, the mode is the user's, compile is undone."""
+    model = network().eval()
+    strides = _strides(model)
+    Trainer(model, epochs=1, device="cpu", compile=True, progress=False).fit(digit_batches(16, 16))
+    assert _strides(model) == strides and not model.training
+    assert vars(model).get("_compiled_call_impl") is None
+    assert all(tensor.is_contiguous() for tensor in model.state_dict().values())
+
+
+def test_a_channels_last_setting_that_is_not_a_choice_is_refused() -> None:
+    """channels_last must be True, False or 'auto'."""
+    with pytest.raises(InvalidArgumentError, match="channels_last must be True, False or 'auto'"):
+        Trainer(MNISTConvNet(), channels_last="yes")  # type: ignore[arg-type]
+
+
+def test_resuming_in_another_layout_trains_the_same_weights(tmp_path: Path) -> None:
+    """A channels-last checkpoint resumed with channels_last=False matches a channels-last one."""
+    batches = digit_batches(64, 16)
+    torch.manual_seed(0)
+    first = Trainer(MNISTConvNet(), epochs=1, device="cpu", channels_last=True, progress=False)
+    first.fit(batches)
+    first.save_checkpoint(tmp_path / "last.pt")
+    finals = []
+    for layout in (True, False):
+        torch.manual_seed(1)
+        model = MNISTConvNet()
+        trainer = Trainer(model, epochs=2, device="cpu", channels_last=layout, progress=False)
+        trainer.fit(batches, resume=tmp_path / "last.pt")
+        finals.append(model.state_dict())
+    for name, value in finals[0].items():
+        assert torch.allclose(value, finals[1][name], atol=1e-5), name

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         LenetishError,
         MissingDependencyError,
         NotFittedError,
+        UnsupportedModelError,
     )
     from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
     from lenetish.export import export_model
@@ -114,6 +115,7 @@ _HOMES: dict[str, str] = {
     "ModelCheckpoint": "lenetish.callbacks",
     "ModelStack": "lenetish.stack",
     "NotFittedError": "lenetish.errors",
+    "UnsupportedModelError": "lenetish.errors",
     "plot_confusion": "lenetish.plots",
     "plot_digits": "lenetish.plots",
     "plot_history": "lenetish.plots",
@@ -210,6 +212,7 @@ __all__ = [
     "TrainedModel",
     "TrainedStack",
     "Trainer",
+    "UnsupportedModelError",
     "__version__",
     "available_pretrained",
     "default_root",

@@ -21,6 +21,8 @@ __all__ = [
     "LenetishError",
     "MissingDependencyError",
     "NotFittedError",
+    "OutputFileError",
+    "UnsupportedModelError",
 ]
 
 
@@ -164,6 +166,27 @@ class CheckpointError(LenetishError, ValueError):
     """
 
 
+class OutputFileError(LenetishError, OSError):
+    """A file lenetish was asked to write (a picture, a history) cannot be written there.
+
+    Either the path is not a place for a regular file (a symbolic link, which lenetish never
+    writes through, or a device, a FIFO or a folder, which it never replaces), or the write
+    failed (e.g. the disk is full); any earlier file at the path is left as it was. It is an
+    ``OSError`` too, so code that catches the operating system's errors keeps working.
+    Checkpoints, weights and exports raise :class:`CheckpointError` for the same causes.
+
+    Example:
+        >>> import os, tempfile
+        >>> from lenetish import History
+        >>> folder = tempfile.mkdtemp()
+        >>> os.symlink("/etc/hostname", f"{folder}/history.json")
+        >>> History().to_json(f"{folder}/history.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.OutputFileError: refused to write ...history.json: it is a symbolic link...
+    """
+
+
 class MissingDependencyError(LenetishError, ImportError):
     """An optional feature needs a package that is not installed (the message names the extra).
 
@@ -200,4 +223,24 @@ class NotFittedError(LenetishError, AttributeError):
         Traceback (most recent call last):
             ...
         lenetish.errors.NotFittedError: trainer.optimizer exists once fit() has started ...
+    """
+
+
+class UnsupportedModelError(LenetishError, TypeError):
+    """A model cannot run the way it was asked to, or returns something lenetish cannot score.
+
+    For example ``channels_last=True`` on a network that flattens with ``.view`` (use
+    ``torch.flatten`` or ``.reshape``, or leave ``channels_last="auto"``), or a forward pass
+    that returns a tuple or a dict where one tensor of class scores is needed.
+
+    Example:
+        >>> from torch import nn
+        >>> from lenetish import predict
+        >>> class Pair(nn.Module):
+        ...     def forward(self, x):
+        ...         return x.flatten(1)[:, :10], x
+        >>> predict(Pair(), torch.zeros(1, 28, 28))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.UnsupportedModelError: Pair returned a tuple; ...
     """

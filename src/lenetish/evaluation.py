@@ -1,7 +1,8 @@
 """Measuring and using a trained model: ``evaluate`` over a loader, ``predict`` on any input.
 
-Both accept one model or a list of models (an ensemble: the mean of their probabilities), run
-under :func:`torch.inference_mode` in eval mode, and restore each model's mode afterwards.
+Both accept one model or a list of models (an ensemble: the mean of their probabilities) and
+run private eval-mode copies under :func:`torch.inference_mode`: the caller's models are left
+exactly as they were (see :mod:`lenetish.inference`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from lenetish.identity import DatasetInfo, check_loader_dataset, dataset_for_mod
 from lenetish.inference import (
     ModelOrModels,
     as_model_list,
+    first_images,
     inference,
     model_device,
     plan_inference,
     tta_views,
 )
 from lenetish.inputs import prepare_images
+from lenetish.layout import CHECK_IMAGES
 from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
+    class_scores,
     log_probabilities,
     resolve_output_kind,
 )
@@ -182,7 +186,7 @@ class _Ensemble:
         outputs: list[Tensor] = []
         for index, model in enumerate(self.models):
             for view in tta_views(images, tta):
-                raw = model(view).float()  # bf16 under autocast: scored in fp32
+                raw = class_scores(model(view), who=type(model).__name__).float()  # fp32
                 is_stack = isinstance(model, ModelStack)  # (k, B, C): k members' outputs
                 rows = raw.flatten(0, 1) if is_stack else raw
                 kind = self.kinds[index]
@@ -267,10 +271,12 @@ def evaluate(
     ensemble = _Ensemble(models, outputs)
     check_positive_int("num_classes", num_classes)
     target = model_device(models[0]) if device is None else resolve_device(device)
-    plan = plan_inference(target, precision)
+    plan = plan_inference(target, precision, models=models)
     tally = ScoreTally(target, num_classes)
-    with inference(models, plan):
-        for images, labels in loader:
+    batches, sample = first_images(loader)
+    with inference(models, plan, sample) as runners:
+        ensemble.models = runners
+        for images, labels in batches:
             images = images.to(target, non_blocking=True)
             labels = as_class_labels(labels.to(target, non_blocking=True))
             tally.add(ensemble.log_probabilities(images, tta), labels)
@@ -340,10 +346,12 @@ def predict(
         check_positive_int("batch_size", batch_size)
     info = dataset_for_models(models, dataset)
     target = model_device(models[0]) if device is None else resolve_device(device)
-    plan = plan_inference(target, precision, batch_size)
+    plan = plan_inference(target, precision, batch_size, models=models)
     images = prepare_images(inputs, info, normalized=normalized, prepare=prepare)
     step = plan.batch_size
-    with inference(models, plan):
+    sample = images.batch(0, min(len(images), CHECK_IMAGES), target)
+    with inference(models, plan, sample) as runners:
+        ensemble.models = runners
         chunks = [
             ensemble.log_probabilities(images.batch(start, start + step, target), tta)
             for start in range(0, len(images), step)

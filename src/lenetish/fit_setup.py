@@ -6,12 +6,25 @@ goes through the trainer's public attributes and seams.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sized
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sized
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from torch import Tensor, nn
 
 from lenetish.callbacks import History
 from lenetish.callbacks.schedules import builtin_schedule
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import InvalidArgumentError, UnsupportedModelError
+from lenetish.layout import (
+    LayoutRecord,
+    declares_fast_path,
+    layout_verdict,
+    match_optimizer_layout,
+    module_channels_last,
+    record_layout,
+    restore_layout,
+)
 from lenetish.metrics import MetricSet
 from lenetish.resume import callbacks_by_key
 from lenetish.stack_fit import prepare_stack_fit
@@ -20,7 +33,18 @@ from lenetish.step import CaptureRequest, EagerStep, StepSettings, make_step
 if TYPE_CHECKING:
     from lenetish.trainer import Trainer
 
-__all__ = ["batch_count", "check_reiterable", "prepare_fit"]
+__all__ = [
+    "ModelAsFound",
+    "batch_count",
+    "check_channels_last_setting",
+    "check_reiterable",
+    "plan_layout",
+    "prepare_fit",
+    "restore_model",
+    "settle_layout",
+]
+
+logger = logging.getLogger("lenetish")
 
 
 def check_reiterable(**batches: Iterable[object] | None) -> None:
@@ -101,3 +125,116 @@ def prepare_fit(
     trainer.step = make_step(eager, request)
     trainer.state.lr = float(optimizer.param_groups[0]["lr"])
     prepare_stack_fit(trainer)  # a ModelStack: per-member scores, coupling settings refused
+    if trainer.compile:
+        trainer.module.compile()  # undone by restore_model when the fit ends
+    trainer.fit_channels_last = plan_layout(trainer)
+    if trainer.fit_channels_last:
+        module_channels_last(trainer.module)
+
+
+def check_channels_last_setting(channels_last: object) -> None:
+    """Refuse a ``channels_last`` that is not ``True``, ``False`` or ``"auto"``.
+
+    Raises:
+        InvalidArgumentError: naming the accepted values.
+    """
+    if not (isinstance(channels_last, bool) or channels_last == "auto"):
+        raise InvalidArgumentError(
+            f"channels_last must be True, False or 'auto', got {channels_last!r}"
+        )
+
+
+def plan_layout(trainer: Trainer) -> bool | None:
+    """Whether the fit runs channels-last, or ``None``: checked on the first batch.
+
+    Networks that declare ``lenetish_fast_path`` run channels-last unless told not to. Any
+    other model is checked on the first training batch (:func:`settle_layout`), except in a
+    multi-process fit, where the layout must be fixed before the model is wrapped:
+    ``"auto"`` then keeps the model's layout and says so.
+    """
+    setting: bool | Literal["auto"] = trainer.channels_last
+    if setting is False:
+        return False
+    if declares_fast_path(trainer.module):
+        return True
+    if trainer.world_size > 1:
+        if setting is True:
+            return True
+        logger.info(
+            "lenetish: %s trains in its own layout: channels_last='auto' checks a model on "
+            "its first batch, which a multi-process fit cannot wait for (pass "
+            "channels_last=True if it flattens with torch.flatten or .reshape)",
+            type(trainer.module).__name__,
+        )
+        return False
+    return None
+
+
+def settle_layout(trainer: Trainer, images: Tensor) -> None:
+    """Decide on the first batch whether a model that declares nothing runs channels-last.
+
+    The model runs channels-last only if :func:`lenetish.layout.layout_verdict` finds its
+    outputs unchanged on ``images``; otherwise it trains in its own layout with one log line
+    saying why, or, with ``channels_last=True``, the fit stops with a named error.
+
+    Raises:
+        UnsupportedModelError: ``channels_last=True`` and the model cannot take it.
+    """
+    model = trainer.module
+    name = type(model).__name__
+    problem = layout_verdict(model, images, module_channels_last)
+    if problem is None:
+        module_channels_last(model)
+        match_optimizer_layout(trainer.optimizer)
+        trainer.fit_channels_last = True
+        logger.info("lenetish: %s trains channels-last (its outputs checked unchanged)", name)
+        return
+    advice = "flatten with torch.flatten(x, 1) or x.reshape(len(x), -1) instead of x.view(...)"
+    if trainer.channels_last is True:
+        raise UnsupportedModelError(
+            f"channels_last=True, but {name} cannot run channels-last: {problem}; {advice}, "
+            "or pass channels_last='auto' (or False) to train it in its own layout"
+        )
+    trainer.fit_channels_last = False
+    logger.info(
+        "lenetish: %s trains in its own layout, not channels-last: %s (channels_last='auto'; "
+        "to let it run channels-last, %s)",
+        name,
+        problem,
+        advice,
+    )
+
+
+@dataclass(frozen=True)
+class ModelAsFound:
+    """What a fit changes on the user's network and puts back when it ends.
+
+    Attributes:
+        layout: every parameter's and buffer's strides.
+        training: its train/eval mode.
+        compiled: what ``Module.compile()`` had set (``None`` for an uncompiled model).
+    """
+
+    layout: LayoutRecord
+    training: bool
+    compiled: Callable[..., Any] | None
+
+    @classmethod
+    def of(cls, model: nn.Module) -> ModelAsFound:
+        """Record ``model`` as it is now."""
+        return cls(record_layout(model), model.training, vars(model).get("_compiled_call_impl"))
+
+
+def restore_model(trainer: Trainer, found: ModelAsFound) -> None:
+    """Put the trainer's network back as :class:`ModelAsFound` recorded it.
+
+    Its weights keep what the fit learnt; only their layout, the compilation ``compile=True``
+    added and the train/eval mode go back. The optimizer's state follows the weights' layout.
+    """
+    model = trainer.module
+    restore_layout(found.layout)
+    if vars(model).get("_compiled_call_impl") is not found.compiled:
+        model._compiled_call_impl = found.compiled
+    model.train(found.training)
+    if trainer.fitted_optimizer is not None:
+        match_optimizer_layout(trainer.fitted_optimizer)

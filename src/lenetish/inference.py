@@ -4,13 +4,19 @@ With ``precision="auto"`` (their default) the models run the way the hardware is
 bfloat16 autocast where the device computes bf16 natively, and on the CPU the 4-d (conv)
 weights in channels-last layout, which oneDNN's convolutions read without a conversion (2.5x
 the images per second on a 2-core Zen 4 in fp32, about 7x with bf16). ``precision="32"`` is
-the plain fp32 NCHW path, exactly as before. Everything is restored afterwards: each model's
-train/eval mode and its weights' layout.
+the plain fp32 NCHW path, exactly as before. These speed-ups apply as they are only to
+networks that declare ``lenetish_fast_path`` (lenetish's own, measured); any other model gets
+channels-last only after its outputs were shown unchanged on the first batch, and float32
+under ``"auto"`` (see :mod:`lenetish.layout`). The models run as private copies, so the
+caller's models are never changed, even while another thread uses them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+import logging
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,16 +25,20 @@ from torch import Tensor, nn
 
 from lenetish._device import Precision, ResolvedPrecision, autocast, resolve_precision
 from lenetish.errors import InvalidArgumentError
+from lenetish.layout import declares_fast_path, layout_verdict, private_copy, strict_channels_last
 
 __all__ = [
     "InferencePlan",
     "ModelOrModels",
     "as_model_list",
+    "first_images",
     "inference",
     "model_device",
     "plan_inference",
     "tta_views",
 ]
+
+logger = logging.getLogger("lenetish")
 
 ModelOrModels = nn.Module | Sequence[nn.Module]
 
@@ -78,9 +88,16 @@ class InferencePlan:
 
 
 def plan_inference(
-    device: torch.device, precision: Precision, batch_size: int | None = None
+    device: torch.device,
+    precision: Precision,
+    batch_size: int | None = None,
+    models: Sequence[nn.Module] = (),
 ) -> InferencePlan:
     """Resolve ``precision`` (and the layout and batch size that go with it) for ``device``.
+
+    ``"auto"`` uses bfloat16 only when every model declares ``lenetish_fast_path`` (its
+    predictions were measured under bf16, as lenetish's own networks' were); any other
+    model runs in float32, said once per model in a log line.
 
     Raises:
         InvalidArgumentError: an unknown precision, or ``"16-mixed"`` off CUDA.
@@ -91,50 +108,104 @@ def plan_inference(
         ('32', False, 512)
     """
     resolved = resolve_precision(precision, device)
+    unmeasured = [model for model in models if not declares_fast_path(model)]
+    if precision == "auto" and resolved != "32" and unmeasured:
+        _tell_once(
+            unmeasured,
+            "runs in float32: precision='auto' uses bfloat16 only for networks measured "
+            "with it (a class attribute lenetish_fast_path = True); pass "
+            "precision='bf16-mixed' to use it anyway",
+        )
+        resolved = "32"
     channels_last = device.type == "cpu" and (precision == "auto" or resolved != "32")
     default = CPU_BATCH_SIZE if device.type == "cpu" else GPU_BATCH_SIZE
     return InferencePlan(device, resolved, channels_last, batch_size or default)
 
 
-def _channels_last_weights(models: list[nn.Module]) -> list[tuple[nn.Parameter, Tensor]]:
-    """Give every 4-d parameter channels-last strides; return what to put back.
+# Models already told about (one log line per model object and message, not per call).
+_TOLD: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
 
-    The strides are compared, not ``is_contiguous(memory_format=...)``: a weight with one
-    input channel (a first convolution) passes both checks, yet only explicit channels-last
-    strides make the convolution produce channels-last output (measured: max-pooling its
-    NCHW output took half of ``predict``'s time).
-    """
-    originals = []
+
+def _tell_once(models: Sequence[nn.Module], message: str) -> None:
     for model in models:
-        for parameter in model.parameters():
-            if parameter.dim() != 4:
-                continue
-            converted = parameter.data.to(memory_format=torch.channels_last)
-            if converted.stride() != parameter.data.stride():
-                originals.append((parameter, parameter.data))
-                parameter.data = converted
-    return originals
+        told = _TOLD.setdefault(model, set())
+        if message not in told:
+            told.add(message)
+            logger.info("lenetish: %s %s", type(model).__name__, message)
+
+
+def _runner(model: nn.Module, plan: InferencePlan, sample: Tensor | None) -> nn.Module | None:
+    """A private eval-mode copy of ``model`` on the plan's device, laid out by the plan.
+
+    ``None`` when the model cannot be copied (it then runs itself, in its own layout).
+    """
+    try:
+        runner = private_copy(model).to(plan.device)
+    except Exception as exc:  # such a model still runs, in place
+        _tell_once(
+            [model],
+            f"cannot be copied ({type(exc).__name__}), so it runs itself, switched to eval "
+            "mode for the call: do not share it between threads during predict/evaluate",
+        )
+        return None
+    if not plan.channels_last:
+        return runner
+    if declares_fast_path(model):
+        strict_channels_last(runner)
+        return runner
+    problem = (
+        "was not checked (no batch)"
+        if sample is None
+        else layout_verdict(model, sample.to(plan.device), strict_channels_last)
+    )
+    if problem is None:
+        strict_channels_last(runner)
+    else:
+        _tell_once([model], f"keeps its own layout, not channels-last: {problem}")
+    return runner
 
 
 @contextmanager
-def inference(models: list[nn.Module], plan: InferencePlan) -> Iterator[None]:
-    """Models on the plan's device in eval mode, under inference mode and its autocast.
+def inference(
+    models: list[nn.Module], plan: InferencePlan, sample: Tensor | None = None
+) -> Iterator[list[nn.Module]]:
+    """The models to run, in eval mode on the plan's device, under inference mode and autocast.
 
-    Their train/eval modes and weight layouts are restored afterwards (the device is not:
-    the models stay where they were moved).
+    Each is a private copy (see :func:`lenetish.layout.private_copy`), so the caller's
+    models are never touched: their weights, layout, device and train/eval mode stay as
+    they were, and two threads (or a fit and a callback) can share a model. Channels-last
+    weights are given to the networks that declare ``lenetish_fast_path`` and to any other
+    whose outputs :func:`lenetish.layout.layout_verdict` shows unchanged on ``sample`` (the
+    first batch). A model that cannot be copied runs itself, switched to eval mode for the
+    block and back afterwards.
     """
-    modes = [model.training for model in models]
-    for model in models:
+    runners = [_runner(model, plan, sample) for model in models]
+    in_place = [model for model, runner in zip(models, runners, strict=True) if runner is None]
+    modes = [model.training for model in in_place]
+    for model in in_place:
         model.to(plan.device).eval()
-    originals = _channels_last_weights(models) if plan.channels_last else []
     try:
         with torch.inference_mode(), autocast(plan.device, plan.precision):
-            yield
+            yield [m if r is None else r for m, r in zip(models, runners, strict=True)]
     finally:
-        for parameter, original in originals:
-            parameter.data = original
-        for model, mode in zip(models, modes, strict=True):
+        for model, mode in zip(in_place, modes, strict=True):
             model.train(mode)
+
+
+def first_images(
+    loader: Iterable[tuple[Tensor, Tensor]],
+) -> tuple[Iterator[tuple[Tensor, Tensor]], Tensor | None]:
+    """The batches of ``loader`` (an iterator that still yields all of them) and the first images.
+
+    The first batch's images are the sample the layout check runs on; ``None`` when the
+    loader is empty or does not yield tensors.
+    """
+    batches = iter(loader)
+    first = next(batches, None)
+    if first is None:
+        return batches, None
+    images = first[0] if isinstance(first, (tuple, list)) and first else None
+    return itertools.chain([first], batches), images if isinstance(images, Tensor) else None
 
 
 def tta_views(images: Tensor, tta: bool) -> list[Tensor]:

@@ -17,6 +17,7 @@ from torch import Tensor
 from lenetish._checks import as_class_labels
 from lenetish.callbacks import SkipBatch, StopTraining
 from lenetish.errors import InvalidArgumentError
+from lenetish.fit_setup import settle_layout
 from lenetish.loaders import tell_epoch
 from lenetish.stack_fit import fit_score
 from lenetish.state import BatchOutput
@@ -89,7 +90,9 @@ def run_epoch(
 
 def _on_device(trainer: Trainer, images: Tensor, labels: Tensor) -> Batch:
     images = images.to(trainer.device, non_blocking=True)
-    if trainer.channels_last and images.dim() == 4:
+    if trainer.fit_channels_last is None:  # a model that declares nothing: checked once
+        settle_layout(trainer, images)
+    if trainer.fit_channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, as_class_labels(labels.to(trainer.device, non_blocking=True))
 

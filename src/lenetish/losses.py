@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import InvalidArgumentError, UnsupportedModelError
 
 __all__ = [
     "LOSSES",
@@ -27,6 +27,7 @@ __all__ = [
     "LossName",
     "OutputKind",
     "check_outputs_setting",
+    "class_scores",
     "log_probabilities",
     "output_kind",
     "resolve_output_kind",
@@ -42,6 +43,38 @@ LOSSES: tuple[LossName, ...] = get_args(LossName)
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
 _TOLERANCE = 1e-3  # bf16 log_softmax rows sum to 1 within a few 1e-3
+
+
+def class_scores(output: object, *, who: str) -> Tensor:
+    """``output`` itself when it is one tensor of class scores, as lenetish needs.
+
+    Args:
+        output: what a model's forward pass returned.
+        who: the model's name, for the message.
+
+    Raises:
+        UnsupportedModelError: a tuple, a dict or anything but a tensor; the message says
+            what to return instead.
+
+    Example:
+        >>> class_scores(torch.zeros(2, 10), who="Net").shape
+        torch.Size([2, 10])
+        >>> class_scores({"logits": torch.zeros(2, 10)}, who="Net")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.UnsupportedModelError: Net returned a dict (keys 'logits'); ...
+    """
+    if isinstance(output, Tensor):
+        return output
+    what = type(output).__name__
+    if isinstance(output, dict):
+        what += " (keys " + ", ".join(repr(key) for key in list(output)[:5]) + ")"
+    raise UnsupportedModelError(
+        f"{who} returned a {what}; lenetish needs one tensor of class scores (batch, "
+        "classes): return only that from forward, wrap the model in a Module whose forward "
+        "picks it (e.g. return self.net(x)['logits']), or, for training, override "
+        "Trainer.training_step and validation_step to pick it"
+    )
 
 
 def output_kind(outputs: Tensor) -> OutputKind:
@@ -224,6 +257,7 @@ class Criterion:
 
         For a stack (``members`` set), the sum of the members' mean losses.
         """
+        outputs = class_scores(outputs, who="the model")
         self.smoothing_used |= smoothing and bool(self.label_smoothing)
         if self.members is not None:
             return self.member_losses(outputs, targets, smoothing=smoothing).sum()

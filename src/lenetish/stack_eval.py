@@ -21,7 +21,13 @@ from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, Precision, resolve_device
 from lenetish.evaluation import EvalResult, ScoreTally
 from lenetish.identity import check_loader_dataset
-from lenetish.inference import inference, model_device, plan_inference, tta_views
+from lenetish.inference import (
+    first_images,
+    inference,
+    model_device,
+    plan_inference,
+    tta_views,
+)
 from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
@@ -121,13 +127,16 @@ def evaluate_stack(
     check_positive_int("num_classes", num_classes)
     check_loader_dataset([stack], loader)
     target = model_device(stack) if device is None else resolve_device(device)
-    plan = plan_inference(target, precision)
+    plan = plan_inference(target, precision, models=[stack])
     tally = ScoreTally(target, num_classes)
     member_loss = torch.zeros(stack.k, dtype=torch.float64, device=target)
     member_correct = torch.zeros(stack.k, dtype=torch.int64, device=target)
     kind: OutputKind | None = None if outputs == "auto" else outputs
-    with inference([stack], plan):
-        for images, labels in loader:
+    batches, sample = first_images(loader)
+    with inference([stack], plan, sample) as (runner,):
+        assert isinstance(runner, ModelStack)  # a private copy of the stack
+        stack = runner
+        for images, labels in batches:
             images = images.to(target, non_blocking=True)
             labels = labels.to(target, non_blocking=True)
             if kind is None:  # decided once, on the first batch

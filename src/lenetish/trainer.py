@@ -26,8 +26,16 @@ from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTr
 from lenetish.callbacks.schedules import SchedulerFactory
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from lenetish.errors import InvalidArgumentError, NotFittedError
-from lenetish.fit_setup import batch_count, check_reiterable, prepare_fit
+from lenetish.fit_setup import (
+    ModelAsFound,
+    batch_count,
+    check_channels_last_setting,
+    check_reiterable,
+    prepare_fit,
+    restore_model,
+)
 from lenetish.identity import DatasetInfo
+from lenetish.layout import match_optimizer_layout
 from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet, check_logged
@@ -77,13 +85,20 @@ class Trainer:
             (CUDA only, with a gradient scaler), or ``"auto"``: ``"bf16-mixed"`` where the
             device computes bfloat16 natively (recent GPUs; CPUs with AMX or AVX-512 BF16),
             else ``"32"``. The resolved value is in ``trainer.precision``.
-        channels_last: store convolution weights and image batches channels-last (NHWC),
-            which the CPU and GPU convolution libraries run fastest; the values are the same up
-            to floating-point rounding (the kernels sum in another order).
+        channels_last: run convolution weights and image batches channels-last (NHWC),
+            which the CPU and GPU convolution libraries run fastest, during :meth:`fit`.
+            ``"auto"``: for networks that declare ``lenetish_fast_path`` (lenetish's own),
+            and for any other model once a check on the first batch showed its outputs the
+            same in both layouts (a model that flattens with ``.view`` cannot take it: it
+            then trains in its own layout, said in one log line). ``True`` insists (a model
+            that cannot take it is a named error), ``False`` never. The values are the same
+            up to floating-point rounding, and the model's own layout is restored after the
+            fit.
         cuda_graphs: experimental (off until tested on a real GPU): on CUDA, capture the
             whole training step as a CUDA graph when that is safe (see
             :func:`lenetish.step.capture_blockers`); each fit logs which step it uses and why.
-        compile: compile the model's forward pass with :func:`torch.compile`.
+        compile: compile the model's forward pass with :func:`torch.compile` for each fit
+            (the model is left uncompiled afterwards, as it came).
         grad_clip_norm: clip the global gradient norm to this value before each step.
         augment: applied to every training batch on the device before the forward pass,
             e.g. :class:`~lenetish.RandomAffine` (validation batches are left alone).
@@ -138,7 +153,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         device: DeviceLike = "auto",
         precision: Precision = "32",
-        channels_last: bool = True,
+        channels_last: bool | Literal["auto"] = "auto",
         cuda_graphs: bool = False,
         compile: bool = False,
         grad_clip_norm: float | None = None,
@@ -156,13 +171,11 @@ class Trainer:
         )  # fmt: skip
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        check_channels_last_setting(channels_last)
         self.channels_last, self.cuda_graphs, self.compile = channels_last, cuda_graphs, compile
         self.model = model.to(self.device)
-        if channels_last:
-            # NHWC lets oneDNN/cuDNN pick their fastest convolutions; values are unchanged.
-            self.model.to(memory_format=torch.channels_last)
-        if compile:
-            self.model.compile()
+        # Whether this fit runs channels-last: None until decided (see fit_setup.plan_layout).
+        self.fit_channels_last: bool | None = None
         self.optimizer_spec = optimizer
         self.lr = DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
         self.epochs, self.scheduler_spec = epochs, scheduler
@@ -250,7 +263,7 @@ class Trainer:
 
         Args:
             images: the batch's images on the training device, ``(B, 1, 28, 28)`` for the
-                lenetish loaders (channels-last with ``channels_last=True``).
+                lenetish loaders (channels-last when the fit runs channels-last).
             labels: the batch's class indices on the training device, ``(B,)``.
 
         Returns:
@@ -365,38 +378,43 @@ class Trainer:
             validating=val is not None,
         )
         self.should_stop = False
-        with deterministic_algorithms(self.deterministic):
-            if checkpoint is None and self.seed is not None:
-                seed_everything(self.seed)
-            custom_step = type(self).training_step is not Trainer.training_step
-            prepare_fit(self, steps_per_epoch, custom_training_step=custom_step)
-            if checkpoint is not None:
-                restore_training_state(self, checkpoint, source=str(resume))
-            self.first_step = state.global_step
-            parallel.agree_on_seed(
-                checkpoint.get("rank_seed", 0) if checkpoint is not None else self.seed
-            )
-            self.model = parallel.wrap(self.model)
-            try:
-                self.call_hook("on_fit_start")
+        as_found = ModelAsFound.of(self.module)
+        try:
+            with deterministic_algorithms(self.deterministic):
+                if checkpoint is None and self.seed is not None:
+                    seed_everything(self.seed)
+                custom_step = type(self).training_step is not Trainer.training_step
+                prepare_fit(self, steps_per_epoch, custom_training_step=custom_step)
                 if checkpoint is not None:
-                    restore_rng_state(checkpoint["rng"])
-                for epoch in range(state.epoch, self.epochs):
-                    stop = parallel.agree_to_stop(self.should_stop, epoch_end=True)
-                    if stop or not run_epoch(self, epoch, train, val):
-                        break
-                parallel.agree_to_stop(self.should_stop, epoch_end=True)  # no check left open
-                self.call_hook("on_fit_end")
-            except BaseException as exc:
-                parallel.note_failure()
-                for callback in self.fit_callbacks:
-                    try:
-                        callback.on_exception(self, state, exc)
-                    except Exception:
-                        logger.exception("%s.on_exception failed", type(callback).__name__)
-                raise
-            finally:
-                self.model = self.module  # drop the DDP wrapper
+                    restore_training_state(self, checkpoint, source=str(resume))
+                    match_optimizer_layout(self.optimizer)  # the saved moments' layout may differ
+                self.first_step = state.global_step
+                parallel.agree_on_seed(
+                    checkpoint.get("rank_seed", 0) if checkpoint is not None else self.seed
+                )
+                self.model = parallel.wrap(self.model)
+                try:
+                    self.call_hook("on_fit_start")
+                    if checkpoint is not None:
+                        restore_rng_state(checkpoint["rng"])
+                    for epoch in range(state.epoch, self.epochs):
+                        stop = parallel.agree_to_stop(self.should_stop, epoch_end=True)
+                        if stop or not run_epoch(self, epoch, train, val):
+                            break
+                    parallel.agree_to_stop(self.should_stop, epoch_end=True)  # no check left open
+                    self.call_hook("on_fit_end")
+                except BaseException as exc:
+                    parallel.note_failure()
+                    for callback in self.fit_callbacks:
+                        try:
+                            callback.on_exception(self, state, exc)
+                        except Exception:
+                            logger.exception("%s.on_exception failed", type(callback).__name__)
+                    raise
+                finally:
+                    self.model = self.module  # drop the DDP wrapper
+        finally:
+            restore_model(self, as_found)  # layout, compilation and mode as they came
         return self.history
 
     def call_hook(self, hook: str, *args: Any, reading: bool | None = None) -> None:

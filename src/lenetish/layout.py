@@ -1,0 +1,282 @@
+"""Whether a model may run channels-last (NHWC): declared by its class, or checked on a batch.
+
+Channels-last lets oneDNN and cuDNN pick their fastest convolutions, and for a network that
+only convolves, pools and flattens with ``torch.flatten`` the values are the same up to
+rounding. A network that flattens with ``.view`` (the seed blog's, and most MNIST code on the
+web) cannot take channels-last activations, and one that reads a tensor's memory directly can
+give other numbers. So the layout is an automatic speed-up only where it is shown to keep the
+model's results:
+
+* a network class declares it with ``lenetish_fast_path = True`` (lenetish's own do; the
+  declaration counts only on the class that defines ``forward``, so a subclass with its own
+  ``forward`` must declare it again), or
+* :func:`channels_last_problem` runs a copy of the model in eval mode on a few images of a
+  real batch in both layouts and compares the outputs; the verdict is kept per model.
+
+Otherwise the model runs in its own layout and the caller logs one line saying why.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import weakref
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "CHECK_IMAGES",
+    "FAST_PATH_ATTRIBUTE",
+    "Convert",
+    "LayoutRecord",
+    "channels_last_problem",
+    "declares_fast_path",
+    "layout_verdict",
+    "match_optimizer_layout",
+    "module_channels_last",
+    "private_copy",
+    "record_layout",
+    "restore_layout",
+    "strict_channels_last",
+]
+
+#: The class attribute a network sets to say that it runs channels-last and under bf16
+#: autocast with the same results (lenetish's own networks, measured).
+FAST_PATH_ATTRIBUTE = "lenetish_fast_path"
+
+#: Images of the first batch that the layout check runs (enough to exercise every layer).
+CHECK_IMAGES = 8
+
+Convert = Callable[[nn.Module], None]
+
+# Verdicts per model object: None (channels-last keeps its outputs) or the reason it does
+# not. The structure of a model, not its weights, decides, so a verdict stays valid.
+_VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[Convert, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def declares_fast_path(model: nn.Module) -> bool:
+    """Whether ``model``'s class declares ``lenetish_fast_path = True`` where ``forward`` is.
+
+    A :class:`~lenetish.ModelStack` declares it when its members' network does.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> declares_fast_path(MNISTConvNet())
+        True
+        >>> declares_fast_path(torch.nn.Linear(2, 2))
+        False
+    """
+    from lenetish.stack import ModelStack  # the stack module is light; avoids a cycle
+
+    if isinstance(model, ModelStack):
+        return declares_fast_path(model.stacked)
+    for klass in type(model).__mro__:
+        if "forward" in vars(klass):
+            return vars(klass).get(FAST_PATH_ATTRIBUTE, False) is True
+    return False
+
+
+def _tensors(output: object) -> Iterator[Tensor]:
+    """The tensors of a forward pass's result (a tensor, or nested tuples, lists and dicts)."""
+    if isinstance(output, Tensor):
+        yield output
+    elif isinstance(output, (tuple, list)):
+        for item in output:
+            yield from _tensors(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from _tensors(item)
+
+
+def _same_outputs(reference: object, candidate: object) -> str | None:
+    """``None`` if ``candidate`` equals ``reference`` up to float rounding, else how it differs."""
+    expected, got = list(_tensors(reference)), list(_tensors(candidate))
+    if [a.shape for a in expected] != [b.shape for b in got]:
+        return "its outputs have another structure or shape channels-last"
+    for a, b in zip(expected, got, strict=True):
+        a, b = a.detach().double(), b.detach().double()
+        scale = max(1.0, float(a.abs().max())) if a.numel() else 1.0
+        if not torch.allclose(a, b, rtol=1e-3, atol=1e-4 * scale, equal_nan=True):
+            gap = float((a - b).abs().nan_to_num(nan=float("inf")).max())
+            return f"its outputs change channels-last (largest difference {gap:.3g})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: message``, the message cut to its first line and before any parenthesis."""
+    text = str(exc).strip().splitlines()
+    first = text[0].split(" (")[0][:120] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def module_channels_last(model: nn.Module) -> None:
+    """``model.to(memory_format=torch.channels_last)``: how a fit lays out its model.
+
+    A tensor whose strides already pass the channels-last test (a weight with one input
+    channel) keeps them.
+    """
+    model.to(memory_format=torch.channels_last)
+
+
+def strict_channels_last(model: nn.Module) -> None:
+    """Give every 4-d parameter explicit channels-last strides: how inference lays out a copy.
+
+    The strides are compared, not ``is_contiguous(memory_format=...)``: a weight with one
+    input channel (a first convolution) passes both checks, yet only explicit channels-last
+    strides make the convolution produce channels-last output (measured: max-pooling its
+    NCHW output took half of ``predict``'s time).
+    """
+    for parameter in model.parameters():
+        if parameter.dim() == 4:
+            converted = parameter.data.to(memory_format=torch.channels_last)
+            if converted.stride() != parameter.data.stride():
+                parameter.data = converted
+
+
+def channels_last_problem(
+    model: nn.Module, sample: Tensor, convert: Convert = module_channels_last
+) -> str | None:
+    """Why ``model`` cannot run channels-last on batches like ``sample`` (``None``: it can).
+
+    Runs a private copy of the model in eval mode, without gradients and with the random
+    state put back afterwards, on the first :data:`CHECK_IMAGES` images of ``sample`` in its
+    own layout and then laid out by ``convert`` with channels-last input, and compares the
+    outputs within float32 rounding. The model itself is not touched.
+
+    Args:
+        model: the network (or stack) to check.
+        sample: a batch ``(N, C, H, W)`` as the model will see it.
+        convert: lays a model out channels-last, as the caller will
+            (:func:`module_channels_last` or :func:`strict_channels_last`).
+
+    Returns:
+        ``None``, or a short reason (the error channels-last raised, or how the outputs
+        differ) for the log line or error message.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> channels_last_problem(MNISTConvNet(), torch.rand(4, 1, 28, 28)) is None
+        True
+        >>> class ViewNet(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = torch.nn.Conv2d(2, 4, 3)
+        ...     def forward(self, x):
+        ...         return self.conv(x).view(-1, 4 * 26 * 26)
+        >>> print(channels_last_problem(ViewNet(), torch.rand(4, 2, 28, 28)))  # doctest: +ELLIPSIS
+        its forward raises RuntimeError: view size is not compatible ... on channels-last input
+    """
+    if sample.dim() != 4:
+        return f"its inputs are {sample.dim()}-dimensional, not images (N, C, H, W)"
+    try:
+        twin = private_copy(model)
+    except Exception as exc:  # any failure to copy means "cannot check"
+        return f"it cannot be copied for the check ({_first_line(exc)})"
+    images = sample[:CHECK_IMAGES].detach()
+    cuda = [images.device] if images.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        try:
+            reference = twin(images.contiguous())
+        except Exception as exc:  # the real step will raise it again
+            return f"its forward raises on the batch ({_first_line(exc)})"
+        try:
+            convert(twin)
+            candidate = twin(images.contiguous(memory_format=torch.channels_last))
+        except Exception as exc:  # the reason goes into the log line
+            return f"its forward raises {_first_line(exc)} on channels-last input"
+    return _same_outputs(reference, candidate)
+
+
+def layout_verdict(
+    model: nn.Module, sample: Tensor, convert: Convert = module_channels_last
+) -> str | None:
+    """:func:`channels_last_problem`, run once per model object and ``convert``.
+
+    A model whose class declares ``lenetish_fast_path`` is not checked.
+    """
+    if declares_fast_path(model):
+        return None
+    verdicts = _VERDICTS.setdefault(model, {})
+    if convert not in verdicts:
+        verdicts[convert] = channels_last_problem(model, sample, convert)
+    return verdicts[convert]
+
+
+def _compiled_wrapper_class() -> type | None:
+    # torch.compile(model) returns an OptimizedModule; only present once dynamo was imported.
+    module = sys.modules.get("torch._dynamo.eval_frame")
+    return getattr(module, "OptimizedModule", None) if module is not None else None
+
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that runs eagerly, in eval mode, sharing nothing with it.
+
+    A compiled model's copy runs its plain ``forward`` (a compiled wrapper would call the
+    original module, not the copy); the outputs are the same.
+
+    Raises:
+        Exception: whatever :func:`copy.deepcopy` raises for a model that cannot be copied.
+    """
+    wrapper = _compiled_wrapper_class()
+    if wrapper is not None and isinstance(model, wrapper):
+        wrapped = getattr(model, "_orig_mod")  # noqa: B009 - the network torch.compile wrapped
+        model = wrapped if isinstance(wrapped, nn.Module) else model
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            module._compiled_call_impl = None  # Module.compile(): points at the original
+    return twin.eval()
+
+
+LayoutRecord = list[tuple[Tensor, tuple[int, ...]]]
+
+
+def record_layout(model: nn.Module) -> LayoutRecord:
+    """Every parameter's and buffer's strides, for :func:`restore_layout`."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return [(tensor, tensor.stride()) for tensor in tensors]
+
+
+def _relaid(value: Tensor, stride: tuple[int, ...]) -> Tensor:
+    laid_out = torch.empty_strided(value.shape, stride, dtype=value.dtype, device=value.device)
+    return laid_out.copy_(value)
+
+
+def restore_layout(record: LayoutRecord) -> None:
+    """Give every recorded tensor (and a parameter's gradient) its recorded strides again.
+
+    The values are kept; only their order in memory changes back, so a user's model leaves
+    a fit laid out as it came (``safetensors`` refuses some channels-last tensors).
+    """
+    for tensor, stride in record:
+        if tensor.stride() != stride:
+            tensor.data = _relaid(tensor.data, stride)
+        grad = tensor.grad
+        if grad is not None and grad.shape == tensor.shape and grad.stride() != stride:
+            tensor.grad = _relaid(grad, stride)
+
+
+def match_optimizer_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Lay out every per-parameter optimizer state tensor like its parameter.
+
+    Fused and foreach optimizers read a state tensor in memory order, so a moment saved from
+    a channels-last fit and restored into a contiguous one (or the reverse) would update the
+    wrong elements. Values are kept; only their memory order changes.
+    """
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter)
+            if not state:
+                continue
+            for key, value in list(state.items()):
+                if (
+                    isinstance(value, Tensor)
+                    and value.shape == parameter.shape
+                    and value.dim() > 1
+                    and value.stride() != parameter.stride()
+                ):
+                    state[key] = _relaid(value, parameter.stride())
