@@ -24,12 +24,15 @@ from lenetish import (
     NotFittedError,
     SkipBatch,
     StopTraining,
+    TensorLoader,
     Trainer,
     TrainState,
     UnsupportedModelError,
     evaluate,
     make_loaders,
+    predict,
 )
+from lenetish.catalog import DATASETS
 from tests.blog_net import Net as BlogNet
 from tests.conftest import synthetic_digits
 from tests.training_helpers import (
@@ -746,3 +749,15 @@ def test_resuming_in_another_layout_trains_the_same_weights(tmp_path: Path) -> N
         finals.append(model.state_dict())
     for name, value in finals[0].items():
         assert torch.allclose(value, finals[1][name], atol=1e-5), name
+
+
+def test_a_fit_on_a_lenetish_loader_leaves_the_model_knowing_its_data() -> None:
+    """After fit on a Fashion-MNIST loader, predict uses Fashion's classes without dataset=."""
+    fashion = DATASETS["fashion-mnist"]
+    images, labels = synthetic_digits(32)
+    loader = TensorLoader(images.float().unsqueeze(1) / 255, labels, batch_size=16, info=fashion)
+    model = MNISTConvNet()
+    trainer = Trainer(model, epochs=1, device="cpu", progress=False)
+    trainer.fit(loader)
+    assert trainer.data_info is fashion
+    assert predict(model, torch.zeros(2, 28, 28)).classes == fashion.classes

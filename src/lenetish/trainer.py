@@ -34,7 +34,7 @@ from lenetish.fit_setup import (
     prepare_fit,
     restore_model,
 )
-from lenetish.identity import DatasetInfo
+from lenetish.identity import DatasetInfo, remember_dataset
 from lenetish.layout import match_optimizer_layout
 from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
@@ -121,8 +121,11 @@ class Trainer:
 
     Attributes:
         history: the :class:`~lenetish.History` of the latest fit.
-        data_info: the dataset the training data comes from (e.g. ``loaders.info``), set by
-            the caller; checkpoints then record it, for :func:`~lenetish.predict` and the CLI.
+        data_info: the dataset the training data comes from: set by the caller (e.g.
+            ``loaders.info``) or, when it is not, taken by :meth:`fit` from a lenetish
+            loader's ``info``. The fit attaches it to the model too, so :func:`~lenetish.
+            predict` and :func:`~lenetish.evaluate` prepare inputs as that data was made;
+            checkpoints record it.
 
     Under ``torchrun`` with several processes, :meth:`fit` trains data-parallel (see
     :doc:`/distributed`): ``self.model`` is the ``DistributedDataParallel`` wrapper during
@@ -368,6 +371,7 @@ class Trainer:
         check_reiterable(train=train, val=val)
         checkpoint = None if resume is None else load_checkpoint(resume)
         self.parallel = parallel = parallel_strategy(self.device)
+        self._remember_data(train)
         train = parallel.shard(train, role="training")
         val = None if val is None else parallel.shard(val, role="validation")
         steps_per_epoch = batch_count(train)
@@ -416,6 +420,18 @@ class Trainer:
         finally:
             restore_model(self, as_found)  # layout, compilation and mode as they came
         return self.history
+
+    def _remember_data(self, train: Iterable[Batch]) -> None:
+        """Record the training data's dataset on the trainer and the model (issue: forgetting).
+
+        ``data_info`` if set, else what a lenetish loader knows (``train.info``); the model
+        then carries it, so :func:`~lenetish.predict` and :func:`~lenetish.evaluate` prepare
+        inputs the way this data was made without ``dataset=``.
+        """
+        known = getattr(train, "info", None) if self.data_info is None else self.data_info
+        if isinstance(known, DatasetInfo):
+            self.data_info = known
+            remember_dataset(self.module, known)
 
     def call_hook(self, hook: str, *args: Any, reading: bool | None = None) -> None:
         """Run ``hook`` on every callback of the fit in order (a StopTraining stops the fit).
