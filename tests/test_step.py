@@ -32,7 +32,7 @@ gpu = pytest.mark.gpu
 def test_default_adam_trainer_on_cuda_would_capture() -> None:
     """With Adam, the built-in schedule and plain callbacks, nothing on CUDA blocks capture."""
     model = MNISTConvNet()
-    schedule = builtin_schedule("onecycle", lr=1e-3, epochs=1, steps_per_epoch=10)
+    schedule = builtin_schedule("onecycle", epochs=1, steps_per_epoch=10)
     assert schedule is not None
     request = CaptureRequest(
         cuda_graphs=True,
@@ -75,7 +75,7 @@ def _blockers(trainer: Trainer) -> list[str]:
     """The blockers of a fit by ``trainer`` as they would be on a CUDA device."""
     optimizer = trainer.configure_optimizers()
     callbacks = list(trainer.callbacks)
-    schedule = builtin_schedule(trainer.scheduler_spec, lr=trainer.lr, epochs=1, steps_per_epoch=1)
+    schedule = builtin_schedule(trainer.scheduler_spec, epochs=1, steps_per_epoch=1)
     request = CaptureRequest(
         cuda_graphs=trainer.cuda_graphs,
         settings=StepSettings(torch.device("cuda"), trainer.precision, trainer.grad_clip_norm),

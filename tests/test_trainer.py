@@ -761,3 +761,22 @@ def test_a_fit_on_a_lenetish_loader_leaves_the_model_knowing_its_data() -> None:
     trainer.fit(loader)
     assert trainer.data_info is fashion
     assert predict(model, torch.zeros(2, 28, 28)).classes == fashion.classes
+
+
+def test_onecycle_peaks_at_an_overridden_optimizers_own_lr() -> None:
+    """scheduler="onecycle" rises to the lr of the optimizer configure_optimizers returns."""
+    seen: list[float] = []
+
+    class SGDTrainer(Trainer):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.model.parameters(), lr=0.05)
+
+    class Watch(Callback):
+        def on_batch_start(self, trainer: Trainer, state: TrainState) -> None:
+            seen.append(float(trainer.optimizer.param_groups[0]["lr"]))
+
+    trainer = SGDTrainer(
+        MNISTConvNet(), epochs=2, scheduler="onecycle", device="cpu", callbacks=[Watch()]
+    )
+    trainer.fit(digit_batches(160, 16))
+    assert max(seen) == pytest.approx(0.05, rel=0.05)

@@ -91,7 +91,6 @@ def prepare_fit(
     trainer.criterion.reset()
     schedule = builtin_schedule(
         trainer.scheduler_spec,
-        lr=trainer.lr,
         epochs=trainer.epochs,
         steps_per_epoch=steps_per_epoch,
     )

@@ -71,8 +71,9 @@ class Trainer:
             model's parameters and returns an optimizer (then ``lr`` must be ``None``).
         lr: learning rate (default: 1e-3 for Adam, 0.1 for SGD, the seed's values).
         epochs: passes over the training data.
-        scheduler: ``None``; ``"onecycle"`` (one-cycle up to ``lr``, or to a callable
-            optimizer's own lr, stepped every batch);
+        scheduler: ``None``; ``"onecycle"`` (one-cycle up to the optimizer's own lr,
+            whatever built it: ``lr``, a callable, an overridden
+            :meth:`configure_optimizers`; stepped every batch);
             ``"step"`` (multiply by 0.7 after every epoch); or a callable that takes the
             optimizer and returns a scheduler stepped after every epoch (use the
             :class:`~lenetish.LRSchedule` callback for other intervals).

@@ -187,14 +187,14 @@ class TrainerSchedule(LRSchedule):
 def builtin_schedule(
     spec: str | SchedulerFactory | None,
     *,
-    lr: float | None,
     epochs: int,
     steps_per_epoch: int | None,
 ) -> LRSchedule | None:
     """The :class:`LRSchedule` for the Trainer's ``scheduler=`` setting (``None`` for none).
 
-    ``"onecycle"`` rises to ``lr`` (with a callable optimizer, to the lr it was built with)
-    and anneals over all steps; ``"step"`` multiplies the lr by
+    ``"onecycle"`` rises to the lr the optimizer was built with (each parameter group's own:
+    ``lr=``, a callable optimizer's or an overridden ``configure_optimizers``') and anneals
+    over all steps; ``"step"`` multiplies the lr by
     0.7 after every epoch; a callable is stepped after every epoch.
 
     Raises:
@@ -211,9 +211,10 @@ def builtin_schedule(
         total = epochs * steps_per_epoch
 
         def one_cycle(opt: Optimizer) -> LRScheduler:
-            # Up to lr=, or with a callable optimizer up to each group's own lr. Momentum
-            # stays fixed, so the schedule only changes the lr.
-            peak = lr if lr is not None else [float(group["lr"]) for group in opt.param_groups]
+            # Up to each group's own lr, whatever built the optimizer (lr=, a callable, an
+            # overridden configure_optimizers); a resumed group keeps the max_lr it recorded.
+            # Momentum stays fixed, so the schedule only changes the lr.
+            peak = [float(group.get("max_lr", group["lr"])) for group in opt.param_groups]
             return torch.optim.lr_scheduler.OneCycleLR(
                 opt, peak, total_steps=total, cycle_momentum=False
             )
