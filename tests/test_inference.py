@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from lenetish import InvalidArgumentError, MNISTConvNet, predict
 from lenetish._device import resolve_precision
 from lenetish.inference import as_model_list, inference, plan_inference, tta_views
+from lenetish.layout import compiled_forward
 from tests.blog_net import Net
 
 CPU = torch.device("cpu")
@@ -120,12 +121,12 @@ def test_a_compiled_models_copy_runs_its_own_weights() -> None:
     model = FlattenNet()
     model.compile()
     with inference([model], plan_inference(CPU, "32")) as (runner,):
-        assert runner._compiled_call_impl is None  # type: ignore[comparison-overlap]
+        assert compiled_forward(runner) is None
         with torch.no_grad():
             for parameter in runner.parameters():
                 parameter.zero_()
         assert torch.equal(runner(torch.rand(2, 1, 28, 28)), torch.zeros(2, 10))
-    assert model._compiled_call_impl is not None  # type: ignore[comparison-overlap]
+    assert compiled_forward(model) is not None
 
 
 def test_eight_threads_predicting_with_one_model_get_the_single_threaded_result() -> None:

@@ -33,6 +33,7 @@ from lenetish import (
     predict,
 )
 from lenetish.catalog import DATASETS
+from lenetish.layout import compiled_forward
 from tests.blog_net import Net as BlogNet
 from tests.conftest import synthetic_digits
 from tests.training_helpers import (
@@ -723,7 +724,7 @@ def test_a_fit_leaves_layout_mode_and_compilation_as_found(network: type[torch.n
     strides = _strides(model)
     Trainer(model, epochs=1, device="cpu", compile=True, progress=False).fit(digit_batches(16, 16))
     assert _strides(model) == strides and not model.training
-    assert vars(model).get("_compiled_call_impl") is None
+    assert compiled_forward(model) is None
     assert all(tensor.is_contiguous() for tensor in model.state_dict().values())
 
 

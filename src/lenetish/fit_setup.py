@@ -18,12 +18,14 @@ from lenetish.callbacks.schedules import builtin_schedule
 from lenetish.errors import InvalidArgumentError, UnsupportedModelError
 from lenetish.layout import (
     LayoutRecord,
+    compiled_forward,
     declares_fast_path,
     layout_verdict,
     match_optimizer_layout,
     module_channels_last,
     record_layout,
     restore_layout,
+    set_compiled_forward,
 )
 from lenetish.metrics import MetricSet
 from lenetish.resume import callbacks_by_key
@@ -221,7 +223,7 @@ class ModelAsFound:
     @classmethod
     def of(cls, model: nn.Module) -> ModelAsFound:
         """Record ``model`` as it is now."""
-        return cls(record_layout(model), model.training, vars(model).get("_compiled_call_impl"))
+        return cls(record_layout(model), model.training, compiled_forward(model))
 
 
 def restore_model(trainer: Trainer, found: ModelAsFound) -> None:
@@ -232,8 +234,8 @@ def restore_model(trainer: Trainer, found: ModelAsFound) -> None:
     """
     model = trainer.module
     restore_layout(found.layout)
-    if vars(model).get("_compiled_call_impl") is not found.compiled:
-        model._compiled_call_impl = found.compiled
+    if compiled_forward(model) is not found.compiled:
+        set_compiled_forward(model, found.compiled)
     model.train(found.training)
     if trainer.fitted_optimizer is not None:
         match_optimizer_layout(trainer.fitted_optimizer)

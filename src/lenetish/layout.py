@@ -22,6 +22,7 @@ import copy
 import sys
 import weakref
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,7 @@ __all__ = [
     "Convert",
     "LayoutRecord",
     "channels_last_problem",
+    "compiled_forward",
     "declares_fast_path",
     "layout_verdict",
     "match_optimizer_layout",
@@ -39,6 +41,7 @@ __all__ = [
     "private_copy",
     "record_layout",
     "restore_layout",
+    "set_compiled_forward",
     "strict_channels_last",
 ]
 
@@ -227,9 +230,26 @@ def private_copy(model: nn.Module) -> nn.Module:
         model = wrapped if isinstance(wrapped, nn.Module) else model
     twin = copy.deepcopy(model)
     for module in twin.modules():
-        if getattr(module, "_compiled_call_impl", None) is not None:
-            module._compiled_call_impl = None  # Module.compile(): points at the original
+        if compiled_forward(module) is not None:
+            set_compiled_forward(module, None)  # Module.compile()'s: calls the original
     return twin.eval()
+
+
+# torch has no public way to read or undo Module.compile(): it stores the compiled call in
+# the module's own attribute _compiled_call_impl (None when not compiled). These two
+# functions are the only places lenetish touches it.
+_COMPILED_CALL = "_compiled_call_impl"
+
+
+def compiled_forward(module: nn.Module) -> Callable[..., Any] | None:
+    """What :meth:`torch.nn.Module.compile` set on ``module`` (``None``: not compiled)."""
+    compiled = vars(module).get(_COMPILED_CALL)
+    return compiled if callable(compiled) else None
+
+
+def set_compiled_forward(module: nn.Module, compiled: Callable[..., Any] | None) -> None:
+    """Put back (or, with ``None``, remove) what :meth:`torch.nn.Module.compile` set."""
+    setattr(module, _COMPILED_CALL, compiled)
 
 
 LayoutRecord = list[tuple[Tensor, tuple[int, ...]]]
