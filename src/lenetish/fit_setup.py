@@ -28,6 +28,7 @@ from lenetish.layout import (
     set_compiled_forward,
 )
 from lenetish.metrics import MetricSet
+from lenetish.optimizer_config import unpack_optimizer_config
 from lenetish.resume import callbacks_by_key
 from lenetish.stack_fit import prepare_stack_fit
 from lenetish.step import CaptureRequest, EagerStep, StepSettings, make_step
@@ -104,7 +105,15 @@ def prepare_fit(
     callbacks_by_key(everyone)  # refuses two callbacks with one key, on every rank
     for callback in trainer.fit_callbacks:
         callback.reset()
-    trainer.fitted_optimizer = optimizer = trainer.configure_optimizers()
+    optimizer, returned = unpack_optimizer_config(trainer.configure_optimizers())
+    trainer.fitted_optimizer = optimizer
+    if returned is not None:
+        if schedule is not None:
+            raise InvalidArgumentError(
+                f"configure_optimizers returned a scheduler and scheduler="
+                f"{trainer.scheduler_spec!r} is set too; keep one of them"
+            )
+        trainer.fit_callbacks = sorted([*trainer.fit_callbacks, returned], key=lambda c: c.order)
     trainer.metric_sets = (
         MetricSet(trainer.metrics, trainer.device),
         MetricSet(trainer.metrics, trainer.device),

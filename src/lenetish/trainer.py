@@ -39,6 +39,7 @@ from lenetish.layout import match_optimizer_layout
 from lenetish.loop import Batch, run_epoch
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet, check_logged
+from lenetish.optimizer_config import OptimizerConfig
 from lenetish.parallel import ParallelStrategy, SingleProcess, parallel_strategy
 from lenetish.resume import checkpoint_state, restore_training_state
 from lenetish.state import BatchOutput, TrainState
@@ -243,8 +244,25 @@ class Trainer:
 
     # ---- seams for subclasses -------------------------------------------------------------
 
-    def configure_optimizers(self) -> Optimizer:
-        """Build the optimizer from the constructor's settings (override to customise)."""
+    def configure_optimizers(self) -> OptimizerConfig:
+        """Build the optimizer from the constructor's settings (override to customise).
+
+        An override may return an optimizer, ``(optimizer, scheduler)``, or Lightning's
+        ``{"optimizer": ..., "lr_scheduler": scheduler or {"scheduler": ..., "interval":
+        "epoch" or "step", "monitor": ...}}``; a returned scheduler is stepped every epoch
+        (or step) and resumes like ``scheduler=`` (see :mod:`lenetish.optimizer_config`).
+
+        Example:
+            >>> from lenetish import MNISTConvNet
+            >>> class SGDTrainer(Trainer):
+            ...     def configure_optimizers(self):
+            ...         optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05)
+            ...         return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5)
+            >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+            >>> history = SGDTrainer(MNISTConvNet(), epochs=2, device="cpu").fit(batches)
+            >>> [round(row["lr"], 3) for row in history]
+            [0.05, 0.025]
+        """
         parameters = self.model.parameters()
         if callable(self.optimizer_spec):
             return self.optimizer_spec(parameters)
@@ -332,6 +350,26 @@ class Trainer:
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed).
+
+        Called between epochs (``on_epoch_end``, as :class:`~lenetish.ModelCheckpoint` does,
+        or after :meth:`fit`), the checkpoint holds the epochs finished so far. Called while an
+        epoch's training batches run (from ``on_epoch_start`` to the last batch's
+        ``on_batch_end``, e.g. every N steps from ``on_batch_end``), it holds that epoch as
+        unfinished: how many of its batches were done, the random state at the epoch's start
+        and at the save, and its running loss, accuracy, metrics and ``trainer.log`` values. A
+        fit resumed from it runs that epoch again from ``on_epoch_start``, draws the batches
+        in the same order, skips the ones already trained (no hooks run for them), puts the
+        random state of the save back and goes on, so its weights and History are
+        bit-identical to an uninterrupted run (with ``precision="32"`` and deterministic
+        kernels). Training those batches a second time could not be.
+
+        That holds when it is called from ``on_batch_end`` by a callback that runs after the
+        others with state (a higher ``order``; the built-in schedules and :class:`~lenetish.EMA`
+        run early), or from ``on_epoch_start``. From inside a step (``on_before_backward``,
+        ``on_before_optimizer_step``) the batch is trained again, with another random state.
+        Metric objects (``update``/``compute``/``reset``) save no state, so a resumed
+        epoch's value of theirs counts only the batches after the resume; a run of several
+        processes resumes from rank 0's random state. Both are logged when resuming.
 
         In a distributed fit only rank 0 writes; on the other ranks this does nothing.
         """
