@@ -335,3 +335,65 @@ def test_restore_best_with_an_ema_applied_at_the_end_warns() -> None:
     stopper = EarlyStopping("loss", restore_best=True)
     with pytest.warns(UserWarning, match="EarlyStopping's best epoch wins"):
         quick_trainer(callbacks=[EMA(), stopper]).fit(digit_batches(10, 10))
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "k", "kept"),
+    [
+        ([math.nan, 8, 7, 5], "min", 1, ["04.pt"]),
+        ([math.nan, 5, 7, 8], "max", 1, ["04.pt"]),
+        ([8, math.nan, 7, 5], "min", 2, ["03.pt", "04.pt"]),
+        ([5, math.nan, 7, 8], "max", 2, ["03.pt", "04.pt"]),
+    ],
+)
+def test_a_nan_value_ranks_worst_in_the_top_k_and_its_file_is_pruned(
+    tmp_path: Path, values: list[float], mode: Any, k: int, kept: list[str]
+) -> None:
+    """NaN is the worst value in either mode: better epochs displace it and delete its file."""
+    saver = ModelCheckpoint(
+        tmp_path,
+        monitor="score",
+        mode=mode,
+        save_top_k=k,
+        save_last=False,
+        filename="{epoch:02d}.pt",
+    )
+    quick_trainer(epochs=4, callbacks=[Scripted(values), saver]).fit(digit_batches(10, 10))
+    assert sorted(path.name for path in tmp_path.glob("*.pt")) == kept
+    assert sorted(name for _, name in saver.top) == kept
+    assert not any(math.isnan(value) for value, _ in saver.top)
+
+
+def test_a_top_k_file_holds_its_own_epoch_in_the_saved_state(tmp_path: Path) -> None:
+    """The checkpoint's ModelCheckpoint state already counts the epoch it was written for."""
+    saver = ModelCheckpoint(
+        tmp_path, monitor="score", mode="min", save_best=True, save_top_k=2, filename="{epoch}.pt"
+    )
+    quick_trainer(epochs=2, callbacks=[Scripted([5, 3]), saver]).fit(digit_batches(10, 10))
+    state = load_checkpoint(tmp_path / "2.pt")["callbacks"][saver.state_key]
+    assert (state["best"], state["best_epoch"]) == (3, 2)
+    assert [name for _, name in state["top"]] == ["2.pt", "1.pt"]
+
+
+def test_resuming_from_a_top_k_file_keeps_a_better_best(tmp_path: Path) -> None:
+    """A fit resumed from epoch 2's top-k file does not replace best.pt with a worse epoch 3."""
+
+    def saver() -> ModelCheckpoint:
+        return ModelCheckpoint(
+            tmp_path,
+            monitor="score",
+            mode="min",
+            save_best=True,
+            save_top_k=2,
+            filename="{epoch}.pt",
+        )
+
+    quick_trainer(epochs=2, callbacks=[Scripted([5, 3]), saver()]).fit(digit_batches(10, 10))
+    resumed = saver()
+    quick_trainer(epochs=3, callbacks=[Scripted([5, 3, 4]), resumed]).fit(
+        digit_batches(10, 10), resume=tmp_path / "2.pt"
+    )
+    assert load_checkpoint(resumed.best_path)["epoch"] == 2
+    assert (resumed.watch.best, resumed.watch.best_epoch) == (3, 2)
+    assert [name for _, name in resumed.top] == ["2.pt", "3.pt"]
+    assert not (tmp_path / "1.pt").exists()

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
 
-from lenetish import Callback, EarlyStopping, ModelCheckpoint, Trainer, TrainState
+from lenetish import (
+    BatchOutput,
+    Callback,
+    CheckpointError,
+    EarlyStopping,
+    MNISTConvNet,
+    ModelCheckpoint,
+    TensorLoader,
+    Trainer,
+    TrainState,
+)
 from lenetish.checkpoint import load_checkpoint, save_checkpoint
 from tests.training_helpers import digit_batches, quick_trainer
 
@@ -105,3 +119,114 @@ def test_a_callback_missing_from_the_checkpoint_starts_fresh_with_a_warning(
         quick_trainer(epochs=3, callbacks=[late]).fit(digit_batches(20, 10), resume=checkpoint)
     assert "no state for callback late" in caplog.text
     assert late.total == 5
+
+
+def test_resuming_a_finished_run_with_fewer_epochs_is_refused(tmp_path: Path) -> None:
+    """A 4-epoch last.pt resumed with epochs=1 raises instead of training nothing."""
+    quick_trainer(epochs=4, callbacks=[ModelCheckpoint(tmp_path)]).fit(digit_batches(10, 10))
+    with pytest.raises(CheckpointError, match=r"already trained 4 epochs.*pass epochs > 4"):
+        quick_trainer(epochs=1).fit(digit_batches(10, 10), resume=tmp_path / "last.pt")
+
+
+def test_resuming_a_finished_run_with_its_own_epochs_trains_nothing(tmp_path: Path) -> None:
+    """A resume with the checkpoint's own epoch count is a finished run: no error, no epoch."""
+    quick_trainer(epochs=2, callbacks=[ModelCheckpoint(tmp_path)]).fit(digit_batches(10, 10))
+    history = quick_trainer(epochs=2).fit(digit_batches(10, 10), resume=tmp_path / "last.pt")
+    assert [row["epoch"] for row in history] == [1, 2]
+
+
+def test_a_saved_callback_state_without_its_callback_warns(tmp_path: Path) -> None:
+    """A state no callback of the resumed fit claims is named in a warning saying to add it."""
+    checkpoint = _two_epochs(tmp_path, [Tally("a", 1)])
+    saver = ModelCheckpoint(tmp_path)
+    with pytest.warns(UserWarning, match=r"state of callback 'a'.*dropped.*add the callback"):
+        quick_trainer(epochs=3, callbacks=[saver]).fit(digit_batches(20, 10), resume=checkpoint)
+
+
+class SaveAtStep(Callback):
+    """Writes a checkpoint from on_batch_end after one optimizer step, then (maybe) stops."""
+
+    def __init__(self, step: int, path: Path, *, stop: bool = True) -> None:
+        self.step, self.path, self.stop = step, path, stop
+
+    def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+        if state.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = self.stop
+
+
+def _train(kind: str) -> Iterable[tuple[Tensor, Tensor]]:
+    """Six batches of ten digits per epoch: as a list, a shuffling TensorLoader or DataLoader."""
+    batches = digit_batches(60, 10)
+    if kind == "list":
+        return batches
+    images = torch.cat([images for images, _ in batches])
+    labels = torch.cat([labels for _, labels in batches])
+    if kind == "tensor_loader":
+        return TensorLoader(images, labels, batch_size=10, shuffle=True, seed=5)
+    return DataLoader(TensorDataset(images, labels), batch_size=10, shuffle=True)
+
+
+def _dropout_trainer(weights_seed: int, callbacks: list[Callback] | None = None) -> Trainer:
+    """A seeded 2-epoch CPU fit whose result depends on torch's RNG (dropout) and the lr plan."""
+    torch.manual_seed(weights_seed)
+    return Trainer(
+        MNISTConvNet(dropout=0.3),
+        optimizer="sgd",
+        lr=0.05,
+        epochs=2,
+        scheduler="onecycle",
+        callbacks=callbacks or [],
+        device="cpu",
+        precision="32",
+        seed=3,
+        progress=False,
+    )
+
+
+def _rows(history: Iterable[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.mark.parametrize("kind", ["list", "tensor_loader", "data_loader"])
+@pytest.mark.parametrize("step", [8, 6, 12], ids=["inside-epoch-2", "end-of-epoch-1", "last"])
+def test_a_mid_epoch_checkpoint_resumes_bit_identical_to_an_uninterrupted_run(
+    tmp_path: Path, kind: str, step: int
+) -> None:
+    """A fit stopped after a checkpoint written in on_batch_end resumes to the same weights."""
+    straight = _dropout_trainer(0)
+    expected = straight.fit(_train(kind))
+    _dropout_trainer(0, [SaveAtStep(step, tmp_path / "mid.pt")]).fit(_train(kind))
+    resumed = _dropout_trainer(1)
+    history = resumed.fit(_train(kind), resume=tmp_path / "mid.pt")
+    for name, weights in straight.model.state_dict().items():
+        assert torch.equal(weights, resumed.model.state_dict()[name]), name
+    assert _rows(history) == _rows(expected)
+
+
+def test_a_checkpoint_written_inside_an_epoch_records_it_as_unfinished(tmp_path: Path) -> None:
+    """Two batches into epoch 2: one epoch finished, two batches of the next done."""
+    _dropout_trainer(0, [SaveAtStep(8, tmp_path / "mid.pt", stop=False)]).fit(_train("list"))
+    checkpoint = load_checkpoint(tmp_path / "mid.pt")
+    assert (checkpoint["epoch"], checkpoint["mid_epoch"]["batches_done"]) == (1, 2)
+    assert checkpoint["global_step"] == 8
+    assert len(checkpoint["callbacks"]["lenetish.History"]["rows"]) == 1
+
+
+def test_a_mid_epoch_checkpoint_with_fewer_batches_is_refused(tmp_path: Path) -> None:
+    """Resuming after batch 4 of an epoch with a 2-batch loader names both counts."""
+    _dropout_trainer(0, [SaveAtStep(4, tmp_path / "mid.pt")]).fit(_train("list"))
+    with pytest.raises(CheckpointError, match=r"after 4 batches of epoch 1.*loader has 2"):
+        _dropout_trainer(0).fit(digit_batches(60, 10)[:2], resume=tmp_path / "mid.pt")
+
+
+def test_resuming_a_mid_epoch_checkpoint_needs_epochs_to_reach_that_epoch(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint inside epoch 2 resumed with epochs=1 says it already trained 1 epoch."""
+    _dropout_trainer(0, [SaveAtStep(8, tmp_path / "mid.pt")]).fit(_train("list"))
+    trainer = quick_trainer(epochs=1, optimizer="sgd", lr=0.05, scheduler="onecycle")
+    with pytest.raises(
+        CheckpointError, match=r"already trained 1 epoch and part of epoch 2.*epochs > 1"
+    ):
+        trainer.fit(_train("list"), resume=tmp_path / "mid.pt")

@@ -77,6 +77,8 @@ def check_training_checkpoint(
         _check_scaler(checkpoint.get("scaler"))
         _check_callbacks(checkpoint["callbacks"])
         _check_rng(checkpoint["rng"])
+        if checkpoint.get("mid_epoch") is not None:
+            _check_mid_epoch(checkpoint["mid_epoch"])
     except _Refusal as refusal:
         raise CheckpointError(
             f"{source} is damaged: {refusal}; resume from another checkpoint (e.g. best.pt or "
@@ -204,11 +206,11 @@ def _check_callbacks(callbacks: object) -> None:
         _mapping(state, f"callbacks[{key!r}]")
 
 
-def _check_rng(rng: object) -> None:
-    rng = _mapping(rng, "rng")
+def _check_rng(rng: object, field: str = "rng") -> None:
+    rng = _mapping(rng, field)
     for key in ("python", "numpy", "torch", "cuda"):
         if key not in rng:
-            raise _Refusal(f"rng.{key}", "is missing")
+            raise _Refusal(f"{field}.{key}", "is missing")
     python = rng["python"]
     if not (
         isinstance(python, (tuple, list))
@@ -218,24 +220,47 @@ def _check_rng(rng: object) -> None:
         and all(isinstance(word, int) and 0 <= word < 2**32 for word in python[1])
         and (python[2] is None or isinstance(python[2], float))
     ):
-        raise _Refusal("rng.python", "is not a state of Python's random module")
-    numpy = _mapping(rng["numpy"], "rng.numpy")
-    keys = _plain_tensor(numpy.get("keys"), "rng.numpy.keys")
+        raise _Refusal(f"{field}.python", "is not a state of Python's random module")
+    numpy = _mapping(rng["numpy"], f"{field}.numpy")
+    keys = _plain_tensor(numpy.get("keys"), f"{field}.numpy.keys")
     if keys.shape != (_NUMPY_KEYS,) or keys.dtype != torch.int64:
-        raise _Refusal("rng.numpy.keys", f"must be {_NUMPY_KEYS} int64 words")
-    _count(numpy.get("position"), "rng.numpy.position", low=0)
+        raise _Refusal(f"{field}.numpy.keys", f"must be {_NUMPY_KEYS} int64 words")
+    _count(numpy.get("position"), f"{field}.numpy.position", low=0)
     if numpy.get("has_gauss") not in (0, 1) or not isinstance(
         numpy.get("cached_gaussian"), (int, float)
     ):
-        raise _Refusal("rng.numpy", "has a bad Gaussian cache")
-    state = _plain_tensor(rng["torch"], "rng.torch")
+        raise _Refusal(f"{field}.numpy", "has a bad Gaussian cache")
+    state = _plain_tensor(rng["torch"], f"{field}.torch")
     expected = torch.get_rng_state()
     if state.shape != expected.shape or state.dtype != expected.dtype:
-        raise _Refusal("rng.torch", f"must be {expected.numel()} bytes")
+        raise _Refusal(f"{field}.torch", f"must be {expected.numel()} bytes")
     cuda = rng["cuda"]
     if not isinstance(cuda, (list, tuple)) or len(cuda) > 1024:
-        raise _Refusal("rng.cuda", "must be a list of generator states")
+        raise _Refusal(f"{field}.cuda", "must be a list of generator states")
     for index, device_state in enumerate(cuda):
-        tensor = _plain_tensor(device_state, f"rng.cuda[{index}]")
+        tensor = _plain_tensor(device_state, f"{field}.cuda[{index}]")
         if tensor.dtype != torch.uint8 or tensor.dim() != 1 or tensor.numel() > _CUDA_STATE_BYTES:
-            raise _Refusal(f"rng.cuda[{index}]", "is not a CUDA generator state")
+            raise _Refusal(f"{field}.cuda[{index}]", "is not a CUDA generator state")
+
+
+def _check_mid_epoch(mid_epoch: object) -> None:
+    """The part of a checkpoint written inside an epoch (see ``lenetish.resume``)."""
+    mid_epoch = _mapping(mid_epoch, "mid_epoch")
+    for key in ("batches_done", "rng", "score", "metrics", "logged"):
+        if key not in mid_epoch:
+            raise _Refusal(f"mid_epoch.{key}", "is missing")
+    _count(mid_epoch["batches_done"], "mid_epoch.batches_done", low=0)
+    _check_rng(mid_epoch["rng"], "mid_epoch.rng")
+    for key in ("score", "metrics"):  # their contents are checked as they load
+        for name, value in _mapping(mid_epoch[key], f"mid_epoch.{key}").items():
+            if isinstance(value, Tensor):
+                _plain_tensor(value, f"mid_epoch.{key}[{name!r}]")
+    for name, value in _mapping(mid_epoch["logged"], "mid_epoch.logged").items():
+        field = f"mid_epoch.logged[{name!r}]"
+        if not isinstance(name, str):
+            raise _Refusal("mid_epoch.logged", f"has a key {name!r} that is not a name")
+        if isinstance(value, Tensor):
+            if _plain_tensor(value, field).numel() != 1:
+                raise _Refusal(field, "must hold one number")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Refusal(field, f"must be a number, not {type(value).__name__}")

@@ -19,6 +19,7 @@ from lenetish.callbacks import SkipBatch, StopTraining
 from lenetish.errors import InvalidArgumentError
 from lenetish.fit_setup import settle_layout
 from lenetish.loaders import tell_epoch
+from lenetish.resume import resumed_batches, start_epoch_progress
 from lenetish.stack_fit import fit_score
 from lenetish.state import BatchOutput
 from lenetish.step import StepSettings, evaluation_mode
@@ -44,14 +45,15 @@ def run_epoch(
     state.epoch, state.batch_index = epoch, 0
     tell_epoch(train, epoch)
     parallel.seed_epoch(epoch)
+    # From here to the end of the last batch a checkpoint resumes inside this epoch.
+    state.progress = progress = start_epoch_progress(trainer)
+    score, metric_set = progress.score, progress.metric_set
     started = time.monotonic()
     trainer.model.train()
     trainer.logged, trainer.logging_open = {}, True
     trainer.call_hook("on_epoch_start")
-    score, metric_set = fit_score(trainer, smoothing=True), trainer.metric_sets[0]
-    metric_set.reset()
     batch_index = -1
-    for batch_index, (images, labels) in enumerate(train):
+    for batch_index, (images, labels) in resumed_batches(trainer, enumerate(train)):
         if parallel.agree_to_stop(trainer.should_stop):
             trainer.logging_open = False
             return False
@@ -59,13 +61,16 @@ def run_epoch(
         try:
             output = _train_batch(trainer, *_on_device(trainer, images, labels))
         except SkipBatch:
+            progress.pending, progress.batches_done = None, batch_index + 1
             continue
         except StopTraining:
             trainer.should_stop = True
             continue
         score.add(output.loss, output.logits, output.targets)
         metric_set.update(output.logits, output.targets)
-    if batch_index < 0:
+        progress.pending, progress.batches_done = None, batch_index + 1
+    state.progress = None  # every batch done: a checkpoint now holds the epoch as finished
+    if batch_index < 0 and not progress.batches_done:  # (a resume may have skipped them all)
         raise InvalidArgumentError(
             f"the training loader yielded no batches in epoch {epoch + 1}; give fit() "
             "batches it can iterate every epoch"
@@ -107,6 +112,8 @@ def _train_batch(trainer: Trainer, images: Tensor, labels: Tensor) -> BatchOutpu
     state.global_step += 1
     detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
     state.last_loss = detached.loss
+    if state.progress is not None:  # trained, counted after on_batch_end (see resume.py)
+        state.progress.pending = detached
     lr = trainer.optimizer.param_groups[0]["lr"]
     if not isinstance(lr, Tensor):  # a tensor lr is read once per epoch (no sync here)
         state.lr = float(lr)

@@ -117,6 +117,48 @@ class RunningScore:
             f"{prefix}accuracy": int(self._correct) / self._seen,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums and count, for a checkpoint written in the middle of an epoch.
+
+        Every tensor and integer attribute is saved, so a subclass's own sums come too.
+
+        Example:
+            >>> score = RunningScore(torch.device("cpu"))
+            >>> score.add(torch.tensor(0.5), torch.tensor([[0.0, -9.0]]), torch.tensor([0]))
+            >>> again = RunningScore(torch.device("cpu"))
+            >>> again.load_state_dict(score.state_dict())
+            >>> again.metrics()
+            {'loss': 0.5, 'accuracy': 1.0}
+        """
+        return {
+            name: value.detach().clone() if isinstance(value, Tensor) else value
+            for name, value in vars(self).items()
+            if isinstance(value, (Tensor, int)) and not isinstance(value, bool)
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`: the same fields, tensor shapes and dtypes.
+
+        Raises:
+            KeyError: a field is missing.
+            ValueError: a field has another type, shape or dtype.
+        """
+        for name, current in self.state_dict().items():
+            saved = state[name]
+            if isinstance(current, Tensor):
+                if not isinstance(saved, Tensor) or (saved.shape, saved.dtype) != (
+                    current.shape,
+                    current.dtype,
+                ):
+                    raise ValueError(
+                        f"{name} must be a {current.dtype} tensor of shape {tuple(current.shape)}"
+                    )
+                setattr(self, name, saved.to(current.device).clone())
+            elif isinstance(saved, bool) or not isinstance(saved, int) or saved < 0:
+                raise ValueError(f"{name} must be an integer >= 0, not {saved!r}")
+            else:
+                setattr(self, name, saved)
+
     def all_reduce(self) -> None:
         """Replace this process's sums by the sums over every process of the group.
 
@@ -249,6 +291,37 @@ class MetricSet:
             value = _scalar(name, metric.compute(), self.device) if self.seen else math.nan
             values[f"{prefix}{name}"] = float(value)
         return values
+
+    def state_dict(self) -> dict[str, Any]:
+        """The functions' running sums and the count, for a checkpoint written mid-epoch.
+
+        Metric objects keep their own state, which is not saved: after a resume they count
+        only the batches trained since (a resume logs which; see :mod:`lenetish.resume`).
+        """
+        return {
+            "sums": {name: total.detach().clone() for name, total in self.sums.items()},
+            "seen": self.seen,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the same function metrics).
+
+        Raises:
+            KeyError: a field or a metric is missing.
+            ValueError: the metrics differ, or a sum is not a float64 scalar tensor.
+        """
+        sums, seen = state["sums"], state["seen"]
+        if set(sums) != set(self.sums):
+            raise ValueError(
+                f"the saved metrics {sorted(sums)} are not this fit's {sorted(self.sums)}"
+            )
+        for name, total in sums.items():
+            if not isinstance(total, Tensor) or (total.shape, total.dtype) != ((), torch.float64):
+                raise ValueError(f"the sum of metric {name!r} must be a float64 scalar tensor")
+        if isinstance(seen, bool) or not isinstance(seen, int) or seen < 0:
+            raise ValueError(f"seen must be an integer >= 0, not {seen!r}")
+        self.sums = {name: sums[name].to(self.device).clone() for name in self.sums}
+        self.seen = seen
 
     def all_reduce(self) -> None:
         """Sum the functions' totals over every process (objects synchronise themselves)."""

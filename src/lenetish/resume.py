@@ -5,23 +5,53 @@
 ``Trainer.fit(resume=...)`` does) live side by side so that each field written by one is
 read by the other. Callback states are keyed by :attr:`Callback.state_key
 <lenetish.Callback.state_key>`, so the order of the callbacks may change between runs.
+
+A checkpoint written while an epoch's training batches run (from ``on_epoch_start`` to the
+last batch's ``on_batch_end``) holds that epoch as unfinished: ``epoch`` counts the finished
+epochs, ``rng`` is the random state at the start of the unfinished one, and ``mid_epoch``
+holds how many of its batches were done, the random state when it was written, and the
+epoch's running training score and logged values. A fit resumed from it starts that epoch
+again, draws its batches in the same order, skips those already trained
+(:func:`resumed_batches`), then puts the random state of the save back, so it goes on exactly
+as the interrupted fit did.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from torch import Tensor
 
 from lenetish.callbacks import Callback
-from lenetish.checkpoint import CHECKPOINT_FORMAT_VERSION, capture_rng_state, load_model_state
+from lenetish.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    capture_rng_state,
+    load_model_state,
+    restore_rng_state,
+)
 from lenetish.checkpoint_checks import check_training_checkpoint
 from lenetish.errors import CheckpointError, InvalidArgumentError
+from lenetish.stack_fit import fit_score
+from lenetish.state import EpochProgress
 
 if TYPE_CHECKING:
     from lenetish.trainer import Trainer
 
-__all__ = ["callbacks_by_key", "checkpoint_state", "has_state", "restore_training_state"]
+__all__ = [
+    "callbacks_by_key",
+    "checkpoint_state",
+    "has_state",
+    "restore_training_state",
+    "resumed_batches",
+    "start_epoch_progress",
+]
+
+T = TypeVar("T")
+_END = object()  # what next() returns at the end of the loader
 
 logger = logging.getLogger("lenetish")
 
@@ -63,10 +93,16 @@ def _legacy_keys(callbacks: Iterable[Callback]) -> dict[str, Callback]:
 
 
 def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
-    """Everything needed to resume ``trainer``'s fit exactly, as plain containers and tensors."""
+    """Everything needed to resume ``trainer``'s fit exactly, as plain containers and tensors.
+
+    Inside an epoch's training batches the epoch is recorded as unfinished, with a
+    ``mid_epoch`` part (see the module's docstring).
+    """
     scaler = None if trainer.step is None else trainer.step.scaler
     optimizer = trainer.fitted_optimizer
     callbacks = trainer.fit_callbacks or trainer.callbacks
+    progress = trainer.state.progress
+    mid_epoch = None if progress is None else _mid_epoch_state(trainer, progress)
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": trainer.module.state_dict(),
@@ -74,18 +110,86 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "optimizer_class": type(optimizer).__name__,
         "scaler": None if scaler is None else scaler.state_dict(),
-        "epoch": trainer.state.epoch + 1,
+        # finished epochs; an unfinished one is resumed from its start (see mid_epoch)
+        "epoch": trainer.state.epoch + (1 if progress is None else 0),
         "epochs_planned": trainer.epochs,
         "global_step": trainer.state.global_step,
         "callbacks": {
             key: callback.state_dict() for key, callback in callbacks_by_key(callbacks).items()
         },
-        "rng": capture_rng_state(),
+        "rng": capture_rng_state() if progress is None else progress.rng,
+        **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
         "world_size": trainer.world_size,
         "rank_seed": trainer.parallel.rank_seed,
         # the dataset the data came from, when the caller told the trainer (issue 17)
         **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
     }
+
+
+def _mid_epoch_state(trainer: Trainer, progress: EpochProgress) -> dict[str, Any]:
+    """How far the unfinished epoch got: batches done, random state, running score, logs."""
+    score, metric_set, done = progress.score, progress.metric_set, progress.batches_done
+    pending = progress.pending
+    if pending is not None:
+        # Written from on_batch_end: count the batch, as the loop does once the hook returns.
+        score, metric_set = copy.deepcopy(score), copy.deepcopy(metric_set)
+        score.add(pending.loss, pending.logits, pending.targets)
+        metric_set.update(pending.logits, pending.targets)
+        done += 1
+    return {
+        "batches_done": done,
+        "rng": capture_rng_state(),
+        "score": score.state_dict(),
+        "metrics": metric_set.state_dict(),
+        "logged": {
+            name: value.detach().clone() if isinstance(value, Tensor) else float(value)
+            for name, value in trainer.logged.items()
+        },
+    }
+
+
+def start_epoch_progress(trainer: Trainer) -> EpochProgress:
+    """The record of a starting epoch: random state now, a fresh training score.
+
+    Called by the loop at the start of every epoch, before ``on_epoch_start``; a checkpoint
+    written from then until the end of the epoch's last batch resumes inside the epoch.
+    """
+    metric_set = trainer.metric_sets[0]
+    metric_set.reset()
+    return EpochProgress(capture_rng_state(), fit_score(trainer, smoothing=True), metric_set)
+
+
+def resumed_batches(trainer: Trainer, batches: Iterable[T]) -> Iterator[T]:
+    """``batches``, less those a mid-epoch checkpoint had already trained.
+
+    In the first epoch of a fit resumed from a checkpoint written inside that epoch, the
+    running score and the logged values of the checkpoint are put back, the batches it had
+    done are drawn and dropped (so the loader's order and any random numbers it draws are as
+    before), and then the random state of the save is restored. Every other epoch gets
+    ``batches`` unchanged.
+
+    Raises:
+        CheckpointError: the loader yields fewer batches than the checkpoint had done.
+    """
+    state, progress = trainer.state, trainer.state.progress
+    point, state.resume_point = state.resume_point, None
+    if point is None or progress is None:
+        yield from batches
+        return
+    progress.score.load_state_dict(point["score"])  # checked by restore_training_state
+    progress.metric_set.load_state_dict(point["metrics"])
+    trainer.logged.update(point["logged"])
+    iterator = iter(batches)
+    for skipped in range(point["batches_done"]):
+        if next(iterator, _END) is _END:
+            raise CheckpointError(
+                f"the checkpoint was written after {point['batches_done']} batches of epoch "
+                f"{state.epoch + 1}, but the training loader now yields {skipped}; resume "
+                "with the training data of the run that wrote it"
+            )
+    progress.batches_done = point["batches_done"]
+    restore_rng_state(point["rng"])
+    yield from iterator
 
 
 def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source: str) -> None:
@@ -109,6 +213,10 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
     check_training_checkpoint(
         checkpoint, model=trainer.module, optimizer=trainer.optimizer, source=source
     )
+    mid_epoch = checkpoint.get("mid_epoch")
+    _check_epochs_left(trainer, checkpoint["epoch"], mid_epoch is not None, source)
+    if mid_epoch is not None:
+        _check_mid_epoch(trainer, mid_epoch, checkpoint["epoch"], source)
     load_model_state(trainer.module, checkpoint["model"], source=source)
     planned = checkpoint.get("epochs_planned", trainer.epochs)
     if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
@@ -130,17 +238,81 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
         scaler.load_state_dict(checkpoint["scaler"])
     trainer.state.epoch = checkpoint["epoch"]
     trainer.state.global_step = checkpoint["global_step"]
+    trainer.state.resume_point = mid_epoch
     _restore_callbacks(trainer.fit_callbacks, checkpoint["callbacks"], source)
 
 
+def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source: str) -> None:
+    """Refuse a resume that would train nothing of a checkpoint with more epochs than asked.
+
+    Raises:
+        CheckpointError: ``epochs`` is below the checkpoint's finished epochs, or, for a
+            checkpoint written inside an epoch, does not reach that epoch.
+    """
+    if finished > trainer.epochs or (unfinished and finished >= trainer.epochs):
+        trained = f"{finished} epoch{'' if finished == 1 else 's'}"
+        part = f" and part of epoch {finished + 1}" if unfinished else ""
+        raise CheckpointError(
+            f"{source} has already trained {trained}{part}, and this trainer has "
+            f"epochs={trainer.epochs}, so the resumed fit would train nothing; pass epochs > "
+            f"{finished} (the total number of epochs, e.g. epochs={finished + 1})"
+        )
+
+
+def _check_mid_epoch(trainer: Trainer, mid_epoch: dict[str, Any], epoch: int, source: str) -> None:
+    """Refuse a mid-epoch part that does not fit this fit; log what it cannot make exact.
+
+    Raises:
+        CheckpointError: its running score does not load into this fit's, or it had done
+            more batches than the training loader has.
+    """
+    steps = trainer.state.steps_per_epoch
+    if steps is not None and mid_epoch["batches_done"] > steps:
+        raise CheckpointError(
+            f"{source} was written after {mid_epoch['batches_done']} batches of epoch "
+            f"{epoch + 1}, but the training loader has {steps}; resume with the training data "
+            "of the run that wrote it"
+        )
+    try:  # the loop loads them for real at the epoch's start
+        fit_score(trainer, smoothing=True).load_state_dict(mid_epoch["score"])
+        copy.deepcopy(trainer.metric_sets[0]).load_state_dict(mid_epoch["metrics"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{source} is damaged or from another setup: the running score of its unfinished "
+            f"epoch {epoch + 1} does not load ({type(exc).__name__}: {exc}); resume with the "
+            "same metrics= (and model), or from a checkpoint written at an epoch's end"
+        ) from exc
+    objects = sorted(getattr(trainer.metric_sets[0], "objects", {}))
+    if objects:
+        logger.warning(
+            "resuming inside epoch %d: metric objects %s keep no state in a checkpoint, so "
+            "their value for that epoch counts only the batches trained after the resume",
+            epoch + 1,
+            ", ".join(objects),
+        )
+    if trainer.world_size > 1:
+        logger.warning(
+            "resuming inside epoch %d in a run of %d processes: every process continues from "
+            "rank 0's random state and running score, so that epoch is not bit-identical to "
+            "an uninterrupted run (checkpoints written at an epoch's end are)",
+            epoch + 1,
+            trainer.world_size,
+        )
+
+
 def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: str) -> None:
-    """Give each callback the state saved under its key (or under its 0.1-style key)."""
+    """Give each callback the state saved under its key (or under its 0.1-style key).
+
+    A saved state that no callback of this fit claims is named in a ``UserWarning``.
+    """
     legacy = {id(callback): key for key, callback in _legacy_keys(callbacks).items()}
+    claimed: set[str] = set()
     for key, callback in callbacks_by_key(callbacks).items():
         found = key if key in saved else legacy[id(callback)]
         if found not in saved:
             logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
             continue
+        claimed.add(found)
         try:
             callback.load_state_dict(saved[found])
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
@@ -149,3 +321,11 @@ def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source:
                 f"({type(exc).__name__}: {exc}); resume from another checkpoint, or start a "
                 "new run"
             ) from exc
+    for key in sorted(set(saved) - claimed):
+        warnings.warn(
+            f"{source} holds the state of callback {key!r}, which no callback of this fit "
+            "has (callbacks are matched by state_key), so its state is dropped; to keep it, "
+            "add the callback that wrote it (with the same settings) to the resumed fit",
+            UserWarning,
+            stacklevel=4,
+        )

@@ -24,6 +24,7 @@ from torch.func import functional_call, vmap
 
 from lenetish._checks import check_positive_int
 from lenetish.errors import InvalidArgumentError
+from lenetish.losses import class_scores
 
 __all__ = ["EXECUTIONS", "Execution", "Inputs", "ModelStack"]
 
@@ -182,6 +183,7 @@ class ModelStack(nn.Module):
 
         Raises:
             InvalidArgumentError: a split batch does not divide into ``k`` equal parts.
+            UnsupportedModelError: the members return a tuple or a dict, not one tensor.
         """
         split = self.inputs == "split" and self.training
         batches = self.member_inputs(inputs)
@@ -190,10 +192,10 @@ class ModelStack(nn.Module):
             values = tuple(value for _, value in self._named_tensors())
 
             def one(member: tuple[Tensor, ...], batch: Tensor) -> Tensor:
-                result: Tensor = functional_call(
+                result = functional_call(
                     self.stacked, dict(zip(names, member, strict=True)), (batch,)
                 )
-                return result
+                return class_scores(result, who=type(self.stacked).__name__)
 
             if split:
                 parts = inputs.reshape(self.k, -1, *inputs.shape[1:])
@@ -204,8 +206,11 @@ class ModelStack(nn.Module):
         # each member would scatter every gradient into a full-size zero tensor).
         slices = {name: value.unbind(0) for name, value in self._named_tensors()}
         outputs = [
-            functional_call(
-                self.stacked, {name: parts[i] for name, parts in slices.items()}, (batches[i],)
+            class_scores(
+                functional_call(
+                    self.stacked, {name: parts[i] for name, parts in slices.items()}, (batches[i],)
+                ),
+                who=type(self.stacked).__name__,
             )
             for i in range(self.k)
         ]

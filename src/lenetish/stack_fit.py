@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,7 @@ from lenetish.callbacks.base import Callback
 from lenetish.callbacks.schedules import LRSchedule
 from lenetish.errors import InvalidArgumentError
 from lenetish.loaders import TensorLoader
-from lenetish.losses import Criterion
+from lenetish.losses import Criterion, class_scores
 from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.stack import ModelStack
 from lenetish.state import BatchOutput, TrainState
@@ -221,6 +221,23 @@ class StackMetricSet(MetricSet):
         for metric_set in self.sets:
             metric_set.all_reduce()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Each member's running sums, for a checkpoint written mid-epoch."""
+        return {"sets": [metric_set.state_dict() for metric_set in self.sets]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (as many members, the same metrics).
+
+        Raises:
+            KeyError: a field is missing.
+            ValueError: another number of members, or a member's state does not fit.
+        """
+        saved = state["sets"]
+        if not isinstance(saved, list) or len(saved) != len(self.sets):
+            raise ValueError(f"sets must be a list of {len(self.sets)} member states")
+        for metric_set, member_state in zip(self.sets, saved, strict=True):
+            metric_set.load_state_dict(member_state)
+
 
 class StackLoader:
     """Training batches giving each member of a stack its own seeded order (one gather a step).
@@ -350,7 +367,10 @@ class MemberByMemberStep:
                 leaf.grad = parameter.grad[index] if parameter.grad is not None else None
                 member[name] = leaf  # its gradient accumulates into the stacked .grad
             with eager.settings.autocast(cache_enabled=False):
-                output = functional_call(stack.stacked, member, (inputs[index],))
+                output = class_scores(
+                    functional_call(stack.stacked, member, (inputs[index],)),
+                    who=type(stack.stacked).__name__,
+                )
                 loss = self.criterion.member_losses(output[None], targets[index][None])[0]
             torch.autograd.backward(loss)
             losses.append(loss.detach())

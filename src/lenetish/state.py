@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-__all__ = ["BatchOutput", "TrainState"]
+if TYPE_CHECKING:
+    from lenetish.metrics import MetricSet, RunningScore
+
+__all__ = ["BatchOutput", "EpochProgress", "TrainState"]
 
 
 @dataclass
@@ -60,6 +64,14 @@ class TrainState:
         resumed: whether this fit continues from a checkpoint.
         validating: whether this fit was given validation batches (``val_*`` metrics).
         started_at: ``time.monotonic()`` when the fit started (see :attr:`elapsed`).
+        progress: the current epoch's training so far while its batches run (``None``
+            before the first epoch and from the end of an epoch's last batch on); a
+            checkpoint written while it is set resumes inside the epoch (see
+            :meth:`Trainer.save_checkpoint <lenetish.Trainer.save_checkpoint>`). Set by the
+            loop, not a constructor argument.
+        resume_point: the ``mid_epoch`` part of the checkpoint this fit resumed from, until
+            the first epoch has skipped the batches it had already trained. Set by
+            :mod:`lenetish.resume` when a fit resumes, not a constructor argument.
 
     Example:
         >>> from lenetish import Callback, MNISTConvNet, Trainer
@@ -83,8 +95,31 @@ class TrainState:
     resumed: bool = False
     validating: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    progress: EpochProgress | None = field(default=None, init=False, repr=False)
+    resume_point: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     @property
     def elapsed(self) -> float:
         """Seconds since this fit started."""
         return time.monotonic() - self.started_at
+
+
+@dataclass
+class EpochProgress:
+    """How far the current epoch's training batches have got: what a mid-epoch checkpoint holds.
+
+    Attributes:
+        rng: the random generators' states at the start of the epoch (before
+            ``on_epoch_start`` and the loader's first batch), from which a resumed fit replays
+            the epoch's batch order.
+        score: the running training loss and accuracy of the batches counted so far.
+        metric_set: the user's training metrics of those batches.
+        batches_done: the epoch's batches finished so far (trained and counted, or skipped).
+        pending: the batch whose ``on_batch_end`` hooks are running: trained, not yet counted.
+    """
+
+    rng: dict[str, Any]
+    score: RunningScore
+    metric_set: MetricSet
+    batches_done: int = 0
+    pending: BatchOutput | None = None

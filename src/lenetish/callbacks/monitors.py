@@ -262,27 +262,45 @@ class ModelCheckpoint(Callback):
             self.watch.check_available(state, "ModelCheckpoint")
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Write ``best.pt`` on improvement, the top k, and ``last.pt`` on schedule."""
+        """Write ``best.pt`` on improvement, the top k, and ``last.pt`` on schedule.
+
+        The epoch's place in the top k and the best value are decided before any file is
+        written, so every file of this epoch holds them: a fit resumed from it knows that
+        this epoch is kept and how good it was. Displaced top-k files are deleted last.
+        """
         epoch = state.epoch + 1
         if not math.isfinite(state.metrics.get("loss", 0.0)):
             # A diverged epoch would overwrite the last good checkpoint with NaN weights.
             logger.warning("ModelCheckpoint: epoch %d has a non-finite loss; not saving", epoch)
             return
+        top_name: str | None = None
+        displaced: list[str] = []
+        improved = False
         if self.save_best or self.save_top_k:
             value = self.watch.value(state.metrics)
             if self.save_top_k:
-                self._keep_top_k(trainer, state, value)
-            if self.save_best and self.watch.update(value, epoch):
-                trainer.save_checkpoint(self.best_path)
+                top_name, displaced = self._rank(state, value)
+            improved = self.save_best and self.watch.update(value, epoch)
+        if top_name is not None:
+            trainer.save_checkpoint(self.folder / top_name)
+        if improved:
+            trainer.save_checkpoint(self.best_path)
         final = epoch == state.epochs or trainer.should_stop  # the fit ends after this epoch
         if self.save_last and (epoch % self.every_n_epochs == 0 or final):
             trainer.save_checkpoint(self.last_path)
+        if trainer.is_main_process:
+            for name in displaced:
+                (self.folder / name).unlink(missing_ok=True)
 
-    def _keep_top_k(self, trainer: Trainer, state: TrainState, value: float) -> None:
-        """Save this epoch if it is among the k best, and delete the one it displaces."""
-        worst = self.top[-1][0] if len(self.top) == self.save_top_k else math.nan
-        if len(self.top) == self.save_top_k and not self.watch.improves(value, worst):
-            return
+    def _rank(self, state: TrainState, value: float) -> tuple[str | None, list[str]]:
+        """Place this epoch in the top k (NaN ranks worst) and update :attr:`top`.
+
+        Returns:
+            The file name to write this epoch to (``None`` if it is not among the k best),
+            and the names of the files it displaced.
+        """
+        if len(self.top) == self.save_top_k and not self.watch.improves(value, self.top[-1][0]):
+            return None, []
         try:
             name = self.filename.format(**{**state.metrics, "epoch": state.epoch + 1})
         except (KeyError, ValueError, IndexError) as exc:
@@ -295,13 +313,10 @@ class ModelCheckpoint(Callback):
                 f"filename={self.filename!r} gives {name!r} for epoch {state.epoch + 1} too, "
                 "which would overwrite another kept epoch's file; put {epoch} in the template"
             )
-        trainer.save_checkpoint(self.folder / name)
-        self.top.append((value, name))
-        self.top.sort(key=lambda item: item[0], reverse=self.watch.mode == "max")
-        for _, dropped in self.top[self.save_top_k :]:
-            if trainer.is_main_process and dropped != name:
-                (self.folder / dropped).unlink(missing_ok=True)
-        self.top = self.top[: self.save_top_k]
+        ranked = sorted([*self.top, (value, name)], key=lambda item: self.watch.rank_key(item[0]))
+        self.top = ranked[: self.save_top_k]
+        # The check above makes this epoch beat the worst kept one, so it is never displaced.
+        return name, [dropped for _, dropped in ranked[self.save_top_k :]]
 
     def state_dict(self) -> dict[str, Any]:
         """The best value and its epoch, and the top-k files."""
@@ -310,4 +325,6 @@ class ModelCheckpoint(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.watch.load_state_dict(state)
-        self.top = [(float(value), str(name)) for value, name in state.get("top", [])]
+        top = [(float(value), str(name)) for value, name in state.get("top", [])]
+        # best first, NaN last (files of earlier versions could list a NaN entry first)
+        self.top = sorted(top, key=lambda item: self.watch.rank_key(item[0]))

@@ -110,6 +110,20 @@ class MetricWatch:
         gain = value - reference if self.mode == "max" else reference - value
         return gain > self.min_delta
 
+    def rank_key(self, value: float) -> tuple[bool, float]:
+        """A sort key that puts better values first and NaN last, in either mode.
+
+        Example:
+            >>> watch = MetricWatch("val_loss", "min")
+            >>> sorted([3.0, float("nan"), 1.0], key=watch.rank_key)
+            [1.0, 3.0, nan]
+            >>> sorted([3.0, float("nan"), 1.0], key=MetricWatch("acc", "max").rank_key)
+            [3.0, 1.0, nan]
+        """
+        if math.isnan(value):
+            return True, 0.0
+        return False, -value if self.mode == "max" else value
+
     def update(self, value: float, epoch: int) -> bool:
         """Record ``value`` if it improves on the best by more than ``min_delta``."""
         if self.improves(value, self.best):
