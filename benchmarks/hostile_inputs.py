@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-import lenetish.checkpoint
+import lenetish._atomic
 from lenetish import (
     DATASETS,
     CheckpointError,
@@ -288,11 +288,11 @@ def full_disk(room: int = 4096) -> Iterator[None]:
             return FullDiskFile(name, mode.replace("b", ""), room)
         return open(name, mode, *args, **kwargs)
 
-    setattr(lenetish.checkpoint, "open", full_open)  # noqa: B010  (shadows the builtin)
+    setattr(lenetish._atomic, "open", full_open)  # noqa: B010  (shadows the builtin)
     try:
         yield
     finally:
-        delattr(lenetish.checkpoint, "open")
+        delattr(lenetish._atomic, "open")
 
 
 @case("checkpoint: full disk inside torch.save")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 from typing import Any
 
 import pytest
 
-import lenetish.checkpoint
+import lenetish._atomic
 
 
 class FullDiskFile(io.FileIO):
@@ -30,12 +31,23 @@ class FullDiskFile(io.FileIO):
         return super().write(data)
 
 
-def fill_disk_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
-    """Make the files lenetish writes atomically run out of space after ``room`` bytes."""
+def _written_name(name: Any) -> str:
+    """The file name of what the writer opens: a path, or (Linux) an open descriptor's file."""
+    if isinstance(name, int):
+        return os.path.basename(os.readlink(f"/proc/self/fd/{name}"))
+    return os.path.basename(os.fspath(name))
+
+
+def fill_disk_after(monkeypatch: pytest.MonkeyPatch, room: int, *, only: str = "") -> None:
+    """Make the files lenetish writes atomically run out of space after ``room`` bytes.
+
+    With ``only``, just the files whose (temporary) name contains it fill up, e.g. ``"history"``.
+    """
 
     def full_open(name: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if "b" in mode and any(flag in mode for flag in "wxa"):
+        writes = "b" in mode and any(flag in mode for flag in "wxa")
+        if writes and (not only or only in _written_name(name)):
             return FullDiskFile(name, mode.replace("b", ""), room)
         return open(name, mode, *args, **kwargs)
 
-    monkeypatch.setattr(lenetish.checkpoint, "open", full_open, raising=False)
+    monkeypatch.setattr(lenetish._atomic, "open", full_open, raising=False)

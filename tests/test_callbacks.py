@@ -25,6 +25,8 @@ from lenetish import (
     Trainer,
     TrainState,
 )
+from lenetish.errors import OutputFileError
+from tests.full_disk import fill_disk_after
 from tests.training_helpers import digit_batches, quick_trainer
 
 
@@ -265,3 +267,27 @@ def test_skip_batch_outside_a_batch_hook_is_named() -> None:
 
     with pytest.raises(InvalidArgumentError, match="raised SkipBatch in on_epoch_end"):
         quick_trainer(callbacks=[Misplaced()]).fit(digit_batches(10, 10))
+
+
+def test_history_json_refuses_a_symlink_and_keeps_its_target(tmp_path: Path) -> None:
+    """History.to_json refuses a symbolic link at the path; the file it names is unchanged."""
+    outside = tmp_path / "outside.json"
+    outside.write_text("precious")
+    link = tmp_path / "history.json"
+    link.symlink_to(outside)
+    with pytest.raises(OutputFileError, match=r"history\.json: it is a symbolic link"):
+        History([{"epoch": 1, "loss": 0.5}]).to_json(link)
+    assert outside.read_text() == "precious"
+
+
+def test_history_json_on_a_full_disk_is_named_and_keeps_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk filling while history.json is written raises OutputFileError; the old file stays."""
+    path = tmp_path / "history.json"
+    History([{"epoch": 1, "loss": 0.5}]).to_json(path)
+    before = path.read_bytes()
+    fill_disk_after(monkeypatch, room=8)
+    with pytest.raises(OutputFileError, match=r"history\.json: \[Errno 28\].*free some space"):
+        History([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}]).to_json(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]

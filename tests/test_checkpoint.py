@@ -7,6 +7,7 @@ import os
 import pickle
 import random
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from lenetish import (
     load_weights,
     save_weights,
 )
+from lenetish._atomic import remove_stale_temporaries, unsafe_kind
 from lenetish.checkpoint import (
     atomic_write,
     capture_rng_state,
@@ -344,3 +346,153 @@ def test_garbage_is_called_damaged_without_torchs_advice(tmp_path: Path) -> None
     with pytest.raises(CheckpointError, match="is damaged or truncated") as info:
         load_checkpoint(path)
     assert "weights_only" not in str(info.value)
+
+
+def test_symlinked_target_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    """A symbolic link at the path is refused; the file it points to is never written."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (tmp_path / "run").mkdir()
+    link = tmp_path / "run" / "last.pt"
+    link.symlink_to(outside)
+    with pytest.raises(CheckpointError, match=r"last\.pt: it is a symbolic link \(to .*outside"):
+        save_checkpoint(link, {"marker": 1})
+    assert outside.read_text() == "precious" and link.is_symlink()
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["last.pt"]
+
+
+def test_fifo_at_the_target_is_refused(tmp_path: Path) -> None:
+    """A FIFO at the path is refused and left in place, not replaced by a file."""
+    fifo = tmp_path / "last.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=r"it is a FIFO \(named pipe\).*pick another path"):
+        save_checkpoint(fifo, {"marker": 1})
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_folder_at_the_target_is_refused(tmp_path: Path) -> None:
+    """A folder at the path is refused by name, with no temporary file left beside it."""
+    (tmp_path / "last.pt").mkdir()
+    with pytest.raises(CheckpointError, match=r"last\.pt: it is a folder; lenetish replaces only"):
+        save_checkpoint(tmp_path / "last.pt", {"marker": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_device_is_recognised_without_being_opened() -> None:
+    """/dev/null is named a device (looked at with lstat, never opened or replaced)."""
+    assert unsafe_kind("/dev/null") == "a device"
+
+
+_HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "ab")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_temporary_locked_by_a_writer_in_another_pid_namespace_is_kept(tmp_path: Path) -> None:
+    """A temporary whose writer holds its lock is kept, though its pid is no process here."""
+    no_such_pid = 2**22 + 1  # as a writer in another container shows: no process here has it
+    foreign = tmp_path / f".last.pt.{no_such_pid}.0123abcd.tmp"
+    foreign.write_bytes(b"being written")
+    os.utime(foreign, (1_000_000_000, 1_000_000_000))  # old: only the lock can protect it
+    command = [sys.executable, "-c", _HOLD_LOCK, str(foreign), "60"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            save_checkpoint(tmp_path / "best.pt", {"marker": 1})
+            assert foreign.read_bytes() == b"being written"
+        finally:
+            holder.kill()
+
+
+def test_temporary_whose_lock_holder_ended_is_removed(tmp_path: Path) -> None:
+    """A temporary whose writer has ended (its lock is free) is removed at the next write."""
+    orphan = tmp_path / ".last.pt.lenetish-0123456789abcdef.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    subprocess.run([sys.executable, "-c", _HOLD_LOCK, str(orphan), "0"], check=True)
+    assert remove_stale_temporaries(tmp_path) == [orphan]
+    assert not orphan.exists()
+
+
+_SLOW_WRITER = """
+import sys, time
+from lenetish.checkpoint import atomic_write
+
+def slow(handle):
+    handle.write(b"half")
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+atomic_write(sys.argv[1], slow)
+"""
+
+
+def test_writer_holds_a_lock_on_its_temporary_while_writing(tmp_path: Path) -> None:
+    """While atomic_write runs, its temporary is flocked, so a cleanup leaves it alone."""
+    fcntl = pytest.importorskip("fcntl")
+    command = [sys.executable, "-c", _SLOW_WRITER, str(tmp_path / "last.pt")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as writer:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+            (temporary,) = tmp_path.iterdir()
+            with temporary.open("rb") as handle, pytest.raises(BlockingIOError):
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            assert remove_stale_temporaries(tmp_path) == [] and temporary.exists()
+        finally:
+            writer.kill()
+
+
+def test_fresh_temporary_of_an_earlier_version_is_kept_whatever_its_pid(tmp_path: Path) -> None:
+    """An earlier version's temporary (its writer held no lock) is kept while recent."""
+    no_such_pid = 2**22 + 1
+    recent = tmp_path / f".last.pt.{no_such_pid}.0123abcd.tmp"
+    recent.write_bytes(b"maybe being written elsewhere")
+    assert remove_stale_temporaries(tmp_path) == []
+
+
+def test_temporary_of_an_earlier_version_left_for_an_hour_is_removed(tmp_path: Path) -> None:
+    """An earlier version's temporary unchanged for over an hour, with a free lock, is removed."""
+    old = tmp_path / ".history.json.4242.tmp"
+    old.write_bytes(b"{")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    assert remove_stale_temporaries(tmp_path) == [old]
+
+
+def test_temporary_removed_before_its_writer_locked_it_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a cleanup deletes a new temporary before its writer locks it, the writer starts over."""
+    fcntl = pytest.importorskip("fcntl")
+    real_flock, calls = fcntl.flock, []
+
+    def cleaner_first(descriptor: int, operation: int) -> None:
+        if not calls:  # as a cleanup in another process would, between create and lock
+            (first,) = tmp_path.glob(".c.pt.lenetish-*.tmp")
+            first.unlink()
+        calls.append(operation)
+        real_flock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", cleaner_first)
+    atomic_write(tmp_path / "c.pt", lambda handle: handle.write(b"whole"))
+    assert (tmp_path / "c.pt").read_bytes() == b"whole" and len(calls) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_own_temporary_is_kept_where_locks_do_not_conflict_within_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cleanup never removes a temporary its own process is writing (as on NFS's locks)."""
+    fcntl = pytest.importorskip("fcntl")
+    monkeypatch.setattr(fcntl, "flock", lambda descriptor, operation: None)  # always granted
+    removed: list[Path] = []
+
+    def write_and_clean(handle: IO[bytes]) -> None:
+        handle.write(b"whole")
+        removed.extend(remove_stale_temporaries(tmp_path))  # e.g. another thread's write
+
+    atomic_write(tmp_path / "c.pt", write_and_clean)
+    assert removed == [] and (tmp_path / "c.pt").read_bytes() == b"whole"

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from lenetish import (
     save_weights,
 )
 from lenetish.cli import main
+from tests.full_disk import fill_disk_after
 
 
 def short_training(data: Path, out: Path, *extra: str) -> list[str]:
@@ -873,3 +875,75 @@ def test_an_image_named_like_no_weights_is_not_taken_for_weights(
     Image.fromarray(pixels).save(tmp_path / "one.png")
     assert main(["predict", str(tmp_path / "one.png")]) == 0
     assert "one.png: 1 (probability" in capsys.readouterr().out
+
+
+def test_train_refuses_a_symlinked_lock_and_leaves_its_target(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symbolic link at D/.lenetish.lock is refused; the file outside D it names is unchanged."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lenetish.lock").symlink_to(outside)
+    assert main(short_training(fake_mnist, out, "--epochs", "1")) == 1
+    error = capsys.readouterr().err
+    assert f"has a symbolic link (to {outside}) where its lock file" in error
+    assert outside.read_text() == "precious\n" and (out / ".lenetish.lock").is_symlink()
+    assert not (out / "last.pt").exists()
+
+
+def test_train_refuses_a_symlinked_run_file_before_training(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A link at D/history.csv is refused before any epoch, and its target is unchanged."""
+    outside = tmp_path / "outside.csv"
+    outside.write_text("precious\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.csv").symlink_to(outside)
+    assert main(short_training(fake_mnist, out, "--epochs", "1")) == 1
+    error = capsys.readouterr().err
+    assert f"has a symbolic link (to {outside}) at {out / 'history.csv'}" in error
+    assert outside.read_text() == "precious\n" and not (out / "last.pt").exists()
+
+
+def test_img_refuses_a_symlinked_out_and_leaves_its_target(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`img --out LINK` is refused before drawing; the file the link names is unchanged."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    link = tmp_path / "digits.png"
+    link.symlink_to(outside)
+    assert main(["img", "--data", str(fake_mnist), "--out", str(link)]) == 1
+    error = capsys.readouterr().err
+    assert f"--out {link} is a symbolic link (to {outside}); lenetish writes only" in error
+    assert outside.read_text() == "precious\n" and link.is_symlink()
+
+
+def test_export_refuses_a_fifo_as_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --out FIFO` is refused, and the FIFO is left in place, not replaced by a file."""
+    save_weights(MNISTConvNet(), tmp_path / "m.safetensors")
+    fifo = tmp_path / "exported.pt"
+    os.mkfifo(fifo)
+    command = ["export", str(tmp_path / "m.safetensors"), "--format", "state_dict"]
+    assert main([*command, "--out", str(fifo)]) == 1
+    assert f"--out {fifo} is a FIFO (named pipe)" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_train_names_a_full_disk_at_history_json(
+    fake_mnist: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A disk that fills while history.json is written is a named error, with no file left."""
+    fill_disk_after(monkeypatch, room=8, only="history.json")
+    out = tmp_path / "run"
+    assert main(short_training(fake_mnist, out, "--epochs", "1", "--quiet")) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"lenetish: error: could not write {out / 'history.json'}: [Errno 28]")
+    assert "free some space and try again" in error and "unexpected" not in error
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "last.pt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -147,10 +148,11 @@ def test_pt2_export_on_a_full_disk_is_named_not_an_abort(tmp_path: Path) -> None
 
 
 def test_old_hidden_onnx_files_of_dead_exports_are_removed(tmp_path: Path) -> None:
-    """Hidden files that earlier versions' ONNX exports left behind go at the next export."""
+    """Hidden files earlier versions' ONNX exports left, unchanged for an hour, go at an export."""
     dead_pid = 2**22 + 1  # above Linux's default pid_max: no process has it
     leftovers = [f".m.onnx.{dead_pid}.tmp.onnx", f".m.onnx.{dead_pid}.tmp.onnx.data"]
     for name in leftovers:
         (tmp_path / name).write_bytes(b"old")
+        os.utime(tmp_path / name, (1_000_000_000, 1_000_000_000))  # written without a lock
     export_model(MNISTConvNet(), tmp_path / "m.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenetish import DatasetCorruptError, InvalidArgumentError, read_idx, write_idx
+from lenetish.errors import OutputFileError
 from lenetish.idx import read_idx_images, read_idx_labels
 from tests.peak_memory import Measured, run_measured
 from tests.strategies import uint8_tensors
@@ -192,3 +193,14 @@ def test_real_mnist_reads_the_same_as_before(real_mnist: Path) -> None:
     raw = gzip.decompress(images_file.read_bytes())
     images = read_idx_images(images_file)
     assert images.shape == MNIST_TRAIN_SHAPE and images.numpy().tobytes() == raw[16:]
+
+
+def test_write_idx_refuses_a_symlink_and_keeps_its_target(tmp_path: Path) -> None:
+    """write_idx refuses a symbolic link at the path; the file it names is unchanged."""
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"precious")
+    link = tmp_path / "train-labels-idx1-ubyte"
+    link.symlink_to(outside)
+    with pytest.raises(OutputFileError, match=r"it is a symbolic link"):
+        write_idx(link, torch.zeros(3, dtype=torch.uint8))
+    assert outside.read_bytes() == b"precious"

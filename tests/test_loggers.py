@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from lenetish import (
     StopTraining,
     TensorBoardLogger,
 )
+from lenetish.errors import OutputFileError
+from tests.full_disk import fill_disk_after
 from tests.training_helpers import Recorder, digit_batches, quick_trainer
 
 
@@ -134,3 +138,38 @@ def test_csv_logger_without_append_starts_afresh_each_fit(tmp_path: Path) -> Non
     trainer.fit(digit_batches(10, 10))
     trainer.fit(digit_batches(10, 10))
     assert History.from_csv(path).column("epoch") == [1, 2]
+
+
+def test_csv_logger_refuses_a_symlinked_path_and_keeps_its_target(tmp_path: Path) -> None:
+    """A symbolic link at CSVLogger's path is refused; the file it points to is unchanged."""
+    outside = tmp_path / "outside.csv"
+    outside.write_text("precious\n")
+    link = tmp_path / "history.csv"
+    link.symlink_to(outside)
+    with pytest.raises(OutputFileError, match=r"history\.csv: it is a symbolic link \(to "):
+        quick_trainer(callbacks=[CSVLogger(link)]).fit(digit_batches(10, 10))
+    assert outside.read_text() == "precious\n" and link.is_symlink()
+
+
+def test_csv_logger_refuses_a_fifo_without_reading_it(tmp_path: Path) -> None:
+    """With append=True a FIFO at the path is refused, never opened (reading it would block)."""
+    fifo = tmp_path / "history.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputFileError, match=r"it is a FIFO \(named pipe\)"):
+        quick_trainer(callbacks=[CSVLogger(fifo, append=True)]).fit(digit_batches(10, 10))
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_csv_logger_on_a_full_disk_keeps_the_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while the CSV is rewritten raises OutputFileError; no torn row is left."""
+    path = tmp_path / "history.csv"
+    trainer = quick_trainer(epochs=2, callbacks=[CSVLogger(path, append=True)])
+    trainer.fit(digit_batches(10, 10))
+    before = path.read_bytes()
+    fill_disk_after(monkeypatch, room=len(before) + 5)
+    with pytest.raises(OutputFileError, match=r"history\.csv: \[Errno 28\] No space left"):
+        trainer.fit(digit_batches(10, 10))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from lenetish import (
     plot_history,
     plot_mistakes,
 )
+from lenetish.errors import OutputFileError
+from tests.full_disk import fill_disk_after
 
 pytest.importorskip("matplotlib")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -99,3 +103,43 @@ def test_missing_matplotlib_names_the_extra(
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'lenetish\[plot\]'"):
         plot_digits(torch.rand(1, 28, 28), tmp_path / "x.png")
+
+
+def test_symlinked_path_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    """A symbolic link at the PNG's path is refused; the file it points to is unchanged."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    link = tmp_path / "grid.png"
+    link.symlink_to(outside)
+    with pytest.raises(OutputFileError, match=r"grid\.png: it is a symbolic link \(to "):
+        plot_digits(torch.rand(4, 28, 28), link)
+    assert outside.read_text() == "precious" and link.is_symlink()
+
+
+def test_fifo_at_the_path_is_refused(tmp_path: Path) -> None:
+    """A FIFO at the PNG's path is refused without opening it (which would block)."""
+    fifo = tmp_path / "grid.png"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputFileError, match=r"it is a FIFO \(named pipe\)"):
+        plot_digits(torch.rand(4, 28, 28), fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_folder_at_the_path_is_refused(tmp_path: Path) -> None:
+    """A folder at the PNG's path is refused by name."""
+    (tmp_path / "grid.png").mkdir()
+    with pytest.raises(OutputFileError, match=r"grid\.png: it is a folder; lenetish replaces"):
+        plot_digits(torch.rand(4, 28, 28), tmp_path / "grid.png")
+
+
+def test_full_disk_keeps_the_earlier_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while drawing raises OutputFileError; the old PNG stays whole."""
+    path = plot_digits(torch.rand(4, 28, 28), tmp_path / "grid.png")
+    before = path.read_bytes()
+    fill_disk_after(monkeypatch, room=100)
+    with pytest.raises(OutputFileError, match=r"No space left on device.*free some space"):
+        plot_digits(torch.rand(9, 28, 28), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]

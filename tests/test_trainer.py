@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from lenetish import (
     StopTraining,
     TensorLoader,
     Trainer,
+    TrainerBusyError,
     TrainState,
     UnsupportedModelError,
     evaluate,
@@ -781,3 +783,45 @@ def test_onecycle_peaks_at_an_overridden_optimizers_own_lr() -> None:
     )
     trainer.fit(digit_batches(160, 16))
     assert max(seen) == pytest.approx(0.05, rel=0.05)
+
+
+def test_a_second_fit_of_a_fitting_trainer_is_refused() -> None:
+    """fit() from another thread (or a hook) while a fit runs is TrainerBusyError."""
+    started, release = threading.Event(), threading.Event()
+
+    class Hold(Callback):
+        def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+            started.set()
+            release.wait(timeout=30)
+
+    trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", callbacks=[Hold()], progress=False)
+    batches = digit_batches(16, 16)
+    worker = threading.Thread(target=trainer.fit, args=(batches,))
+    worker.start()
+    try:
+        assert started.wait(timeout=30)
+        with pytest.raises(TrainerBusyError, match="already running a fit"):
+            trainer.fit(batches)
+    finally:
+        release.set()
+        worker.join()
+    assert len(trainer.fit(batches)) == 1  # free again afterwards
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (torch.full((16,), 10), r"class indices 0\.\.9 .* holds 10"),
+        (torch.full((16,), -100), r"class indices 0\.\.9 .* holds -100"),
+        (torch.zeros(16, 10, dtype=torch.long), r"labels of shape \(16, 10\) do not fit"),
+    ],
+)
+def test_labels_that_do_not_fit_the_outputs_are_a_named_error(
+    labels: Tensor, expected: str
+) -> None:
+    """Out-of-range, ignore-index (-100) or one-hot labels mid-fit are InvalidArgumentError."""
+    images = torch.randn(16, 1, 28, 28)
+    good = digit_batches(16, 16)
+    trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+    with pytest.raises(InvalidArgumentError, match=expected):
+        trainer.fit([*good, (images, labels)])

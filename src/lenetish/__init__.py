@@ -46,6 +46,8 @@ if TYPE_CHECKING:
         LenetishError,
         MissingDependencyError,
         NotFittedError,
+        OutputFileError,
+        TrainerBusyError,
         UnsupportedModelError,
     )
     from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
@@ -115,6 +117,8 @@ _HOMES: dict[str, str] = {
     "ModelCheckpoint": "lenetish.callbacks",
     "ModelStack": "lenetish.stack",
     "NotFittedError": "lenetish.errors",
+    "TrainerBusyError": "lenetish.errors",
+    "OutputFileError": "lenetish.errors",
     "UnsupportedModelError": "lenetish.errors",
     "plot_confusion": "lenetish.plots",
     "plot_digits": "lenetish.plots",
@@ -196,6 +200,7 @@ __all__ = [
     "ModelCheckpoint",
     "ModelStack",
     "NotFittedError",
+    "OutputFileError",
     "Prediction",
     "ProgressBar",
     "RandomAffine",
@@ -212,6 +217,7 @@ __all__ = [
     "TrainedModel",
     "TrainedStack",
     "Trainer",
+    "TrainerBusyError",
     "UnsupportedModelError",
     "__version__",
     "available_pretrained",

@@ -3,31 +3,30 @@
 A full checkpoint is a dict of plain containers and tensors (see
 :meth:`lenetish.Trainer.checkpoint_state`) saved with :func:`torch.save` and loaded with
 ``torch.load(weights_only=True)``, so loading one never runs code from the file. Model-only
-weights are also written as safetensors. Every write goes to a temporary file in the same folder,
-is flushed to disk, then renamed over the target: a crash leaves the old file or the new one,
-never half of one. Reading weights from any accepted file (safetensors, checkpoints, plain
+weights are also written as safetensors. Every write goes through :func:`atomic_write` (in
+``lenetish._atomic``, the one writer of every file lenetish makes): a locked temporary file in
+the same folder, flushed to disk, then renamed over the target, so a crash leaves the old file
+or the new one, never half of one; a symbolic link, a device, a FIFO or a folder at the target
+is refused. Reading weights from any accepted file (safetensors, checkpoints, plain
 state dicts) is :mod:`lenetish.weightfiles`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import pickle
 import pickletools
 import random
-import re
-import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from lenetish._atomic import atomic_write as atomic_write  # the one writer, re-exported
+from lenetish._atomic import remove_stale_temporaries as remove_stale_temporaries
 from lenetish.errors import CheckpointError
 from lenetish.identity import DatasetInfo, dataset_info, recorded_dataset
 
@@ -54,126 +53,6 @@ def __getattr__(name: str) -> Any:
 
 CHECKPOINT_FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "global_step", "callbacks")
-
-
-_TEMPORARY_NAME = re.compile(
-    r"^\.(?P<target>.+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.tmp$"
-    # the names earlier versions used, for the kinds of file they wrote
-    r"|^\.(?P<old_target>.+\.(?:pt|pth|pt2|safetensors|onnx))\.(?P<old_pid>[0-9]{1,10})"
-    r"\.tmp(?:\.onnx(?:\.data)?)?$"
-)
-"""Temporary files :func:`atomic_write` makes: ``.<target>.<pid>.<8 hex digits>.tmp``.
-
-Also matched: ``.<target>.<pid>.tmp`` and ``.<target>.<pid>.tmp.onnx[.data]`` for the targets
-earlier versions wrote (checkpoints, weights, exports), so what they left is cleaned up too;
-a user's own ``.notes.123.tmp`` is not taken for one.
-"""
-
-
-def _process_is_dead(pid: int) -> bool:
-    """Whether no process ``pid`` exists on this machine (``False`` when unsure)."""
-    if pid == os.getpid() or os.name != "posix":
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return True
-    except (OSError, OverflowError):  # PermissionError: alive, owned by another user
-        return False
-    return False
-
-
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files that writers which died (e.g. by SIGKILL) left in ``folder``.
-
-    Only files whose name has the pattern :func:`atomic_write` uses and whose process id
-    belongs to no running process are removed; a live process's file is never touched.
-    Called by every :func:`atomic_write`, so an orphan disappears at the next write there.
-
-    Args:
-        folder: the folder to clean.
-
-    Returns:
-        The files removed.
-
-    Example:
-        >>> import tempfile
-        >>> remove_stale_temporaries(tempfile.mkdtemp())
-        []
-    """
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _TEMPORARY_NAME.match(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False):
-            continue
-        if _process_is_dead(int(match["pid"] or match["old_pid"])):
-            try:
-                os.unlink(entry.path)
-            except OSError:  # removed meanwhile, or not ours to remove: leave it
-                continue
-            removed.append(Path(entry.path))
-    return removed
-
-
-def _failure_message(target: Path, exc: BaseException) -> str:
-    """Say why writing ``target`` failed; torch wraps the OSError of a full disk."""
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, OSError):
-        cause = cause.__cause__ or cause.__context__
-    kept = "any earlier file there is left as it was"
-    if isinstance(cause, OSError):
-        advice = "; free some space and try again" if cause.errno == errno.ENOSPC else ""
-        return f"could not write {target}: {cause}; {kept}{advice}"
-    if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
-        return (
-            f"could not write {target}: the object cannot be serialised "
-            f"({type(exc).__name__}: {exc}); a checkpoint may hold only tensors, numbers, "
-            f"strings and lists/tuples/dicts of them; {kept}"
-        )
-    return f"could not write {target} ({type(exc).__name__}: {exc}); {kept}".replace("\n", " ")
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, sync it, then rename it to ``path``.
-
-    Whatever happens (a full disk, an object that cannot be serialised, Ctrl-C), the temporary
-    file is removed and ``path`` keeps its earlier contents. Temporary files left by writers
-    that were killed are removed first (:func:`remove_stale_temporaries`).
-
-    Args:
-        path: the file to write.
-        write: called with the open temporary file; it writes the whole contents.
-
-    Raises:
-        CheckpointError: the write failed (the message says why); ``path`` is untouched.
-
-    Example:
-        >>> import tempfile
-        >>> target = f"{tempfile.mkdtemp()}/hello.bin"
-        >>> atomic_write(target, lambda handle: handle.write(b"hello"))
-        >>> open(target, "rb").read()
-        b'hello'
-    """
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(target.parent)
-        with open(temporary, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        if isinstance(exc, CheckpointError) or not isinstance(exc, Exception):
-            raise  # already named, or KeyboardInterrupt/SystemExit: let it through
-        raise CheckpointError(_failure_message(target, exc)) from exc
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from lenetish.errors import InvalidArgumentError
+from lenetish._atomic import unsafe_kind
+from lenetish.errors import InvalidArgumentError, LenetishError, OutputFileError
 
 __all__ = [
     "UsageError",
@@ -51,12 +53,22 @@ def silence_stdout() -> None:
 
 
 def check_output_file(name: str, option: str) -> None:
-    """Refuse an output file path that cannot be written, before any work is done."""
+    """Refuse an output file path that cannot be written, before any work is done.
+
+    A symbolic link, a device, a FIFO or a folder at the path is refused (the writer would
+    refuse it too, after the work).
+    """
     path = Path(name)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise InvalidArgumentError(
             f"{option} {path} is a folder, but a file name is needed there, e.g. "
             f"{path / 'picture.png'}"
+        )
+    kind = unsafe_kind(path)
+    if kind is not None:
+        raise InvalidArgumentError(
+            f"{option} {path} is {kind}; lenetish writes only regular files, never through a "
+            "link or over a device or a FIFO: remove it, or pick another path"
         )
     folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
@@ -75,12 +87,31 @@ def check_output_file(name: str, option: str) -> None:
 
 @contextlib.contextmanager
 def writing(option: str) -> Iterator[None]:
-    """Turn an operating-system error while writing ``option``'s file into a named error."""
+    """Turn an operating-system error while writing ``option``'s file into a named error.
+
+    A refusal of the writer (a link, a device, a FIFO or a folder at the path) passes through
+    as it is; a failed write, raw or wrapped in :class:`~lenetish.OutputFileError`, is
+    said in terms of ``option``.
+    """
     try:
         yield
+    except OutputFileError as exc:
+        if not isinstance(exc.__cause__, OSError):
+            raise  # a refusal, already named
+        raise _cannot_write(option, exc.__cause__) from exc
+    except LenetishError:
+        raise  # already named
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        raise InvalidArgumentError(
-            f"{option}{where} cannot be written ({exc.strerror or exc}); pick a path you can "
-            "write to"
-        ) from exc
+        raise _cannot_write(option, exc) from exc
+
+
+def _cannot_write(option: str, exc: OSError) -> InvalidArgumentError:
+    where = f" {exc.filename}" if exc.filename else ""
+    advice = (
+        "free some space and try again"
+        if exc.errno == errno.ENOSPC
+        else "pick a path you can write to"
+    )
+    return InvalidArgumentError(
+        f"{option}{where} cannot be written ({exc.strerror or exc}); {advice}"
+    )

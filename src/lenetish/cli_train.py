@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -113,7 +111,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
         return
     diverged = _divergence(guard, history, model)
     if out is not None:  # the files are safe before anything more is printed
-        _write_history_json(history, out / "history.json")
+        history.to_json(out / "history.json")  # strict JSON, atomically, like checkpoints
         if diverged is None:
             save_weights(model, out / "model.safetensors", dataset=loaders.info)
     if diverged is not None:
@@ -201,29 +199,6 @@ def _divergence(guard: TerminateOnNaN, history: History, model: torch.nn.Module)
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         return "the weights became NaN or infinite"
     return None
-
-
-def _write_history_json(history: History, path: Path) -> None:
-    """Write the rows as strict JSON (NaN and infinities as ``null``), atomically."""
-    rows = [
-        {
-            key: None if isinstance(v, float) and not math.isfinite(v) else v
-            for key, v in row.items()
-        }
-        for row in history
-    ]
-    _write_text_atomically(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 def _format_metric(key: str, value: float) -> str:

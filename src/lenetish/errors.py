@@ -22,6 +22,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFittedError",
     "OutputFileError",
+    "TrainerBusyError",
     "UnsupportedModelError",
 ]
 
@@ -173,7 +174,7 @@ class OutputFileError(LenetishError, OSError):
     writes through, or a device, a FIFO or a folder, which it never replaces), or the write
     failed (e.g. the disk is full); any earlier file at the path is left as it was. It is an
     ``OSError`` too, so code that catches the operating system's errors keeps working.
-    Checkpoints, weights and exports raise :class:`CheckpointError` for the same causes.
+    Checkpoints, weights and exports raise :class:`~lenetish.CheckpointError` for the same causes.
 
     Example:
         >>> import os, tempfile
@@ -243,4 +244,23 @@ class UnsupportedModelError(LenetishError, TypeError):
         Traceback (most recent call last):
             ...
         lenetish.errors.UnsupportedModelError: Pair returned a tuple; ...
+    """
+
+
+class TrainerBusyError(LenetishError, RuntimeError):
+    """A :class:`~lenetish.Trainer` was asked to fit while it is already fitting.
+
+    Two fits of one trainer would share its optimizer, state and History (an interleaved
+    History, or a ``KeyError`` from the optimizer): give each thread its own Trainer.
+
+    Example:
+        >>> from lenetish import Callback, MNISTConvNet, Trainer, TrainerBusyError
+        >>> class Again(Callback):
+        ...     def on_fit_start(self, trainer, state):
+        ...         trainer.fit(batches)
+        >>> batches = [(torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,)))]
+        >>> Trainer(MNISTConvNet(), callbacks=[Again()], device="cpu").fit(batches)
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.TrainerBusyError: this Trainer is already running a fit ...
     """

@@ -14,6 +14,7 @@ from torch import nn
 from lenetish.catalog import EXPORT_FORMATS
 from lenetish.checkpoint import atomic_write, save_weights
 from lenetish.errors import InvalidArgumentError, MissingDependencyError
+from lenetish.losses import class_scores
 
 __all__ = ["EXPORT_FORMATS", "export_model"]
 
@@ -48,6 +49,8 @@ def export_model(
 
     Raises:
         InvalidArgumentError: ``format`` is unknown.
+        UnsupportedModelError: a graph format (``"pt2"``, ``"torchscript"``, ``"onnx"``) of a
+            model whose forward returns a tuple or a dict, not one tensor of class scores.
         MissingDependencyError: ONNX export without the ``export`` extra installed.
         CheckpointError: the file cannot be written (e.g. the disk is full).
 
@@ -73,6 +76,8 @@ def export_model(
     # Export a CPU copy in the default memory layout: the user's model is left as it was.
     cpu_model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format).eval()
     example = torch.zeros(2, 1, 28, 28)
+    with torch.no_grad():  # the graph's one output is the class scores: refuse a tuple or dict
+        class_scores(cpu_model(example), who=type(model).__name__)
     if format == "pt2":
         program = torch.export.export(
             cpu_model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)

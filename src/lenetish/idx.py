@@ -21,7 +21,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lenetish.errors import DatasetCorruptError, InvalidArgumentError
+from lenetish._atomic import atomic_write
+from lenetish.errors import DatasetCorruptError, InvalidArgumentError, OutputFileError
 
 __all__ = ["MAX_IDX_BYTES", "read_idx", "read_idx_images", "read_idx_labels", "write_idx"]
 
@@ -252,6 +253,8 @@ def write_idx(path: str | os.PathLike[str], values: torch.Tensor) -> None:
     Raises:
         InvalidArgumentError: ``values`` is not uint8 or has an unsupported number of
             dimensions.
+        OutputFileError: the file cannot be written (atomically: a full disk leaves an earlier
+            file whole; a symbolic link, a device, a FIFO or a folder at ``path`` is refused).
 
     Example:
         >>> import tempfile
@@ -269,9 +272,6 @@ def write_idx(path: str | os.PathLike[str], values: torch.Tensor) -> None:
         )
     header = bytes([0, 0, _UBYTE, values.dim()]) + struct.pack(f">{values.dim()}I", *values.shape)
     payload = header + values.contiguous().cpu().numpy().tobytes()
-    path = Path(path)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as handle:
-            handle.write(payload)
-    else:
-        path.write_bytes(payload)
+    if Path(path).suffix == ".gz":
+        payload = gzip.compress(payload)
+    atomic_write(path, lambda handle: handle.write(payload), error=OutputFileError)

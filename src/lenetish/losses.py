@@ -27,6 +27,7 @@ __all__ = [
     "LossName",
     "OutputKind",
     "check_outputs_setting",
+    "check_targets",
     "class_scores",
     "log_probabilities",
     "output_kind",
@@ -75,6 +76,42 @@ def class_scores(output: object, *, who: str) -> Tensor:
         "picks it (e.g. return self.net(x)['logits']), or, for training, override "
         "Trainer.training_step and validation_step to pick it"
     )
+
+
+def check_targets(outputs: Tensor, targets: Tensor) -> None:
+    """Refuse labels that do not fit a batch of class scores ``(B, classes)``.
+
+    The shape is always checked; the values (each a class index in ``0..classes-1``) when
+    the labels are on the CPU, where reading them costs no device synchronisation. Without
+    the check, an out-of-range label raises a bare ``IndexError`` mid-epoch, and ``-100``
+    (the losses' ignore index) is silently skipped.
+
+    Raises:
+        InvalidArgumentError: the labels' shape or values do not fit ``outputs``.
+
+    Example:
+        >>> check_targets(torch.zeros(2, 10), torch.tensor([3, 10]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.InvalidArgumentError: labels must be class indices 0..9 ...
+    """
+    if outputs.dim() != 2:
+        return  # not a classifier's (B, classes): the loss says what it needs
+    if tuple(targets.shape) != (outputs.shape[0],):
+        raise InvalidArgumentError(
+            f"labels of shape {tuple(targets.shape)} do not fit the model's outputs "
+            f"{tuple(outputs.shape)}: a batch of B images needs B class indices, shape (B,) "
+            "(one-hot or soft labels need a loss callable of your own)"
+        )
+    if targets.device.type == "cpu" and targets.numel():
+        low, high = int(targets.min()), int(targets.max())
+        classes = outputs.shape[1]
+        if low < 0 or high >= classes:
+            raise InvalidArgumentError(
+                f"labels must be class indices 0..{classes - 1} for a model with {classes} "
+                f"outputs, but this batch holds {low if low < 0 else high}; check the "
+                "dataset's labels (or the model's num_classes)"
+            )
 
 
 def output_kind(outputs: Tensor) -> OutputKind:
@@ -295,6 +332,7 @@ class Criterion:
     def _mean_loss(self, outputs: Tensor, targets: Tensor, smoothing: bool) -> Tensor:
         if callable(self.loss):
             return self.loss(outputs, targets)
+        check_targets(outputs, targets)
         kind = self.kind if self.kind is not None else self._detect(outputs)
         amount = self.label_smoothing if smoothing else 0.0
         return smoothed_nll(log_probabilities(outputs, kind), targets, amount)

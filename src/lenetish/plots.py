@@ -1,7 +1,10 @@
 """Headless PNG figures: digit grids, predictions, confusion matrix, training curves, mistakes.
 
 Needs the ``plot`` extra (matplotlib). Figures are drawn on matplotlib's Agg canvas directly,
-so nothing here changes the user's pyplot backend or opens a window.
+so nothing here changes the user's pyplot backend or opens a window. Each PNG is written
+atomically (a failure, e.g. a full disk, leaves the earlier picture as it was), and a symbolic
+link, a device, a FIFO or a folder at the path is refused with
+:class:`~lenetish.OutputFileError`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lenetish._atomic import atomic_write
 from lenetish.callbacks import History
-from lenetish.errors import InvalidArgumentError, MissingDependencyError
+from lenetish.errors import InvalidArgumentError, MissingDependencyError, OutputFileError
 
 __all__ = ["plot_confusion", "plot_digits", "plot_history", "plot_mistakes"]
 
@@ -35,9 +39,9 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``figure`` as a PNG through the atomic writer: a failure keeps the old picture."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, format="png")
+    atomic_write(target, lambda handle: figure.savefig(handle, format="png"), error=OutputFileError)
     return target
 
 
@@ -85,6 +89,8 @@ def plot_digits(
 
     Raises:
         MissingDependencyError: matplotlib is not installed.
+        OutputFileError: the PNG cannot be written (the disk is full, or ``path`` is a link,
+            a device, a FIFO or a folder); an earlier file there is left as it was.
         InvalidArgumentError: ``images`` is empty or of the wrong shape.
 
     Example:
@@ -157,6 +163,8 @@ def plot_mistakes(
     Raises:
         InvalidArgumentError: there are no mistakes to show.
         MissingDependencyError: matplotlib is not installed.
+        OutputFileError: the PNG cannot be written (the disk is full, or ``path`` is a link,
+            a device, a FIFO or a folder); an earlier file there is left as it was.
 
     Example:
         The shipped weights get a few of the first 1,000 test digits wrong:
@@ -206,6 +214,8 @@ def plot_confusion(
     Raises:
         InvalidArgumentError: ``confusion`` is not a square matrix.
         MissingDependencyError: matplotlib is not installed.
+        OutputFileError: the PNG cannot be written (the disk is full, or ``path`` is a link,
+            a device, a FIFO or a folder); an earlier file there is left as it was.
 
     Example:
         :func:`~lenetish.evaluate` counts the matrix of a whole test set; here it is counted
@@ -267,6 +277,8 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
     Raises:
         InvalidArgumentError: the history has no rows.
         MissingDependencyError: matplotlib is not installed.
+        OutputFileError: the PNG cannot be written (the disk is full, or ``path`` is a link,
+            a device, a FIFO or a folder); an earlier file there is left as it was.
 
     Example:
         >>> import tempfile

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from lenetish._device import (
 from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
 from lenetish.callbacks.schedules import SchedulerFactory
 from lenetish.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from lenetish.errors import InvalidArgumentError, NotFittedError
+from lenetish.errors import InvalidArgumentError, NotFittedError, TrainerBusyError
 from lenetish.fit_setup import (
     ModelAsFound,
     batch_count,
@@ -210,6 +211,7 @@ class Trainer:
         self.first_step = 0  # global_step at the start of the current fit
         self.parallel: ParallelStrategy = SingleProcess()
         self.data_info: DatasetInfo | None = None
+        self._fitting = threading.Lock()  # one fit at a time (two would share the optimizer)
 
     @property
     def module(self) -> nn.Module:
@@ -406,7 +408,27 @@ class Trainer:
                 two callbacks share a ``state_key``, or, in a distributed fit, batches that
                 cannot be split between processes.
             DistributedError: a distributed launch is incomplete or cannot connect.
+            TrainerBusyError: this trainer is already fitting (another thread, or a hook of
+                its own fit).
         """
+        if not self._fitting.acquire(blocking=False):
+            raise TrainerBusyError(
+                "this Trainer is already running a fit (in another thread, or fit() was called "
+                "from one of its own hooks); one Trainer runs one fit at a time: give each "
+                "thread a Trainer and a model of its own"
+            )
+        try:
+            return self._fit(train, val, resume)
+        finally:
+            self._fitting.release()
+
+    def _fit(
+        self,
+        train: Iterable[Batch],
+        val: Iterable[Batch] | None,
+        resume: str | os.PathLike[str] | None,
+    ) -> History:
+        """:meth:`fit`'s work, run while the trainer's fit lock is held."""
         check_reiterable(train=train, val=val)
         checkpoint = None if resume is None else load_checkpoint(resume)
         self.parallel = parallel = parallel_strategy(self.device)

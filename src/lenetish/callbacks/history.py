@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lenetish._atomic import atomic_write
 from lenetish.callbacks.base import Callback
+from lenetish.errors import OutputFileError
 
 if TYPE_CHECKING:
     from lenetish.state import TrainState
@@ -85,21 +87,31 @@ class History(Callback):
         self.rows = [dict(row) for row in rows]
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the rows as a JSON list of objects (NaN and infinities as ``null``)."""
+        """Write the rows as a JSON list of objects (NaN and infinities as ``null``), atomically.
+
+        Raises:
+            OutputFileError: the file cannot be written (the disk is full, or ``path`` is a
+                link, a device, a FIFO or a folder); an earlier file there is left as it was.
+        """
         rows = [
             {key: None if _not_finite(value) else value for key, value in row.items()}
             for row in self.rows
         ]
-        Path(path).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+        _write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the rows as CSV with a header (the union of the rows' keys)."""
+        """Write the rows as CSV with a header (the union of the rows' keys), atomically.
+
+        Raises:
+            OutputFileError: the file cannot be written (the disk is full, or ``path`` is a
+                link, a device, a FIFO or a folder); an earlier file there is left as it was.
+        """
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        Path(path).write_text(buffer.getvalue())
+        _write_text(path, buffer.getvalue())
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> History:
@@ -122,6 +134,12 @@ class History(Callback):
                     for row in csv.DictReader(handle)
                 ]
             )
+
+
+def _write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) through the one atomic writer: never a torn or half file."""
+    payload = text.encode()
+    atomic_write(path, lambda handle: handle.write(payload), error=OutputFileError)
 
 
 def _number(text: str) -> float:

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lenetish._atomic import refuse_unsafe
 from lenetish._checks import check_positive_int
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.history import History
-from lenetish.errors import MissingDependencyError
+from lenetish.errors import MissingDependencyError, OutputFileError
 
 if TYPE_CHECKING:
     from lenetish.state import BatchOutput, TrainState
@@ -126,11 +127,16 @@ class CSVLogger(Callback):
     complete after a resume; :meth:`History.from_csv <lenetish.History.from_csv>` reads it
     back. With ``append=True`` the rows already in the file (earlier fits, or the run a
     resumed fit continues) are kept and each epoch's row is added after them; a new column
-    rewrites the header.
+    rewrites the header. Each write is atomic (written beside the file, then renamed over it),
+    so a failure such as a full disk leaves the previous file whole, never a torn row.
 
     Args:
         path: the CSV file (its folder is created if needed).
         append: keep the file's earlier rows instead of starting it afresh each fit.
+
+    Raises:
+        OutputFileError: (at the end of an epoch) the file cannot be written: the disk is
+            full, or ``path`` is a symbolic link, a device, a FIFO or a folder.
 
     Example:
         >>> CSVLogger("runs/a/history.csv", append=True).append
@@ -147,7 +153,7 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Write the history so far (after the file's earlier rows, with ``append``)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_unsafe(self.path, OutputFileError)  # before reading: a FIFO would block
         if not self.append:
             trainer.history.to_csv(self.path)
             return

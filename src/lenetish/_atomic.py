@@ -1,0 +1,317 @@
+"""The one writer of every file lenetish makes: atomic, link-safe, and owner-locked temporaries.
+
+:func:`atomic_write` writes to a temporary file beside the target, flushes it to disk, then
+renames it over the target, so a crash or a full disk leaves the old file or the new one, never
+half of one. It refuses a target that is a symbolic link (it never writes through one) or
+anything but a regular file (a device, a FIFO, a folder: it never replaces one).
+
+While it writes, the writer holds an exclusive ``flock`` on its temporary file. The kernel
+drops that lock when the writer ends, however it ends (SIGKILL included), and every process
+sharing the file sees it, whatever its host or PID namespace. So
+:func:`remove_stale_temporaries` deletes a temporary only when it can take the lock itself:
+proof that its writer has ended, where a process id proves nothing (another container on the
+same volume has its own ids). Torch-free, so every module may write through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pickle
+import re
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from lenetish.errors import CheckpointError, LenetishError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no temporary is ever taken for abandoned
+    fcntl = None  # type: ignore[assignment]
+
+_LOCKS = fcntl is not None
+
+__all__ = ["atomic_write", "refuse_unsafe", "remove_stale_temporaries", "unsafe_kind"]
+
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOSE_ON_EXEC = getattr(os, "O_CLOEXEC", 0)
+_NON_BLOCKING = getattr(os, "O_NONBLOCK", 0)
+
+_TEMPORARY_NAME = re.compile(
+    r"^\.(?P<target>.+)\.lenetish-(?P<token>[0-9a-f]{16})\.tmp$"
+    # the names earlier versions used; their writers held no lock
+    r"|^\.(?P<target_v2>.+)\.(?P<pid_v2>[0-9]{1,10})\.[0-9a-f]{8}\.tmp$"
+    r"|^\.(?P<target_v1>.+\.(?:pt|pth|pt2|safetensors|onnx|json))\.(?P<pid_v1>[0-9]{1,10})"
+    r"\.tmp(?:\.onnx(?:\.data)?)?$"
+)
+"""Temporary files :func:`atomic_write` makes: ``.<target>.lenetish-<16 hex digits>.tmp``.
+
+Also matched: the names of earlier versions, ``.<target>.<pid>.<8 hex digits>.tmp`` and
+``.<target>.<pid>.tmp[.onnx[.data]]`` (checkpoints, weights, exports, ``history.json``), so
+what they left is cleaned up too; a user's own ``.notes.123.tmp`` is not taken for one.
+"""
+
+_LEGACY_QUIET_SECONDS = 3600.0
+"""How long a temporary of an earlier version (whose writer held no lock) must have been left
+unchanged before it is taken for abandoned: no atomic write lasts that long."""
+
+_MAX_TARGET_IN_NAME = 200  # keeps a temporary's name within the 255 bytes a name may have
+
+_WRITING: set[tuple[int, int]] = set()
+"""The (device, inode) of this process's temporaries being written: never cleaned, even where
+``flock`` is emulated with POSIX locks (NFS), which do not conflict within one process."""
+
+
+def unsafe_kind(path: str | os.PathLike[str]) -> str | None:
+    """What is at ``path`` when it is something lenetish must not write over, else ``None``.
+
+    Args:
+        path: the file about to be written.
+
+    Returns:
+        ``None`` when nothing is there or a regular file is; otherwise a description such as
+        ``"a symbolic link (to /etc/passwd)"``, ``"a device"``, ``"a FIFO (named pipe)"`` or
+        ``"a folder"``. The last part of ``path`` is looked at itself, never followed.
+
+    Example:
+        >>> import tempfile
+        >>> unsafe_kind(tempfile.mkdtemp()), unsafe_kind("/dev/null")
+        ('a folder', 'a device')
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # missing (or its folder is): creating it is checked when it happens
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        try:
+            return f"a symbolic link (to {os.readlink(path)})"
+        except OSError:
+            return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def refuse_unsafe(path: str | os.PathLike[str], error: type[LenetishError]) -> None:
+    """Raise ``error`` when ``path`` is a symbolic link or anything but a regular file.
+
+    Args:
+        path: the file about to be written (missing is fine).
+        error: the exception type to raise.
+
+    Raises:
+        LenetishError: (of type ``error``) what is at ``path`` and what to do.
+    """
+    kind = unsafe_kind(path)
+    if kind is not None:
+        raise error(
+            f"refused to write {path}: it is {kind}; lenetish replaces only regular files, "
+            "and never writes through a link or over a device, a FIFO or a folder: remove it, "
+            "or pick another path"
+        )
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    """A file's (device, inode): the same however its path is spelled."""
+    return info.st_dev, info.st_ino
+
+
+def _same_file(path: str | os.PathLike[str], descriptor: int) -> bool:
+    """Whether ``path`` still names the file open as ``descriptor`` (not removed, not replaced)."""
+    try:
+        return _identity(os.lstat(path)) == _identity(os.fstat(descriptor))
+    except OSError:
+        return False
+
+
+def _remove_if_abandoned(path: str, *, legacy: bool) -> bool:
+    """Delete the temporary ``path`` if its writer provably ended; whether it was deleted.
+
+    Proof is taking the exclusive ``flock`` its writer holds while writing. A temporary of an
+    earlier version (``legacy``: its writer held no lock) must also have been left unchanged
+    for an hour. Anything uncertain (no permission, no locks on this filesystem) keeps it.
+    """
+    if not _LOCKS:
+        return False
+    try:
+        descriptor = os.open(path, os.O_RDWR | _NO_FOLLOW | _NON_BLOCKING | _CLOSE_ON_EXEC)
+    except OSError:  # removed meanwhile, not ours to open, or a link: leave it
+        return False
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        if legacy and time.time() - info.st_mtime < _LEGACY_QUIET_SECONDS:
+            return False
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _same_file(path, descriptor):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:  # BlockingIOError: its writer holds it; or this filesystem has no locks
+        return False
+    finally:
+        os.close(descriptor)  # also releases the lock taken above
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writers which ended (e.g. by SIGKILL) left in ``folder``.
+
+    Only files named the way :func:`atomic_write` names them are considered, and one is removed
+    only when this process can take the ``flock`` its writer holds while writing: the writer
+    has ended, on this machine or any other sharing the folder. A process id is never taken as
+    proof, so the file of a writer in another container or PID namespace is never touched.
+    Files that earlier versions left (their writers held no lock) go once they have been left
+    unchanged for an hour. Called by every :func:`atomic_write`, so an orphan disappears at
+    the next write there.
+
+    Args:
+        folder: the folder to clean.
+
+    Returns:
+        The files removed.
+
+    Example:
+        >>> import tempfile
+        >>> remove_stale_temporaries(tempfile.mkdtemp())
+        []
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        with contextlib.suppress(OSError):
+            if _identity(entry.stat(follow_symlinks=False)) in _WRITING:
+                continue  # this process is writing it
+        if _remove_if_abandoned(entry.path, legacy=match["token"] is None):
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _create_temporary(target: Path) -> tuple[IO[bytes], Path]:
+    """A new temporary file beside ``target``, open for writing and locked by this process."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | _CLOSE_ON_EXEC
+    while True:
+        name = f".{target.name[:_MAX_TARGET_IN_NAME]}.lenetish-{secrets.token_hex(8)}.tmp"
+        temporary = target.with_name(name)
+        descriptor = os.open(temporary, flags, 0o666)
+        try:
+            if _LOCKS:
+                with contextlib.suppress(OSError):  # a filesystem without locks: none is held
+                    fcntl.flock(descriptor, fcntl.LOCK_EX)  # waits only while a cleaner looks
+                if not _same_file(temporary, descriptor):
+                    os.close(descriptor)  # a cleaner took it before it was locked: again
+                    continue
+            return open(descriptor, "wb"), temporary  # the caller closes it
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk so the rename survives a power cut (best effort)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY | _CLOSE_ON_EXEC)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _failure_message(target: Path, exc: BaseException) -> str:
+    """Say why writing ``target`` failed; torch wraps the OSError of a full disk."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    kept = "any earlier file there is left as it was"
+    if isinstance(cause, OSError):
+        advice = "; free some space and try again" if cause.errno == errno.ENOSPC else ""
+        return f"could not write {target}: {cause}; {kept}{advice}"
+    if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
+        return (
+            f"could not write {target}: the object cannot be serialised "
+            f"({type(exc).__name__}: {exc}); a checkpoint may hold only tensors, numbers, "
+            f"strings and lists/tuples/dicts of them; {kept}"
+        )
+    return f"could not write {target} ({type(exc).__name__}: {exc}); {kept}".replace("\n", " ")
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[IO[bytes]], object],
+    *,
+    error: type[LenetishError] = CheckpointError,
+) -> None:
+    """Call ``write`` on a locked temporary file beside ``path``, sync it, rename it to ``path``.
+
+    Whatever happens (a full disk, an object that cannot be serialised, Ctrl-C), the temporary
+    file is removed and ``path`` keeps its earlier contents. ``path`` must be missing or a
+    regular file: a symbolic link is never written through, and a device, a FIFO or a folder
+    is never replaced. Temporary files left by writers that ended are removed first
+    (:func:`remove_stale_temporaries`).
+
+    Args:
+        path: the file to write.
+        write: called with the open temporary file; it writes the whole contents.
+        error: the exception type raised on failure (:class:`~lenetish.CheckpointError` for
+            checkpoints, weights and exports; :class:`~lenetish.OutputFileError` for
+            pictures and histories).
+
+    Raises:
+        CheckpointError: (or ``error``) ``path`` is a link or not a regular file, or the write
+            failed (the message says why); ``path`` is untouched.
+
+    Example:
+        >>> import tempfile
+        >>> target = f"{tempfile.mkdtemp()}/hello.bin"
+        >>> atomic_write(target, lambda handle: handle.write(b"hello"))
+        >>> open(target, "rb").read()
+        b'hello'
+    """
+    target = Path(path)
+    temporary: Path | None = None
+    writing = (-1, -1)
+    try:
+        refuse_unsafe(target, error)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target.parent)
+        handle, temporary = _create_temporary(target)
+        with handle:  # the lock is held until the file has its final name
+            writing = _identity(os.fstat(handle.fileno()))
+            _WRITING.add(writing)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+            refuse_unsafe(target, error)  # again: something may have appeared meanwhile
+            os.replace(temporary, target)
+        _sync_folder(target.parent)
+    except BaseException as exc:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+        if isinstance(exc, LenetishError) or not isinstance(exc, Exception):
+            raise  # already named, or KeyboardInterrupt/SystemExit: let it through
+        raise error(_failure_message(target, exc)) from exc
+    finally:
+        _WRITING.discard(writing)
