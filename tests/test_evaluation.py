@@ -152,3 +152,10 @@ def test_an_unknown_precision_is_refused() -> None:
     """precision= takes the Trainer's values; anything else is a named error."""
     with pytest.raises(InvalidArgumentError, match="precision='64' is not supported"):
         predict(MNISTConvNet(), torch.zeros(1, 28, 28), precision="64")  # type: ignore[arg-type]
+
+
+def test_labels_outside_the_classes_are_a_named_error() -> None:
+    """A label of 12 for a 10-class model is InvalidArgumentError, not a bare IndexError."""
+    batch = (torch.zeros(2, 1, 28, 28), torch.tensor([3, 12]))
+    with pytest.raises(InvalidArgumentError, match=r"class indices 0\.\.9 .* holds 12"):
+        evaluate(MNISTConvNet(), [batch])

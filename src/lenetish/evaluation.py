@@ -34,6 +34,7 @@ from lenetish.layout import CHECK_IMAGES
 from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
+    check_targets,
     class_scores,
     log_probabilities,
     resolve_output_kind,
@@ -139,7 +140,8 @@ class ScoreTally:
         """Count one batch: log-probabilities ``(B, classes)``, int64 labels ``(B,)``.
 
         Raises:
-            InvalidArgumentError: the batch has another number of classes than ``num_classes``.
+            InvalidArgumentError: the batch has another number of classes than ``num_classes``,
+                or labels that are not class indices of the batch (on the CPU).
         """
         classes = self.num_classes
         if log_probs.shape[-1] != classes:
@@ -147,6 +149,7 @@ class ScoreTally:
                 f"the model gives {log_probs.shape[-1]} outputs per image but "
                 f"num_classes={classes}; pass num_classes={log_probs.shape[-1]}"
             )
+        check_targets(log_probs, labels)
         self.score.add(F.nll_loss(log_probs, labels), log_probs, labels)
         pairs = labels * classes + log_probs.argmax(dim=1)
         self.confusion += torch.bincount(pairs, minlength=classes * classes)
