@@ -221,18 +221,20 @@ class ModelAsFound:
 
     Attributes:
         layout: every parameter's and buffer's strides.
-        training: its train/eval mode.
+        modes: every submodule's train/eval mode, in ``modules()`` order (a frozen
+            batch-norm layer in eval mode inside a training model stays frozen).
         compiled: what ``Module.compile()`` had set (``None`` for an uncompiled model).
     """
 
     layout: LayoutRecord
-    training: bool
+    modes: tuple[bool, ...]
     compiled: Callable[..., Any] | None
 
     @classmethod
     def of(cls, model: nn.Module) -> ModelAsFound:
         """Record ``model`` as it is now."""
-        return cls(record_layout(model), model.training, compiled_forward(model))
+        modes = tuple(module.training for module in model.modules())
+        return cls(record_layout(model), modes, compiled_forward(model))
 
 
 def restore_model(trainer: Trainer, found: ModelAsFound) -> None:
@@ -245,6 +247,8 @@ def restore_model(trainer: Trainer, found: ModelAsFound) -> None:
     restore_layout(found.layout)
     if compiled_forward(model) is not found.compiled:
         set_compiled_forward(model, found.compiled)
-    model.train(found.training)
+    # Not strict: a callback may have added a submodule; those keep the mode they have.
+    for module, training in zip(model.modules(), found.modes, strict=False):
+        module.training = training
     if trainer.fitted_optimizer is not None:
         match_optimizer_layout(trainer.fitted_optimizer)
