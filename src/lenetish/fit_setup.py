@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from lenetish.callbacks import History
@@ -137,6 +139,7 @@ def prepare_fit(
     prepare_stack_fit(trainer)  # a ModelStack: per-member scores, coupling settings refused
     if trainer.compile:
         trainer.module.compile()  # undone by restore_model when the fit ends
+    trainer.layout_unchecked = False
     trainer.fit_channels_last = plan_layout(trainer)
     if trainer.fit_channels_last:
         module_channels_last(trainer.module)
@@ -168,7 +171,8 @@ def plan_layout(trainer: Trainer) -> bool | None:
     if declares_fast_path(trainer.module):
         return True
     if trainer.world_size > 1:
-        if setting is True:
+        if setting is True:  # laid out before the DDP wrap; checked on the first batch
+            trainer.layout_unchecked = True
             return True
         logger.info(
             "lenetish: %s trains in its own layout: channels_last='auto' checks a model on "
@@ -178,6 +182,21 @@ def plan_layout(trainer: Trainer) -> bool | None:
         )
         return False
     return None
+
+
+_ADVICE = "flatten with torch.flatten(x, 1) or x.reshape(len(x), -1) instead of x.view(...)"
+
+
+@contextmanager
+def _own_layout(model: nn.Module) -> Iterator[None]:
+    """``model`` contiguous inside the block (for a check that starts from its own layout)."""
+    record = record_layout(model)
+    for tensor, _ in record:  # explicit NCHW strides, even with one channel
+        tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        restore_layout(record)
 
 
 def settle_layout(trainer: Trainer, images: Tensor) -> None:
@@ -192,6 +211,17 @@ def settle_layout(trainer: Trainer, images: Tensor) -> None:
     """
     model = trainer.module
     name = type(model).__name__
+    if trainer.layout_unchecked:  # already channels-last (a multi-process fit): verify only
+        trainer.layout_unchecked = False
+        with _own_layout(model):
+            problem = layout_verdict(model, images, module_channels_last)
+        if problem is not None:
+            raise UnsupportedModelError(
+                f"channels_last=True, but {name} cannot run channels-last: {problem}; "
+                f"{_ADVICE}, or pass channels_last='auto' (or False) to train it in its own "
+                "layout"
+            )
+        return
     problem = layout_verdict(model, images, module_channels_last)
     if problem is None:
         module_channels_last(model)
@@ -199,7 +229,7 @@ def settle_layout(trainer: Trainer, images: Tensor) -> None:
         trainer.fit_channels_last = True
         logger.info("lenetish: %s trains channels-last (its outputs checked unchanged)", name)
         return
-    advice = "flatten with torch.flatten(x, 1) or x.reshape(len(x), -1) instead of x.view(...)"
+    advice = _ADVICE
     if trainer.channels_last is True:
         raise UnsupportedModelError(
             f"channels_last=True, but {name} cannot run channels-last: {problem}; {advice}, "

@@ -160,6 +160,10 @@ def channels_last_problem(
         ``None``, or a short reason (the error channels-last raised, or how the outputs
         differ) for the log line or error message.
 
+    Raises:
+        Exception: whatever the model's forward raises in its own layout (eval mode): that
+            is the model's own error, which the caller's first real step would raise too.
+
     Example:
         >>> from lenetish import MNISTConvNet
         >>> channels_last_problem(MNISTConvNet(), torch.rand(4, 1, 28, 28)) is None
@@ -182,10 +186,9 @@ def channels_last_problem(
     images = sample[:CHECK_IMAGES].detach()
     cuda = [images.device] if images.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.no_grad():
-        try:
-            reference = twin(images.contiguous())
-        except Exception as exc:  # the real step will raise it again
-            return f"its forward raises on the batch ({_first_line(exc)})"
+        # Explicit NCHW strides: .contiguous() keeps the channels-last strides of a tensor
+        # with one channel, which is both "contiguous" and "channels-last contiguous".
+        reference = twin(images.clone(memory_format=torch.contiguous_format))  # may raise
         try:
             convert(twin)
             candidate = twin(images.contiguous(memory_format=torch.channels_last))

@@ -95,7 +95,7 @@ def run_epoch(
 
 def _on_device(trainer: Trainer, images: Tensor, labels: Tensor) -> Batch:
     images = images.to(trainer.device, non_blocking=True)
-    if trainer.fit_channels_last is None:  # a model that declares nothing: checked once
+    if trainer.fit_channels_last is None or trainer.layout_unchecked:  # decided on batch 1
         settle_layout(trainer, images)
     if trainer.fit_channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)

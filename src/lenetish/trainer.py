@@ -182,6 +182,7 @@ class Trainer:
         self.model = model.to(self.device)
         # Whether this fit runs channels-last: None until decided (see fit_setup.plan_layout).
         self.fit_channels_last: bool | None = None
+        self.layout_unchecked = False  # laid out channels-last before the check could run
         self.optimizer_spec = optimizer
         self.lr = DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
         self.epochs, self.scheduler_spec = epochs, scheduler
