@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,8 +20,13 @@ from lenetish import (
     MissingDependencyError,
     MNISTConvNet,
     export_model,
+    load_split,
     load_weights,
+    predict,
+    pretrained,
 )
+from lenetish.export import METADATA_FILE
+from lenetish.sources import bundled_mnist
 from tests.full_disk import fill_disk_after
 from tests.training_helpers import digit_batches, quick_trainer
 
@@ -156,3 +163,46 @@ def test_old_hidden_onnx_files_of_dead_exports_are_removed(tmp_path: Path) -> No
         os.utime(tmp_path / name, (1_000_000_000, 1_000_000_000))  # written without a lock
     export_model(MNISTConvNet(), tmp_path / "m.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_an_onnx_consumer_reading_only_the_file_reproduces_predict(tmp_path: Path) -> None:
+    """Onnxruntime plus the file's metadata give predict's labels on 1,000 MNIST test images."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = pretrained("default")
+    path = export_model(model, tmp_path / "m.onnx", format="onnx")
+    images, _ = load_split(bundled_mnist(), train=False, download=False)
+    pixels = images[:1000].numpy()  # uint8 (1000, 28, 28), as a consumer would have them
+    expected = predict(model, images[:1000], precision="32").labels.numpy()
+    session = onnxruntime.InferenceSession(str(path))
+    meta = session.get_modelmeta().custom_metadata_map
+    mean, std = float(meta["lenetish.mean"]), float(meta["lenetish.std"])
+    inputs = ((pixels.astype(np.float32) / 255 - mean) / std)[:, None]
+    (scores,) = session.run(None, {"images": inputs})
+    assert (scores.argmax(axis=1) == expected).all()
+    assert meta["lenetish.output"] == "log_probabilities" == session.get_outputs()[0].name
+    assert json.loads(meta["lenetish.classes"])[3] == "3"
+    assert (meta["lenetish.dataset"], meta["lenetish.dataset_assumed"]) == ("mnist", "false")
+
+
+def test_a_logits_models_onnx_output_is_named_logits(tmp_path: Path) -> None:
+    """A model returning raw logits exports an output named logits, said in its metadata."""
+    onnx = pytest.importorskip("onnx")
+    logits_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    path = export_model(logits_model, tmp_path / "m.onnx", format="onnx")
+    proto = onnx.load(str(path))
+    meta = {entry.key: entry.value for entry in proto.metadata_props}
+    assert proto.graph.output[0].name == "logits" == meta["lenetish.output"]
+    assert meta["lenetish.dataset_assumed"] == "true"
+
+
+@pytest.mark.parametrize("format", ["pt2", "torchscript"])
+def test_pt2_and_torchscript_files_carry_the_metadata(format: str, tmp_path: Path) -> None:
+    """pt2 and TorchScript exports hold lenetish.json with the output kind and normalisation."""
+    path = export_model(MNISTConvNet(), tmp_path / "m.bin", format=format)
+    extra = {METADATA_FILE: ""}
+    if format == "pt2":
+        torch.export.load(path, extra_files=extra)
+    else:
+        torch.jit.load(str(path), _extra_files=extra)  # type: ignore[no-untyped-call]
+    metadata = json.loads(extra[METADATA_FILE])
+    assert metadata["output"] == "log_probabilities" and float(metadata["std"]) > 0
