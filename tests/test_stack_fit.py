@@ -191,3 +191,15 @@ def test_the_all_members_step_trains_the_members_as_the_member_by_member_one() -
     assert not isinstance(trainer.step, MemberByMemberStep)
     for a, b in zip(first.parameters(), second.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_with_dropout_members_differ_from_their_solo_runs_as_documented() -> None:
+    """Dropout draws come from one shared stream, so members do not match solo runs (docs)."""
+    batches = digit_batches(60, 20)
+    stack = ModelStack(lambda: MNISTConvNet(dropout=0.5), 2, seeds=[11, 12])
+    alone = stack.unstack()
+    torch.manual_seed(0)
+    stack_trainer(stack).fit(batches)
+    torch.manual_seed(0)
+    stack_trainer(alone[1]).fit(batches)  # type: ignore[arg-type]
+    assert not torch.allclose(stack.unstack()[1].fc1.weight, alone[1].get_parameter("fc1.weight"))

@@ -168,7 +168,9 @@ def train_stack(
 
     Member ``i`` starts from the weights ``train_recipe(recipe, seed=seeds[i])`` starts from
     and visits the training images in that run's order (a :class:`~lenetish.StackLoader`),
-    so it trains as that run does, up to its augmentation draws.
+    so it trains as that run does, exactly when the recipe draws no random numbers during a
+    step: augmentation and dropout draws come from one stream shared by the members, so with
+    either a member is an equally valid run that differs from its sequential run.
 
     Args:
         recipe: a recipe name (see :data:`RECIPES`) or a :class:`Recipe`.
