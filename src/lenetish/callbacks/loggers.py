@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -32,8 +33,9 @@ class ProgressBar(Callback):
 
     Args:
         enabled: ``True``/``False``, or ``None``: shown in a terminal and in a Jupyter
-            notebook (as a notebook widget, through ``tqdm.auto``), not when ``CI`` is set
-            to true or the output is a file or a pipe.
+            notebook (as a notebook widget, through ``tqdm.auto``; without ``ipywidgets``, one
+            printed line per epoch and a single warning), not when ``CI`` is set to true or
+            the output is a file or a pipe.
         refresh_every: batches between loss updates.
         stream: where to draw (default: ``sys.stderr``).
 
@@ -67,6 +69,7 @@ class ProgressBar(Callback):
         self.enabled = enabled
         self.refresh_every = refresh_every
         self.bar: Any = None
+        self.lines = False  # a notebook without ipywidgets: one printed line per epoch
         self.state_key = "lenetish.ProgressBar"
 
     def _active(self) -> bool:
@@ -78,8 +81,14 @@ class ProgressBar(Callback):
         return in_notebook() or bool(getattr(stream, "isatty", lambda: False)())
 
     def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
-        """Open this epoch's bar."""
+        """Open this epoch's bar (in a notebook without ipywidgets: none, see below)."""
+        self.lines = False
         if not self._active():
+            return
+        if in_notebook() and not _have_widgets():
+            # tqdm's text bar becomes one output per redraw there: print one line per epoch.
+            self.lines = True
+            _say_once_widgets_missing()
             return
         from tqdm.auto import tqdm
 
@@ -101,9 +110,14 @@ class ProgressBar(Callback):
             self.bar.set_postfix(loss=f"{float(output.loss):.4f}", refresh=False)
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        """Show the epoch's metrics and close the bar."""
+        """Show the epoch's metrics and close the bar (or print them on one line)."""
         if self.bar is not None:
             self.bar.set_postfix(_format_metrics(state.metrics), refresh=True)
+        elif self.lines:
+            shown = ", ".join(f"{k}={v}" for k, v in _format_metrics(state.metrics).items())
+            print(
+                f"epoch {state.epoch + 1}/{state.epochs}: {shown}", file=self.stream or sys.stdout
+            )
         self._close()
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
@@ -220,6 +234,31 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _have_widgets() -> bool:
+    """Whether ipywidgets, which tqdm's notebook bar needs, can be imported."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_TOLD_WIDGETS = False
+
+
+def _say_once_widgets_missing() -> None:
+    """One warning per process that the notebook gets epoch lines instead of a live bar."""
+    global _TOLD_WIDGETS
+    if not _TOLD_WIDGETS:
+        _TOLD_WIDGETS = True
+        warnings.warn(
+            "lenetish: this notebook has no ipywidgets, so progress is one line per epoch "
+            "instead of a live bar; pip install ipywidgets for the bar",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def in_notebook() -> bool:
