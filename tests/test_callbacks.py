@@ -240,6 +240,47 @@ def test_a_plateau_scheduler_facing_the_wrong_way_is_refused() -> None:
         quick_trainer(callbacks=[schedule]).fit(digit_batches(10, 10))
 
 
+class Score:
+    """A metric object (update/compute/reset) that declares it is better high."""
+
+    higher_is_better = True
+
+    def reset(self) -> None:
+        self.seen = 0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.seen += len(targets)
+
+    def compute(self) -> float:
+        return float(self.seen)
+
+
+def test_a_plateau_scheduler_against_a_declared_direction_is_refused() -> None:
+    """mode='min' on a metrics= entry with higher_is_better=True is refused at fit start."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    schedule = LRSchedule(lambda o: ReduceLROnPlateau(o), monitor="score")
+    trainer = quick_trainer(metrics={"score": Score()}, callbacks=[schedule])
+    with pytest.raises(InvalidArgumentError, match=r"mode='min'\) watches 'score'.*mode='max'"):
+        trainer.fit(digit_batches(10, 10))
+
+
+def test_a_plateau_scheduler_on_a_name_of_unknown_direction_keeps_its_mode_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'worst_class_acc' is no longer read as 'acc': the scheduler's mode='min' is used, logged."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    class Worst(Callback):
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            state.metrics["worst_class_acc"] = 0.5
+
+    schedule = LRSchedule(lambda o: ReduceLROnPlateau(o), monitor="worst_class_acc")
+    with caplog.at_level(logging.INFO, "lenetish"):
+        quick_trainer(callbacks=[Worst(), schedule]).fit(digit_batches(10, 10))
+    assert "ReduceLROnPlateau: minimises 'worst_class_acc' (mode='min'" in caplog.text
+
+
 def test_onecycle_with_a_callable_optimizer_peaks_at_its_own_lr() -> None:
     """scheduler='onecycle' with optimizer=callable rises to the lr the optimizer was built with."""
     lrs: list[float] = []

@@ -70,7 +70,7 @@ def test_early_stopping_restores_the_best_weights() -> None:
 
 
 def test_early_stopping_auto_mode_maximises_accuracy() -> None:
-    """mode='auto' maximises metrics named like accuracies and minimises the rest."""
+    """mode='auto' maximises the trainer's accuracy and minimises its loss."""
     assert EarlyStopping("val_accuracy").watch.mode == "max"
     assert EarlyStopping("val_loss").watch.mode == "min"
 
@@ -86,7 +86,7 @@ def test_early_stopping_state_round_trip() -> None:
 
 def test_missing_monitor_names_the_available_metrics() -> None:
     """Monitoring a metric that does not exist raises InvalidArgumentError listing the others."""
-    stopper = EarlyStopping("missing_loss")
+    stopper = EarlyStopping("missing_loss", mode="min")
     with pytest.raises(InvalidArgumentError, match=r"monitor='missing_loss' is not among.*accur"):
         quick_trainer(callbacks=[stopper]).fit(digit_batches(10, 10))
 
@@ -99,27 +99,124 @@ def test_a_val_monitor_without_validation_fails_before_training() -> None:
     assert "on_batch_start" not in recorder.calls
 
 
+class Declared:
+    """A torchmetrics-style metric (update/compute/reset) that declares its direction."""
+
+    def __init__(self, higher_is_better: bool | None) -> None:
+        self.higher_is_better = higher_is_better
+        self.total = 0.0
+
+    def reset(self) -> None:
+        self.total = 0.0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.total += float(targets.numel())
+
+    def compute(self) -> float:
+        return self.total
+
+
 @pytest.mark.parametrize(
     ("monitor", "mode"),
     [
-        ("accumulated_loss", "min"),
-        ("val_f1", "max"),
-        ("f1_score", "max"),
-        ("val_auc", "max"),
-        ("precision", "max"),
-        ("val_mae", "min"),
-        ("worst_class_acc", "max"),
+        ("loss", "min"),
+        ("val_loss", "min"),
+        ("accuracy", "max"),
+        ("val_accuracy", "max"),
+        ("accuracy/0", "max"),
+        ("val_loss/3", "min"),
     ],
 )
-def test_auto_mode_reads_the_direction_from_the_words_of_the_name(monitor: str, mode: str) -> None:
-    """Known words decide the direction: 'accumulated_loss' is minimised, 'val_f1' maximised."""
+def test_auto_mode_knows_the_trainers_own_metrics_by_exact_name(monitor: str, mode: str) -> None:
+    """loss, accuracy, their val_ copies and a stack member's /i forms are decided at once."""
     assert EarlyStopping(monitor).watch.mode == mode
 
 
-def test_auto_mode_refuses_a_name_it_cannot_read() -> None:
-    """A name without a known word needs mode=, and the message lists the choices."""
-    with pytest.raises(InvalidArgumentError, match=r"cannot tell whether 'val_worst'.*mode='min'"):
-        EarlyStopping("val_worst")
+@pytest.mark.parametrize(
+    "monitor",
+    [
+        "accuracy_gap",
+        "acc_gap",
+        "f1_drop",
+        "val_acc_std",
+        "loss_improvement",
+        "error_reduction",
+        "val_worst",
+    ],
+)
+def test_auto_mode_refuses_a_name_whose_words_it_once_guessed(monitor: str) -> None:
+    """A name outside the exact table is refused at fit start, asking for mode=."""
+    recorder = Recorder()
+    with pytest.raises(
+        InvalidArgumentError,
+        match=rf"EarlyStopping\(mode='auto'\) cannot tell whether '{monitor}'.*"
+        r"pass mode='min' or mode='max'",
+    ):
+        quick_trainer(callbacks=[EarlyStopping(monitor), recorder]).fit(digit_batches(10, 10))
+    assert "on_batch_start" not in recorder.calls
+
+
+def test_model_checkpoint_auto_mode_refuses_an_unknown_name(tmp_path: Path) -> None:
+    """ModelCheckpoint(save_best=True) with mode='auto' on an unknown name asks for mode=."""
+    saver = ModelCheckpoint(tmp_path, monitor="accuracy_gap", save_best=True)
+    with pytest.raises(InvalidArgumentError, match=r"ModelCheckpoint\(mode='auto'\).*mode='max'"):
+        quick_trainer(callbacks=[saver]).fit(digit_batches(10, 10))
+
+
+def test_model_checkpoint_without_best_or_top_k_ignores_the_monitors_direction(
+    tmp_path: Path,
+) -> None:
+    """A ModelCheckpoint writing only last.pt never asks for the direction of its monitor."""
+    saver = ModelCheckpoint(tmp_path, monitor="accuracy_gap")
+    quick_trainer(callbacks=[saver]).fit(digit_batches(10, 10))
+    assert saver.last_path.exists()
+
+
+def test_a_metric_declaring_higher_is_better_false_is_minimised() -> None:
+    """A metrics= object with higher_is_better=False (torchmetrics' attribute) gives min."""
+    stopper = EarlyStopping("val_f1_drop", patience=5)  # "f1" once made it "max"
+    trainer = quick_trainer(metrics={"f1_drop": Declared(False)}, callbacks=[stopper])
+    trainer.fit(digit_batches(10, 10), digit_batches(10, 10))
+    assert stopper.watch.mode == "min"
+
+
+def test_a_metric_function_declaring_higher_is_better_true_is_maximised() -> None:
+    """A metric function given a higher_is_better=True attribute gives max."""
+
+    def hits(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (outputs.argmax(1) == targets).float().mean()
+
+    hits.higher_is_better = True  # type: ignore[attr-defined]
+    stopper = EarlyStopping("hits", patience=5)
+    quick_trainer(metrics={"hits": hits}, callbacks=[stopper]).fit(digit_batches(10, 10))
+    assert stopper.watch.mode == "max"
+
+
+def test_a_metric_without_a_declared_direction_is_refused_by_name() -> None:
+    """A metrics= entry whose higher_is_better is None makes mode='auto' name it and refuse."""
+    stopper = EarlyStopping("val_gap")
+    trainer = quick_trainer(metrics={"gap": Declared(None)}, callbacks=[stopper])
+    with pytest.raises(
+        InvalidArgumentError, match=r"the metric 'gap' of metrics= has no higher_is_better"
+    ):
+        trainer.fit(digit_batches(10, 10), digit_batches(10, 10))
+
+
+def test_an_undecided_auto_mode_cannot_compare_values_before_a_fit() -> None:
+    """Before fit start, a watch whose auto mode is undecided refuses to rank values."""
+    watch = EarlyStopping("val_f1").watch
+    with pytest.raises(InvalidArgumentError, match=r"mode='auto' for 'val_f1' is decided when"):
+        watch.improves(1.0, 2.0)
+
+
+def test_the_resolved_mode_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """mode='auto' logs its decision at INFO once, not again at the next fit."""
+    stopper = EarlyStopping("loss", patience=5)
+    with caplog.at_level(logging.INFO, "lenetish"):
+        quick_trainer(callbacks=[stopper]).fit(digit_batches(10, 10))
+        quick_trainer(callbacks=[stopper]).fit(digit_batches(10, 10))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("EarlyStopping:")]
+    assert lines == ["EarlyStopping: minimises 'loss' (mode='min': the trainer's own 'loss')"]
 
 
 def test_an_infinite_monitored_value_stops_the_run() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -230,3 +233,187 @@ def test_resuming_a_mid_epoch_checkpoint_needs_epochs_to_reach_that_epoch(
         CheckpointError, match=r"already trained 1 epoch and part of epoch 2.*epochs > 1"
     ):
         trainer.fit(_train("list"), resume=tmp_path / "mid.pt")
+
+
+class NoLength:
+    """Re-iterable batches without a len(), as a generator-backed loader would be."""
+
+    def __init__(self, batches: list[tuple[Tensor, Tensor]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return iter(self.batches)
+
+
+def test_a_mid_epoch_checkpoint_resumed_with_a_shorter_loader_without_length_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A loader with no len() that runs out before the saved batch count names both counts."""
+    quick_trainer(epochs=2, callbacks=[SaveAtStep(4, tmp_path / "mid.pt")]).fit(_train("list"))
+    with pytest.raises(CheckpointError, match=r"after 4 batches of epoch 1.*now yields 2"):
+        quick_trainer(epochs=2).fit(NoLength(digit_batches(60, 10)[:2]), resume=tmp_path / "mid.pt")
+
+
+def test_a_mid_epoch_checkpoint_resumed_with_other_metrics_is_refused(tmp_path: Path) -> None:
+    """Resuming inside an epoch with another metrics= says its running score does not load."""
+
+    def hits(outputs: Tensor, targets: Tensor) -> Tensor:
+        return (outputs.argmax(1) == targets).float().mean()
+
+    saver = SaveAtStep(4, tmp_path / "mid.pt")
+    quick_trainer(epochs=2, metrics={"hits": hits}, callbacks=[saver]).fit(_train("list"))
+    with pytest.raises(
+        CheckpointError, match=r"running score of its unfinished epoch 1 does not load"
+    ):
+        quick_trainer(epochs=2).fit(_train("list"), resume=tmp_path / "mid.pt")
+
+
+class Averages(Callback):
+    """Keeps what NumPy computes: np.mean's np.float64, np.int64 counts and an array."""
+
+    state_key = "tests.Averages"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.mean: Any = None
+        self.count: Any = None
+        self.per_epoch: Any = np.zeros(0)
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        self.per_epoch = np.append(self.per_epoch, state.metrics["loss"])
+        self.mean, self.count = np.mean(self.per_epoch), np.int64(len(self.per_epoch))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "count": self.count, "per_epoch": self.per_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.count = state["mean"], state["count"]
+        self.per_epoch = np.asarray(state["per_epoch"])
+
+
+def test_a_callback_holding_numpy_values_resumes_with_them_equal(tmp_path: Path) -> None:
+    """np.float64, np.int64 and an array in a callback's state save, resume and come back equal."""
+    first = Averages()
+    checkpoint = _two_epochs(tmp_path, [first])
+    resumed = Averages()
+    quick_trainer(epochs=2, callbacks=[resumed]).fit(digit_batches(20, 10), resume=checkpoint)
+    assert (resumed.mean, resumed.count) == (first.mean, first.count)
+    assert np.array_equal(resumed.per_epoch, first.per_epoch)
+
+
+def test_a_numpy_array_in_a_callback_state_is_saved_as_a_tensor_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An array is saved as a tensor of its dtype, with a warning naming the callback."""
+    with caplog.at_level(logging.WARNING, "lenetish"):
+        checkpoint = _two_epochs(tmp_path, [Averages()])
+    saved = load_checkpoint(checkpoint)["callbacks"]["tests.Averages"]["per_epoch"]
+    assert isinstance(saved, Tensor) and saved.dtype == torch.float64 and saved.shape == (2,)
+    assert "Averages (state_key 'tests.Averages'): the NumPy array at state['per_epoch']" in (
+        caplog.text
+    )
+
+
+class Window(Callback):
+    """A moving window of losses kept in a deque: loading would refuse it."""
+
+    state_key = "tests.Window"
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=3)
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        self.recent.append(state.metrics["loss"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent": self.recent}
+
+
+def test_a_deque_in_a_callback_state_is_refused_at_save_time_by_name(tmp_path: Path) -> None:
+    """ModelCheckpoint refuses a deque in a callback's state, naming class, key and place."""
+    with pytest.raises(
+        CheckpointError,
+        match=r"callback Window \(state_key 'tests.Window'\) cannot be saved so that it "
+        r"resumes: its state_dict\(\) holds a collections.deque at state\['recent'\].*"
+        r"may hold only tensors.*collections.deque\(saved, maxlen=\.\.\.\)",
+    ):
+        _two_epochs(tmp_path, [Window()])
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_an_object_in_a_callback_state_is_refused_by_save_checkpoint(tmp_path: Path) -> None:
+    """trainer.save_checkpoint refuses any object loading would refuse, naming its place."""
+
+    class Opaque(Callback):
+        def state_dict(self) -> dict[str, Any]:
+            return {"log": [1, {"when": datetime.date(2026, 12, 3)}]}
+
+    trainer = quick_trainer(epochs=1, callbacks=[Opaque()])
+    trainer.fit(digit_batches(10, 10))
+    with pytest.raises(
+        CheckpointError, match=r"holds a datetime.date at state\['log'\]\[1\]\['when'\]"
+    ):
+        trainer.save_checkpoint(tmp_path / "c.pt")
+    assert not (tmp_path / "c.pt").exists()
+
+
+def _with_numpy_state(folder: Path) -> Path:
+    """A checkpoint as earlier versions wrote it: a callback's state holding np.float64."""
+    checkpoint = _two_epochs(folder, [Tally("tests.Tally", 1)])
+    state = load_checkpoint(checkpoint)
+    state["callbacks"]["tests.Tally"]["total"] = np.float64(2.0)
+    torch.save(state, folder / "old.pt")  # no check: as lenetish before the save-time check
+    return folder / "old.pt"
+
+
+def test_resuming_a_checkpoint_with_numpy_callback_state_names_the_callback(
+    tmp_path: Path,
+) -> None:
+    """The refusal of such a file names the callback's key, the place and what NumPy held."""
+    old = _with_numpy_state(tmp_path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"the state of callback 'tests.Tally' holds a NumPy scalar .* at "
+        r"state\['total'\].*weights_only=False\), replace those values",
+    ):
+        quick_trainer(epochs=3, callbacks=[Tally("tests.Tally", 1)]).fit(
+            digit_batches(20, 10), resume=old
+        )
+
+
+def test_the_repair_the_refusal_advises_resumes(tmp_path: Path) -> None:
+    """Loading the trusted file unsafely, converting the value and saving it makes it resume."""
+    old = _with_numpy_state(tmp_path)
+    state = torch.load(old, weights_only=False)
+    state["callbacks"]["tests.Tally"]["total"] = float(state["callbacks"]["tests.Tally"]["total"])
+    torch.save(state, old)
+    tally = Tally("tests.Tally", 1)
+    quick_trainer(epochs=3, callbacks=[tally]).fit(digit_batches(20, 10), resume=old)
+    assert tally.total == 3
+
+
+class Planted:
+    """Unpickles by calling open(path, 'w'): loading it would create the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def test_naming_the_callback_of_a_refused_file_runs_nothing_from_it(tmp_path: Path) -> None:
+    """Finding which callback holds a refused object reads the file without running it."""
+    checkpoint = _two_epochs(tmp_path, [Tally("tests.Tally", 1)])
+    state = load_checkpoint(checkpoint)
+    planted = tmp_path / "planted"
+    state["callbacks"]["tests.Tally"]["total"] = Planted(planted)
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(
+        CheckpointError,
+        match=r"callback 'tests.Tally' holds an object built by io.open at state\['total'\]",
+    ):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not planted.exists()

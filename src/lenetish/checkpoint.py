@@ -27,6 +27,7 @@ from torch import nn
 
 from lenetish._atomic import atomic_write as atomic_write  # the one writer, re-exported
 from lenetish._atomic import remove_stale_temporaries as remove_stale_temporaries
+from lenetish._pickle_scan import refused_callbacks_message
 from lenetish.errors import CheckpointError
 from lenetish.identity import DatasetInfo, dataset_info, recorded_dataset
 
@@ -82,12 +83,16 @@ def safe_load(source: Path, what: str = "checkpoint") -> Any:
 
     Raises:
         CheckpointError: the file is damaged, or holds objects other than tensors and plain
-            containers (refused, never run).
+            containers (refused, never run; the message names the callbacks whose state
+            holds them, when it is a checkpoint's callback state).
     """
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # damaged files make torch.load raise many different types
         refused = isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower()
+        named = refused_callbacks_message(what, source) if refused else None
+        if named is not None:  # a callback's state: say which, and what resumes it
+            raise CheckpointError(named) from exc
         if refused or _is_raw_pickle(source):  # torch's own text advises unsafe loading
             raise CheckpointError(
                 f"{what} {source} was refused: it holds objects other than tensors and "

@@ -14,17 +14,27 @@ epoch's running training score and logged values. A fit resumed from it starts t
 again, draws its batches in the same order, skips those already trained
 (:func:`resumed_batches`), then puts the random state of the save back, so it goes on exactly
 as the interrupted fit did.
+
+Every callback's ``state_dict()`` is checked as it is saved, so that the checkpoint loads back
+under ``torch.load(weights_only=True)`` (:func:`loadable_state`): NumPy scalars become Python
+numbers and NumPy arrays tensors; any other object that loading would refuse (a
+``collections.deque``, a ``frozenset``, a dataclass...) is refused at once with a
+:class:`~lenetish.CheckpointError` naming the callback and where in its state the object sits.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import logging
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from torch import Tensor
+import numpy as np
+import torch
+from torch import Tensor, nn
 
 from lenetish.callbacks import Callback
 from lenetish.checkpoint import (
@@ -45,6 +55,7 @@ __all__ = [
     "callbacks_by_key",
     "checkpoint_state",
     "has_state",
+    "loadable_state",
     "restore_training_state",
     "resumed_batches",
     "start_epoch_progress",
@@ -54,6 +65,21 @@ T = TypeVar("T")
 _END = object()  # what next() returns at the end of the loader
 
 logger = logging.getLogger("lenetish")
+
+# What torch.load(weights_only=True) gives back as it was saved (exact types: a subclass, such
+# as a named tuple or an IntEnum, is pickled by its class name and refused).
+_LEAVES = frozenset(
+    {type(None), bool, int, float, complex, str, bytes, bytearray, torch.dtype, torch.device}
+    | {torch.Size, Tensor, nn.Parameter}
+)
+_SEQUENCES = frozenset({list, tuple, set})
+_MAPPINGS = frozenset({dict, collections.OrderedDict, collections.Counter})
+_ALLOWED = (
+    "tensors, None, bool, int, float, complex, str, bytes, torch.dtype, torch.device, "
+    "torch.Size, and lists, tuples, sets and dicts (OrderedDict, Counter) of them"
+)
+# Per trainer, the (state_key, path) of the arrays already logged as saved as tensors.
+_ARRAYS_TOLD: weakref.WeakKeyDictionary[Trainer, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 
 def has_state(callback: Callback) -> bool:
@@ -103,6 +129,7 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
     callbacks = trainer.fit_callbacks or trainer.callbacks
     progress = trainer.state.progress
     mid_epoch = None if progress is None else _mid_epoch_state(trainer, progress)
+    told = _ARRAYS_TOLD.setdefault(trainer, set())
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": trainer.module.state_dict(),
@@ -115,7 +142,8 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         "epochs_planned": trainer.epochs,
         "global_step": trainer.state.global_step,
         "callbacks": {
-            key: callback.state_dict() for key, callback in callbacks_by_key(callbacks).items()
+            key: loadable_state(callback, callback.state_dict(), told=told)
+            for key, callback in callbacks_by_key(callbacks).items()
         },
         "rng": capture_rng_state() if progress is None else progress.rng,
         **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
@@ -124,6 +152,130 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         # the dataset the data came from, when the caller told the trainer (issue 17)
         **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
     }
+
+
+def loadable_state(
+    callback: Callback, state: object, *, told: set[tuple[str, str]] | None = None
+) -> Any:
+    """``state`` (what ``callback.state_dict()`` returned) as it will load back from a file.
+
+    ``torch.load(weights_only=True)``, which every lenetish checkpoint is read with, refuses
+    any object but tensors, plain numbers, strings and plain containers. So NumPy scalars
+    (``np.float64``, what ``np.mean`` returns) become the Python number of the same value and
+    NumPy arrays become tensors of the same dtype and shape (logged once per place, since
+    ``load_state_dict`` then gets a tensor back); the containers holding them are copied,
+    ``state`` itself is never changed. Anything else that loading would refuse is refused
+    now, before a checkpoint that could never be resumed is written. A ``collections.deque``
+    is refused rather than saved as a list: a list given back would lose the ``maxlen`` and
+    the deque's methods, and a moving window would silently stop moving.
+
+    Args:
+        callback: the callback whose state it is (named in the log and the error).
+        state: what its ``state_dict()`` returned.
+        told: ``(state_key, place)`` of the arrays already logged; each is logged once
+            (default: every time).
+
+    Returns:
+        ``state``, or a copy of the containers that held NumPy values, converted.
+
+    Raises:
+        CheckpointError: ``state`` holds an object that would not load back, named with the
+            callback's class and ``state_key``, where it sits and what is allowed.
+
+    Example:
+        >>> import numpy as np
+        >>> from lenetish import Callback
+        >>> loadable_state(Callback(), {"best": np.float64(0.25), "epochs": [np.int64(3)]})
+        {'best': 0.25, 'epochs': [3]}
+    """
+    return _Converter(callback, set() if told is None else told).convert(state, "")
+
+
+class _Converter:
+    """Converts one callback's state (see :func:`loadable_state`)."""
+
+    def __init__(self, callback: Callback, told: set[tuple[str, str]]) -> None:
+        self.callback, self.told = callback, told
+        self.open_ids: set[int] = set()  # the containers being converted: a cycle stops
+
+    def convert(self, value: object, path: str) -> Any:
+        """``value`` with NumPy scalars and arrays converted, or CheckpointError at ``path``."""
+        kind: Any = type(value)  # rebuilds a changed container of the same type
+        if kind in _LEAVES:
+            return value
+        if isinstance(value, (np.number, np.bool_, np.str_, np.bytes_)):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return self._array(value, path)
+        if id(value) in self.open_ids:  # a container inside itself: pickle keeps the cycle
+            return value
+        if kind in _SEQUENCES:
+            assert isinstance(value, (list, tuple, set))
+            self.open_ids.add(id(value))
+            items = [
+                self.convert(item, f"{path}[{index}]" if kind is not set else f"{path} (a set)")
+                for index, item in enumerate(value)
+            ]
+            self.open_ids.discard(id(value))
+            changed = any(new is not old for new, old in zip(items, value, strict=True))
+            return kind(items) if changed else value
+        if kind in _MAPPINGS:
+            assert isinstance(value, dict)
+            self.open_ids.add(id(value))
+            pairs = [
+                (self.convert(key, f"{path} (a key)"), self.convert(item, f"{path}[{key!r}]"))
+                for key, item in value.items()
+            ]
+            self.open_ids.discard(id(value))
+            changed = any(
+                new_key is not key or new is not item
+                for (new_key, new), (key, item) in zip(pairs, value.items(), strict=True)
+            )
+            return kind(dict(pairs)) if changed else value
+        _refuse(value, path, self.callback, "")
+
+    def _array(self, value: np.ndarray[Any, Any], path: str) -> Tensor:
+        """The array as a tensor of its dtype and shape (logged once per place)."""
+        try:  # a copy in native byte order that owns its memory
+            tensor = torch.from_numpy(value.astype(value.dtype.newbyteorder("="), copy=True))
+        except (TypeError, ValueError):
+            detail = f" (of dtype {value.dtype}, which no tensor has)"
+            _refuse(value, path, self.callback, detail)
+        place = (self.callback.state_key, path)
+        if place not in self.told:
+            self.told.add(place)
+            logger.warning(
+                "%s (state_key %r): the NumPy array at state%s is saved as a tensor "
+                "(torch.load(weights_only=True) loads no NumPy arrays), so load_state_dict() "
+                "gets a tensor back there; np.asarray() it if you need an array",
+                type(self.callback).__name__,
+                self.callback.state_key,
+                path,
+            )
+        return tensor
+
+
+def _refuse(value: object, path: str, callback: Callback, detail: str) -> NoReturn:
+    """Raise the CheckpointError for an object of a callback's state that would not load."""
+    kind = type(value)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    fix = (
+        "return list(...) from state_dict() and rebuild collections.deque(saved, maxlen=...) "
+        "in load_state_dict()"
+        if isinstance(value, collections.deque)
+        else "convert it in state_dict() and back in load_state_dict()"
+    )
+    raise CheckpointError(
+        f"callback {type(callback).__name__} (state_key {callback.state_key!r}) cannot be "
+        f"saved so that it resumes: its state_dict() holds a {name} "
+        f"{f'at state{path}' if path else 'as its whole state'}{detail}, which "
+        f"torch.load(weights_only=True) refuses to load; a callback's state may hold only "
+        f"{_ALLOWED} (NumPy scalars and arrays are converted for you): {fix}"
+    )
 
 
 def _mid_epoch_state(trainer: Trainer, progress: EpochProgress) -> dict[str, Any]:

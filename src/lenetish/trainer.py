@@ -348,7 +348,16 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to resume this fit exactly, as plain containers and tensors."""
+        """Everything needed to resume this fit exactly, as plain containers and tensors.
+
+        Each callback's ``state_dict()`` is made loadable under ``torch.load(weights_only=True)``:
+        NumPy scalars become Python numbers, NumPy arrays tensors.
+
+        Raises:
+            CheckpointError: a callback's state holds another object that loading would refuse
+                (a ``collections.deque``, say); the message names the callback's class, its
+                ``state_key`` and where the object sits.
+        """
         return checkpoint_state(self)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
@@ -375,6 +384,11 @@ class Trainer:
         processes resumes from rank 0's random state. Both are logged when resuming.
 
         In a distributed fit only rank 0 writes; on the other ranks this does nothing.
+
+        Raises:
+            CheckpointError: a callback's state could not be loaded back (see
+                :meth:`checkpoint_state`), or the file could not be written; nothing is
+                written then.
         """
         if self.is_main_process:
             save_checkpoint(path, self.checkpoint_state())
@@ -403,8 +417,13 @@ class Trainer:
             The :class:`~lenetish.History`, one row per epoch (resumed epochs included).
 
         Raises:
-            CheckpointError: ``resume`` cannot be loaded, or was written by a run with
-                another number of processes.
+            CheckpointError: ``resume`` cannot be loaded (for a callback state that loading
+                refuses, the message names the callback), was written by a run with another
+                number of processes, has already trained more than ``epochs`` epochs
+                (``epochs`` is the total, so the resumed fit would train nothing), or was
+                written inside an epoch that does not fit this fit (``epochs`` does not reach
+                it, the training loader has fewer batches than were done, or its running score
+                does not load under these ``metrics=``).
             InvalidArgumentError: ``scheduler='onecycle'`` with a loader that has no length,
                 two callbacks share a ``state_key``, or, in a distributed fit, batches that
                 cannot be split between processes.

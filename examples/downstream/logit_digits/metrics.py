@@ -12,11 +12,15 @@ class MacroF1:
     F1 is not a mean over samples, so it cannot be a plain metric function (lenetish averages
     those per sample); it counts a confusion matrix instead. It follows the protocol that
     ``lenetish.Trainer(metrics=...)`` accepts (and torchmetrics' ``Metric`` follows):
-    ``update``, ``compute``, ``reset``, and ``to(device)`` returning the metric.
+    ``update``, ``compute``, ``reset``, and ``to(device)`` returning the metric. Its
+    ``higher_is_better`` (torchmetrics' attribute) tells ``EarlyStopping`` and
+    ``ModelCheckpoint`` with ``mode="auto"`` which way is better.
 
     Args:
         classes: the number of classes.
     """
+
+    higher_is_better = True
 
     def __init__(self, classes: int = 10) -> None:
         self.classes = classes

@@ -76,7 +76,7 @@ def build_trainer(epochs: int, out: Path, *, seed: int) -> Trainer:
         device="cpu",
         callbacks=[
             ImprovementTracker("val_macro_f1"),
-            EarlyStopping("val_macro_f1", patience=3),  # "f1": better high
+            EarlyStopping("val_macro_f1", patience=3),  # MacroF1.higher_is_better
             ModelCheckpoint(out, monitor="val_macro_f1", save_best=True),
         ],
     )

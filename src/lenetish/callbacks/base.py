@@ -21,7 +21,10 @@ Before the first hook every callback's ``reset()`` is called; a resumed fit then
 Within one hook the callbacks run sorted by their integer ``order`` (stable: equal orders keep
 the order they were given in); checkpointing runs last. A batch skipped with
 :class:`SkipBatch` ends at the hook that raised it. An epoch cut short by a stop request gets
-no validation and no ``on_epoch_end`` (so checkpoints only ever hold whole epochs).
+no validation and no ``on_epoch_end``: the History, and the checkpoints that
+:class:`~lenetish.ModelCheckpoint` writes at epochs' ends, hold whole epochs only. A checkpoint
+written with :meth:`Trainer.save_checkpoint <lenetish.Trainer.save_checkpoint>` during an
+epoch's batches records that epoch as unfinished, and a fit resumed from it continues inside it.
 """
 
 from __future__ import annotations
@@ -158,7 +161,15 @@ class Callback:
         """Called on every callback when anything raises during ``fit``; it then propagates."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Return what must be saved in a checkpoint to resume this callback exactly."""
+        """Return what must be saved in a checkpoint to resume this callback exactly.
+
+        Checkpoints load with ``torch.load(weights_only=True)``, so the state may hold only
+        tensors, ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``,
+        ``torch.dtype``, ``torch.device``, ``torch.Size``, and lists, tuples, sets and dicts of
+        them. When it is saved, NumPy scalars become Python numbers and NumPy arrays tensors;
+        anything else (a ``collections.deque``, an object of your own) is refused with
+        :class:`~lenetish.CheckpointError` naming this callback and where the object sits.
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

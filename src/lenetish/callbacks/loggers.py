@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -238,11 +239,7 @@ class TensorBoardLogger(Callback):
 
 def _have_widgets() -> bool:
     """Whether ipywidgets, which tqdm's notebook bar needs, can be imported."""
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 _TOLD_WIDGETS = False

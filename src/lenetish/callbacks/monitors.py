@@ -35,9 +35,12 @@ class EarlyStopping(Callback):
 
     Args:
         monitor: the metric to watch (``"val_loss"``, ``"val_accuracy"``, ``"loss"``...).
-        mode: ``"min"``, ``"max"``, or ``"auto"``: from the words of the name (loss, error,
-            mse, mae, nll: lower is better; accuracy, acc, auc, f1, precision, recall, iou:
-            higher is better); any other name needs ``mode``.
+        mode: ``"min"``, ``"max"``, or ``"auto"``: decided at fit start, only for names whose
+            direction is known: ``loss`` and ``val_loss`` (min), ``accuracy`` and
+            ``val_accuracy`` (max), a stack member's ``loss/0``, ``val_accuracy/1``... and the
+            Trainer's ``metrics=`` entries with a ``higher_is_better`` of ``True`` or ``False``
+            (torchmetrics metrics have one). Any other name needs ``mode="min"`` or
+            ``mode="max"``: the words of a name decide nothing. The decision is logged once.
         patience: epochs without improvement before stopping.
         min_delta: the smallest change that counts as an improvement.
         restore_best: load the best epoch's weights back into the model when training ends.
@@ -47,12 +50,15 @@ class EarlyStopping(Callback):
             improve nor use up patience.
 
     Raises:
-        InvalidArgumentError: a setting is out of range, or the direction is unknown.
+        InvalidArgumentError: a setting is out of range; at fit start, ``mode="auto"`` for a
+            metric whose direction is not known, or a ``val_*`` monitor without ``val``.
 
     Example:
         >>> EarlyStopping("val_accuracy", patience=2).watch.mode
         'max'
-        >>> EarlyStopping("accumulated_loss").watch.mode
+        >>> EarlyStopping("val_f1").watch.mode  # decided at fit start, or refused there
+        'auto'
+        >>> EarlyStopping("accuracy_gap", mode="min").watch.mode
         'min'
     """
 
@@ -100,7 +106,8 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        """Refuse a ``val_*`` monitor in a fit without validation, before training."""
+        """Decide ``mode="auto"``; refuse a ``val_*`` monitor in a fit without validation."""
+        self.watch.resolve(trainer.metrics, "EarlyStopping")
         self.watch.check_available(state, "EarlyStopping")
         averaging = [c for c in trainer.fit_callbacks if isinstance(c, EMA) and c.apply_at_end]
         if self.restore_best and averaging:
@@ -189,7 +196,8 @@ class ModelCheckpoint(Callback):
     Args:
         folder: where the files go (created if needed).
         monitor: the metric that decides ``best.pt`` and the top k.
-        mode: ``"min"``, ``"max"``, or ``"auto"`` (see :class:`EarlyStopping`).
+        mode: ``"min"``, ``"max"``, or ``"auto"`` (see :class:`EarlyStopping`); used only
+            with ``save_best`` or ``save_top_k``.
         save_best: keep ``best.pt``, the epoch with the best ``monitor`` value.
         save_last: keep ``last.pt``, the latest epoch.
         every_n_epochs: write ``last.pt`` every this many epochs (and after the final one).
@@ -200,7 +208,9 @@ class ModelCheckpoint(Callback):
         reset_best: forget the best value at the start of every fit.
 
     Raises:
-        InvalidArgumentError: a setting is out of range or nothing would be saved.
+        InvalidArgumentError: a setting is out of range or nothing would be saved; at fit
+            start (with ``save_best`` or ``save_top_k``), ``mode="auto"`` for a metric whose
+            direction is not known, or a ``val_*`` monitor without ``val``.
 
     Example:
         >>> saver = ModelCheckpoint("runs/a", monitor="val_accuracy", save_top_k=3)
@@ -257,9 +267,12 @@ class ModelCheckpoint(Callback):
             self.top = []
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        """Refuse a ``val_*`` monitor in a fit without validation, before training."""
+        """Decide ``mode="auto"``; refuse a ``val_*`` monitor in a fit without validation."""
         if self.save_best or self.save_top_k:
+            self.watch.resolve(trainer.metrics, "ModelCheckpoint")
             self.watch.check_available(state, "ModelCheckpoint")
+            # best first, NaN last (files of earlier versions could list a NaN entry first)
+            self.top.sort(key=lambda item: self.watch.rank_key(item[0]))
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Write ``best.pt`` on improvement, the top k, and ``last.pt`` on schedule.
@@ -325,6 +338,5 @@ class ModelCheckpoint(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.watch.load_state_dict(state)
-        top = [(float(value), str(name)) for value, name in state.get("top", [])]
-        # best first, NaN last (files of earlier versions could list a NaN entry first)
-        self.top = sorted(top, key=lambda item: self.watch.rank_key(item[0]))
+        # sorted at fit start, once the direction of the monitor is decided
+        self.top = [(float(value), str(name)) for value, name in state.get("top", [])]

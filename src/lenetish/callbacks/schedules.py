@@ -34,7 +34,10 @@ class LRSchedule(Callback):
         interval: ``"step"`` (after every optimizer step) or ``"epoch"``.
         monitor: for a :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau`, the metric
             passed to its ``step`` once per epoch, after every callback has logged (e.g.
-            ``"val_loss"``); required for it, refused for other schedulers. Note that torch
+            ``"val_loss"``); required for it, refused for other schedulers. The scheduler's own
+            ``mode`` decides the direction (logged once at fit start); one that contradicts a
+            metric whose direction is known (``loss``, ``accuracy`` and their ``val_`` forms,
+            or a ``metrics=`` entry declaring ``higher_is_better``) is refused. Note that torch
             counts a plateau one epoch later than Keras: with ``patience=2`` it lowers the lr
             after the third epoch without improvement (Keras after the second).
         builtin: deprecated and ignored (it will be removed in 0.3): the Trainer's own
@@ -47,7 +50,8 @@ class LRSchedule(Callback):
     Raises:
         InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``, or a
             ``monitor`` with ``interval="step"``. At fit start: a plateau scheduler without a
-            monitor, a monitor for another scheduler, or a ``val_*`` monitor without ``val``.
+            monitor, a monitor for another scheduler, a ``val_*`` monitor without ``val``, or
+            a scheduler ``mode`` that contradicts the monitor's known direction.
 
     Example:
         >>> from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -108,7 +112,7 @@ class LRSchedule(Callback):
             for group in trainer.optimizer.param_groups
         ]
         self.scheduler = self.factory(trainer.optimizer)
-        self._check_monitor(state)
+        self._check_monitor(trainer, state)
         if self._pending is not None:
             self.scheduler.load_state_dict(self._pending)
             for group, values in zip(trainer.optimizer.param_groups, restored, strict=True):
@@ -134,7 +138,7 @@ class LRSchedule(Callback):
         else:
             self.scheduler.step()
 
-    def _check_monitor(self, state: TrainState) -> None:
+    def _check_monitor(self, trainer: Trainer, state: TrainState) -> None:
         """Give a plateau scheduler its metric; refuse a metric to any other scheduler."""
         plateau = isinstance(self.scheduler, ReduceLROnPlateau)
         if plateau and self.watch is None and self.default_monitor is not None:
@@ -151,7 +155,7 @@ class LRSchedule(Callback):
             )
         if self.watch is not None:
             self.watch.check_available(state, "the ReduceLROnPlateau schedule")
-            better = direction(self.watch.monitor)
+            better = direction(self.watch.monitor, trainer.metrics)
             mode = getattr(self.scheduler, "mode", better)
             if better is not None and mode != better:
                 raise InvalidArgumentError(
@@ -159,6 +163,9 @@ class LRSchedule(Callback):
                     f"better {'high' if better == 'max' else 'low'}: the lr would drop while it "
                     f"improves; build it with mode={better!r}"
                 )
+            if mode in ("min", "max"):
+                self.watch.mode = mode  # the watch only reads values; this is for the log
+                self.watch.announce("ReduceLROnPlateau", "the scheduler's own mode")
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state."""

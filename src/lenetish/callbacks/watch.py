@@ -2,12 +2,22 @@
 
 Shared by :class:`~lenetish.EarlyStopping`, :class:`~lenetish.ModelCheckpoint` and plateau
 schedules (:class:`~lenetish.LRSchedule` with ``monitor=``).
+
+``mode="auto"`` never guesses from the words of a name. It knows the trainer's own metrics
+exactly (:data:`BUILT_IN_DIRECTIONS`: ``loss``, ``accuracy``, their ``val_`` copies and a
+stack's per-member ``loss/0``, ``val_accuracy/1``...) and the user's ``metrics=`` that declare
+a direction with a boolean ``higher_is_better`` attribute (torchmetrics metrics have one; set
+it on your own function or object). Anything else is refused with
+:class:`~lenetish.InvalidArgumentError` asking for ``mode="min"`` or ``mode="max"``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from lenetish.errors import InvalidArgumentError
@@ -15,50 +25,107 @@ from lenetish.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from lenetish.state import TrainState
 
-__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "MetricWatch", "Mode", "direction"]
+__all__ = ["BUILT_IN_DIRECTIONS", "Direction", "MetricWatch", "Mode", "direction"]
 
 Mode = Literal["auto", "min", "max"]
+Direction = Literal["min", "max"]
 
-# Words of a metric's name (split at "_", "val_" ignored) that say which way is better.
-LOWER_IS_BETTER = frozenset({"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity"})
-HIGHER_IS_BETTER = frozenset(
-    {"accuracy", "acc", "auc", "auroc", "f1", "precision", "recall", "iou", "dice", "top5"}
-)
+# The trainer's own metrics (each also as val_<name>, and <name>/<i> per member of a stack).
+BUILT_IN_DIRECTIONS: dict[str, Direction] = {"loss": "min", "accuracy": "max"}
+
+_MEMBER = re.compile(r"/\d+$")  # a stack member's copy of a metric: "accuracy/0"
+
+logger = logging.getLogger("lenetish")
 
 
-def direction(monitor: str) -> Literal["min", "max"] | None:
-    """``"min"`` or ``"max"`` from the words of a metric's name, or ``None`` if unknown.
+def _declared(metric: object) -> Direction | None:
+    """The direction a metric declares with a boolean ``higher_is_better``, or ``None``."""
+    higher = getattr(metric, "higher_is_better", None)
+    if isinstance(higher, bool):
+        return "max" if higher else "min"
+    return None
+
+
+def _resolve(monitor: str, metrics: Mapping[str, object]) -> tuple[Direction, str] | None:
+    """The direction of ``monitor`` and why, from the exact table and ``metrics``."""
+    name = monitor.removeprefix("val_")
+    for candidate in dict.fromkeys((name, _MEMBER.sub("", name))):
+        if candidate in metrics:
+            declared = _declared(metrics[candidate])
+            if declared is not None:
+                return (
+                    declared,
+                    f"its metric {candidate!r} declares higher_is_better={declared == 'max'}",
+                )
+            return None
+        if candidate in BUILT_IN_DIRECTIONS:
+            return BUILT_IN_DIRECTIONS[candidate], f"the trainer's own {candidate!r}"
+    return None
+
+
+def direction(
+    monitor: str, metrics: Mapping[str, object] | None = None
+) -> Literal["min", "max"] | None:
+    """``"min"`` or ``"max"`` for a metric whose direction is known, else ``None``.
+
+    Known are the trainer's own ``loss`` and ``accuracy`` (with a ``val_`` prefix, and a
+    stack member's ``/0``, ``/1``... suffix) and the entries of ``metrics`` (the Trainer's
+    ``metrics=``) whose ``higher_is_better`` attribute is ``True`` or ``False``. The words of
+    a name decide nothing.
+
+    Args:
+        monitor: a metric's name as the History has it (``"val_f1"``, ``"accuracy/0"``).
+        metrics: the user's metrics by name (``trainer.metrics``).
 
     Example:
-        >>> direction("accumulated_loss"), direction("val_f1"), direction("f1_score")
-        ('min', 'max', 'max')
-        >>> direction("val_worst") is None
+        >>> direction("val_loss"), direction("accuracy/2")
+        ('min', 'max')
+        >>> direction("accuracy_gap") is None  # a name's words decide nothing
         True
+        >>> class F1:
+        ...     higher_is_better = True
+        >>> direction("val_f1", {"f1": F1()})
+        'max'
     """
-    words = set(monitor.lower().removeprefix("val_").split("_"))
-    lower, higher = bool(words & LOWER_IS_BETTER), bool(words & HIGHER_IS_BETTER)
-    if lower != higher:
-        return "min" if lower else "max"
-    return None
+    found = _resolve(monitor, metrics or {})
+    return None if found is None else found[0]
 
 
 @dataclass
 class MetricWatch:
-    """The best value so far of one metric, and whether a new value improves on it."""
+    """The best value so far of one metric, and whether a new value improves on it.
+
+    Attributes:
+        monitor: the metric's name.
+        mode: ``"min"`` or ``"max"``; ``"auto"`` until :meth:`resolve` decides it at fit start
+            (a built-in name is decided at once).
+        min_delta: the smallest change that counts as an improvement.
+        best: the best value so far (NaN before any).
+        best_epoch: the epoch (from 1) of the best value, 0 before any.
+        requested: the mode asked for; ``"auto"`` is decided again at every fit start.
+    """
 
     monitor: str
-    mode: Literal["min", "max"]
+    mode: Mode
     min_delta: float = 0.0
     best: float = math.nan
     best_epoch: int = 0
+    requested: Mode | None = None
+    _announced: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.requested is None:
+            self.requested = self.mode
 
     @classmethod
     def checked(cls, monitor: str, mode: str, min_delta: float = 0.0) -> MetricWatch:
-        """Validate the settings; ``mode="auto"`` reads the direction from the name.
+        """Validate the settings; ``mode="auto"`` decides a built-in name's direction now.
+
+        Any other name is decided by :meth:`resolve` when the fit starts, from the
+        trainer's ``metrics=``.
 
         Raises:
-            InvalidArgumentError: an empty name, an unknown mode, a negative ``min_delta``,
-                or ``mode="auto"`` for a name whose direction is not known.
+            InvalidArgumentError: an empty name, an unknown mode or a negative ``min_delta``.
         """
         if not isinstance(monitor, str) or not monitor:
             raise InvalidArgumentError(f"monitor must be a metric name, got {monitor!r}")
@@ -66,14 +133,65 @@ class MetricWatch:
             raise InvalidArgumentError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         if not min_delta >= 0:
             raise InvalidArgumentError(f"min_delta must be >= 0, got {min_delta!r}")
-        resolved = direction(monitor) if mode == "auto" else mode
-        if resolved is None:
-            raise InvalidArgumentError(
-                f"mode='auto' cannot tell whether {monitor!r} is better low or high; pass "
-                "mode='min' or mode='max' (auto knows names with loss/error/mse/mae/nll, "
-                "lower is better, and accuracy/acc/auc/f1/precision/recall/iou, higher is better)"
+        requested: Mode = mode  # type: ignore[assignment]
+        known = direction(monitor) if requested == "auto" else None
+        return cls(monitor, known or requested, float(min_delta), requested=requested)
+
+    def resolve(self, metrics: Mapping[str, object], who: str) -> None:
+        """Decide ``mode="auto"`` for this fit, and log the decision once.
+
+        Args:
+            metrics: the user's metrics by name (``trainer.metrics``).
+            who: the watching callback, for the log line and the error.
+
+        Raises:
+            InvalidArgumentError: ``mode="auto"`` and the direction of the name is not known:
+                neither a built-in metric nor one of ``metrics`` declaring
+                ``higher_is_better``.
+        """
+        if self.requested != "auto":
+            return
+        found = _resolve(self.monitor, metrics)
+        if found is None:
+            name = self.monitor.removeprefix("val_")
+            mine = [n for n in (name, _MEMBER.sub("", name)) if n in metrics]
+            hint = (
+                f"; the metric {mine[0]!r} of metrics= has no higher_is_better of True or False"
+                if mine
+                else ""
             )
-        return cls(monitor, resolved, float(min_delta))  # type: ignore[arg-type]
+            raise InvalidArgumentError(
+                f"{who}(mode='auto') cannot tell whether {self.monitor!r} is better low or "
+                f"high{hint}: pass mode='min' or mode='max'. mode='auto' knows only loss and "
+                "accuracy (and their val_ and per-member /i forms) and the metrics= entries "
+                "that declare higher_is_better = True or False (as torchmetrics metrics do); "
+                "it never guesses from the words of a name"
+            )
+        self.mode, reason = found
+        self.announce(who, reason)
+
+    def announce(self, who: str, reason: str) -> None:
+        """Log (INFO, logger ``"lenetish"``) which way the monitor is better, once per change."""
+        if self._announced == (self.mode, reason):
+            return
+        self._announced = (self.mode, reason)
+        logger.info(
+            "%s: %s %r (mode=%r: %s)",
+            who,
+            "maximises" if self.mode == "max" else "minimises",
+            self.monitor,
+            self.mode,
+            reason,
+        )
+
+    @property
+    def _direction(self) -> Direction:
+        if self.mode == "auto":
+            raise InvalidArgumentError(
+                f"mode='auto' for {self.monitor!r} is decided when the fit starts; compare "
+                "values only during a fit, or pass mode='min' or mode='max'"
+            )
+        return self.mode
 
     def check_available(self, state: TrainState, who: str) -> None:
         """Fail before training when a ``val_*`` metric is watched in a fit without ``val``.
@@ -107,7 +225,7 @@ class MetricWatch:
             return False
         if math.isnan(reference):
             return True
-        gain = value - reference if self.mode == "max" else reference - value
+        gain = value - reference if self._direction == "max" else reference - value
         return gain > self.min_delta
 
     def rank_key(self, value: float) -> tuple[bool, float]:
@@ -122,7 +240,7 @@ class MetricWatch:
         """
         if math.isnan(value):
             return True, 0.0
-        return False, -value if self.mode == "max" else value
+        return False, -value if self._direction == "max" else value
 
     def update(self, value: float, epoch: int) -> bool:
         """Record ``value`` if it improves on the best by more than ``min_delta``."""
