@@ -225,7 +225,7 @@ def private_copy(model: nn.Module) -> nn.Module:
     original module, not the copy); the outputs are the same.
 
     Raises:
-        Exception: whatever :func:`copy.deepcopy` raises for a model that cannot be copied.
+        Exception: whatever ``copy.deepcopy`` raises for a model that cannot be copied.
     """
     wrapper = _compiled_wrapper_class()
     if wrapper is not None and isinstance(model, wrapper):

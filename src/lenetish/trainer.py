@@ -126,9 +126,9 @@ class Trainer:
         history: the :class:`~lenetish.History` of the latest fit.
         data_info: the dataset the training data comes from: set by the caller (e.g.
             ``loaders.info``) or, when it is not, taken by :meth:`fit` from a lenetish
-            loader's ``info``. The fit attaches it to the model too, so :func:`~lenetish.
-            predict` and :func:`~lenetish.evaluate` prepare inputs as that data was made;
-            checkpoints record it.
+            loader's ``info``. The fit attaches it to the model too, so
+            :func:`~lenetish.predict` and :func:`~lenetish.evaluate` prepare inputs as that
+            data was made; checkpoints record it.
 
     Under ``torchrun`` with several processes, :meth:`fit` trains data-parallel (see
     :doc:`/distributed`): ``self.model`` is the ``DistributedDataParallel`` wrapper during
