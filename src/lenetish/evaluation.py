@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,9 @@ from lenetish.losses import (
 from lenetish.metrics import RunningScore
 from lenetish.prepare import Preparation
 from lenetish.stack import ModelStack
+
+if TYPE_CHECKING:
+    from lenetish.stack_eval import StackEvalResult  # imports this module
 
 __all__ = ["EvalResult", "Prediction", "ScoreTally", "evaluate", "predict"]
 
@@ -204,6 +207,32 @@ class _Ensemble:
             return outputs[0]
         stacked = torch.stack(outputs)  # (models * views, B, C)
         return torch.logsumexp(stacked, dim=0) - math.log(len(outputs))
+
+
+@overload
+def evaluate(
+    model: ModelStack[Any],
+    loader: Iterable[tuple[Tensor, Tensor]],
+    *,
+    device: DeviceLike | None = None,
+    num_classes: int = 10,
+    tta: bool = False,
+    outputs: OutputKind | Literal["auto"] = "auto",
+    precision: Precision = "auto",
+) -> StackEvalResult: ...
+
+
+@overload
+def evaluate(
+    model: ModelOrModels,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    *,
+    device: DeviceLike | None = None,
+    num_classes: int = 10,
+    tta: bool = False,
+    outputs: OutputKind | Literal["auto"] = "auto",
+    precision: Precision = "auto",
+) -> EvalResult: ...
 
 
 def evaluate(

@@ -16,21 +16,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Generic, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+from typing_extensions import TypeVar
 
 from lenetish._checks import check_positive_int
 from lenetish.errors import InvalidArgumentError
 from lenetish.losses import class_scores
 
-__all__ = ["EXECUTIONS", "Execution", "Inputs", "ModelStack"]
+__all__ = ["EXECUTIONS", "Execution", "Inputs", "Member", "ModelStack"]
 
 Execution = Literal["auto", "vmap", "loop"]
 EXECUTIONS: tuple[Execution, ...] = get_args(Execution)
 Inputs = Literal["shared", "split"]
+
+#: The members' network class: ``ModelStack(MNISTConvNet, 3).unstack()`` is typed
+#: ``list[MNISTConvNet]``.
+Member = TypeVar("Member", bound=nn.Module, default=nn.Module)
 
 
 def _stacked_layout(value: Tensor, memory_format: torch.memory_format) -> Tensor:
@@ -48,7 +53,7 @@ def _stacked_layout(value: Tensor, memory_format: torch.memory_format) -> Tensor
     return laid_out.copy_(value)
 
 
-class ModelStack(nn.Module):
+class ModelStack(nn.Module, Generic[Member]):
     """``k`` copies of a network, each initialised under its own seed, run together.
 
     Train it with the same :class:`~lenetish.Trainer` as one network: the loss is the sum of
@@ -93,7 +98,7 @@ class ModelStack(nn.Module):
 
     def __init__(
         self,
-        factory: Callable[[], nn.Module],
+        factory: Callable[[], Member],
         k: int,
         *,
         seeds: Sequence[int] | None = None,
@@ -133,7 +138,7 @@ class ModelStack(nn.Module):
         self.train(members[0].training)
 
     @staticmethod
-    def _build(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    def _build(factory: Callable[[], Member], seed: int) -> Member:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             member = factory()
@@ -144,7 +149,7 @@ class ModelStack(nn.Module):
         return member
 
     @staticmethod
-    def _stacked_values(members: list[nn.Module]) -> dict[str, Tensor]:
+    def _stacked_values(members: Sequence[nn.Module]) -> dict[str, Tensor]:
         """Every parameter and buffer of the members, stacked; the members must match."""
         tensors = [{**dict(m.named_parameters()), **dict(m.named_buffers())} for m in members]
         shapes = {name: value.shape for name, value in tensors[0].items()}
@@ -231,7 +236,7 @@ class ModelStack(nn.Module):
             )
         return list(inputs.chunk(self.k))
 
-    def to(self, *args: Any, **kwargs: Any) -> ModelStack:
+    def to(self, *args: Any, **kwargs: Any) -> ModelStack[Member]:
         """Like :meth:`torch.nn.Module.to`; ``memory_format`` applies to each member's slice.
 
         Returns:
@@ -246,7 +251,7 @@ class ModelStack(nn.Module):
                     parameter.data = _stacked_layout(parameter.data, memory_format)
         return self
 
-    def unstack(self) -> list[nn.Module]:
+    def unstack(self) -> list[Member]:
         """The ``k`` members as ordinary networks (copies; training does not reach them).
 
         Returns:
@@ -258,7 +263,7 @@ class ModelStack(nn.Module):
             >>> [type(m).__name__ for m in ModelStack(MNISTConvNet, 2).unstack()]
             ['MNISTConvNet', 'MNISTConvNet']
         """
-        members = []
+        members: list[Member] = []
         for index in range(self.k):
             member = copy.deepcopy(self.stacked)
             for name, value in self.member_tensors(index).items():
