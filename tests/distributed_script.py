@@ -3,7 +3,8 @@
 Trains MNISTConvNet on synthetic digits and writes, per process, ``OUT/rank{R}.safetensors``
 (final weights) and ``OUT/history{R}.json``. ``--fail-at-step N --on-rank R`` raises in one
 process at step N; ``--stop-at-step N --on-rank R`` makes one process ask to stop there;
-``--stop-after-epoch N`` ends the run after epoch N; ``--stop-check-every N`` sets how
+``--stop-after-epoch N`` ends the run after epoch N; ``--extra-on-rank-one N`` gives rank 1
+N more training images than the others (data of different sizes); ``--stop-check-every N`` sets how
 often the processes agree on a stop within an epoch; ``--count-collectives`` writes, per
 epoch, the blocking and non-blocking collectives lenetish issued to
 ``OUT/collectives{R}.json``; ``--unseeded`` starts each process from its own random
@@ -119,9 +120,11 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-check-every", type=int)
     parser.add_argument("--count-collectives", action="store_true")
+    parser.add_argument("--extra-on-rank-one", type=int, default=0)
     args = parser.parse_args()
 
-    data = write_fake_mnist(args.out / f"data{RANK}", num_train=args.num_train, num_test=20)
+    num_train = args.num_train + (args.extra_on_rank_one if RANK == 1 else 0)
+    data = write_fake_mnist(args.out / f"data{RANK}", num_train=num_train, num_test=20)
     loaders = make_loaders(
         data, batch_size=args.batch_size, val_size=64, device="cpu", download=False
     )

@@ -55,6 +55,23 @@ def _delete(key: str) -> Callable[[dict[str, Any]], None]:
     return lambda state: state.pop(key)
 
 
+def _python_state(
+    state: dict[str, Any], *, position: int | None = None, version: int | None = None
+) -> tuple[Any, ...]:
+    """The checkpoint's Python RNG state with its position or version replaced."""
+    saved_version, words, gauss = state["rng"]["python"]
+    words = list(words)
+    if position is not None:
+        words[-1] = position
+    return (saved_version if version is None else version, tuple(words), gauss)
+
+
+def _mid_epoch(state: dict[str, Any]) -> dict[str, Any]:
+    """A mid-epoch record whose RNG state has a Python position past its 624 words."""
+    rng = dict(state["rng"], python=_python_state(state, position=700))
+    return {"batches_done": 1, "rng": rng, "score": {}, "metrics": {}, "logged": {}}
+
+
 CASES = [
     ("a string epoch", _set("epoch", "3"), "epoch must be an integer, not str"),
     ("a negative epoch", _set("epoch", -5), r"epoch is -5, outside 0\.\.2\*\*53"),
@@ -91,6 +108,86 @@ CASES = [
         "an expanded (stride-0) RNG state",
         _set("rng.torch", torch.zeros(1, dtype=torch.uint8).expand(5056)),
         "rng.torch is a view larger than its storage",
+    ),
+    (
+        "an Adam step of -1",
+        lambda state: _first_param_state(state).__setitem__("step", torch.tensor(-1.0)),
+        r"optimizer.state\[0\]\['step'\] is -1, not a whole number of steps",
+    ),
+    (
+        "an Adam step of NaN",
+        lambda state: _first_param_state(state).__setitem__("step", torch.tensor(float("nan"))),
+        r"optimizer.state\[0\]\['step'\] holds NaN or infinite values",
+    ),
+    (
+        "an Adam step that is not a whole number",
+        lambda state: _first_param_state(state).__setitem__("step", torch.tensor(1.5)),
+        r"optimizer.state\[0\]\['step'\] is 1.5, not a whole number",
+    ),
+    (
+        "an Adam step that is a negative Python int",
+        lambda state: _first_param_state(state).__setitem__("step", -1),
+        r"\['step'\] is -1",
+    ),
+    (
+        "a negative Adam second moment",
+        lambda state: _first_param_state(state)["exp_avg_sq"].fill_(-1.0),
+        r"optimizer.state\[0\]\['exp_avg_sq'\] holds negative values",
+    ),
+    (
+        "a NaN Adam moment",
+        lambda state: _first_param_state(state)["exp_avg"].fill_(float("nan")),
+        r"optimizer.state\[0\]\['exp_avg'\] holds NaN or infinite values",
+    ),
+    (
+        "a negative learning rate",
+        _set("optimizer.param_groups.0.lr", -0.1),
+        r"optimizer.param_groups\[0\].lr is -0.1; it must not be negative",
+    ),
+    (
+        "an Adam beta of 1.5",
+        _set("optimizer.param_groups.0.betas", (1.5, 0.999)),
+        r"optimizer.param_groups\[0\].betas holds 1.5; each beta must be in \[0, 1\)",
+    ),
+    (
+        "NaN weights",
+        lambda state: state["model"]["fc1.weight"].fill_(float("nan")),
+        r"model\['fc1.weight'\] holds NaN or infinite values",
+    ),
+    (
+        "a Python RNG position past its 624 words",
+        lambda state: _set("rng.python", _python_state(state, position=700))(state),
+        r"rng.python is not a state of Python's random module \(invalid state\)",
+    ),
+    (
+        "an all-zero Python RNG state",
+        _set("rng.python", (3, (0,) * 625, None)),
+        "rng.python is all zeros",
+    ),
+    (
+        "a Python RNG state of version 99",
+        lambda state: _set("rng.python", _python_state(state, version=99))(state),
+        r"rng.python is not a state of Python's random module \(state with version 99",
+    ),
+    (
+        "a NumPy RNG position past its 624 words",
+        _set("rng.numpy.position", 999),
+        r"rng.numpy.position is 999, outside 0\.\.624",
+    ),
+    (
+        "NumPy RNG words outside 32 bits",
+        lambda state: state["rng"]["numpy"]["keys"].fill_(-1),
+        "rng.numpy.keys are not the words of a Mersenne Twister state",
+    ),
+    (
+        "an all-zero torch RNG state",
+        lambda state: state["rng"]["torch"].zero_(),
+        r"rng.torch is not a generator state \(Invalid mt19937 state\)",
+    ),
+    (
+        "an invalid Python RNG state inside an epoch",
+        lambda state: state.__setitem__("mid_epoch", _mid_epoch(state)),
+        r"mid_epoch.rng.python is not a state of Python's random module",
     ),
     (
         "History rows that are not rows",

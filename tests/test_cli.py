@@ -412,6 +412,37 @@ def test_a_closed_pipe_ends_quietly(fake_mnist: Path, tmp_path: Path) -> None:
     assert "lenetish: error" not in error
 
 
+def _img_with_stdout(fake_mnist: Path, tmp_path: Path, redirect: str) -> tuple[int, str]:
+    """`lenetish img` run by the shell with stdout redirected as ``redirect``: status, stderr."""
+    command = [sys.executable, "-m", "lenetish", "img", "--data", str(fake_mnist)]
+    arguments = " ".join(f"'{part}'" for part in [*command, "--out", str(tmp_path / "d.png")])
+    done = subprocess.run(
+        ["sh", "-c", f"exec {arguments} {redirect}"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_on_a_full_device_is_a_named_error(fake_mnist: Path, tmp_path: Path) -> None:
+    """Output to /dev/full ends with one `lenetish: error` line naming stdout, exit 1."""
+    status, error = _img_with_stdout(fake_mnist, tmp_path, "> /dev/full")
+    assert status == 1
+    assert error.count("\n") == 1 and "unexpected" not in error
+    assert re.match(r"lenetish: error: could not write to standard output \(No space left", error)
+
+
+def test_closed_stdout_is_refused_before_the_work(fake_mnist: Path, tmp_path: Path) -> None:
+    """With stdout closed the command says so in one line and exits 1, writing nothing."""
+    status, error = _img_with_stdout(fake_mnist, tmp_path, ">&-")
+    assert status == 1 and "unexpected" not in error
+    assert error.startswith("lenetish: error: standard output is closed")
+    assert not (tmp_path / "d.png").exists()
+
+
 # ---- issue 15: outputs never clobbered, signals, value ranges ------------------------------
 
 
@@ -463,6 +494,22 @@ def test_train_overwrite_starts_a_new_run_in_the_folder(
     assert main(short_training(fake_mnist, trained_run, "--epochs", "1", "--overwrite")) == 0
     assert len(json.loads((trained_run / "history.json").read_text())) == 1
     assert not (trained_run / ".lenetish.lock").exists()
+
+
+def test_overwrite_with_a_folder_at_model_safetensors_is_named(
+    trained_run: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--overwrite` where model.safetensors is a folder is refused in one line, nothing deleted."""
+    (trained_run / "model.safetensors").unlink()
+    (trained_run / "model.safetensors").mkdir()
+    before = (trained_run / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main(short_training(fake_mnist, trained_run, "--epochs", "1", "--overwrite")) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "unexpected" not in error
+    assert f"has a folder at {trained_run / 'model.safetensors'}" in error
+    assert (trained_run / "model.safetensors").is_dir()
+    assert (trained_run / "last.pt").read_bytes() == before
 
 
 def test_overwrite_and_resume_together_are_a_usage_error(
@@ -665,16 +712,112 @@ def test_a_diverged_history_is_strict_json(
     assert rows[0]["loss"] is None
 
 
-def test_non_utf8_file_names_are_printed_with_replacements(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A file name with a byte invalid in UTF-8 is printed with a replacement character."""
-    name = tmp_path / os.fsdecode(b"one-\xff.png")
+def _one(path: Path) -> Path:
+    """Draw a dark vertical stroke (a one) on white at ``path``."""
     pixels = np.full((90, 60), 255, dtype=np.uint8)
     pixels[10:80, 27:33] = 0
-    Image.fromarray(pixels).save(name)
+    Image.fromarray(pixels).save(path, format="PNG")
+    return path
+
+
+def test_non_utf8_file_names_are_printed_with_their_bytes_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name with a byte invalid in UTF-8 is printed with that byte escaped."""
+    name = _one(tmp_path / os.fsdecode(b"one-\xff.png"))
     assert main(["predict", str(name)]) == 0
-    assert "one-\ufffd.png: 1 (probability" in capsys.readouterr().out
+    assert "one-\\xff.png: 1 (probability" in capsys.readouterr().out
+
+
+def test_a_file_name_with_newlines_cannot_forge_prediction_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name holding newlines and fake results prints as one escaped line."""
+    forged = "a.png: 7 (probability 1.000)\nb.png: 7 (probability 1.000)\nc.png"
+    name = _one(tmp_path / f"{forged}.png")
+    assert main(["predict", str(name)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "\\x0ab.png" in lines[0]
+    assert re.search(r"\\x0ac\.png\.png: \d \(probability [\d.]+\)$", lines[0])
+
+
+def test_escape_sequences_in_file_names_are_not_sent_to_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name that would set the window title and clear the screen is printed escaped."""
+    name = _one(tmp_path / "\x1b]0;owned\x07\x1b[2J.png")
+    assert main(["predict", str(name)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned\\x07\\x1b[2J.png" in out
+
+
+def test_escape_sequences_in_error_messages_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error naming a missing file with an escape sequence prints it escaped, on one line."""
+    assert main(["predict", str(tmp_path / "\x1b[2J\nmissing.png")]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\n") == 1 and "\\x1b[2J\\x0amissing.png" in err
+
+
+def test_skip_bad_skips_a_constant_32_bit_tiff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predict --skip-bad` leaves out a TIFF of one 32-bit value, naming it on stderr."""
+    flat = tmp_path / "flat.tif"
+    Image.fromarray(np.full((40, 40), 70_000, dtype=np.int32), mode="I").save(flat)
+    one = _one(tmp_path / "one.png")
+    assert main(["predict", "--skip-bad", str(flat), str(one)]) == 0
+    captured = capsys.readouterr()
+    assert "flat.tif: the image is of one colour" in captured.err
+    assert captured.out.count("\n") == 1 and "one.png: 1 (probability" in captured.out
+
+
+def _hostile_classes(path: Path) -> Path:
+    """Weights whose dataset record has class names holding escape sequences and newlines."""
+    from safetensors.torch import save_file
+
+    classes = [f"c{i}\x1b]0;pwned\x07\nforged" for i in range(10)]
+    record = {"name": "custom", "mean": 0.1307, "std": 0.3081, "classes": classes}
+    metadata = {"model": "MNISTConvNet", "dataset": json.dumps(record)}
+    save_file(MNISTConvNet().state_dict(), str(path), metadata)
+    return path
+
+
+def test_class_names_from_a_weights_file_are_escaped_by_predict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predict` prints a file's class names escaped, one line per image."""
+    weights = _hostile_classes(tmp_path / "m.safetensors")
+    image = _one(tmp_path / "one.png")
+    assert main(["predict", str(weights), str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1 and "\\x1b]0;pwned\\x07\\x0aforged" in out
+
+
+def test_class_names_from_a_weights_file_are_escaped_by_evaluate(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evaluate` prints a file's class names escaped: one line per class."""
+    weights = _hostile_classes(tmp_path / "m.safetensors")
+    plot = str(tmp_path / "cm.png")
+    assert main(["evaluate", str(weights), "--data", str(fake_mnist), "--plot", plot]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert sum("\\x1b]0;pwned" in line for line in out.splitlines()) == 10
+
+
+def test_class_names_from_a_weights_file_are_escaped_by_predict_sample(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predict --sample` prints a file's class names escaped in its two lines."""
+    weights = _hostile_classes(tmp_path / "m.safetensors")
+    plot = str(tmp_path / "p.png")
+    arguments = ["predict", str(weights), "--data", str(fake_mnist), "--plot", plot]
+    assert main([*arguments, "--sample", "2", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.splitlines()[0].startswith("actual:    ['c")
+    assert len([line for line in out.splitlines() if "pwned" in line]) == 2
 
 
 def _start_training(fake_mnist: Path, out: Path) -> subprocess.Popen[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -479,3 +480,78 @@ def test_eval_transform_is_applied_to_validation_and_test(fake_mnist: Path) -> N
     batch = next(iter(loaders.test))[0]
     list(loaders.val)
     assert float(batch.abs().sum()) == 0 and len(calls) == 25
+
+
+@pytest.fixture
+def no_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME unset, no $XDG_CACHE_HOME or $LENETISH_DATA, and no passwd entry for the user."""
+    import pwd
+
+    def no_entry(uid: int) -> Any:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("HOME", "XDG_CACHE_HOME", "LENETISH_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+
+
+def test_bundled_mnist_needs_no_home_folder(no_home: None) -> None:
+    """Without HOME or a passwd entry, MNIST still loads from the bundled copy."""
+    loaders = make_loaders(batch_size=1000)
+    assert loaders.source.kind == "bundled" and loaders.test.num_samples == 10_000
+
+
+def test_a_dataset_to_download_without_a_home_folder_is_named(no_home: None) -> None:
+    """Fashion-MNIST with no home folder to cache it in says to set LENETISH_DATA or --data."""
+    with pytest.raises(DatasetNotFoundError, match=r"HOME is not set .* set LENETISH_DATA"):
+        make_loaders(dataset="fashion-mnist", download=False)
+
+
+def test_default_root_without_a_home_folder_is_named(no_home: None) -> None:
+    """default_root() with no home folder is a DatasetNotFoundError, not a RuntimeError."""
+    with pytest.raises(DatasetNotFoundError, match=r"no user cache folder"):
+        default_root()
+
+
+def test_a_data_folder_that_cannot_be_searched_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An unsearchable $LENETISH_DATA (here: a name too long) is named, not a raw OSError."""
+    monkeypatch.setenv("LENETISH_DATA", str(tmp_path / ("x" * 300)))
+    with pytest.raises(DatasetNotFoundError, match=r"cannot be searched .*File name too long"):
+        make_loaders(download=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
+def test_an_unreadable_data_folder_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A $LENETISH_DATA without read permission is named, not a raw PermissionError."""
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    locked.chmod(0)
+    monkeypatch.setenv("LENETISH_DATA", str(locked / "inner"))
+    try:
+        with pytest.raises(DatasetNotFoundError, match=r"cannot be searched .*Permission denied"):
+            make_loaders(download=False)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_unsearchable_data_folder_is_named_whatever_the_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A PermissionError while looking for the files (as for a non-root user) is named."""
+    real_stat = Path.stat
+
+    def denied(self: Path, **kwargs: Any) -> Any:
+        if "locked" in self.parts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setenv("LENETISH_DATA", str(tmp_path / "locked"))
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(
+        DatasetNotFoundError, match=r"locked/MNIST/raw cannot be searched .*Permission denied"
+    ):
+        make_loaders(download=False)

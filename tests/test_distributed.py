@@ -193,6 +193,18 @@ def test_a_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ranks_given_data_of_different_sizes_are_refused_by_name(tmp_path: Path) -> None:
+    """Rank 1 with 64 more training images: both ranks raise DistributedError, no C++ abort."""
+    result = _run([*TORCHRUN, *SCRIPT, str(tmp_path), "--extra-on-rank-one", "64"])
+    assert result.returncode != 0
+    assert "DistributedError: the 2 processes were given training data of different sizes" in (
+        result.stderr
+    )
+    assert "terminate called" not in result.stderr
+    assert not (tmp_path / "rank0.safetensors").exists()
+
+
+@pytest.mark.slow
 def test_a_stop_requested_by_one_rank_stops_every_rank(tmp_path: Path) -> None:
     """StopTraining raised in rank 1 alone stops both processes at the same check."""
     options = ["--stop-at-step", "9", "--epochs", "3", "--stop-check-every", "2"]

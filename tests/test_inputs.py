@@ -311,14 +311,94 @@ def test_mnistify_files_without_skip_bad_raises_naming_the_file(tmp_path: Path) 
 
 
 def test_non_utf8_file_name_is_printable() -> None:
-    """A file name with bytes that are not UTF-8 becomes printable text with U+FFFD."""
+    """A file name with bytes that are not UTF-8 shows each such byte as an escape."""
     name = os.fsdecode(b"digit-\xff\xfe.png")
-    assert printable_path(name) == "digit-\ufffd\ufffd.png"
+    assert printable_path(name) == "digit-\\xff\\xfe.png"
 
 
 def test_error_naming_a_non_utf8_file_can_be_printed(tmp_path: Path) -> None:
     """The error for a missing non-UTF-8 file name encodes as UTF-8 without failing."""
     missing = tmp_path / os.fsdecode(b"\xff.png")
-    with pytest.raises(InvalidImageError, match=r"\ufffd\.png does not exist") as info:
+    with pytest.raises(InvalidImageError, match=r"\\xff\.png does not exist") as info:
         prepare_inputs(missing, MNIST)
     str(info.value).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("\x1b]0;title\x07.png", "\\x1b]0;title\\x07.png"),
+        ("a\nb.png", "a\\x0ab.png"),
+        ("\u202egnp.exe", "\\u202egnp.exe"),
+        ("tab\there.png", "tab\\x09here.png"),
+    ],
+    ids=["escape-sequence", "newline", "right-to-left-override", "tab"],
+)
+def test_control_characters_in_file_names_are_escaped(name: str, shown: str) -> None:
+    """Escape sequences, newlines and format characters in a name are shown as escapes."""
+    assert printable_path(name) == shown
+
+
+def test_printable_path_keeps_letters_and_is_idempotent() -> None:
+    """Letters of any script stay; escaping an escaped name changes nothing more."""
+    assert printable_path("Ñandú-数字.png") == "Ñandú-数字.png"
+    once = printable_path("x\x1b.png")
+    assert printable_path(once) == once
+
+
+def test_an_error_naming_a_file_with_a_newline_is_one_line(tmp_path: Path) -> None:
+    """The error for a missing file whose name holds a newline names it on one line."""
+    with pytest.raises(InvalidImageError, match=r"a\\x0ab\.png does not exist") as info:
+        prepare_inputs(tmp_path / "a\nb.png", MNIST)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((28, 28), dtype=object),
+        np.full((28, 28), "a"),
+        np.full((28, 28), b"a"),
+        np.full((28, 28), np.datetime64("2020-01-01")),
+        np.full((28, 28), np.timedelta64(1, "s")),
+        np.zeros((28, 28), dtype=[("grey", "u1")]),
+    ],
+    ids=["object", "str", "bytes", "datetime", "timedelta", "structured"],
+)
+def test_arrays_of_non_numbers_are_refused_by_name(array: np.ndarray) -> None:
+    """Object, string, date and structured arrays are an InvalidInputError naming the dtype."""
+    with pytest.raises(InvalidInputError, match=r"numpy array of dtype .* holds no pixel values"):
+        prepare_inputs(array, MNIST)
+
+
+def test_a_closed_pil_image_is_refused_by_name() -> None:
+    """A PIL image closed before predict is an InvalidInputError saying it was closed."""
+    image = Image.new("L", (40, 40), 255)
+    image.close()
+    with pytest.raises(InvalidInputError, match=r"the PIL image was closed.*keep it open"):
+        prepare_inputs(image, MNIST)
+
+
+def _constant_tiff(path: Path, value: int) -> Path:
+    """A 32-bit greyscale (mode I) TIFF holding ``value`` everywhere."""
+    Image.fromarray(np.full((40, 40), value, dtype=np.int32), mode="I").save(path)
+    return path
+
+
+@pytest.mark.parametrize("value", [70_000, -5])
+def test_a_constant_32_bit_tiff_is_a_blank_image(tmp_path: Path, value: int) -> None:
+    """A TIFF of one 32-bit value outside 0..65535 is refused as one colour, no division by 0."""
+    path = _constant_tiff(tmp_path / "flat.tif", value)
+    with pytest.raises(InvalidInputError, match=r"flat\.tif: the image is of one colour"):
+        prepare_inputs(path, MNIST)
+
+
+def test_skip_bad_skips_a_constant_32_bit_tiff(tmp_path: Path) -> None:
+    """With skip_bad, a constant 32-bit TIFF is left out and named, the rest prepared."""
+    flat = _constant_tiff(tmp_path / "flat.tif", 70_000)
+    pixels = np.full((60, 40), 255, dtype=np.uint8)
+    pixels[5:55, 18:23] = 0
+    Image.fromarray(pixels).save(tmp_path / "one.png")
+    kept, digits, skipped = mnistify_files([flat, tmp_path / "one.png"], skip_bad=True)
+    assert [p.name for p in kept] == ["one.png"] and digits.shape == (1, 28, 28)
+    assert len(skipped) == 1 and "flat.tif: the image is of one colour" in skipped[0]

@@ -69,3 +69,31 @@ def test_shipped_weights_record_mnist() -> None:
 
     recorded = recorded_dataset(pretrained("default"))
     assert recorded is not None and recorded.name == "mnist"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "JSONDecodeError"),
+        ("[1, 2]", "a list, not a dictionary"),
+        ('{"seed": 0}', "no recipe"),
+    ],
+    ids=["not-json", "a-list", "no-recipe"],
+)
+def test_a_damaged_record_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    """A shipped record that is not JSON, or lacks its recipe, is a CheckpointError."""
+    (tmp_path / "default.json").write_text(text)
+    monkeypatch.setattr(sys.modules["lenetish.shipped"], "_folder", lambda: tmp_path)
+    with pytest.raises(CheckpointError, match=rf"shipped weights 'default' .* damaged \({problem}"):
+        pretrained("default")
+
+
+def test_a_record_naming_an_unknown_recipe_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record whose recipe lenetish does not have is a CheckpointError, not a KeyError."""
+    real = pretrained_info("default")
+    module = sys.modules["lenetish.shipped"]
+    monkeypatch.setattr(module, "pretrained_info", lambda name="default": {**real, "recipe": "x"})
+    with pytest.raises(CheckpointError, match=r"damaged \(an unknown recipe 'x'\)"):
+        pretrained("default")

@@ -825,3 +825,24 @@ def test_labels_that_do_not_fit_the_outputs_are_a_named_error(
     trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", progress=False)
     with pytest.raises(InvalidArgumentError, match=expected):
         trainer.fit([*good, (images, labels)])
+
+
+class _LyingLoader:
+    """Yields ``count`` batches of 4 while its ``__len__`` says ``claimed``."""
+
+    def __init__(self, count: int, claimed: int) -> None:
+        self.batches = digit_batches(4 * count, 4)
+        self.claimed = claimed
+
+    def __len__(self) -> int:
+        return self.claimed
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+
+def test_a_loader_longer_than_its_len_with_onecycle_is_a_named_error() -> None:
+    """A loader yielding more batches than len() says, with onecycle, names the loader's len."""
+    trainer = Trainer(MNISTConvNet(), epochs=2, device="cpu", progress=False, scheduler="onecycle")
+    with pytest.raises(InvalidArgumentError, match=r"more batches in epoch 1 than its len\(\)"):
+        trainer.fit(_LyingLoader(count=5, claimed=2))

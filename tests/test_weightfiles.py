@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,10 +15,13 @@ from lenetish import (
     CheckpointError,
     MNISTConvNet,
     MNISTWideNet,
+    ModelCheckpoint,
     export_model,
+    load_checkpoint,
     load_weights,
     save_weights,
 )
+from lenetish.checkpoint import save_checkpoint
 from lenetish.identity import recorded_dataset
 from lenetish.weightfiles import load_model, read_weights, saved_dataset
 from tests.blog_net import Net
@@ -120,3 +124,106 @@ def test_exported_state_dict_loads_into_the_blog_class(tmp_path: Path) -> None:
     blog.load_state_dict(torch.load(path))
     images = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(blog(images), model(images))
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool, torch.complex64, torch.int64])
+def test_non_floating_weights_are_refused_not_cast(tmp_path: Path, dtype: torch.dtype) -> None:
+    """int8, bool, int64 and complex weights are refused instead of cast to float32."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.to(dtype) for k, v in MNISTConvNet().state_dict().items()}, str(path))
+    with pytest.raises(CheckpointError, match=rf"weights of another kind .*\({dtype}, the model"):
+        load_model(path)
+
+
+def test_non_floating_plain_state_dict_is_refused_by_load_weights(tmp_path: Path) -> None:
+    """A torch.save'd bool state dict is refused by load_weights too, naming the layer."""
+    torch.save({k: v.bool() for k, v in MNISTConvNet().state_dict().items()}, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=r"conv1.weight \(torch.bool, the model's"):
+        load_weights(MNISTConvNet(), tmp_path / "m.pt")
+
+
+def test_half_precision_weights_still_load(tmp_path: Path) -> None:
+    """float16 weights are floating point: they load (into float32 parameters)."""
+    net = MNISTConvNet()
+    torch.save({k: v.half() for k, v in net.state_dict().items()}, tmp_path / "m.pt")
+    assert load_model(tmp_path / "m.pt").fc2.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path: Path, value: float) -> None:
+    """A weights file with NaN or infinite weights is refused, naming the layer."""
+    weights = MNISTConvNet().state_dict()
+    weights["fc2.bias"][3] = value
+    path = tmp_path / "m.pt"
+    torch.save(weights, path)
+    with pytest.raises(CheckpointError, match=r"NaN or infinite values in fc2.bias"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("convert", "kind"),
+    [
+        (lambda t: t.to_sparse(), r"a sparse tensor \(torch.sparse_coo\)"),
+        (lambda t: t.to_sparse_csr(), r"a sparse tensor \(torch.sparse_csr\)"),
+        (lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8), "a quantized tensor"),
+        (lambda t: torch.empty(t.shape, device="meta"), "a meta tensor"),
+    ],
+    ids=["sparse-coo", "sparse-csr", "quantized", "meta"],
+)
+@pytest.mark.filterwarnings("ignore")
+def test_sparse_quantized_and_meta_tensors_are_refused(
+    tmp_path: Path, convert: Any, kind: str
+) -> None:
+    """A state dict holding a sparse, quantized or meta tensor is a CheckpointError."""
+    weights = MNISTConvNet().state_dict()
+    weights["fc1.weight"] = convert(weights["fc1.weight"])
+    torch.save(weights, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=rf"holds fc1.weight as {kind}"):
+        load_model(tmp_path / "m.pt")
+
+
+def _with_classes(path: Path, count: int) -> Path:
+    """A safetensors file of MNISTConvNet whose dataset record holds ``count`` class names."""
+    from safetensors.torch import save_file
+
+    record = {"name": "custom", "mean": 0.5, "std": 0.5, "classes": [f"c{i}" for i in range(count)]}
+    metadata = {"model": "MNISTConvNet", "dataset": json.dumps(record)}
+    save_file(MNISTConvNet().state_dict(), str(path), metadata)
+    return path
+
+
+def test_a_record_of_more_classes_than_outputs_is_refused(tmp_path: Path) -> None:
+    """A record of 11 class names for a network of 10 outputs is refused."""
+    path = _with_classes(tmp_path / "m.safetensors", 11)
+    with pytest.raises(CheckpointError, match=r"records 11 class names for a MNISTConvNet of 10"):
+        load_model(path)
+
+
+def test_an_absurd_class_count_is_refused_before_any_allocation(tmp_path: Path) -> None:
+    """40,000 class names (a 12.8 GB confusion matrix) are refused when the file is read."""
+    path = _with_classes(tmp_path / "m.safetensors", 40_000)
+    with pytest.raises(CheckpointError, match=r"40,000 class names .* more than the 1,000"):
+        saved_dataset(path)
+
+
+def test_a_record_whose_classes_are_a_string_is_refused(tmp_path: Path) -> None:
+    """A record whose classes are one string (not a list of names) is damaged."""
+    from safetensors.torch import save_file
+
+    record = {"name": "custom", "mean": 0.5, "std": 0.5, "classes": "0123456789"}
+    path = tmp_path / "m.safetensors"
+    save_file(MNISTConvNet().state_dict(), str(path), {"dataset": json.dumps(record)})
+    with pytest.raises(CheckpointError, match=r"damaged dataset record .*classes is a str"):
+        saved_dataset(path)
+
+
+def test_a_checkpoint_whose_model_is_not_keyed_by_names_is_damaged(tmp_path: Path) -> None:
+    """A checkpoint whose model maps numbers to tensors is a CheckpointError, not a TypeError."""
+    quick_trainer(epochs=1, callbacks=[ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
+    state = load_checkpoint(tmp_path / "last.pt")
+    state["model"] = dict(enumerate(state["model"].values()))
+    save_checkpoint(tmp_path / "numbers.pt", state)
+    with pytest.raises(CheckpointError, match=r"numbers.pt is damaged: its model is not a dict"):
+        load_model(tmp_path / "numbers.pt")

@@ -18,6 +18,11 @@ __all__ = ["CUSTOM", "DATASETS", "DIGITS", "EXPORT_FORMATS", "DatasetInfo"]
 CUSTOM = "custom"
 """The name of a :class:`DatasetInfo` for files that are none of the recognised datasets."""
 
+MAX_CLASSES = 1000
+"""The most class names a dataset record may hold (idx labels are bytes: at most 256 classes)."""
+MAX_CLASS_NAME = 200
+"""The longest class name a dataset record may hold, in characters."""
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -62,9 +67,23 @@ class DatasetInfo:
         Raises:
             CheckpointError: the record is damaged (a value missing or of the wrong kind).
         """
+        names = record.get("classes")
+        if isinstance(names, (list, tuple)) and (
+            len(names) > MAX_CLASSES or any(len(str(c)) > MAX_CLASS_NAME for c in names)
+        ):
+            raise CheckpointError(
+                f"{source} holds a dataset record of {len(names):,} class names (or a name "
+                f"longer than {MAX_CLASS_NAME} characters), more than the {MAX_CLASSES:,} "
+                "lenetish accepts: it is damaged, not a dataset; pass dataset= (or --dataset) "
+                "to say what the model was trained on"
+            )
         try:
             name, mean, std = str(record["name"]), float(record["mean"]), float(record["std"])
-            classes = tuple(str(c) for c in record["classes"])
+            if names is None:
+                raise KeyError("classes")
+            if not isinstance(names, (list, tuple)):
+                raise TypeError(f"classes is a {type(names).__name__}, not a list of names")
+            classes = tuple(str(c) for c in names)
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"{source} holds a damaged dataset record ({type(exc).__name__}: {exc}); "

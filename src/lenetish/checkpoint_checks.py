@@ -3,7 +3,11 @@
 ``torch.load(weights_only=True)`` guarantees that a checkpoint holds only tensors and plain
 containers, not that they make sense: an optimizer state of the wrong shape makes the fused
 Adam kernels write past their buffers, a random-generator state can be a stride-0 view that
-expands to gigabytes, and a counter can be a string or 10^30. :func:`check_training_checkpoint`
+expands to gigabytes, and a counter can be a string or 10^30. Values are checked too, since
+they train silently wrong: an Adam ``step`` of -1, NaN or 1.5, a negative second moment, NaN
+weights or moments, a negative learning rate (each resumes to NaN or diverging weights), and
+random-generator states that the generators themselves would refuse (each is tried on a
+generator of its own, so the process's streams are untouched). :func:`check_training_checkpoint`
 refuses all of that with a :class:`~lenetish.CheckpointError` naming the field, so that
 restoring never allocates more than the model and the optimizer already hold.
 """
@@ -11,9 +15,11 @@ restoring never allocates more than the model and the optimizer already hold.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -27,6 +33,11 @@ _REQUIRED = ("model", "optimizer", "epoch", "global_step", "callbacks", "rng")
 _PYTHON_STATE_LENGTH = 625  # Mersenne Twister: 624 words and a position
 _NUMPY_KEYS = 624
 _CUDA_STATE_BYTES = 1024  # a CUDA generator's state is 16 bytes; far more is not one
+_MT_POSITION_MAX = 624  # a Mersenne Twister's position runs from 0 to its 624 words
+#: Optimizer state that is a running mean of squares: a negative value makes the step NaN.
+_NON_NEGATIVE_STATE = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "acc_delta"})
+#: Hyperparameters that no optimizer takes below zero (a negative lr climbs the loss).
+_NON_NEGATIVE_HYPERPARAMETERS = frozenset({"lr", "eps", "weight_decay", "momentum", "dampening"})
 
 
 class _Refusal(Exception):
@@ -123,6 +134,7 @@ def _check_model(weights: object, model: nn.Module) -> bool:
             expected[name].dtype.is_floating_point
         ):
             raise _Refusal(f"model[{name!r}]", f"has dtype {tensor.dtype}")
+        _finite(tensor, f"model[{name!r}]")
     return set(weights) == set(expected) and all(
         weights[name].shape == expected[name].shape for name in expected
     )
@@ -153,11 +165,20 @@ def _check_optimizer(saved: object, optimizer: Optimizer) -> None:
         for key, value in group.items():
             if key != "params":
                 _check_hyperparameter(value, f"{field}.{key}")
+                if key in _NON_NEGATIVE_HYPERPARAMETERS:
+                    _non_negative(value, f"{field}.{key}")
+                if key == "betas":
+                    _check_betas(value, f"{field}.betas")
     for param_id, entry in state.items():
         if param_id not in shapes:
             raise _Refusal("optimizer.state", f"has an entry for unknown parameter {param_id!r}")
         for key, value in _mapping(entry, f"optimizer.state[{param_id}]").items():
-            _check_state_value(value, f"optimizer.state[{param_id}][{key!r}]", shapes[param_id])
+            field = f"optimizer.state[{param_id}][{key!r}]"
+            _check_state_value(value, field, shapes[param_id])
+            if key == "step":
+                _check_step(value, field)
+            elif key in _NON_NEGATIVE_STATE:
+                _non_negative(value, field)
 
 
 def _check_hyperparameter(value: object, field: str) -> None:
@@ -184,11 +205,56 @@ def _check_state_value(value: object, field: str, shape: torch.Size) -> None:
             raise _Refusal(field, f"has shape {tuple(tensor.shape)}, the parameter {tuple(shape)}")
         if not (tensor.dtype.is_floating_point or tensor.numel() == 1):
             raise _Refusal(field, f"has dtype {tensor.dtype}")
+        _finite(tensor, field)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise _Refusal(field, f"is {value}")
     else:
         raise _Refusal(field, f"has an unexpected {type(value).__name__}")
+
+
+def _finite(tensor: Tensor, field: str) -> None:
+    """A floating-point tensor must hold no NaN or infinity (one would spread to every weight)."""
+    if (tensor.dtype.is_floating_point or tensor.dtype.is_complex) and not bool(
+        torch.isfinite(tensor).all()
+    ):
+        raise _Refusal(field, "holds NaN or infinite values")
+
+
+def _number(value: object, field: str) -> float:
+    """One number: a Python int or float, or a one-element tensor."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.dtype.is_complex:
+            raise _Refusal(field, f"must be one number, not a tensor of shape {tuple(value.shape)}")
+        return float(value.item())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Refusal(field, f"must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _check_step(value: object, field: str) -> None:
+    """A step counter: a whole number from 0 to 2**53 (Adam divides by 1 - beta**step)."""
+    step = _number(value, field)
+    if not (math.isfinite(step) and 0 <= step <= MAX_COUNT and step == math.floor(step)):
+        raise _Refusal(field, f"is {step:g}, not a whole number of steps from 0 to 2**53")
+
+
+def _non_negative(value: object, field: str) -> None:
+    """A value (a number, or every element of a tensor) that must not be below zero."""
+    if isinstance(value, Tensor):
+        if value.is_floating_point() and value.numel() and bool((value < 0).any()):
+            raise _Refusal(field, f"holds negative values (down to {float(value.min()):g})")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise _Refusal(field, f"is {value:g}; it must not be negative")
+
+
+def _check_betas(value: object, field: str) -> None:
+    """Adam's betas: two decay rates in [0, 1)."""
+    betas = value if isinstance(value, (tuple, list)) else [value]
+    for beta in betas:
+        number = _number(beta, field)
+        if not 0 <= number < 1:
+            raise _Refusal(field, f"holds {number:g}; each beta must be in [0, 1)")
 
 
 def _check_scaler(scaler: object) -> None:
@@ -221,19 +287,29 @@ def _check_rng(rng: object, field: str = "rng") -> None:
         and (python[2] is None or isinstance(python[2], float))
     ):
         raise _Refusal(f"{field}.python", "is not a state of Python's random module")
+    _check_python_state(python, f"{field}.python")
     numpy = _mapping(rng["numpy"], f"{field}.numpy")
     keys = _plain_tensor(numpy.get("keys"), f"{field}.numpy.keys")
     if keys.shape != (_NUMPY_KEYS,) or keys.dtype != torch.int64:
         raise _Refusal(f"{field}.numpy.keys", f"must be {_NUMPY_KEYS} int64 words")
-    _count(numpy.get("position"), f"{field}.numpy.position", low=0)
+    if bool((keys < 0).any()) or bool((keys >= 2**32).any()) or not bool(keys.any()):
+        raise _Refusal(f"{field}.numpy.keys", "are not the words of a Mersenne Twister state")
+    position = _count(numpy.get("position"), f"{field}.numpy.position", low=0)
+    if position > _MT_POSITION_MAX:
+        raise _Refusal(f"{field}.numpy.position", f"is {position}, outside 0..624")
     if numpy.get("has_gauss") not in (0, 1) or not isinstance(
         numpy.get("cached_gaussian"), (int, float)
     ):
         raise _Refusal(f"{field}.numpy", "has a bad Gaussian cache")
+    _check_numpy_state(keys, position, numpy, f"{field}.numpy")
     state = _plain_tensor(rng["torch"], f"{field}.torch")
     expected = torch.get_rng_state()
     if state.shape != expected.shape or state.dtype != expected.dtype:
         raise _Refusal(f"{field}.torch", f"must be {expected.numel()} bytes")
+    try:  # on a generator of its own: the process's stream is not touched
+        torch.Generator().set_state(state)
+    except RuntimeError as exc:
+        raise _Refusal(f"{field}.torch", f"is not a generator state ({exc})") from None
     cuda = rng["cuda"]
     if not isinstance(cuda, (list, tuple)) or len(cuda) > 1024:
         raise _Refusal(f"{field}.cuda", "must be a list of generator states")
@@ -241,6 +317,26 @@ def _check_rng(rng: object, field: str = "rng") -> None:
         tensor = _plain_tensor(device_state, f"{field}.cuda[{index}]")
         if tensor.dtype != torch.uint8 or tensor.dim() != 1 or tensor.numel() > _CUDA_STATE_BYTES:
             raise _Refusal(f"{field}.cuda[{index}]", "is not a CUDA generator state")
+
+
+def _check_python_state(python: Any, field: str) -> None:
+    """Python's generator state, tried on a generator of its own (``random.setstate`` rules)."""
+    words = python[1]
+    if not any(words[:-1]):
+        raise _Refusal(field, "is all zeros, which no generator reaches")
+    try:
+        random.Random().setstate((python[0], tuple(words), python[2]))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _Refusal(field, f"is not a state of Python's random module ({exc})") from None
+
+
+def _check_numpy_state(keys: Tensor, position: int, numpy: Mapping[Any, Any], field: str) -> None:
+    """NumPy's legacy generator state, tried on a generator of its own."""
+    state = ("MT19937", keys.numpy().astype(np.uint32), position, numpy["has_gauss"])
+    try:
+        np.random.RandomState().set_state((*state, float(numpy["cached_gaussian"])))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _Refusal(field, f"is not a state of NumPy's generator ({exc})") from None
 
 
 def _check_mid_epoch(mid_epoch: object) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lenetish.catalog import DATASETS, EXPORT_FORMATS
-from lenetish.cli_output import UsageError, flush_stdout, silence_stdout
+from lenetish.cli_output import UsageError, check_stdout, flush_stdout, silence_stdout, warn
 from lenetish.cli_signals import Terminated, sigterm_interrupts
 from lenetish.errors import LenetishError
 from lenetish.recipes import RECIPES
@@ -305,8 +305,8 @@ def _interrupted_line(args: argparse.Namespace) -> str:
     """The one line printed when a command is interrupted, with how to resume a training."""
     checkpoint = Path(args.out) / "last.pt" if getattr(args, "out", None) else None
     if args.command == "train" and checkpoint is not None and checkpoint.is_file():
-        return f"lenetish: interrupted; resume with --resume {checkpoint}"
-    return "lenetish: interrupted"
+        return f"interrupted; resume with --resume {checkpoint}"
+    return "interrupted"
 
 
 def _run_command(args: argparse.Namespace) -> None:
@@ -342,9 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _replace_unprintable()
     args = build_parser().parse_args(argv)
     try:
+        check_stdout()  # closed: refused before the work, whose results it could not show
         with sigterm_interrupts():
             _run_command(args)
-        sys.stdout.flush()  # a closed pipe shows up here rather than at interpreter exit
+        flush_stdout()  # a closed pipe or a full disk shows up here, not at interpreter exit
     except BrokenPipeError:
         # The reader went away (``lenetish ... | head``): stop quietly, as Unix tools do.
         silence_stdout()
@@ -352,15 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        flush_stdout()
-        print(_interrupted_line(args), file=sys.stderr)
+        with contextlib.suppress(LenetishError):
+            flush_stdout()
+        warn(_interrupted_line(args))
         return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         if args.debug:
             raise
         kind = "" if isinstance(exc, LenetishError) else f"unexpected {type(exc).__name__}: "
         hint = "" if isinstance(exc, LenetishError) else " (run with --debug for details)"
-        where = _rank_label()
-        print(f"lenetish: error{where}: {kind}{exc}{hint}".replace("\n", " "), file=sys.stderr)
+        # Messages may quote names from files: escaped (see lenetish._text), on one line.
+        warn(f"error{_rank_label()}: {kind}{str(exc).replace(chr(10), ' ')}{hint}")
         return 2 if isinstance(exc, UsageError) else 1
     return 0

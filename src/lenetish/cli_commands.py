@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 
 from lenetish.catalog import DATASETS, EXPORT_FORMATS
 from lenetish.cli_models import is_weights_path, label_text, model_test_loader
-from lenetish.cli_output import UsageError, check_output_file, writing
+from lenetish.cli_output import UsageError, check_output_file, say, warn, writing
 from lenetish.cli_train import train_command
 from lenetish.data import read_split
 from lenetish.errors import InvalidArgumentError, MissingDependencyError
@@ -36,15 +35,15 @@ def evaluate_command(args: argparse.Namespace) -> None:
         download=not args.no_download, device=args.device,
     )  # fmt: skip
     result = evaluate(model, test, num_classes=len(info.classes))
-    print(
+    say(
         f"test accuracy {result.accuracy:.2%} ({result.correct}/{result.total}), "
         f"loss {result.loss:.4f}"
     )
     classes = info.classes
-    print(f"dataset {info.name}")
-    print("class        accuracy")
+    say(f"dataset {info.name}")  # say() escapes what the weights file put in names
+    say("class        accuracy")
     for name, accuracy in zip(classes, result.per_class_accuracy, strict=True):
-        print(f"{name:<12} {accuracy:.2%}")
+        say(f"{name:<12} {accuracy:.2%}")
     _picture(lambda: plot_confusion(result.confusion, args.plot, classes=classes), "--plot")
 
 
@@ -54,9 +53,9 @@ def _picture(draw: Callable[[], Path], option: str) -> None:
         with writing(option):
             path = draw()
     except MissingDependencyError as exc:
-        print(f"lenetish: no picture: {exc}", file=sys.stderr)
+        warn(f"no picture: {exc}")
         return
-    print(f"picture written to {path}")
+    say(f"picture written to {path}")
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -99,12 +98,12 @@ def predict_command(args: argparse.Namespace) -> None:
             _image_files(paths), prepare=preparation_for(info), skip_bad=args.skip_bad
         )
         for message in skipped:
-            print(f"lenetish: skipped {message}", file=sys.stderr)
+            warn(f"skipped {message}")
         prediction = predict(model, pictures, dataset=info)
         for file, name, confidence in zip(
             files, prediction.names, prediction.confidence.tolist(), strict=True
         ):
-            print(f"{printable_path(file)}: {name} (probability {confidence:.3f})")
+            say(f"{printable_path(file)}: {printable_path(name)} (probability {confidence:.3f})")
         return
     check_output_file(args.plot, "--plot")
     test, info = model_test_loader(
@@ -114,8 +113,8 @@ def predict_command(args: argparse.Namespace) -> None:
     chosen = torch.randperm(test.num_samples, generator=_generator(args.seed))[: args.sample]
     images, labels = test.images[chosen], test.labels[chosen]
     predicted = model.eval()(images).argmax(dim=1)
-    print(f"actual:    {label_text(labels.tolist(), info.classes)}")
-    print(f"predicted: {label_text(predicted.tolist(), info.classes)}")
+    say(f"actual:    {label_text(labels.tolist(), info.classes)}")
+    say(f"predicted: {label_text(predicted.tolist(), info.classes)}")
     _picture(
         lambda: plot_digits(
             images,
@@ -141,7 +140,7 @@ def img_command(args: argparse.Namespace) -> None:
         path = plot_digits(
             images[chosen], args.out, labels=labels[chosen], title=title, classes=info.classes
         )
-    print(f"picture written to {path}")
+    say(f"picture written to {path}")
 
 
 def export_command(args: argparse.Namespace) -> None:
@@ -158,7 +157,7 @@ def export_command(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint)
     with writing("--out"):
         written = export_model(model, out, format=args.format)
-    print(f"exported to {written}")
+    say(f"exported to {written}")
 
 
 #: The function that runs each command, given its parsed arguments.

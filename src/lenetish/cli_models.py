@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
+from lenetish._text import printable
 from lenetish.catalog import CUSTOM, DIGITS, DatasetInfo
 from lenetish.data import make_test_loader
 from lenetish.errors import DatasetMismatchError
@@ -85,7 +86,8 @@ def model_test_loader(
 
 
 def label_text(labels: list[int], classes: tuple[str, ...]) -> str:
-    """Labels as the command line prints them: numbers for digits, else class names."""
+    """Labels as the command line prints them: numbers for digits, else class names (escaped)."""
     if classes == DIGITS:
         return str(labels)
-    return str([classes[label] if label < len(classes) else str(label) for label in labels])
+    names = (printable(classes[label]) if label < len(classes) else str(label) for label in labels)
+    return "[" + ", ".join(f"'{name}'" for name in names) + "]"

@@ -1,4 +1,4 @@
-"""What the command line prints and writes: lines that survive a closed pipe, checked files."""
+"""What the command line prints and writes: escaped lines that survive a closed pipe, files."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lenetish._atomic import unsafe_kind
+from lenetish._text import printable
 from lenetish.errors import InvalidArgumentError, LenetishError, OutputFileError
 
 __all__ = [
+    "StdoutError",
     "UsageError",
     "check_output_file",
+    "check_stdout",
     "flush_stdout",
     "say",
     "silence_stdout",
+    "warn",
     "writing",
 ]
 
@@ -27,24 +31,85 @@ class UsageError(InvalidArgumentError):
     """Options that contradict each other or would destroy earlier work (exit status 2)."""
 
 
+class StdoutError(OutputFileError):
+    """Standard output cannot be written: it is closed, or the file behind it is full."""
+
+
+def _stdout_failed(exc: OSError | None) -> StdoutError:
+    """The error for a failed write to stdout; what is still buffered goes to /dev/null."""
+    silence_stdout()  # else the interpreter's final flush fails again, with a traceback
+    if exc is None:
+        return StdoutError(
+            "standard output is closed, so the results cannot be printed; run lenetish with "
+            "its output going somewhere (a terminal, a file, or > /dev/null to drop it)"
+        )
+    advice = (
+        "free some space, or send the output elsewhere"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "send the output to a terminal or a file you can write"
+    )
+    return StdoutError(f"could not write to standard output ({exc.strerror or exc}); {advice}")
+
+
+def check_stdout() -> None:
+    """Refuse to start with standard output closed (the results could not be shown).
+
+    Raises:
+        StdoutError: standard output is closed.
+    """
+    if sys.stdout is None:
+        raise _stdout_failed(None)
+
+
 def say(text: str) -> None:
-    """Print a line now; if the reader has gone away (``| head``), drop all further output."""
+    """Print ``text`` escaped (see ``lenetish._text.printable``) as one line, now.
+
+    If the reader has gone away (``| head``), all further output is dropped.
+
+    Raises:
+        StdoutError: standard output is closed or cannot be written (e.g. ``/dev/full``).
+    """
+    stream = sys.stdout
+    if stream is None:
+        raise _stdout_failed(None)
     try:
-        print(text, flush=True)
+        print(printable(text), file=stream, flush=True)
     except BrokenPipeError:
         silence_stdout()
+    except OSError as exc:
+        raise _stdout_failed(exc) from exc
+    except ValueError as exc:  # "I/O operation on closed file"
+        raise _stdout_failed(None) from exc
+
+
+def warn(text: str) -> None:
+    """Print ``lenetish: `` and ``text``, escaped, as one line on stderr (never raising)."""
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(f"lenetish: {printable(text)}", file=sys.stderr, flush=True)
 
 
 def flush_stdout() -> None:
-    """Flush stdout; if the reader has gone away, drop all further output."""
+    """Flush stdout; if the reader has gone away, drop all further output.
+
+    Raises:
+        StdoutError: standard output cannot be written (e.g. ``/dev/full``).
+    """
+    if sys.stdout is None:
+        return
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
+    except OSError as exc:
+        raise _stdout_failed(exc) from exc
 
 
 def silence_stdout() -> None:
     """Point stdout at /dev/null so flushing it at exit cannot raise again."""
+    if sys.stdout is None:
+        return  # closed from the start: Python prints nothing and flushes nothing
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

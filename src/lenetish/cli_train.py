@@ -99,7 +99,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     if reports and not args.quiet:
         # The description is the recipe's own; say what the command line changed in it.
         changed = ", ".join(f"{key}={value}" for key, value in overrides.items())
-        print(
+        say(
             f"recipe {recipe.name}: {recipe.description}"
             + (f" ({changed})" if changed else "")
             + f"; data: {loaders.info.name} from {loaders.source}"

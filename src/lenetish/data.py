@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +36,7 @@ from lenetish.loaders import IdxDataset, NormalisedTensor, TensorLoader
 from lenetish.sources import (
     DataSource,
     default_root,
+    expand_folder,
     folder_for_auto,
     locate_split,
     resolve_source,
@@ -65,9 +65,7 @@ def _source(root: str | os.PathLike[str] | None, dataset: str) -> tuple[DataSour
     elif root is None:
         location = DATASETS["mnist"]
     else:
-        location = folder_for_auto(
-            Path(root).expanduser(), list(DATASETS.values()), DATASETS["mnist"]
-        )
+        location = folder_for_auto(expand_folder(root), list(DATASETS.values()), DATASETS["mnist"])
     return resolve_source(root, location), location
 
 

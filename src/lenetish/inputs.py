@@ -10,7 +10,6 @@ already normalised.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lenetish._text import printable
 from lenetish.errors import InputShapeError, InvalidImageError, InvalidInputError
 from lenetish.identity import DatasetInfo
 from lenetish.prepare import Preparation, mnistify, preparation_for
@@ -72,22 +72,26 @@ def open_image(path: str | os.PathLike[str]) -> Any:
 
 
 def printable_path(path: str | os.PathLike[str]) -> str:
-    r"""``path`` as printable text, undecodable bytes replaced by ``\ufffd``.
+    r"""``path`` as printable text on one line: undecodable bytes and control characters escaped.
 
     A file name on Linux may hold bytes that are not valid in the file system's encoding (a
-    non-UTF-8 name); Python keeps them as surrogate escapes, which ``print`` refuses.
+    non-UTF-8 name), which Python keeps as surrogate escapes that ``print`` refuses, and
+    control characters: a newline forges extra output lines, an escape sequence drives the
+    terminal. Both are shown as ``\xNN`` (see ``lenetish._text.printable``).
 
     Args:
-        path: a file name, possibly holding undecodable bytes.
+        path: a file name, possibly holding undecodable bytes or control characters.
 
     Returns:
-        The name with every undecodable byte replaced by the replacement character.
+        The name with every undecodable byte and non-printable character escaped.
 
     Example:
-        >>> printable_path(os.fsdecode(b"digit-\xff.png")) == "digit-\ufffd.png"
+        >>> printable_path(os.fsdecode(b"digit-\xff.png")) == "digit-\\xff.png"
         True
+        >>> print(printable_path("seven\n3.png: 3 (probability 1.000)"))
+        seven\x0a3.png: 3 (probability 1.000)
     """
-    return os.fsencode(path).decode(sys.getfilesystemencoding(), errors="replace")
+    return printable(path)
 
 
 def _prepare_file(path: str | os.PathLike[str], prepare: Preparation) -> Tensor:
@@ -249,13 +253,41 @@ def _scaled_batch(values: Tensor, normalized: bool) -> Tensor:
     return scaled
 
 
+_NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex: torch holds these
+
+
+def _array_tensor(array: np.ndarray) -> Tensor:
+    """A numpy array as a tensor; arrays of objects, strings or dates are refused by name."""
+    if array.dtype.kind not in _NUMERIC_KINDS or array.dtype.fields is not None:
+        raise InvalidInputError(
+            f"a numpy array of dtype {array.dtype} holds no pixel values; pass uint8 (0-255) "
+            "or float (0-1) pixels, e.g. np.asarray(images, dtype=np.uint8), or image files"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _check_open(image: Any) -> None:
+    """Refuse a PIL image that was closed (its pixels are gone)."""
+    try:
+        image.load()
+    except ValueError as exc:  # PIL: "Operation on closed image"
+        raise InvalidInputError(
+            f"the PIL image was closed, so its pixels are gone ({exc}); keep it open until "
+            "predict returns (or pass an image.copy() made before closing it), or pass the "
+            "file's path"
+        ) from exc
+    except OSError as exc:  # a lazily opened file that turns out damaged
+        raise InvalidImageError(f"the PIL image cannot be decoded ({exc})") from exc
+
+
 def _as_batch(item: Any, normalized: bool, prepare: Preparation) -> tuple[Tensor, bool]:
     """One input as a float batch, and whether it is already normalised."""
     if isinstance(item, Tensor):
         return _scaled_batch(item.detach().cpu(), normalized), normalized
     if isinstance(item, np.ndarray):
-        return _scaled_batch(torch.from_numpy(np.ascontiguousarray(item)), normalized), normalized
+        return _scaled_batch(_array_tensor(item), normalized), normalized
     if _is_pil(item):
+        _check_open(item)
         try:
             return _scaled_batch(torch.as_tensor(np.asarray(prepare(item))), False), False
         except InputShapeError as exc:

@@ -58,6 +58,7 @@ def run_epoch(
             trainer.logging_open = False
             return False
         state.batch_index = batch_index
+        _check_planned_length(trainer, batch_index)
         try:
             output = _train_batch(trainer, *_on_device(trainer, images, labels))
         except SkipBatch:
@@ -91,6 +92,22 @@ def run_epoch(
     trainer.logging_open = False
     trainer.call_hook("on_epoch_end", reading=True)
     return True
+
+
+def _check_planned_length(trainer: Trainer, batch_index: int) -> None:
+    """Refuse a batch past ``len(train)`` when the one-cycle schedule was planned from it.
+
+    OneCycleLR is built for ``epochs * len(train)`` steps; a loader whose ``__len__`` says
+    fewer batches than it yields would make it raise "Tried to step ... times".
+    """
+    planned = trainer.state.steps_per_epoch
+    if planned is not None and batch_index >= planned and trainer.scheduler_spec == "onecycle":
+        raise InvalidArgumentError(
+            f"the training loader yielded more batches in epoch {trainer.state.epoch + 1} "
+            f"than its len() said ({planned}); scheduler='onecycle' plans its steps from "
+            "len(train): make the loader's __len__ return the number of batches it yields, "
+            "or use another scheduler"
+        )
 
 
 def _on_device(trainer: Trainer, images: Tensor, labels: Tensor) -> Batch:

@@ -29,6 +29,7 @@ from lenetish.distributed import (
     note_fit_failure,
     shard_batches,
 )
+from lenetish.errors import DistributedError
 
 __all__ = ["DataParallel", "ParallelStrategy", "Reducible", "SingleProcess", "parallel_strategy"]
 
@@ -207,8 +208,38 @@ class DataParallel:
 
         Returns:
             The batches this process trains (or validates) on.
+
+        Raises:
+            DistributedError: the processes' shards have different numbers of batches (they
+                were given different data); every process raises it, before any step.
         """
-        return shard_batches(batches, self.env, role=role)
+        part = shard_batches(batches, self.env, role=role)
+        self._check_same_length(part, role)
+        return part
+
+    def _check_same_length(self, part: object, role: Role) -> None:
+        """Refuse shards of different lengths: DDP would wait forever, or abort in C++.
+
+        One blocking all-reduce of ``(len, -len)`` (``-1`` for a loader without a length):
+        every rank learns the longest and the shortest shard, so all refuse together.
+        """
+        if not dist.is_initialized():
+            return  # no group to compare with (a strategy built by hand, as in the example)
+        try:
+            count = len(part)  # type: ignore[arg-type]
+        except TypeError:
+            count = -1
+        value = torch.tensor([count, -count], dtype=torch.int64, device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        most, fewest = int(value[0]), -int(value[1])
+        if most != fewest:
+            raise DistributedError(
+                f"the {self.world_size} processes were given {role} data of different sizes: "
+                f"rank {self.rank} has {count} {role} batches per epoch, the others between "
+                f"{fewest} and {most}; every process must load the same data (the same files "
+                "and make_loaders settings: the same --data, LENETISH_DATA and options on every "
+                "machine), since each trains an equal share of every batch"
+            )
 
     def agree_on_seed(self, seed: int | None) -> None:
         """Use ``seed``, or without one rank 0's random draw, as every rank's base seed."""

@@ -70,12 +70,15 @@ def _wide_greyscale(image: Any) -> np.ndarray:
 
     16-bit values are divided by 257 (65535 -> 255). Mode ``I`` holds 16-bit PNGs in older
     Pillow versions, so values within 0..65535 are treated the same; other ranges (32-bit
-    TIFFs) are mapped linearly from their own minimum and maximum.
+    TIFFs) are mapped linearly from their own minimum and maximum; one constant value there
+    gives a blank picture (not a division by zero).
     """
     values = np.asarray(image, dtype=np.float64)
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if image.mode in _SIXTEEN_BIT_MODES or (low >= 0 and high <= 65535):
         return (values / 257.0).astype(np.float32)
+    if high == low:  # one value outside 0..65535: a blank picture (refused as one colour)
+        return np.zeros(values.shape, dtype=np.float32)
     return ((values - low) * (255.0 / (high - low))).astype(np.float32)
 
 

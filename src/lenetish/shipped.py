@@ -16,7 +16,7 @@ from torch import nn
 
 from lenetish.errors import CheckpointError, InvalidArgumentError
 from lenetish.identity import DATASETS, recorded_dataset, remember_dataset
-from lenetish.recipes import get_recipe
+from lenetish.recipes import RECIPES, get_recipe
 from lenetish.weightfiles import load_weights
 
 __all__ = ["available_pretrained", "pretrained", "pretrained_info"]
@@ -56,6 +56,7 @@ def pretrained_info(name: str = "default") -> dict[str, Any]:
 
     Raises:
         InvalidArgumentError: no weights of that name are shipped.
+        CheckpointError: the record is damaged (not JSON, or without its recipe and hash).
 
     Example:
         >>> from lenetish import pretrained_info
@@ -68,8 +69,23 @@ def pretrained_info(name: str = "default") -> dict[str, Any]:
         raise InvalidArgumentError(
             f"no pretrained weights called {name!r}; shipped: {', '.join(names) or 'none'}"
         )
-    info: dict[str, Any] = json.loads((_folder() / f"{name}.json").read_text())
+    try:
+        info = json.loads((_folder() / f"{name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise _damaged_record(name, f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(info, dict):
+        raise _damaged_record(name, f"a {type(info).__name__}, not a dictionary")
+    for key in ("recipe", "sha256"):
+        if not isinstance(info.get(key), str):
+            raise _damaged_record(name, f"no {key}")
     return info
+
+
+def _damaged_record(name: str, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"the record of the shipped weights {name!r} (weights/{name}.json) is damaged "
+        f"({problem}); reinstall lenetish (pip install --force-reinstall lenetish)"
+    )
 
 
 def pretrained(name: str = "default") -> nn.Module:
@@ -85,7 +101,8 @@ def pretrained(name: str = "default") -> nn.Module:
 
     Raises:
         InvalidArgumentError: no weights of that name are shipped.
-        CheckpointError: the file's SHA-256 differs from the recorded one.
+        CheckpointError: the file's SHA-256 differs from the recorded one, its record is
+            damaged, or it names a recipe lenetish does not have.
 
     Example:
         >>> from lenetish import load_split, predict, pretrained
@@ -104,6 +121,8 @@ def pretrained(name: str = "default") -> nn.Module:
             f"the shipped weights {name!r} have SHA-256 {digest}, not the recorded "
             f"{info['sha256']}; reinstall lenetish"
         )
+    if info["recipe"] not in RECIPES:
+        raise _damaged_record(name, f"an unknown recipe {info['recipe']!r}")
     model = get_recipe(info["recipe"]).build_model()
     with resources.as_file(_folder() / f"{name}.safetensors") as path:
         load_weights(model, path)

@@ -20,7 +20,14 @@ from lenetish.errors import DatasetCorruptError, DatasetNotFoundError, InvalidAr
 if TYPE_CHECKING:
     from lenetish.identity import DatasetInfo
 
-__all__ = ["BUNDLED_MNIST_SHA256", "DataSource", "bundled_mnist", "default_root", "resolve_source"]
+__all__ = [
+    "BUNDLED_MNIST_SHA256",
+    "DataSource",
+    "bundled_mnist",
+    "default_root",
+    "expand_folder",
+    "resolve_source",
+]
 
 SPLIT_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -75,9 +82,45 @@ class DataSource:
         return f"{_DESCRIPTIONS[self.kind]} ({self.folder})"
 
 
-def _cache_folder() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "lenetish"
+def _no_home() -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        "there is no user cache folder for the data: HOME is not set and this user has no "
+        "home folder in the passwd database; set LENETISH_DATA (or XDG_CACHE_HOME, or HOME) to "
+        "a folder, or pass root= (--data DIR)"
+    )
+
+
+def expand_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder`` with a leading ``~`` expanded.
+
+    Args:
+        folder: a data folder as given (``root=``, ``--data``, ``$LENETISH_DATA``).
+
+    Returns:
+        The folder as a path.
+
+    Raises:
+        DatasetNotFoundError: it starts with ``~`` and the user's home folder is unknown
+            (HOME unset, no passwd entry).
+
+    Example:
+        >>> from lenetish.sources import expand_folder
+        >>> str(expand_folder("/data/mnist"))
+        '/data/mnist'
+    """
+    try:
+        return Path(folder).expanduser()
+    except RuntimeError:  # "Could not determine home directory."
+        raise _no_home() from None
+
+
+def _cache_folder() -> Path | None:
+    """``lenetish`` in the user's cache folder, or None when there is no home to hold one."""
+    cache = os.environ.get("XDG_CACHE_HOME")
+    try:
+        return (Path(cache) if cache else Path.home() / ".cache").expanduser() / "lenetish"
+    except RuntimeError:  # HOME unset and no passwd entry (e.g. a container's random uid)
+        return None
 
 
 def default_root() -> Path:
@@ -91,6 +134,10 @@ def default_root() -> Path:
     Returns:
         The folder (which need not exist yet).
 
+    Raises:
+        DatasetNotFoundError: neither ``$LENETISH_DATA`` nor ``$XDG_CACHE_HOME`` is set and
+            the user's home folder is unknown (HOME unset, no passwd entry).
+
     Example:
         >>> import os
         >>> from unittest import mock
@@ -103,8 +150,11 @@ def default_root() -> Path:
         'lenetish'
     """
     if os.environ.get("LENETISH_DATA"):
-        return Path(os.environ["LENETISH_DATA"]).expanduser()
-    return _cache_folder()
+        return expand_folder(os.environ["LENETISH_DATA"])
+    cache = _cache_folder()
+    if cache is None:
+        raise _no_home()
+    return cache
 
 
 def bundled_mnist() -> Path:
@@ -123,7 +173,15 @@ def candidate_folders(root: Path, info: DatasetInfo) -> list[Path]:
 
 def _find_file(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
-        if (folder / name).exists():
+        try:
+            found = (folder / name).exists()
+        except OSError as exc:  # not "missing" (that is False): no permission, name too long
+            raise DatasetNotFoundError(
+                f"the data folder {folder} cannot be searched for {name} "
+                f"({exc.strerror or exc}); make it readable, or give another folder (root=, "
+                "--data DIR, or LENETISH_DATA)"
+            ) from exc
+        if found:
             return folder / name
     return None
 
@@ -185,14 +243,22 @@ def resolve_source(root: str | os.PathLike[str] | None, info: DatasetInfo) -> Da
 
     Returns:
         The chosen :class:`DataSource`.
+
+    Raises:
+        DatasetNotFoundError: a folder to look in cannot be searched (no permission), or a
+            dataset other than MNIST has no folder to go to (no ``root``, no
+            ``$LENETISH_DATA``, and no home folder for the user cache).
     """
     if root is not None:
-        return DataSource("root", Path(root).expanduser())
+        return DataSource("root", expand_folder(root))
     environment = os.environ.get("LENETISH_DATA")
-    folders: list[DataSource] = [DataSource("cache", _cache_folder())]
+    cache = _cache_folder()  # None without a home folder: the bundled MNIST needs none
+    folders = [] if cache is None else [DataSource("cache", cache)]
     if environment:
-        folders.insert(0, DataSource("environment", Path(environment).expanduser()))
+        folders.insert(0, DataSource("environment", expand_folder(environment)))
     if info.name != "mnist":
+        if not folders:
+            raise _no_home()
         return folders[0]
     for source in folders:
         if _holds_dataset(source.folder, info):

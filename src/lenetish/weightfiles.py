@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch  # noqa: F401  (the examples use it)
+import torch
 from torch import Tensor, nn
 
 from lenetish.checkpoint import (
@@ -132,6 +132,120 @@ def _plain_state_dict(content: object) -> dict[str, Tensor] | None:
     return weights
 
 
+def _tensor_kind(tensor: Tensor) -> str | None:
+    """What makes ``tensor`` unusable as a weight (sparse, quantized, meta), or None."""
+    if tensor.is_meta:
+        return "a meta tensor (a shape with no values)"
+    if tensor.is_quantized:
+        return f"a quantized tensor ({tensor.dtype})"
+    if tensor.layout != torch.strided:
+        return f"a sparse tensor ({tensor.layout})"
+    return None
+
+
+def _refuse_unusual_tensors(tensors: Mapping[str, Tensor], source: Path) -> None:
+    """Refuse sparse, quantized and meta tensors: weights are dense tensors with values."""
+    for name, tensor in tensors.items():
+        kind = _tensor_kind(tensor)
+        if kind is not None:
+            raise CheckpointError(
+                f"weights file {source} holds {name} as {kind}; lenetish loads dense weights "
+                "only: where the file was made, save dense values (tensor.to_dense(), "
+                "tensor.dequantize(), or the weights of a model that holds real values)"
+            )
+
+
+def check_weight_values(model: nn.Module, tensors: Mapping[str, Tensor], *, source: str) -> None:
+    """Refuse weights that would be cast to the model's floating point, or are not finite.
+
+    ``load_state_dict`` copies int8, bool or complex tensors into float parameters without a
+    word (a bool file scores 9%), and NaN weights predict ``nan`` probabilities.
+
+    Args:
+        model: the network the weights are for.
+        tensors: its state dict, as read from the file (names and shapes already fit).
+        source: the file, for the message.
+
+    Raises:
+        CheckpointError: a floating-point parameter has a non-floating (integer, bool,
+            complex) tensor in the file, or the reverse, or a tensor holds NaN or infinity.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> net = MNISTConvNet()
+        >>> weights = {k: v.bool() for k, v in net.state_dict().items()}
+        >>> check_weight_values(net, weights, source="m.pt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.CheckpointError: m.pt holds weights of another kind than the model's: ...
+    """
+    expected = model.state_dict()
+    cast = [
+        f"{name} ({tensor.dtype}, the model's {expected[name].dtype})"
+        for name, tensor in tensors.items()
+        if name in expected
+        and (
+            tensor.dtype.is_complex
+            or tensor.dtype.is_floating_point != expected[name].dtype.is_floating_point
+        )
+    ]
+    if cast:
+        raise CheckpointError(
+            f"{source} holds weights of another kind than the model's: {', '.join(cast[:4])}"
+            f"{' ...' if len(cast) > 4 else ''}; lenetish does not cast integer, bool or "
+            "complex weights to floating point (it would silently change the network): where "
+            "the file was made, save the model's own floating-point weights (save_weights, or "
+            "torch.save(model.state_dict(), path)) and load that file"
+        )
+    broken = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all())
+    ]
+    if broken:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite values in {', '.join(broken[:4])}"
+            f"{' ...' if len(broken) > 4 else ''}; a network with them predicts nothing "
+            "meaningful (the training that wrote them diverged): load an earlier checkpoint, "
+            "or train again"
+        )
+
+
+def _output_count(model: nn.Module) -> int | None:
+    """The number of outputs of ``model`` if its last layer with weights is a Linear one."""
+    last = None
+    for module in model.modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            last = module
+    return last.out_features if isinstance(last, nn.Linear) else None
+
+
+def check_record_fits(model: nn.Module, dataset: DatasetInfo | None, *, source: str) -> None:
+    """Refuse a dataset record with more class names than ``model`` has outputs.
+
+    Raises:
+        CheckpointError: the record names more classes than the model's last (Linear) layer
+            has outputs; the scores would be read for classes the network cannot predict.
+    """
+    outputs = _output_count(model)
+    if dataset is not None and outputs is not None and len(dataset.classes) > outputs:
+        raise CheckpointError(
+            f"{source} records {len(dataset.classes):,} class names for a "
+            f"{type(model).__name__} of {outputs} outputs: its dataset record is damaged; "
+            "pass dataset= (or --dataset) to say what the model was trained on"
+        )
+
+
+def _load_checked(model: nn.Module, saved: SavedWeights, source: str) -> None:
+    """Load ``saved`` into ``model`` once names, shapes, kinds, values and record fit."""
+    problems = state_problems(model, saved.tensors)
+    if not problems:
+        check_weight_values(model, saved.tensors, source=source)
+        check_record_fits(model, saved.dataset, source=source)
+    load_model_state(model, saved.tensors, source=source)  # names what does not fit
+    remember_dataset(model, saved.dataset)
+
+
 def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
     """Read the weights in ``path``, whatever kind of weights file it is (told by content).
 
@@ -143,8 +257,9 @@ def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
         The :class:`SavedWeights`.
 
     Raises:
-        CheckpointError: the file is missing, damaged, holds objects that could run code, or
-            holds something other than weights (the message says what was found).
+        CheckpointError: the file is missing, damaged, holds objects that could run code,
+            holds something other than weights (the message says what was found), or holds
+            sparse, quantized or meta tensors.
 
     Example:
         >>> import tempfile
@@ -157,6 +272,13 @@ def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
         ('state_dict', None, 8)
     """
     source = Path(path)
+    saved = _read_any(source)
+    _refuse_unusual_tensors(saved.tensors, source)
+    return saved
+
+
+def _read_any(source: Path) -> SavedWeights:
+    """The weights of ``source``, whatever kind of file it is (see :func:`read_weights`)."""
     if not source.is_file():
         raise CheckpointError(f"weights file {source} does not exist (or is not a file)")
     if _is_safetensors(source) or source.suffix == ".safetensors":
@@ -165,8 +287,14 @@ def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
     if is_training_checkpoint(content):
         checkpoint = check_checkpoint(content, source)
         model_class = checkpoint.get("model_class")
+        weights = _plain_state_dict(checkpoint["model"])
+        if weights is None:
+            raise CheckpointError(
+                f"checkpoint {source} is damaged: its model is not a dictionary of layer "
+                "names to tensors; use another checkpoint (e.g. best.pt or an earlier copy)"
+            )
         return SavedWeights(
-            checkpoint["model"],
+            weights,
             "checkpoint",
             model_class if isinstance(model_class, str) else None,
             _dataset(checkpoint.get("dataset"), source),
@@ -203,8 +331,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
         ``model``, for chaining.
 
     Raises:
-        CheckpointError: the file is missing or damaged, or its tensors do not fit ``model``
-            (the message names the mismatched layers).
+        CheckpointError: the file is missing or damaged, its tensors do not fit ``model``
+            (the message names the mismatched layers), are not floating point where the
+            model's are (they are not cast), hold NaN or infinity, or its dataset record
+            names more classes than the model has outputs.
 
     Example:
         >>> import tempfile
@@ -217,8 +347,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
         (True, 'mnist')
     """
     saved = read_weights(path)
-    load_model_state(model, saved.tensors, source=str(path))
-    remember_dataset(model, saved.dataset)
+    _load_checked(model, saved, str(path))
     return model
 
 
@@ -273,9 +402,10 @@ def load_model(path: str | os.PathLike[str]) -> nn.Module:
         The network, on the CPU, in eval mode.
 
     Raises:
-        CheckpointError: the file is missing or damaged, names an unknown network, or is a
+        CheckpointError: the file is missing or damaged, names an unknown network, is a
             state dict that fits none of lenetish's networks (the message names the
-            mismatched keys).
+            mismatched keys), or holds weights :func:`load_weights` refuses (not floating
+            point, not finite, a record of more classes than outputs).
 
     Example:
         >>> import tempfile
@@ -299,8 +429,7 @@ def load_model(path: str | os.PathLike[str]) -> nn.Module:
                 "network with load_weights"
             )
         model = MODELS[name]()
-    load_model_state(model, saved.tensors, source=str(source))
-    remember_dataset(model, saved.dataset)
+    _load_checked(model, saved, str(source))
     return model.eval()
 
 
