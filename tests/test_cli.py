@@ -608,6 +608,17 @@ def test_evaluate_refuses_a_folder_as_plot(
     assert f"--plot {tmp_path} is a folder, but a file name is needed" in capsys.readouterr().err
 
 
+def test_exporting_a_safetensors_file_as_safetensors_gets_its_own_name(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`export model.safetensors --format safetensors` without --out writes NAME.export.*."""
+    weights = trained_run / "model.safetensors"
+    before = weights.read_bytes()
+    assert main(["export", str(weights), "--format", "safetensors"]) == 0
+    assert (trained_run / "model.export.safetensors").is_file()
+    assert weights.read_bytes() == before and "exported to" in capsys.readouterr().out
+
+
 def test_export_refuses_to_write_over_its_input(
     trained_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

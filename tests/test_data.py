@@ -32,11 +32,12 @@ from tests.conftest import FILE_NAMES, write_fake_mnist
 
 
 def forbid_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any torchvision MNIST download fail the test."""
+    """Make any download fail the test."""
 
-    def forbidden(self: Any) -> None:
-        raise AssertionError("MNIST download attempted")
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("download attempted")
 
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", forbidden)
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", forbidden)
 
 
@@ -98,11 +99,12 @@ def test_missing_files_without_download_name_folders_and_files(tmp_path: Path) -
 def test_failed_download_raises_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A download that fails (no network) becomes DatasetNotFoundError with the cause."""
 
-    def no_network(self: Any) -> None:
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+    def no_network(url: str, **kwargs: Any) -> None:
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
-    with pytest.raises(DatasetNotFoundError, match=r"download failed: Error downloading"):
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", no_network)
+    expected = r"download failed: could not download train-images-idx3-ubyte.gz: .*resolution"
+    with pytest.raises(DatasetNotFoundError, match=expected):
         load_split(tmp_path, download=True)
 
 
@@ -110,30 +112,42 @@ def test_failed_download_raises_not_found(tmp_path: Path, monkeypatch: pytest.Mo
 def test_download_uses_torchvision_and_its_layout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str
 ) -> None:
-    """Missing files are downloaded by torchvision's dataset class into root/<Name>/raw."""
+    """Missing files come from torchvision's mirrors and sums, into root/<Name>/raw."""
     calls: list[str] = []
 
-    def fake_download(self: Any) -> None:
-        calls.append(type(self).__name__)
-        write_fake_mnist(Path(self.raw_folder))
+    def fake_download(url: str, *, download_root: str, filename: str, md5: str) -> None:
+        calls.append(url)
+        write_fake_mnist(Path(download_root))
 
     name = DATASETS[dataset].torchvision_name
-    monkeypatch.setattr(getattr(torchvision.datasets, name), "download", fake_download)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", fake_download)
     images, _ = load_split(tmp_path, dataset=dataset, download=True)
-    assert calls == [name]
+    mirror = getattr(torchvision.datasets, name).mirrors[0]
+    assert calls == [f"{mirror}train-images-idx3-ubyte.gz", f"{mirror}train-labels-idx1-ubyte.gz"]
     assert images.shape == (60, 28, 28)
     assert (tmp_path / name / "raw" / FILE_NAMES["train_images"]).exists()
+
+
+def test_the_test_split_downloads_only_its_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring on Fashion-MNIST fetches the two t10k files, not the 30 MB of training images."""
+    fetched: list[str] = []
+
+    def fake_download(url: str, *, download_root: str, filename: str, md5: str) -> None:
+        fetched.append(filename)
+        write_fake_mnist(Path(download_root))
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", fake_download)
+    load_split(tmp_path, dataset="fashion-mnist", train=False, download=True)
+    assert fetched == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def test_present_files_are_not_downloaded(
     fake_mnist: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When the files are found, torchvision's download is never called."""
-
-    def forbidden(self: Any) -> None:
-        raise AssertionError("download called although the files are present")
-
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", forbidden)
+    """When the files are found, nothing is downloaded."""
+    forbid_downloads(monkeypatch)
     load_split(fake_mnist, download=True)
 
 
@@ -387,12 +401,12 @@ def test_root_comes_before_every_other_source(
 def test_other_datasets_still_download_into_the_cache_folder(
     no_data_folders: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fashion-MNIST without root is downloaded by torchvision into the user cache folder."""
+    """Fashion-MNIST without root is downloaded from torchvision's mirrors into the cache."""
 
-    def fake_download(self: Any) -> None:
-        write_fake_mnist(Path(self.raw_folder))
+    def fake_download(url: str, *, download_root: str, filename: str, md5: str) -> None:
+        write_fake_mnist(Path(download_root))
 
-    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fake_download)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", fake_download)
     loaders = make_loaders(dataset="fashion-mnist")
     assert loaders.source == DataSource("cache", no_data_folders)
     assert (no_data_folders / "FashionMNIST" / "raw" / FILE_NAMES["train_images"]).exists()

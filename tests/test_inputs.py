@@ -402,3 +402,11 @@ def test_skip_bad_skips_a_constant_32_bit_tiff(tmp_path: Path) -> None:
     kept, digits, skipped = mnistify_files([flat, tmp_path / "one.png"], skip_bad=True)
     assert [p.name for p in kept] == ["one.png"] and digits.shape == (1, 28, 28)
     assert len(skipped) == 1 and "flat.tif: the image is of one colour" in skipped[0]
+
+
+def test_a_read_only_array_is_predicted_without_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    """A read-only array (np.frombuffer) needs no torch "not writable" warning."""
+    pixels = np.frombuffer(bytes(2 * 28 * 28), dtype=np.uint8).reshape(2, 28, 28)
+    assert not pixels.flags.writeable
+    predict(MNISTConvNet(), pixels)
+    assert not [w for w in recwarn if "not writable" in str(w.message)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -95,3 +96,15 @@ def test_an_empty_stack_is_refused(fake_mnist: Path) -> None:
     """A stack needs at least one seed."""
     with pytest.raises(InvalidArgumentError, match="seeds is empty: a stack needs"):
         train_stack("default", fake_mnist, seeds=[])
+
+
+@pytest.mark.parametrize("runner", [train_recipe, train_stack])
+def test_recipes_take_the_dataset_of_the_folder_they_are_given(
+    runner: Any, shared_fashion: Path
+) -> None:
+    """train_recipe/train_stack on a Fashion-MNIST folder train on Fashion without dataset=."""
+    options: dict[str, Any] = {"epochs": 1, "subset": 200, "download": False, "progress": False}
+    trained = runner("seed-adam", shared_fashion, device="cpu", **options)
+    model = trained.model if runner is train_recipe else trained.stack
+    record = recorded_dataset(model)
+    assert record is not None and record.name == "fashion-mnist"

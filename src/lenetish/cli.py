@@ -279,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint", metavar="CKPT", help="last.pt, .safetensors, or a plain state dict"
     )
     export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS))
-    export.add_argument("--out", metavar="FILE", help="default: next to CKPT")
+    export.add_argument(
+        "--out",
+        metavar="FILE",
+        help="default: next to CKPT with the format's suffix (NAME.export.safetensors when "
+        "CKPT is already NAME.safetensors)",
+    )
     return parser
 
 

@@ -145,7 +145,10 @@ def img_command(args: argparse.Namespace) -> None:
 
 def export_command(args: argparse.Namespace) -> None:
     checkpoint = Path(args.checkpoint)
-    out = Path(args.out or checkpoint.with_name(checkpoint.stem + EXPORT_FORMATS[args.format]))
+    suffix = EXPORT_FORMATS[args.format]
+    out = Path(args.out or checkpoint.with_name(checkpoint.stem + suffix))
+    if not args.out and out.name == checkpoint.name:  # X.safetensors to safetensors
+        out = checkpoint.with_name(f"{checkpoint.stem}.export{suffix}")
     if out.resolve() == checkpoint.resolve() or (
         out.exists() and checkpoint.exists() and os.path.samefile(out, checkpoint)
     ):

@@ -263,6 +263,8 @@ def _array_tensor(array: np.ndarray) -> Tensor:
             f"a numpy array of dtype {array.dtype} holds no pixel values; pass uint8 (0-255) "
             "or float (0-1) pixels, e.g. np.asarray(images, dtype=np.uint8), or image files"
         )
+    if not array.flags.writeable:  # torch warns on read-only memory (e.g. np.frombuffer)
+        array = array.copy()
     return torch.from_numpy(np.ascontiguousarray(array))
 
 

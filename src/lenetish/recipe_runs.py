@@ -76,7 +76,7 @@ def train_recipe(
     *,
     seed: int = 0,
     device: DeviceLike = "auto",
-    dataset: str = "mnist",
+    dataset: str = "auto",
     val_size: float = 0,
     download: bool = True,
     callbacks: Sequence[Callback] = (),
@@ -91,7 +91,9 @@ def train_recipe(
         root: the data folder (see :func:`~lenetish.make_loaders`).
         seed: seeds the initialisation, the data order and the augmentation.
         device: where to train.
-        dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        dataset: ``"auto"`` (what the files in ``root`` are, by their contents; the
+            bundled MNIST without ``root``), or ``"mnist"``, ``"fashion-mnist"`` or
+            ``"kmnist"``, as for :func:`~lenetish.make_loaders`.
         val_size: samples held out for validation (reported in the History, never used to
             choose anything by the recipe itself).
         download: let torchvision download missing files.
@@ -156,7 +158,7 @@ def train_stack(
     *,
     seeds: Sequence[int] = (0, 1, 2),
     device: DeviceLike = "auto",
-    dataset: str = "mnist",
+    dataset: str = "auto",
     val_size: float = 0,
     download: bool = True,
     callbacks: Sequence[Callback] = (),
@@ -177,7 +179,9 @@ def train_stack(
         root: the data folder (see :func:`~lenetish.make_loaders`).
         seeds: one member per seed: its initialisation, data order and augmentation.
         device: where to train.
-        dataset: ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        dataset: ``"auto"`` (what the files in ``root`` are, by their contents; the
+            bundled MNIST without ``root``), or ``"mnist"``, ``"fashion-mnist"`` or
+            ``"kmnist"``, as for :func:`~lenetish.make_loaders`.
         val_size: samples held out for validation; every member holds out the split that
             ``seeds[0]`` chooses.
         download: let torchvision download missing files.

@@ -331,12 +331,36 @@ def not_found(
     )
 
 
-def download(root: Path, info: DatasetInfo) -> None:
-    """Let torchvision download (and check) all four files into ``root/<Name>/raw``."""
+def download(root: Path, info: DatasetInfo, train: bool = True) -> None:
+    """Download (and check) one split's two files into ``root/<Name>/raw``.
+
+    The files, their MD5 sums and the mirrors are torchvision's for the dataset; only the
+    split asked for is fetched (scoring a model needs no training images).
+
+    Raises:
+        RuntimeError: every mirror failed for a file (each mirror's error in the message).
+    """
     import torchvision.datasets
+    from torchvision.datasets.utils import download_and_extract_archive
 
     dataset_class = getattr(torchvision.datasets, info.torchvision_name)
-    dataset_class(str(root), train=True, download=True)
+    raw = root / info.torchvision_name / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    prefix = "train" if train else "t10k"
+    for filename, md5 in dataset_class.resources:
+        if not filename.startswith(prefix):
+            continue
+        errors = []
+        for mirror in dataset_class.mirrors:
+            try:
+                download_and_extract_archive(
+                    f"{mirror}{filename}", download_root=str(raw), filename=filename, md5=md5
+                )
+                break
+            except Exception as exc:  # the next mirror, and every error in the message
+                errors.append(f"{mirror}: {exc}")
+        else:
+            raise RuntimeError(f"could not download {filename}: " + "; ".join(errors))
 
 
 def locate_split(
@@ -357,7 +381,7 @@ def locate_split(
         if not download_missing:
             raise not_found(source.folder, info, train, "download=False", from_root=from_root)
         try:
-            download(source.folder, info)
+            download(source.folder, info, train)
         except Exception as exc:  # any failure of the network or the mirrors
             reason = f"download failed: {exc}"
             raise not_found(source.folder, info, train, reason, from_root=from_root) from exc
