@@ -78,3 +78,18 @@ def test_downstream_project_trains_and_resumes(fake_mnist: Path, tmp_path: Path)
     saved = torch.load(out / "last.pt", weights_only=True)["callbacks"]
     tracker = saved["logit_digits.ImprovementTracker[val_macro_f1]"]
     assert tracker["best_epoch"] in (1, 2, 3) and tracker["best"] > 0
+
+
+def test_downstream_embedding_contracts_hold() -> None:
+    """logit_digits.embedding: dataset after fit, returned schedule, ONNX metadata, types."""
+    path = os.pathsep.join(filter(None, [str(DOWNSTREAM), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "logit_digits.embedding"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dataset: T-shirt/top" in result.stdout
+    assert "schedule: [0.05, 0.025]" in result.stdout

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,9 @@ __all__ = [
     "saved_dataset",
     "saved_model_class",
 ]
+
+#: The caller's network class: ``load_weights(MNISTConvNet(), path)`` is an MNISTConvNet.
+Model = TypeVar("Model", bound=nn.Module)
 
 WeightsKind = Literal["safetensors", "checkpoint", "state_dict"]
 _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel's and torch.compile's
@@ -314,7 +317,7 @@ def _read_any(source: Path) -> SavedWeights:
     return SavedWeights(weights, "state_dict", None, None)
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+def load_weights(model: Model, path: str | os.PathLike[str]) -> Model:
     """Load the weights in ``path``, whatever kind of weights file it is, into ``model``.
 
     :func:`~lenetish.weightfiles.read_weights` tells the kinds apart.
