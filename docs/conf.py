@@ -55,7 +55,7 @@ nitpicky = True
 # may be listed here.
 nitpick_ignore_regex = [
     (r"py:.*", r"torch(\..*)?"),  # PyTorch
-    (r"py:.*", r"(os|pathlib|collections\.abc|str)\..*"),  # the Python standard library
+    (r"py:.*", r"(os|pathlib|collections\.abc|str|datetime)\..*"),  # the standard library
 ]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+import lenetish.callbacks.guards
 from lenetish import (
     BatchOutput,
     Callback,
@@ -19,11 +20,14 @@ from lenetish import (
     History,
     InvalidArgumentError,
     LRSchedule,
+    ModelCheckpoint,
     SkipBatch,
     TerminateOnNaN,
     Timer,
     Trainer,
+    TrainingDivergedError,
     TrainState,
+    load_checkpoint,
 )
 from lenetish.errors import OutputFileError
 from tests.full_disk import fill_disk_after
@@ -127,24 +131,129 @@ def test_terminate_on_nan_check_every_is_checked() -> None:
         TerminateOnNaN(check_every=0)
 
 
-def test_timer_stops_when_time_runs_out() -> None:
+class FakeClock:
+    """Stands in for the time module of lenetish.callbacks.guards: ``now`` is set by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The Timer's clock, under the test's control."""
+    fake = FakeClock()
+    monkeypatch.setattr(lenetish.callbacks.guards, "time", fake)
+    return fake
+
+
+def test_timer_stops_when_time_runs_out(clock: FakeClock) -> None:
     """Timer requests a stop after the first batch past its limit."""
 
     class Slow(Callback):
-        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
-            state.started_at = time.monotonic() - state.global_step  # a second per batch
+        order = -1
 
-    timer = Timer(max_seconds=2.5)
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            clock.now += 1.0  # a second per batch
+
+    timer = Timer(2.5)
     trainer = quick_trainer(epochs=5, callbacks=[Slow(), timer])
     trainer.fit(digit_batches(40, 10))
     assert timer.timed_out and trainer.state.global_step == 3
 
 
-@pytest.mark.parametrize("value", [0, -1.0, float("inf"), "10"])
+@pytest.mark.parametrize(
+    "value", [-1.0, float("inf"), float("nan"), "10", "1:00", True, {"ages": 1}]
+)
 def test_timer_limit_is_checked(value: object) -> None:
-    """max_seconds must be a positive finite number."""
-    with pytest.raises(InvalidArgumentError, match="max_seconds must be a positive finite number"):
+    """The duration must be seconds >= 0, a DD:HH:MM:SS string, a timedelta or its arguments."""
+    with pytest.raises(
+        InvalidArgumentError, match="duration must be seconds >= 0, a 'DD:HH:MM:SS'"
+    ):
         Timer(value)  # type: ignore[arg-type]
+
+
+def test_timer_max_seconds_is_deprecated() -> None:
+    """Timer(max_seconds=) still sets the limit, with a DeprecationWarning."""
+    with pytest.warns(DeprecationWarning, match=r"Timer\(max_seconds=...\) is deprecated"):
+        assert Timer(max_seconds=2.5).max_seconds == 2.5
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [
+        (None, None),
+        ("00:00:00:22", timedelta(seconds=22)),
+        ("12:34:56:65", timedelta(days=12, hours=34, minutes=56, seconds=65)),
+        (timedelta(weeks=52, milliseconds=1), timedelta(weeks=52, milliseconds=1)),
+        ({"weeks": 52, "days": 1}, timedelta(weeks=52, days=1)),
+        (90, timedelta(seconds=90)),
+    ],
+)
+def test_timer_parse_duration(duration: Any, expected: timedelta | None) -> None:
+    """Lightning: a duration as 'DD:HH:MM:SS', a timedelta, its arguments (or seconds here)."""
+    remaining = Timer(duration).time_remaining()
+    assert remaining == (None if expected is None else expected.total_seconds())
+
+
+def test_timer_interval_choice() -> None:
+    """Lightning: interval is 'step' or 'epoch'; anything else is refused."""
+    Timer(timedelta(), interval="step")
+    Timer(timedelta(), interval="epoch")
+    with pytest.raises(InvalidArgumentError, match="interval must be 'step' or 'epoch', got 'inv"):
+        Timer(timedelta(), interval="invalid")  # type: ignore[arg-type]
+
+
+def test_timer_time_remaining(clock: FakeClock) -> None:
+    """Lightning: elapsed and remaining time count from the start of training."""
+    timer = Timer(timedelta(seconds=10))
+    assert (timer.time_remaining(), timer.time_elapsed()) == (10, 0)
+    clock.now += 60  # not started yet
+    assert (timer.time_remaining(), timer.time_elapsed()) == (10, 0)
+    timer.on_fit_start(quick_trainer(), TrainState())
+    clock.now += 3
+    assert (timer.time_remaining(), timer.time_elapsed()) == (7, 3)
+
+
+@pytest.mark.parametrize(("interval", "steps", "epochs"), [("step", 1, 0), ("epoch", 4, 1)])
+def test_timer_zero_duration_stop(interval: Any, steps: int, epochs: int) -> None:
+    """Lightning: a zero duration stops at the first check: a step, or a whole epoch."""
+    timer = Timer(timedelta(0), interval=interval)
+    trainer = quick_trainer(epochs=3, callbacks=[timer])
+    history = trainer.fit(digit_batches(40, 10))
+    assert (trainer.state.global_step, len(history)) == (steps, epochs)
+    assert timer.timed_out
+
+
+def test_timer_duration_min_steps_override() -> None:
+    """Lightning: min_epochs=2 holds a zero-duration Timer's stop until two whole epochs."""
+    timer = Timer(timedelta(0))
+    trainer = quick_trainer(epochs=5, min_epochs=2, callbacks=[timer])
+    history = trainer.fit(digit_batches(20, 10))
+    assert len(history) == 2 and trainer.state.global_step == 4
+    assert timer.time_elapsed() > 0
+
+
+def test_timer_resume_training(tmp_path: Path) -> None:
+    """Lightning: the elapsed time is saved; a resumed fit with it used up trains nothing."""
+    timer = Timer(0, interval="epoch")
+    saver = ModelCheckpoint(tmp_path)
+    first = quick_trainer(epochs=10, callbacks=[timer, saver])
+    first.fit(digit_batches(20, 10))
+    assert len(first.history) == 1 and timer.time_remaining() <= 0  # type: ignore[operator]
+    saved = load_checkpoint(saver.last_path)["callbacks"]["lenetish.Timer"]["time_elapsed"]
+    assert saved > 0
+    depleted = Timer(0, interval="epoch")
+    again = quick_trainer(epochs=10, callbacks=[depleted, ModelCheckpoint(tmp_path)])
+    history = again.fit(digit_batches(20, 10), resume=saver.last_path)
+    assert len(history) == 1 and again.state.global_step == first.state.global_step
+    assert depleted.timed_out and depleted.time_elapsed() >= saved
+    roomy = Timer(timedelta(hours=1))
+    resumed = quick_trainer(epochs=2, callbacks=[roomy, ModelCheckpoint(tmp_path)])
+    resumed.fit(digit_batches(20, 10), resume=saver.last_path)
+    assert not roomy.timed_out and roomy.time_elapsed() > saved
 
 
 def test_state_key_defaults_to_the_qualified_class_name() -> None:
@@ -332,3 +441,111 @@ def test_history_json_on_a_full_disk_is_named_and_keeps_the_file(
     with pytest.raises(OutputFileError, match=r"history\.json: \[Errno 28\].*free some space"):
         History([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}]).to_json(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def nan_batches(count: int, *, first_good: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` batches of 4 images, NaN from batch ``first_good`` on."""
+    batches = digit_batches(4 * count, 4)
+    return [
+        (images if index < first_good else torch.full_like(images, math.nan), labels)
+        for index, (images, labels) in enumerate(batches)
+    ]
+
+
+def test_terminate_on_nan_raise_error_raises_error() -> None:
+    """Keras: TerminateOnNaN(raise_error=True) ends the fit with an error naming the step."""
+    guard = TerminateOnNaN(raise_error=True)
+    with pytest.raises(
+        TrainingDivergedError, match=r"the training loss is nan at step 1 \(epoch 1"
+    ):
+        quick_trainer(epochs=2, callbacks=[guard]).fit(nan_batches(2))
+    assert issubclass(TrainingDivergedError, RuntimeError)  # Keras raises a RuntimeError
+
+
+def test_raise_error_terminate_does_not_trigger_on_train_end() -> None:
+    """Keras: with raise_error=True no on_fit_end runs; lenetish calls on_exception instead."""
+    calls: list[str] = []
+
+    class Tracking(Callback):
+        def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+            calls.append("on_fit_end")
+
+        def on_exception(self, trainer: Trainer, state: TrainState, exc: BaseException) -> None:
+            calls.append(type(exc).__name__)
+
+    with pytest.raises(TrainingDivergedError):
+        quick_trainer(callbacks=[Tracking(), TerminateOnNaN(raise_error=True)]).fit(nan_batches(1))
+    assert calls == ["TrainingDivergedError"]
+
+
+def test_raise_error_terminate_stops_on_later_batch() -> None:
+    """Keras: a NaN first seen in the second batch is raised there, naming that batch."""
+    with pytest.raises(TrainingDivergedError, match=r"at step 2 \(epoch 1, batch 1\)"):
+        quick_trainer(callbacks=[TerminateOnNaN(raise_error=True)]).fit(
+            nan_batches(3, first_good=1)
+        )
+
+
+def test_normal_training_does_not_raise() -> None:
+    """Keras: finite losses train every epoch, with raise_error or without."""
+    for raise_error in (False, True):
+        guard = TerminateOnNaN(raise_error=raise_error)
+        assert len(quick_trainer(epochs=2, callbacks=[guard]).fit(digit_batches(20, 10))) == 2
+
+
+def test_raise_error_is_not_held_by_min_epochs() -> None:
+    """min_epochs holds TerminateOnNaN's stop, but not its error."""
+    held = TerminateOnNaN()
+    trainer = quick_trainer(epochs=3, min_epochs=2, callbacks=[held])
+    assert len(trainer.fit(nan_batches(2))) == 2 and held.stopped_at_step == 1
+    with pytest.raises(TrainingDivergedError):
+        quick_trainer(epochs=3, min_epochs=2, callbacks=[TerminateOnNaN(raise_error=True)]).fit(
+            nan_batches(2)
+        )
+
+
+def test_terminate_on_nan_records_no_epoch_it_cut_short() -> None:
+    """Keras records the cut-short epoch (one NaN row); lenetish's History keeps whole epochs."""
+    guard = TerminateOnNaN()
+    history = quick_trainer(epochs=20, callbacks=[guard]).fit(nan_batches(3, first_good=1))
+    assert guard.stopped_at_step == 2 and len(history) == 0
+
+
+@pytest.mark.parametrize(("cooldown", "lr"), [(2, 0.01), (1, 0.001)])
+def test_cooldown(cooldown: int, lr: float) -> None:
+    """Keras' cooldown=2 (patience=1) leaves lr 0.001 after 4 epochs; torch needs cooldown=1."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    class Stall(Callback):
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            state.metrics["loss"] = 1.0
+
+    def plateau(optimizer: torch.optim.Optimizer) -> ReduceLROnPlateau:
+        # Keras' patience=1 is torch's patience=0 (see LRSchedule); min_delta=100 as threshold
+        return ReduceLROnPlateau(
+            optimizer, factor=0.1, patience=0, cooldown=cooldown, threshold=100,
+            threshold_mode="abs",
+        )  # fmt: skip
+
+    schedule = LRSchedule(plateau, monitor="loss")
+    trainer = quick_trainer(epochs=4, optimizer="sgd", lr=0.1, callbacks=[Stall(), schedule])
+    trainer.fit(digit_batches(10, 10))
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+
+
+def test_a_plateau_schedule_steps_on_validated_epochs_only() -> None:
+    """With validation_freq=2 a val_loss plateau schedule counts epochs 2 and 4 only."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    seen: list[float] = []
+
+    class Counting(ReduceLROnPlateau):
+        def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
+            seen.append(float(metrics))
+            super().step(metrics)
+
+    trainer = quick_trainer(
+        epochs=4, validation_freq=2, callbacks=[LRSchedule(Counting, monitor="val_loss")]
+    )
+    trainer.fit(digit_batches(10, 10), digit_batches(10, 10))
+    assert len(seen) == 2

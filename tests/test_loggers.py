@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import stat
@@ -12,6 +13,8 @@ import pytest
 
 import lenetish.callbacks.loggers
 from lenetish import (
+    BatchOutput,
+    Callback,
     CSVLogger,
     History,
     InvalidArgumentError,
@@ -19,6 +22,8 @@ from lenetish import (
     ProgressBar,
     StopTraining,
     TensorBoardLogger,
+    Trainer,
+    TrainState,
 )
 from lenetish.errors import OutputFileError
 from tests.full_disk import fill_disk_after
@@ -173,3 +178,49 @@ def test_csv_logger_on_a_full_disk_keeps_the_file_whole(
         trainer.fit(digit_batches(10, 10))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]
+
+
+def test_CSVLogger(tmp_path: Path) -> None:
+    """Keras: a tab separator throughout; appending two fits keeps one header, same columns."""
+    path = tmp_path / "history.tsv"
+    logger = CSVLogger(path, separator="\t", append=True)
+    for _ in range(2):
+        quick_trainer(epochs=2, callbacks=[logger]).fit(digit_batches(10, 10))
+    text = path.read_text()
+    assert csv.Sniffer().sniff(text).delimiter == "\t"
+    lines = text.splitlines()
+    assert len(lines) == 5 and all(line.count("\t") == 4 for line in lines)
+    assert text.count("epoch") == 1
+    assert History.from_csv(path, separator="\t").column("epoch") == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("separator", ["", ";;", '"', "\n", 9])
+def test_csv_logger_separator_is_checked(separator: object) -> None:
+    """A separator must be one character other than a quote or a line break."""
+    with pytest.raises(InvalidArgumentError, match="separator must be one character other than"):
+        CSVLogger("h.csv", separator=separator)  # type: ignore[arg-type]
+
+
+def test_a_missing_value_is_an_empty_cell_not_na(tmp_path: Path) -> None:
+    """An epoch without validation has empty val_* cells (Keras writes NA); they read as absent."""
+    path = tmp_path / "history.csv"
+    trainer = quick_trainer(epochs=2, validation_freq=2, callbacks=[CSVLogger(path)])
+    trainer.fit(digit_batches(10, 10), digit_batches(10, 10))
+    rows = list(csv.DictReader(path.open()))
+    assert rows[0]["val_loss"] == "" and rows[1]["val_loss"] not in ("", "NA")
+    assert ["val_loss" in row for row in History.from_csv(path)] == [False, True]
+
+
+def test_an_epoch_cut_short_by_a_stop_is_not_a_row(tmp_path: Path) -> None:
+    """A stop in epoch 2's first batch leaves one row (Keras would write the partial epoch)."""
+    path = tmp_path / "history.csv"
+
+    class StopInEpochTwo(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            if state.epoch == 1:
+                raise StopTraining
+
+    trainer = quick_trainer(epochs=3, callbacks=[CSVLogger(path), StopInEpochTwo()])
+    trainer.fit(digit_batches(20, 10))
+    assert trainer.state.global_step == 3
+    assert History.from_csv(path).column("epoch") == [1]

@@ -1,10 +1,9 @@
-"""Tests of lenetish.monitors: EarlyStopping and ModelCheckpoint."""
+"""Tests of lenetish.callbacks.monitors: EarlyStopping."""
 
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,25 +14,10 @@ from lenetish import (
     Callback,
     EarlyStopping,
     InvalidArgumentError,
-    ModelCheckpoint,
-    TerminateOnNaN,
     Trainer,
     TrainState,
-    load_checkpoint,
 )
-from tests.training_helpers import Recorder, digit_batches, quick_trainer
-
-
-class Scripted(Callback):
-    """Replaces the metric 'score' with scripted values, one per epoch, before the monitors."""
-
-    order = -10
-
-    def __init__(self, values: list[float]) -> None:
-        self.values = values
-
-    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        state.metrics["score"] = self.values[state.epoch]
+from tests.training_helpers import Recorder, Scripted, digit_batches, quick_trainer
 
 
 def test_early_stopping_stops_after_patience() -> None:
@@ -156,22 +140,6 @@ def test_auto_mode_refuses_a_name_whose_words_it_once_guessed(monitor: str) -> N
     assert "on_batch_start" not in recorder.calls
 
 
-def test_model_checkpoint_auto_mode_refuses_an_unknown_name(tmp_path: Path) -> None:
-    """ModelCheckpoint(save_best=True) with mode='auto' on an unknown name asks for mode=."""
-    saver = ModelCheckpoint(tmp_path, monitor="accuracy_gap", save_best=True)
-    with pytest.raises(InvalidArgumentError, match=r"ModelCheckpoint\(mode='auto'\).*mode='max'"):
-        quick_trainer(callbacks=[saver]).fit(digit_batches(10, 10))
-
-
-def test_model_checkpoint_without_best_or_top_k_ignores_the_monitors_direction(
-    tmp_path: Path,
-) -> None:
-    """A ModelCheckpoint writing only last.pt never asks for the direction of its monitor."""
-    saver = ModelCheckpoint(tmp_path, monitor="accuracy_gap")
-    quick_trainer(callbacks=[saver]).fit(digit_batches(10, 10))
-    assert saver.last_path.exists()
-
-
 def test_a_metric_declaring_higher_is_better_false_is_minimised() -> None:
     """A metrics= object with higher_is_better=False (torchmetrics' attribute) gives min."""
     stopper = EarlyStopping("val_f1_drop", patience=5)  # "f1" once made it "max"
@@ -257,174 +225,26 @@ def test_restore_best_with_an_all_nan_metric_restores_nothing_and_says_so(
     assert "restore_best has nothing to restore" in caplog.text
 
 
-def test_last_checkpoint_holds_the_final_epoch_after_an_early_stop(tmp_path: Path) -> None:
-    """every_n_epochs=3 and a stop after epoch 4: last.pt holds epoch 4, not 3."""
-    stopper = EarlyStopping("score", mode="min", patience=3)
-    saver = ModelCheckpoint(tmp_path, every_n_epochs=3)
-    scripted = Scripted([1, 2, 3, 4, 5, 6])
-    history = quick_trainer(epochs=6, callbacks=[scripted, stopper, saver]).fit(
-        digit_batches(10, 10)
-    )
-    assert load_checkpoint(saver.last_path)["epoch"] == len(history) == 4
-
-
-def test_a_reused_checkpoint_keeps_a_better_best_across_fits(tmp_path: Path) -> None:
-    """A second fit whose epochs are all worse does not replace best.pt."""
-    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_best=True)
-    trainer = quick_trainer(epochs=2, callbacks=[Scripted([2, 1]), saver])
-    trainer.fit(digit_batches(10, 10))
-    assert load_checkpoint(saver.best_path)["epoch"] == 2
-    quick_trainer(epochs=2, callbacks=[Scripted([5, 4]), saver]).fit(digit_batches(10, 10))
-    assert saver.watch.best == 1
-    assert (
-        load_checkpoint(saver.best_path)["callbacks"]["lenetish.History"]["rows"][-1]["score"] == 1
-    )
-
-
-def test_reset_best_starts_every_fit_afresh(tmp_path: Path) -> None:
-    """With reset_best=True a second fit's best replaces the first fit's."""
-    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_best=True, reset_best=True)
-    quick_trainer(epochs=1, callbacks=[Scripted([1]), saver]).fit(digit_batches(10, 10))
-    quick_trainer(epochs=1, callbacks=[Scripted([5]), saver]).fit(digit_batches(10, 10))
-    assert saver.watch.best == 5
-
-
-def test_save_top_k_keeps_the_k_best_files_named_by_the_template(tmp_path: Path) -> None:
-    """save_top_k=2 keeps the two best epochs' files, named from the template."""
-    saver = ModelCheckpoint(
-        tmp_path, monitor="score", mode="min", save_top_k=2, filename="{epoch:02d}-{score:.1f}.pt"
-    )
-    quick_trainer(epochs=4, callbacks=[Scripted([3, 1, 2, 4]), saver]).fit(digit_batches(10, 10))
-    kept = sorted(path.name for path in tmp_path.glob("0*.pt"))
-    assert kept == ["02-1.0.pt", "03-2.0.pt"]
-    assert load_checkpoint(tmp_path / "02-1.0.pt")["epoch"] == 2
-
-
-def test_a_filename_naming_an_unknown_metric_is_refused(tmp_path: Path) -> None:
-    """A top-k template that names a metric the epoch lacks says which metrics there are."""
-    saver = ModelCheckpoint(tmp_path, monitor="loss", save_top_k=1, filename="{val_f1}.pt")
-    with pytest.raises(InvalidArgumentError, match=r"filename='\{val_f1\}.pt' does not fit"):
-        quick_trainer(callbacks=[saver]).fit(digit_batches(10, 10))
-
-
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"patience": 0}, "patience must be a positive integer"),
+        ({"patience": -1}, "patience must be an integer >= 0, got -1"),
+        ({"patience": 1.5}, "patience must be an integer >= 0, got 1.5"),
         ({"mode": "up"}, "mode must be 'auto', 'min' or 'max'"),
         ({"min_delta": -1.0}, "min_delta must be >= 0"),
+        ({"min_delta": math.inf}, "min_delta must be >= 0, got inf"),
         ({"monitor": ""}, "monitor must be a metric name"),
+        ({"min_delta_mode": "percent"}, "min_delta_mode must be 'abs' .* or 'rel'"),
+        ({"stopping_threshold": math.nan}, "stopping_threshold must be a finite number or None"),
+        ({"divergence_threshold": "10"}, "divergence_threshold must be a finite number or None"),
+        ({"baseline": math.inf}, "baseline must be a finite number or None"),
+        ({"start_from_epoch": -2}, "start_from_epoch must be an integer >= 0"),
     ],
 )
 def test_early_stopping_settings_are_checked(arguments: dict[str, Any], message: str) -> None:
     """Bad EarlyStopping settings raise InvalidArgumentError naming the argument."""
     with pytest.raises(InvalidArgumentError, match=message):
         EarlyStopping(**arguments)
-
-
-def test_model_checkpoint_writes_last_and_best(tmp_path: Path) -> None:
-    """last.pt follows the latest epoch; best.pt the best monitored one."""
-    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_best=True)
-    quick_trainer(epochs=3, callbacks=[Scripted([2, 1, 3]), saver]).fit(digit_batches(10, 10))
-    assert load_checkpoint(saver.last_path)["epoch"] == 3
-    assert load_checkpoint(saver.best_path)["epoch"] == 2
-
-
-def test_model_checkpoint_every_n_epochs(tmp_path: Path) -> None:
-    """every_n_epochs spaces last.pt writes out, and the final epoch is always saved."""
-    written: list[int] = []
-
-    class Spy(Callback):
-        order = 2000
-        reads_metrics = True
-
-        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-            path = tmp_path / "last.pt"
-            if path.exists():
-                written.append(load_checkpoint(path)["epoch"])
-
-    saver = ModelCheckpoint(tmp_path, every_n_epochs=2)
-    quick_trainer(epochs=5, callbacks=[saver, Spy()]).fit(digit_batches(10, 10))
-    assert written == [2, 2, 4, 5]
-
-
-def test_model_checkpoint_runs_after_other_callbacks(tmp_path: Path) -> None:
-    """The checkpoint holds the History row of the epoch it was written at."""
-    saver = ModelCheckpoint(tmp_path)
-    quick_trainer(epochs=2, callbacks=[saver]).fit(digit_batches(10, 10))
-    assert len(load_checkpoint(saver.last_path)["callbacks"]["lenetish.History"]["rows"]) == 2
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        ({"every_n_epochs": 0}, "every_n_epochs must be a positive integer"),
-        ({"save_last": False}, "save_best and save_last are both False"),
-        ({"mode": "sideways"}, "mode must be 'auto', 'min' or 'max'"),
-    ],
-)
-def test_model_checkpoint_settings_are_checked(
-    tmp_path: Path, arguments: dict[str, Any], message: str
-) -> None:
-    """Bad ModelCheckpoint settings raise InvalidArgumentError naming the argument."""
-    with pytest.raises(InvalidArgumentError, match=message):
-        ModelCheckpoint(tmp_path, **arguments)
-
-
-def test_model_checkpoint_keeps_the_last_good_file_when_training_diverges(
-    tmp_path: Path,
-) -> None:
-    """A run that diverges in epoch 2 is stopped by TerminateOnNaN; epoch 1's file loads."""
-    saver, guard = ModelCheckpoint(tmp_path), TerminateOnNaN()
-    explode = lambda opt: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
-        opt, lambda epoch: 1.0 if epoch < 1 else 1e14
-    )
-    trainer = quick_trainer(
-        epochs=3, optimizer="sgd", lr=0.01, scheduler=explode, callbacks=[guard, saver]
-    )
-    trainer.fit(digit_batches(40, 10))
-    assert guard.stopped_at_step is not None and guard.stopped_at_step > 4
-    checkpoint = load_checkpoint(saver.last_path)
-    assert checkpoint["epoch"] == 1
-    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
-
-
-def test_model_checkpoint_skips_a_non_finite_epoch(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An epoch whose loss is NaN (stop requested in its last batch) is not saved."""
-    saver = ModelCheckpoint(tmp_path)
-    with caplog.at_level("WARNING", "lenetish"):
-        quick_trainer(epochs=1, optimizer="sgd", lr=1e15, callbacks=[saver]).fit(
-            digit_batches(40, 10)
-        )
-    assert not saver.last_path.exists()
-    assert "non-finite loss; not saving" in caplog.text
-
-
-def test_checkpoint_written_before_a_failing_callback_stays_intact(tmp_path: Path) -> None:
-    """A user callback that raises in epoch 2 propagates; epoch 1's checkpoint still loads."""
-
-    class Faulty(Callback):
-        def on_batch_end(self, trainer: Trainer, state: TrainState, output: object) -> None:
-            if state.epoch == 1:
-                raise RuntimeError("user bug")
-
-    saver = ModelCheckpoint(tmp_path)
-    with pytest.raises(RuntimeError, match="user bug"):
-        quick_trainer(epochs=3, callbacks=[Faulty(), saver]).fit(digit_batches(20, 10))
-    assert load_checkpoint(saver.last_path)["epoch"] == 1
-
-
-def test_a_top_k_filename_without_the_epoch_that_collides_is_refused(tmp_path: Path) -> None:
-    """Two kept epochs mapping to one file would make the files disagree with the list."""
-    saver = ModelCheckpoint(
-        tmp_path, monitor="score", mode="min", save_top_k=2, filename="best-{score:.0f}.pt"
-    )
-    with pytest.raises(InvalidArgumentError, match=r"gives 'best-3.pt' for epoch 2 too"):
-        quick_trainer(epochs=3, callbacks=[Scripted([3.1, 2.9, 1.0]), saver]).fit(
-            digit_batches(10, 10)
-        )
 
 
 def test_restore_best_with_an_ema_applied_at_the_end_warns() -> None:
@@ -434,63 +254,133 @@ def test_restore_best_with_an_ema_applied_at_the_end_warns() -> None:
         quick_trainer(callbacks=[EMA(), stopper]).fit(digit_batches(10, 10))
 
 
+# ---- options from Keras, ignite and Lightning (issue 34) ------------------------------------
+
+
+def fit_scripted(values: list[float], *callbacks: Callback, epochs: int | None = None) -> Trainer:
+    """A trainer fitted on one batch per epoch, 'score' scripted to ``values``."""
+    trainer = quick_trainer(epochs=epochs or len(values), callbacks=[Scripted(values), *callbacks])
+    trainer.fit(digit_batches(10, 10))
+    return trainer
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+def test_early_stopping_patience(patience: int) -> None:
+    """Keras: patience=0 stops at the first epoch without improvement, as patience=1 does."""
+    stopper = EarlyStopping("score", mode="min", patience=patience)
+    fit_scripted([10.0, 9.0, 8.0, 9.0, 8.9, 8.8, 8.7, 8.6, 8.5], stopper)
+    assert stopper.stopped_epoch == max(patience, 1) + 3  # Keras' 0-based max(patience, 1) + 2
+
+
 @pytest.mark.parametrize(
-    ("values", "mode", "k", "kept"),
+    ("stopping_threshold", "divergence_threshold", "losses", "expected_epoch"),
     [
-        ([math.nan, 8, 7, 5], "min", 1, ["04.pt"]),
-        ([math.nan, 5, 7, 8], "max", 1, ["04.pt"]),
-        ([8, math.nan, 7, 5], "min", 2, ["03.pt", "04.pt"]),
-        ([5, math.nan, 7, 8], "max", 2, ["03.pt", "04.pt"]),
+        (None, None, [8, 4, 2, 3, 4, 5, 8, 10], 5),
+        (2.9, None, [9, 8, 7, 6, 5, 6, 4, 3, 2, 1], 8),
+        (None, 15.9, [9, 4, 2, 16, 32, 64], 3),
     ],
 )
-def test_a_nan_value_ranks_worst_in_the_top_k_and_its_file_is_pruned(
-    tmp_path: Path, values: list[float], mode: Any, k: int, kept: list[str]
+def test_early_stopping_thresholds(
+    stopping_threshold: float | None,
+    divergence_threshold: float | None,
+    losses: list[float],
+    expected_epoch: int,
 ) -> None:
-    """NaN is the worst value in either mode: better epochs displace it and delete its file."""
-    saver = ModelCheckpoint(
-        tmp_path,
-        monitor="score",
-        mode=mode,
-        save_top_k=k,
-        save_last=False,
-        filename="{epoch:02d}.pt",
+    """Lightning: stop once the metric beats stopping_threshold or is worse than divergence."""
+    stopper = EarlyStopping(
+        "score",
+        mode="min",
+        stopping_threshold=stopping_threshold,
+        divergence_threshold=divergence_threshold,
     )
-    quick_trainer(epochs=4, callbacks=[Scripted(values), saver]).fit(digit_batches(10, 10))
-    assert sorted(path.name for path in tmp_path.glob("*.pt")) == kept
-    assert sorted(name for _, name in saver.top) == kept
-    assert not any(math.isnan(value) for value, _ in saver.top)
+    trainer = fit_scripted(losses, stopper)
+    assert len(trainer.history) - 1 == expected_epoch  # Lightning counts epochs from 0
 
 
-def test_a_top_k_file_holds_its_own_epoch_in_the_saved_state(tmp_path: Path) -> None:
-    """The checkpoint's ModelCheckpoint state already counts the epoch it was written for."""
-    saver = ModelCheckpoint(
-        tmp_path, monitor="score", mode="min", save_best=True, save_top_k=2, filename="{epoch}.pt"
+@pytest.mark.parametrize(
+    ("values", "options", "reason", "message"),
+    [
+        ([10.0] * 10, {"patience": 2}, "patience_exhausted", "did not improve for 2 epochs"),
+        ([5.0, 3.0, 1.0, 0.5, 0.1], {"stopping_threshold": 0.6}, "stopping_threshold",
+         "stopping threshold reached: score = 0.5 < 0.6"),
+        ([1.0, 2.0, 5.0, 10.0, 15.0], {"divergence_threshold": 8.0}, "divergence_threshold",
+         "divergence threshold reached: score = 10 > 8"),
+        ([1.0, 0.5, math.nan, 0.1], {}, "non_finite_metric", "score is nan, not finite"),
+        ([5.0, 4.0, 3.0], {"patience": 3}, "not_stopped", None),
+    ],
+)  # fmt: skip
+def test_early_stopping_reasons(
+    values: list[float], options: dict[str, Any], reason: str, message: str | None
+) -> None:
+    """Lightning: stopping_reason and its message say why the fit stopped (or that it did not)."""
+    stopper = EarlyStopping("score", mode="min", **options)
+    fit_scripted(values, stopper)
+    assert stopper.stopping_reason == reason
+    if message is None:
+        assert stopper.stopping_reason_message is None and stopper.stopped_epoch is None
+    else:
+        assert message in (stopper.stopping_reason_message or "")
+        assert stopper.stopped_epoch is not None
+
+
+def test_early_stopping_reasons_survive_the_state_dict_and_old_states_load() -> None:
+    """Lightning: the reason is saved and restored; a state saved without one reads not_stopped."""
+    stopper = EarlyStopping("score", mode="min", patience=3)
+    stopper.stopping_reason, stopper.stopping_reason_message = "patience_exhausted", "Test"
+    fresh = EarlyStopping("score", mode="min", patience=3)
+    fresh.load_state_dict(stopper.state_dict())
+    assert (fresh.stopping_reason, fresh.stopping_reason_message) == ("patience_exhausted", "Test")
+    old = {"best": 0.5, "best_epoch": 2, "wait": 2, "stopped_epoch": 5, "best_weights": None}
+    fresh.load_state_dict(old)
+    assert (fresh.stopping_reason, fresh.stopping_reason_message) == ("not_stopped", None)
+    assert (fresh.wait, fresh.stopped_epoch) == (2, 5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "scores", "stopped_after"),
+    [
+        ("max", [1.0, 2.0, 2.1, 3.0, 3.2, 3.25], 6),  # ignite test_early_stopping_on_rel_delta
+        ("min", [1.0, 0.8, 0.79, 0.78], 4),  # ignite test_early_stopping_min_mode_rel_delta
+    ],
+)
+def test_early_stopping_on_rel_delta(mode: Any, scores: list[float], stopped_after: int) -> None:
+    """As ignite: with min_delta_mode='rel' an improvement must beat best * (1 +- min_delta)."""
+    stopper = EarlyStopping("score", mode=mode, patience=2, min_delta=0.1, min_delta_mode="rel")
+    fit_scripted(scores, stopper)
+    assert stopper.stopped_epoch == stopped_after
+
+
+@pytest.mark.parametrize(("cumulative_delta", "stopped_epoch"), [(False, 3), (True, None)])
+def test_early_stopping_on_cumulative(cumulative_delta: bool, stopped_epoch: int | None) -> None:
+    """As ignite: cumulative_delta=False measures min_delta from the last better value."""
+    stopper = EarlyStopping(
+        "score", mode="max", patience=2, min_delta=0.4, cumulative_delta=cumulative_delta
     )
-    quick_trainer(epochs=2, callbacks=[Scripted([5, 3]), saver]).fit(digit_batches(10, 10))
-    state = load_checkpoint(tmp_path / "2.pt")["callbacks"][saver.state_key]
-    assert (state["best"], state["best_epoch"]) == (3, 2)
-    assert [name for _, name in state["top"]] == ["2.pt", "1.pt"]
+    fit_scripted([0.0, 0.3, 0.6], stopper)  # +0.3 twice: 0.6 beats 0.0 by 0.6, 0.3 by 0.3
+    assert stopper.stopped_epoch == stopped_epoch
 
 
-def test_resuming_from_a_top_k_file_keeps_a_better_best(tmp_path: Path) -> None:
-    """A fit resumed from epoch 2's top-k file does not replace best.pt with a worse epoch 3."""
+def test_check_on_train_epoch_end_smart_handling() -> None:
+    """Lightning: with validation every 2 epochs the monitor judges epochs 2 and 4 only."""
+    stopper = EarlyStopping("val_score", mode="min", patience=1)
 
-    def saver() -> ModelCheckpoint:
-        return ModelCheckpoint(
-            tmp_path,
-            monitor="score",
-            mode="min",
-            save_best=True,
-            save_top_k=2,
-            filename="{epoch}.pt",
-        )
+    class ValScore(Callback):
+        order = -10
 
-    quick_trainer(epochs=2, callbacks=[Scripted([5, 3]), saver()]).fit(digit_batches(10, 10))
-    resumed = saver()
-    quick_trainer(epochs=3, callbacks=[Scripted([5, 3, 4]), resumed]).fit(
-        digit_batches(10, 10), resume=tmp_path / "2.pt"
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            if "val_loss" in state.metrics:
+                state.metrics["val_score"] = 1.0
+
+    trainer = quick_trainer(epochs=5, validation_freq=2, callbacks=[ValScore(), stopper])
+    history = trainer.fit(digit_batches(10, 10), digit_batches(10, 10))
+    assert len(history) == 4 and stopper.stopped_epoch == 4
+    assert ["val_loss" in row for row in history] == [False, True, False, True]
+
+
+def test_restore_best_follows_the_best_value_without_cumulative_delta() -> None:
+    """With cumulative_delta=False, restore_best restores the last better value's epoch."""
+    stopper = EarlyStopping(
+        "score", mode="max", patience=2, min_delta=0.4, cumulative_delta=False, restore_best=True
     )
-    assert load_checkpoint(resumed.best_path)["epoch"] == 2
-    assert (resumed.watch.best, resumed.watch.best_epoch) == (3, 2)
-    assert [name for _, name in resumed.top] == ["2.pt", "3.pt"]
-    assert not (tmp_path / "1.pt").exists()
+    fit_scripted([0.0, 0.3, 0.6], stopper)
+    assert (stopper.watch.best, stopper.watch.best_epoch) == (0.6, 3)

@@ -846,3 +846,61 @@ def test_a_loader_longer_than_its_len_with_onecycle_is_a_named_error() -> None:
     trainer = Trainer(MNISTConvNet(), epochs=2, device="cpu", progress=False, scheduler="onecycle")
     with pytest.raises(InvalidArgumentError, match=r"more batches in epoch 1 than its len\(\)"):
         trainer.fit(_LyingLoader(count=5, claimed=2))
+
+
+class _StopAfterEveryEpoch(Callback):
+    """Requests a stop at every epoch's end, as an early stopping that always fires would."""
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        trainer.should_stop = True
+
+
+@pytest.mark.parametrize(
+    ("batches", "min_epochs", "stop_step"), [(3, 2, 6), (5, 2, 10), (3, 3, 9), (5, 1, 5)]
+)
+def test_min_epochs_min_steps_global_step(
+    batches: int, min_epochs: int, stop_step: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lightning: a stop requested after epoch 1 is held until min_epochs epochs, said once."""
+    trainer = quick_trainer(epochs=5, min_epochs=min_epochs, callbacks=[_StopAfterEveryEpoch()])
+    with caplog.at_level(logging.INFO, "lenetish"):
+        history = trainer.fit(digit_batches(10 * batches, 10))
+    assert len(history) == min_epochs and trainer.state.global_step == stop_step
+    held = [r for r in caplog.records if "training continues" in r.getMessage()]
+    assert len(held) == (min_epochs > 1)
+
+
+def test_min_epochs_holds_a_stop_made_inside_an_epoch() -> None:
+    """A StopTraining in the first batch trains on to the end of epoch min_epochs."""
+    stopper = Recorder(raise_in="on_batch_end", signal=StopTraining)
+    history = quick_trainer(epochs=4, min_epochs=2, callbacks=[stopper]).fit(digit_batches(30, 10))
+    assert len(history) == 2
+
+
+@pytest.mark.parametrize(("validation_freq", "expected_runs"), [(1, 4), (2, 2), (4, 1), (3, 1)])
+def test_validation_freq(validation_freq: int, expected_runs: int) -> None:
+    """Keras: with epochs=4, validation runs 4, 2, 1 times for validation_freq 1, 2, 4."""
+    recorder = Recorder()
+    trainer = quick_trainer(epochs=4, validation_freq=validation_freq, callbacks=[recorder])
+    history = trainer.fit(digit_batches(10, 10), digit_batches(10, 10))
+    assert recorder.calls.count("on_validation_end") == expected_runs
+    assert len(history.column("val_loss")) == expected_runs
+    assert [row["epoch"] for row in history if "val_loss" in row] == [
+        epoch for epoch in range(1, 5) if epoch % validation_freq == 0
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"min_epochs": -1}, "min_epochs must be an integer >= 0, got -1"),
+        ({"min_epochs": 2.0}, "min_epochs must be an integer >= 0, got 2.0"),
+        ({"min_epochs": 6, "epochs": 5}, "min_epochs=6 is more than epochs=5"),
+        ({"validation_freq": 0}, "validation_freq must be a positive integer, got 0"),
+        ({"validation_freq": True}, "validation_freq must be a positive integer, got True"),
+    ],
+)
+def test_min_epochs_and_validation_freq_are_checked(options: dict[str, Any], message: str) -> None:
+    """min_epochs must be an integer in [0, epochs]; validation_freq a positive integer."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        Trainer(MNISTConvNet(), **options)

@@ -56,6 +56,18 @@ class Recorder(Callback):
         return record
 
 
+class Scripted(Callback):
+    """Replaces the metric 'score' with scripted values, one per epoch, before the monitors."""
+
+    order = -10
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        state.metrics["score"] = self.values[state.epoch]
+
+
 def quick_trainer(**options: Any) -> Trainer:
     """A CPU trainer of a fresh seeded network without a progress bar."""
     torch.manual_seed(0)

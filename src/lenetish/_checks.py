@@ -13,6 +13,7 @@ from lenetish.errors import InvalidArgumentError
 __all__ = [
     "DEFAULT_LR",
     "as_class_labels",
+    "check_epoch_settings",
     "check_fraction",
     "check_positive_int",
     "check_positive_number",
@@ -43,6 +44,23 @@ def check_fraction(name: str, value: object) -> None:
     """Raise :class:`InvalidArgumentError` unless ``value`` is a number in ``[0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise InvalidArgumentError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def check_epoch_settings(epochs: object, min_epochs: object, validation_freq: object) -> None:
+    """Refuse a Trainer's ``min_epochs`` or ``validation_freq`` that cannot be meant.
+
+    Raises:
+        InvalidArgumentError: ``min_epochs`` is not an integer in ``[0, epochs]`` or
+            ``validation_freq`` not a positive integer.
+    """
+    if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
+        raise InvalidArgumentError(f"min_epochs must be an integer >= 0, got {min_epochs!r}")
+    if isinstance(epochs, int) and min_epochs > epochs:
+        raise InvalidArgumentError(
+            f"min_epochs={min_epochs} is more than epochs={epochs}, so the fit could never "
+            "reach it; lower min_epochs or raise epochs"
+        )
+    check_positive_int("validation_freq", validation_freq)
 
 
 def check_trainer_settings(

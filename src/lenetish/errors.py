@@ -23,6 +23,7 @@ __all__ = [
     "NotFittedError",
     "OutputFileError",
     "TrainerBusyError",
+    "TrainingDivergedError",
     "UnsupportedModelError",
 ]
 
@@ -263,4 +264,22 @@ class TrainerBusyError(LenetishError, RuntimeError):
         Traceback (most recent call last):
             ...
         lenetish.errors.TrainerBusyError: this Trainer is already running a fit ...
+    """
+
+
+class TrainingDivergedError(LenetishError, RuntimeError):
+    """The training loss became NaN or infinite and the fit was told to fail, not stop.
+
+    Raised by :class:`~lenetish.TerminateOnNaN` with ``raise_error=True`` (Keras' option of
+    that name): the fit ends with this error (``on_exception`` runs, ``on_fit_end`` does
+    not), where the default only stops training.
+
+    Example:
+        >>> from lenetish import MNISTConvNet, TerminateOnNaN, Trainer
+        >>> broken = [(torch.full((4, 1, 28, 28), float("nan")), torch.zeros(4).long())]
+        >>> guard = TerminateOnNaN(raise_error=True)
+        >>> Trainer(MNISTConvNet(), callbacks=[guard], device="cpu").fit(broken)
+        Traceback (most recent call last):
+            ...
+        lenetish.errors.TrainingDivergedError: the training loss is nan at step 1 ...
     """

@@ -7,6 +7,7 @@ per epoch. Everything here goes through the trainer's public attributes and seam
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -27,9 +28,11 @@ from lenetish.step import StepSettings, evaluation_mode
 if TYPE_CHECKING:
     from lenetish.trainer import Trainer
 
-__all__ = ["Batch", "run_epoch", "validate"]
+__all__ = ["Batch", "run_epoch", "stop_requested", "validate"]
 
 Batch = tuple[Tensor, Tensor]
+
+logger = logging.getLogger("lenetish")
 
 
 def run_epoch(
@@ -54,7 +57,7 @@ def run_epoch(
     trainer.call_hook("on_epoch_start")
     batch_index = -1
     for batch_index, (images, labels) in resumed_batches(trainer, enumerate(train)):
-        if parallel.agree_to_stop(trainer.should_stop):
+        if parallel.agree_to_stop(stop_requested(trainer, epoch)):
             trainer.logging_open = False
             return False
         state.batch_index = batch_index
@@ -79,7 +82,7 @@ def run_epoch(
     parallel.reduce(score)
     parallel.reduce(metric_set)
     state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
-    if val is not None:
+    if val is not None and state.validates(epoch):  # every validation_freq-th epoch
         val_metrics = validate(trainer, val)
         trainer.call_hook("on_validation_end", val_metrics)
         metrics.update(val_metrics)  # with what the hooks wrote into it
@@ -92,6 +95,28 @@ def run_epoch(
     trainer.logging_open = False
     trainer.call_hook("on_epoch_end", reading=True)
     return True
+
+
+def stop_requested(trainer: Trainer, epochs_done: int) -> bool:
+    """Whether a stop request ends the fit now: not before ``min_epochs`` whole epochs.
+
+    As in Lightning, a request made earlier (by :class:`~lenetish.EarlyStopping`, a
+    :class:`~lenetish.Timer`, ``StopTraining``...) is held, said once in the log, and
+    honoured as soon as ``min_epochs`` epochs are done.
+    """
+    state = trainer.state
+    if not trainer.should_stop or epochs_done >= state.min_epochs:
+        return trainer.should_stop
+    if not state.stop_held:
+        state.stop_held = True
+        logger.info(
+            "lenetish: a stop was requested after %d whole epochs, but min_epochs=%d; "
+            "training continues and stops after epoch %d",
+            epochs_done,
+            state.min_epochs,
+            state.min_epochs,
+        )
+    return False
 
 
 def _check_planned_length(trainer: Trainer, batch_index: int) -> None:

@@ -298,7 +298,8 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
             values = history.column(prefix + metric)
             if values:
                 axes.plot(
-                    epochs[: len(values)],
+                    # the epochs that recorded it (validation_freq > 1 skips some)
+                    [row["epoch"] for row in history if prefix + metric in row],
                     values,
                     marker="o",
                     label="validation" if prefix else "training",

@@ -63,6 +63,9 @@ class TrainState:
         metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
         resumed: whether this fit continues from a checkpoint.
         validating: whether this fit was given validation batches (``val_*`` metrics).
+        validation_freq: validate every this many epochs (the Trainer's setting); see
+            ``validates(epoch)``.
+        min_epochs: whole epochs a stop request cannot cut short (the Trainer's setting).
         started_at: ``time.monotonic()`` when the fit started (see :attr:`elapsed`).
         progress: the current epoch's training so far while its batches run (``None``
             before the first epoch and from the end of an epoch's last batch on); a
@@ -72,6 +75,8 @@ class TrainState:
         resume_point: the ``mid_epoch`` part of the checkpoint this fit resumed from, until
             the first epoch has skipped the batches it had already trained. Set by
             :mod:`lenetish.resume` when a fit resumes, not a constructor argument.
+        stop_held: a stop request was held back by ``min_epochs`` (said once per fit). Set
+            by the loop, not a constructor argument.
 
     Example:
         >>> from lenetish import Callback, MNISTConvNet, Trainer
@@ -94,14 +99,26 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)
     resumed: bool = False
     validating: bool = False
+    validation_freq: int = 1
+    min_epochs: int = 0
     started_at: float = field(default_factory=time.monotonic)
     progress: EpochProgress | None = field(default=None, init=False, repr=False)
     resume_point: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    stop_held: bool = field(default=False, init=False, repr=False)
 
     @property
     def elapsed(self) -> float:
         """Seconds since this fit started."""
         return time.monotonic() - self.started_at
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (from 0) runs validation.
+
+        It does when the fit was given ``val=`` and ``epoch + 1`` is a multiple of
+        ``validation_freq`` (Keras' ``validation_freq``, Lightning's
+        ``check_val_every_n_epoch``); the last epoch gets no extra run.
+        """
+        return self.validating and (epoch + 1) % self.validation_freq == 0
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
-from lenetish._checks import DEFAULT_LR, check_trainer_settings
+from lenetish._checks import DEFAULT_LR, check_epoch_settings, check_trainer_settings
 from lenetish._device import (
     DeviceLike,
     Precision,
@@ -37,7 +37,7 @@ from lenetish.fit_setup import (
 )
 from lenetish.identity import DatasetInfo, remember_dataset
 from lenetish.layout import match_optimizer_layout
-from lenetish.loop import Batch, run_epoch
+from lenetish.loop import Batch, run_epoch, stop_requested
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet, check_logged
 from lenetish.optimizer_config import OptimizerConfig
@@ -73,6 +73,10 @@ class Trainer:
             model's parameters and returns an optimizer (then ``lr`` must be ``None``).
         lr: learning rate (default: 1e-3 for Adam, 0.1 for SGD, the seed's values).
         epochs: passes over the training data.
+        min_epochs: whole epochs no stop request cuts short (Lightning's): an earlier one
+            (early stopping, a Timer, ``StopTraining``) is held, logged once. 0 holds none.
+        validation_freq: validate every this many epochs (Keras' ``validation_freq``,
+            Lightning's ``check_val_every_n_epoch``).
         scheduler: ``None``; ``"onecycle"`` (one-cycle up to the optimizer's own lr,
             whatever built it: ``lr``, a callable, an overridden
             :meth:`configure_optimizers`; stepped every batch);
@@ -153,6 +157,8 @@ class Trainer:
         optimizer: OptimizerName | OptimizerFactory = "adam",
         lr: float | None = None,
         epochs: int = 5,
+        min_epochs: int = 0,
+        validation_freq: int = 1,
         scheduler: SchedulerName | SchedulerFactory | None = None,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
@@ -175,6 +181,8 @@ class Trainer:
             optimizer, lr, epochs, scheduler, momentum, weight_decay, grad_clip_norm,
             label_smoothing, augment, callbacks,
         )  # fmt: skip
+        check_epoch_settings(epochs, min_epochs, validation_freq)
+        self.min_epochs, self.validation_freq = min_epochs, validation_freq
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         check_channels_last_setting(channels_last)
@@ -404,6 +412,11 @@ class Trainer:
     ) -> History:
         """Train for ``epochs`` epochs over ``train``, validating on ``val`` after each one.
 
+        Each call is a fit of its own: it builds a fresh optimizer (and schedule) with
+        :meth:`configure_optimizers`, so a second ``fit`` continues from the model's weights
+        but not from the optimizer's moments or the schedule's position; to continue a fit
+        exactly, save a checkpoint and pass it as ``resume``.
+
         Args:
             train: any re-iterable of ``(images, labels)`` batches: a lenetish loader, a
                 ``DataLoader``, a list of tensor pairs. A loader with ``set_epoch`` (as
@@ -461,6 +474,8 @@ class Trainer:
             steps_per_epoch=steps_per_epoch,
             resumed=checkpoint is not None,
             validating=val is not None,
+            validation_freq=self.validation_freq,
+            min_epochs=self.min_epochs,
         )
         self.should_stop = False
         as_found = ModelAsFound.of(self.module)
@@ -483,7 +498,7 @@ class Trainer:
                     if checkpoint is not None:
                         restore_rng_state(checkpoint["rng"])
                     for epoch in range(state.epoch, self.epochs):
-                        stop = parallel.agree_to_stop(self.should_stop, epoch_end=True)
+                        stop = parallel.agree_to_stop(stop_requested(self, epoch), epoch_end=True)
                         if stop or not run_epoch(self, epoch, train, val):
                             break
                     parallel.agree_to_stop(self.should_stop, epoch_end=True)  # no check left open

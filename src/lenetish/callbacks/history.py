@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from lenetish._atomic import atomic_write
 from lenetish.callbacks.base import Callback
-from lenetish.errors import OutputFileError
+from lenetish.errors import InvalidArgumentError, OutputFileError
 
 if TYPE_CHECKING:
     from lenetish.state import TrainState
     from lenetish.trainer import Trainer
 
-__all__ = ["History"]
+__all__ = ["History", "check_separator"]
 
 
 Row = dict[str, float]
@@ -99,16 +99,28 @@ class History(Callback):
         ]
         _write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
 
-    def to_csv(self, path: str | os.PathLike[str]) -> None:
+    def to_csv(self, path: str | os.PathLike[str], *, separator: str = ",") -> None:
         """Write the rows as CSV with a header (the union of the rows' keys), atomically.
 
+        A value a row lacks (``val_loss`` in an epoch without validation) is an empty cell;
+        a recorded NaN is ``nan``.
+
+        Args:
+            path: the file to write.
+            separator: the one character between cells (Keras' ``CSVLogger(separator=)``).
+
         Raises:
+            InvalidArgumentError: ``separator`` is not one character, or is a quote or a
+                line break.
             OutputFileError: the file cannot be written (the disk is full, or ``path`` is a
                 link, a device, a FIFO or a folder); an earlier file there is left as it was.
         """
+        check_separator(separator)
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=columns, lineterminator="\n", delimiter=separator
+        )
         writer.writeheader()
         writer.writerows(self.rows)
         _write_text(path, buffer.getvalue())
@@ -125,15 +137,38 @@ class History(Callback):
         )
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str]) -> History:
-        """Load a history written by :meth:`to_csv` (empty cells are left out)."""
+    def from_csv(cls, path: str | os.PathLike[str], *, separator: str = ",") -> History:
+        """Load a history written by :meth:`to_csv` (empty cells are left out).
+
+        Args:
+            path: the CSV file.
+            separator: the character between cells, as it was written.
+
+        Raises:
+            InvalidArgumentError: ``separator`` is not one character, or is a quote or a
+                line break.
+        """
+        check_separator(separator)
         with open(path, newline="") as handle:
             return cls(
                 [
                     {key: _number(value) for key, value in row.items() if value != ""}
-                    for row in csv.DictReader(handle)
+                    for row in csv.DictReader(handle, delimiter=separator)
                 ]
             )
+
+
+def check_separator(separator: object) -> None:
+    """Refuse a CSV ``separator`` the csv module cannot write and read back.
+
+    Raises:
+        InvalidArgumentError: naming the separator and what fits.
+    """
+    if not isinstance(separator, str) or len(separator) != 1 or separator in '"\r\n':
+        raise InvalidArgumentError(
+            f"separator must be one character other than a quote or a line break (',', "
+            f"';', '\\t'...), got {separator!r}"
+        )
 
 
 def _write_text(path: str | os.PathLike[str], text: str) -> None:

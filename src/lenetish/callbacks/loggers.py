@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from lenetish._atomic import refuse_unsafe
 from lenetish._checks import check_positive_int
 from lenetish.callbacks.base import Callback
-from lenetish.callbacks.history import History
+from lenetish.callbacks.history import History, check_separator
 from lenetish.errors import MissingDependencyError, OutputFileError
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class ProgressBar(Callback):
 
 
 class CSVLogger(Callback):
-    """Write a CSV file of the :class:`~lenetish.History` after every epoch.
+    r"""Write a CSV file of the :class:`~lenetish.History` after every epoch.
 
     By default the file is rewritten from the fit's History each epoch, which keeps it
     complete after a resume; :meth:`History.from_csv <lenetish.History.from_csv>` reads it
@@ -145,35 +145,53 @@ class CSVLogger(Callback):
     rewrites the header. Each write is atomic (written beside the file, then renamed over it),
     so a failure such as a full disk leaves the previous file whole, never a torn row.
 
+    A value an epoch lacks (``val_loss`` in an epoch the Trainer's ``validation_freq`` did
+    not validate) is an empty cell, where Keras writes ``NA``: the csv module, pandas and
+    :meth:`History.from_csv <lenetish.History.from_csv>` read an empty cell as missing, and
+    ``nan`` stays what a recorded NaN is. An epoch cut short by a stop is not a row (see
+    :doc:`the callbacks page </api/callbacks>`).
+
     Args:
         path: the CSV file (its folder is created if needed).
         append: keep the file's earlier rows instead of starting it afresh each fit.
+        separator: the one character between cells (Keras' ``separator``), e.g. ``"\t"``
+            or ``";"``; read the file back with ``History.from_csv(path, separator=...)``.
 
     Raises:
+        InvalidArgumentError: ``separator`` is not one character, or is a quote or a line
+            break.
         OutputFileError: (at the end of an epoch) the file cannot be written: the disk is
             full, or ``path`` is a symbolic link, a device, a FIFO or a folder.
 
     Example:
         >>> CSVLogger("runs/a/history.csv", append=True).append
         True
+        >>> CSVLogger("runs/a/history.tsv", separator="\t").separator
+        '\t'
     """
 
     reads_metrics = True
     rank_zero_only = True
 
-    def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, append: bool = False, separator: str = ","
+    ) -> None:
+        check_separator(separator)
         self.path = Path(path)
         self.append = append
+        self.separator = separator
         self.state_key = f"lenetish.CSVLogger[path={self.path}]"
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Write the history so far (after the file's earlier rows, with ``append``)."""
         refuse_unsafe(self.path, OutputFileError)  # before reading: a FIFO would block
         if not self.append:
-            trainer.history.to_csv(self.path)
+            trainer.history.to_csv(self.path, separator=self.separator)
             return
-        earlier = History.from_csv(self.path).rows if self.path.exists() else []
-        History([*earlier, dict(state.metrics)]).to_csv(self.path)
+        earlier = (
+            History.from_csv(self.path, separator=self.separator).rows if self.path.exists() else []
+        )
+        History([*earlier, dict(state.metrics)]).to_csv(self.path, separator=self.separator)
 
 
 class TensorBoardLogger(Callback):

@@ -39,7 +39,10 @@ class LRSchedule(Callback):
             metric whose direction is known (``loss``, ``accuracy`` and their ``val_`` forms,
             or a ``metrics=`` entry declaring ``higher_is_better``) is refused. Note that torch
             counts a plateau one epoch later than Keras: with ``patience=2`` it lowers the lr
-            after the third epoch without improvement (Keras after the second).
+            after the third epoch without improvement (Keras after the second), and its
+            ``cooldown`` lasts one epoch longer (torch's ``cooldown=1`` is Keras'
+            ``cooldown=2``). With the Trainer's ``validation_freq=N``, epochs without
+            validation do not step a ``val_*``-monitored scheduler.
         builtin: deprecated and ignored (it will be removed in 0.3): the Trainer's own
             schedules are recognised by their type, ``TrainerSchedule``.
 
@@ -134,6 +137,8 @@ class LRSchedule(Callback):
         if self.interval != "epoch" or self.scheduler is None:
             return
         if self.watch is not None:
+            if self.watch.skips(state):  # validation_freq: no val_* value this epoch
+                return
             self.scheduler.step(self.watch.value(state.metrics))  # type: ignore[arg-type]
         else:
             self.scheduler.step()

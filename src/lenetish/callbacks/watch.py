@@ -25,10 +25,19 @@ from lenetish.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from lenetish.state import TrainState
 
-__all__ = ["BUILT_IN_DIRECTIONS", "Direction", "MetricWatch", "Mode", "direction"]
+__all__ = [
+    "BUILT_IN_DIRECTIONS",
+    "DeltaMode",
+    "Direction",
+    "MetricWatch",
+    "Mode",
+    "check_finite_or_none",
+    "direction",
+]
 
 Mode = Literal["auto", "min", "max"]
 Direction = Literal["min", "max"]
+DeltaMode = Literal["abs", "rel"]
 
 # The trainer's own metrics (each also as val_<name>, and <name>/<i> per member of a stack).
 BUILT_IN_DIRECTIONS: dict[str, Direction] = {"loss": "min", "accuracy": "max"}
@@ -61,6 +70,18 @@ def _resolve(monitor: str, metrics: Mapping[str, object]) -> tuple[Direction, st
         if candidate in BUILT_IN_DIRECTIONS:
             return BUILT_IN_DIRECTIONS[candidate], f"the trainer's own {candidate!r}"
     return None
+
+
+def check_finite_or_none(name: str, value: object) -> None:
+    """Refuse a threshold or baseline that is neither ``None`` nor a finite number.
+
+    Raises:
+        InvalidArgumentError: naming ``name`` and the value.
+    """
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ):
+        raise InvalidArgumentError(f"{name} must be a finite number or None, got {value!r}")
 
 
 def direction(
@@ -103,6 +124,10 @@ class MetricWatch:
         best: the best value so far (NaN before any).
         best_epoch: the epoch (from 1) of the best value, 0 before any.
         requested: the mode asked for; ``"auto"`` is decided again at every fit start.
+        min_delta_mode: ``"abs"``: an improvement must beat the reference by ``min_delta``;
+            ``"rel"``: by ``min_delta`` times the reference's size (ignite's
+            ``threshold_mode="rel"``: for positive values, below ``best * (1 - min_delta)``
+            in mode min, above ``best * (1 + min_delta)`` in mode max).
     """
 
     monitor: str
@@ -111,6 +136,7 @@ class MetricWatch:
     best: float = math.nan
     best_epoch: int = 0
     requested: Mode | None = None
+    min_delta_mode: DeltaMode = "abs"
     _announced: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,24 +144,42 @@ class MetricWatch:
             self.requested = self.mode
 
     @classmethod
-    def checked(cls, monitor: str, mode: str, min_delta: float = 0.0) -> MetricWatch:
+    def checked(
+        cls, monitor: str, mode: str, min_delta: float = 0.0, min_delta_mode: str = "abs"
+    ) -> MetricWatch:
         """Validate the settings; ``mode="auto"`` decides a built-in name's direction now.
 
         Any other name is decided by :meth:`resolve` when the fit starts, from the
         trainer's ``metrics=``.
 
         Raises:
-            InvalidArgumentError: an empty name, an unknown mode or a negative ``min_delta``.
+            InvalidArgumentError: an empty name, an unknown mode, a negative or non-finite
+                ``min_delta``, or a ``min_delta_mode`` other than ``"abs"`` and ``"rel"``.
         """
         if not isinstance(monitor, str) or not monitor:
             raise InvalidArgumentError(f"monitor must be a metric name, got {monitor!r}")
         if mode not in ("auto", "min", "max"):
             raise InvalidArgumentError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not min_delta >= 0:
+        if (
+            isinstance(min_delta, bool)
+            or not isinstance(min_delta, (int, float))
+            or not 0 <= min_delta < math.inf
+        ):
             raise InvalidArgumentError(f"min_delta must be >= 0, got {min_delta!r}")
+        if min_delta_mode not in ("abs", "rel"):
+            raise InvalidArgumentError(
+                f"min_delta_mode must be 'abs' (a change of min_delta) or 'rel' (a change of "
+                f"min_delta times the best value), got {min_delta_mode!r}"
+            )
         requested: Mode = mode  # type: ignore[assignment]
         known = direction(monitor) if requested == "auto" else None
-        return cls(monitor, known or requested, float(min_delta), requested=requested)
+        return cls(
+            monitor,
+            known or requested,
+            float(min_delta),
+            requested=requested,
+            min_delta_mode=min_delta_mode,  # type: ignore[arg-type]
+        )
 
     def resolve(self, metrics: Mapping[str, object], who: str) -> None:
         """Decide ``mode="auto"`` for this fit, and log the decision once.
@@ -219,14 +263,47 @@ class MetricWatch:
             )
         return float(metrics[self.monitor])
 
-    def improves(self, value: float, reference: float) -> bool:
-        """Whether ``value`` beats ``reference`` by more than ``min_delta`` (NaN never does)."""
+    def skips(self, state: TrainState) -> bool:
+        """Whether this epoch has no value to watch: a ``val_*`` monitor, no validation run.
+
+        With the Trainer's ``validation_freq=N`` only every N-th epoch validates; the
+        monitors pass over the others, so their patience counts validations (as Lightning's
+        does with ``check_val_every_n_epoch``).
+        """
+        return self.monitor.startswith("val_") and not state.validates(state.epoch)
+
+    def improves(self, value: float, reference: float, *, ties: bool = False) -> bool:
+        """Whether ``value`` beats ``reference`` by more than ``min_delta`` (NaN never does).
+
+        Args:
+            value: the new value.
+            reference: the value to beat (NaN: anything finite or infinite beats it).
+            ties: a gain of exactly the needed size counts too (ignite's
+                ``greater_or_equal``).
+        """
         if math.isnan(value):
             return False
         if math.isnan(reference):
             return True
         gain = value - reference if self._direction == "max" else reference - value
-        return gain > self.min_delta
+        needed = self.min_delta
+        if self.min_delta_mode == "rel" and math.isfinite(reference):
+            needed = self.min_delta * abs(reference)
+        return gain > needed or (ties and gain == needed)
+
+    def better(self, value: float, reference: float) -> bool:
+        """Whether ``value`` is strictly better than ``reference``, whatever ``min_delta``.
+
+        Example:
+            >>> watch = MetricWatch("val_loss", "min", min_delta=0.5)
+            >>> watch.better(0.9, 1.0), watch.improves(0.9, 1.0)
+            (True, False)
+        """
+        if math.isnan(value):
+            return False
+        if math.isnan(reference):
+            return True
+        return value > reference if self._direction == "max" else value < reference
 
     def rank_key(self, value: float) -> tuple[bool, float]:
         """A sort key that puts better values first and NaN last, in either mode.
@@ -242,9 +319,15 @@ class MetricWatch:
             return True, 0.0
         return False, -value if self._direction == "max" else value
 
-    def update(self, value: float, epoch: int) -> bool:
-        """Record ``value`` if it improves on the best by more than ``min_delta``."""
-        if self.improves(value, self.best):
+    def update(self, value: float, epoch: int, *, ties: bool = False) -> bool:
+        """Record ``value`` if it improves on the best by more than ``min_delta``.
+
+        Args:
+            value: the epoch's value.
+            epoch: the epoch (from 1).
+            ties: a value equal to the best (with ``min_delta`` 0) replaces it too.
+        """
+        if self.improves(value, self.best, ties=ties):
             self.best, self.best_epoch = value, epoch
             return True
         return False
