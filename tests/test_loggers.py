@@ -105,9 +105,10 @@ def test_progress_bar_is_off_under_ci_even_in_a_terminal(monkeypatch: pytest.Mon
 
 
 def test_progress_bar_shows_in_a_jupyter_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In a Jupyter kernel (not a terminal) the automatic bar is on, through tqdm.auto."""
+    """In a Jupyter kernel with ipywidgets the automatic bar is on, through tqdm.auto."""
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setattr(lenetish.callbacks.loggers, "in_notebook", lambda: True)
+    monkeypatch.setattr(lenetish.callbacks.loggers, "_have_widgets", lambda: True)
     drawn: list[object] = []
     monkeypatch.setattr("tqdm.auto.tqdm", lambda **options: drawn.append(options) or _NoBar())
     quick_trainer(callbacks=[ProgressBar(stream=io.StringIO())]).fit(digit_batches(10, 10))

@@ -121,6 +121,12 @@ def module_channels_last(model: nn.Module) -> None:
 
     A tensor whose strides already pass the channels-last test (a weight with one input
     channel) keeps them.
+
+    Example:
+        >>> conv = torch.nn.Conv2d(2, 4, 3)
+        >>> module_channels_last(conv)
+        >>> conv.weight.is_contiguous(memory_format=torch.channels_last)
+        True
     """
     model.to(memory_format=torch.channels_last)
 
@@ -132,6 +138,12 @@ def strict_channels_last(model: nn.Module) -> None:
     input channel (a first convolution) passes both checks, yet only explicit channels-last
     strides make the convolution produce channels-last output (measured: max-pooling its
     NCHW output took half of ``predict``'s time).
+
+    Example:
+        >>> first = torch.nn.Conv2d(1, 4, 3)  # one input channel: ambiguous strides
+        >>> strict_channels_last(first)
+        >>> first.weight.stride()
+        (9, 1, 3, 1)
     """
     for parameter in model.parameters():
         if parameter.dim() == 4:
@@ -203,6 +215,11 @@ def layout_verdict(
     """:func:`channels_last_problem`, run once per model object and ``convert``.
 
     A model whose class declares ``lenetish_fast_path`` is not checked.
+
+    Example:
+        >>> from lenetish import MNISTConvNet
+        >>> layout_verdict(MNISTConvNet(), torch.rand(2, 1, 28, 28)) is None  # declared
+        True
     """
     if declares_fast_path(model):
         return None
@@ -226,6 +243,12 @@ def private_copy(model: nn.Module) -> nn.Module:
 
     Raises:
         Exception: whatever ``copy.deepcopy`` raises for a model that cannot be copied.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout()).train()
+        >>> copy = private_copy(model)
+        >>> copy.training, model.training, copy[0].weight is model[0].weight
+        (False, True, False)
     """
     wrapper = _compiled_wrapper_class()
     if wrapper is not None and isinstance(model, wrapper):

@@ -133,6 +133,19 @@ class EpochProgress:
         metric_set: the user's training metrics of those batches.
         batches_done: the epoch's batches finished so far (trained and counted, or skipped).
         pending: the batch whose ``on_batch_end`` hooks are running: trained, not yet counted.
+
+    Example:
+        A callback can read it during an epoch (it is ``None`` between epochs):
+
+        >>> from lenetish import Callback, MNISTConvNet, Trainer
+        >>> done = []
+        >>> class Watch(Callback):
+        ...     def on_batch_end(self, trainer, state, output):
+        ...         done.append(state.progress.batches_done)
+        >>> batches = [(torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,)))] * 3
+        >>> _ = Trainer(MNISTConvNet(), epochs=1, device="cpu", callbacks=[Watch()]).fit(batches)
+        >>> done
+        [0, 1, 2]
     """
 
     rng: dict[str, Any]
