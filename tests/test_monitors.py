@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +12,12 @@ import torch
 
 from lenetish import (
     EMA,
+    BatchOutput,
     Callback,
+    CheckpointError,
     EarlyStopping,
     InvalidArgumentError,
+    MNISTConvNet,
     Trainer,
     TrainState,
 )
@@ -384,3 +388,28 @@ def test_restore_best_follows_the_best_value_without_cumulative_delta() -> None:
     )
     fit_scripted([0.0, 0.3, 0.6], stopper)
     assert (stopper.watch.best, stopper.watch.best_epoch) == (0.6, 3)
+
+
+def test_damaged_restored_best_weights_are_refused_before_training(tmp_path: Path) -> None:
+    """Restored EarlyStopping best_weights that do not fit the model stop the resume early."""
+    stopper = EarlyStopping("loss", patience=5, restore_best=True)
+    trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", callbacks=[stopper], progress=False)
+    trainer.fit(digit_batches(16, 16))
+    trainer.save_checkpoint(tmp_path / "last.pt")
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    state = next(v for k, v in checkpoint["callbacks"].items() if k.startswith("lenetish.Early"))
+    del state["best_weights"]["fc2.bias"]
+    torch.save(checkpoint, tmp_path / "damaged.pt")
+    trained: list[int] = []
+
+    class Count(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            trained.append(state.global_step)
+
+    again = EarlyStopping("loss", patience=5, restore_best=True)
+    resumed = Trainer(
+        MNISTConvNet(), epochs=3, device="cpu", callbacks=[again, Count()], progress=False
+    )
+    with pytest.raises(CheckpointError, match=r"best weights do not fit the model \(missing fc2"):
+        resumed.fit(digit_batches(16, 16), resume=tmp_path / "damaged.pt")
+    assert trained == []

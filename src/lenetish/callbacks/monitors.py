@@ -17,7 +17,7 @@ from lenetish.callbacks.base import Callback
 from lenetish.callbacks.checkpointing import ModelCheckpoint
 from lenetish.callbacks.ema import EMA
 from lenetish.callbacks.watch import DeltaMode, MetricWatch, Mode, check_finite_or_none
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import CheckpointError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.state import TrainState
@@ -149,9 +149,15 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        """Decide ``mode="auto"``; refuse a ``val_*`` monitor in a fit without validation."""
+        """Decide ``mode="auto"``; refuse a ``val_*`` monitor in a fit without validation.
+
+        Raises:
+            CheckpointError: best weights restored from a checkpoint do not fit the model.
+        """
         self.watch.resolve(trainer.metrics, "EarlyStopping")
         self.watch.check_available(state, "EarlyStopping")
+        if self.best_weights is not None:  # restored from a checkpoint: check before training
+            _check_best_weights(self.best_weights, trainer.module.state_dict())
         averaging = [c for c in trainer.fit_callbacks if isinstance(c, EMA) and c.apply_at_end]
         if self.restore_best and averaging:
             warnings.warn(
@@ -263,3 +269,30 @@ class EarlyStopping(Callback):
         self.stopping_reason = state.get("stopping_reason", "not_stopped")
         self.stopping_reason_message = state.get("stopping_reason_message")
         self.best_weights = state["best_weights"]
+
+
+def _check_best_weights(saved: object, expected: dict[str, torch.Tensor]) -> None:
+    """Refuse restored best weights that ``load_state_dict`` would fail on at the fit's end.
+
+    Raises:
+        CheckpointError: naming the missing, unexpected or mismatched entries.
+    """
+    problems: list[str] = []
+    if not isinstance(saved, dict):
+        problems.append(f"a {type(saved).__name__}, not a state dict")
+    else:
+        missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+        problems += [f"missing {', '.join(missing[:3])}"] if missing else []
+        problems += [f"unexpected {', '.join(map(str, unexpected[:3]))}"] if unexpected else []
+        for name, tensor in expected.items():
+            value = saved.get(name)
+            if isinstance(value, torch.Tensor) and value.shape != tensor.shape:
+                problems.append(f"{name} is {tuple(value.shape)}, not {tuple(tensor.shape)}")
+            elif name in saved and not isinstance(value, torch.Tensor):
+                problems.append(f"{name} is a {type(value).__name__}, not a tensor")
+    if problems:
+        raise CheckpointError(
+            f"EarlyStopping's saved best weights do not fit the model ({'; '.join(problems[:4])}):"
+            " the checkpoint's EarlyStopping state is damaged or comes from another network; "
+            "resume from a checkpoint of this network"
+        )
