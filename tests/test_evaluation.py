@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lenetish import InvalidArgumentError, MNISTConvNet, evaluate, predict, pretrained
+from lenetish import InvalidArgumentError, MNISTConvNet, Trainer, evaluate, predict, pretrained
 from lenetish.data import make_test_loader, read_split
+from lenetish.losses import recorded_output_kind
 
 
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -159,3 +161,14 @@ def test_labels_outside_the_classes_are_a_named_error() -> None:
     batch = (torch.zeros(2, 1, 28, 28), torch.tensor([3, 12]))
     with pytest.raises(InvalidArgumentError, match=r"class indices 0\.\.9 .* holds 12"):
         evaluate(MNISTConvNet(), [batch])
+
+
+def test_evaluate_uses_the_output_kind_the_fit_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    """After a fit, evaluate takes the loss's detected output kind instead of detecting again."""
+    logits_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    batch = (torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+    Trainer(logits_model, epochs=1, device="cpu", progress=False).fit([batch])
+    assert recorded_output_kind(logits_model) == "logits"
+    with caplog.at_level(logging.INFO, logger="lenetish"):
+        evaluate(logits_model, [batch])
+    assert not [r for r in caplog.records if "treats the model's outputs" in r.message]

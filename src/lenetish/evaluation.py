@@ -37,6 +37,7 @@ from lenetish.losses import (
     check_targets,
     class_scores,
     log_probabilities,
+    recorded_output_kind,
     resolve_output_kind,
 )
 from lenetish.metrics import RunningScore
@@ -185,7 +186,10 @@ class _Ensemble:
         check_outputs_setting(outputs)
         self.models = models
         self.outputs = outputs
-        self.kinds: list[OutputKind | None] = [None] * len(models)
+        # What a fit recorded on each model (its loss's detection) is used under "auto".
+        self.kinds: list[OutputKind | None] = [
+            recorded_output_kind(model) if outputs == "auto" else None for model in models
+        ]
 
     def log_probabilities(self, images: Tensor, tta: bool = False) -> Tensor:
         """Log of the mean probabilities over models (and shifted views), ``(B, classes)``."""

@@ -17,7 +17,7 @@ from lenetish.catalog import DATASETS, EXPORT_FORMATS
 from lenetish.checkpoint import atomic_write, save_weights
 from lenetish.errors import InvalidArgumentError, MissingDependencyError
 from lenetish.identity import recorded_dataset
-from lenetish.losses import class_scores, output_kind
+from lenetish.losses import class_scores, output_kind, recorded_output_kind
 
 __all__ = ["EXPORT_FORMATS", "METADATA_FILE", "export_model"]
 
@@ -130,7 +130,9 @@ def _metadata(model: nn.Module, *, who: str) -> dict[str, str]:
     """
     images = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # the graph's one output is the class scores: refuse a tuple or dict
-        kind = output_kind(class_scores(model(images), who=who).float())
+        kind = recorded_output_kind(model) or output_kind(
+            class_scores(model(images), who=who).float()
+        )
     recorded = recorded_dataset(model)
     if recorded is None:
         logger.info("lenetish: %s records no dataset; the export says MNIST's (assumed)", who)

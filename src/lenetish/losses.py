@@ -15,13 +15,14 @@ from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from lenetish.errors import InvalidArgumentError, UnsupportedModelError
 
 __all__ = [
     "LOSSES",
     "OUTPUT_KINDS",
+    "OUTPUT_KIND_ATTRIBUTE",
     "Criterion",
     "LossFunction",
     "LossName",
@@ -31,6 +32,8 @@ __all__ = [
     "class_scores",
     "log_probabilities",
     "output_kind",
+    "recorded_output_kind",
+    "remember_output_kind",
     "resolve_output_kind",
     "smoothed_nll",
 ]
@@ -76,6 +79,31 @@ def class_scores(output: object, *, who: str) -> Tensor:
         "picks it (e.g. return self.net(x)['logits']), or, for training, override "
         "Trainer.training_step and validation_step to pick it"
     )
+
+
+#: The attribute a fit sets on the model it trained: the output kind its loss detected.
+OUTPUT_KIND_ATTRIBUTE = "lenetish_outputs"
+
+
+def remember_output_kind(model: nn.Module, kind: OutputKind | None) -> None:
+    """Make ``model`` carry what its outputs are (read back by :func:`recorded_output_kind`)."""
+    if kind is not None:
+        setattr(model, OUTPUT_KIND_ATTRIBUTE, kind)
+
+
+def recorded_output_kind(model: nn.Module) -> OutputKind | None:
+    """The output kind a fit recorded on ``model`` (``None`` when it was not trained here).
+
+    Example:
+        >>> from lenetish import MNISTConvNet, Trainer
+        >>> model = MNISTConvNet()
+        >>> batches = [(torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,)))]
+        >>> _ = Trainer(model, epochs=1, device="cpu").fit(batches)
+        >>> recorded_output_kind(model)
+        'log_probabilities'
+    """
+    kind = getattr(model, OUTPUT_KIND_ATTRIBUTE, None)
+    return kind if kind in OUTPUT_KINDS else None
 
 
 def check_targets(outputs: Tensor, targets: Tensor) -> None:

@@ -32,6 +32,7 @@ from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
     log_probabilities,
+    recorded_output_kind,
     resolve_output_kind,
 )
 from lenetish.stack import ModelStack
@@ -131,7 +132,7 @@ def evaluate_stack(
     tally = ScoreTally(target, num_classes)
     member_loss = torch.zeros(stack.k, dtype=torch.float64, device=target)
     member_correct = torch.zeros(stack.k, dtype=torch.int64, device=target)
-    kind: OutputKind | None = None if outputs == "auto" else outputs
+    kind: OutputKind | None = recorded_output_kind(stack) if outputs == "auto" else outputs
     batches, sample = first_images(loader)
     with inference([stack], plan, sample) as (runner,):
         assert isinstance(runner, ModelStack)  # a private copy of the stack

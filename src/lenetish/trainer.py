@@ -38,7 +38,7 @@ from lenetish.fit_setup import (
 from lenetish.identity import DatasetInfo, remember_dataset
 from lenetish.layout import match_optimizer_layout
 from lenetish.loop import Batch, run_epoch, stop_requested
-from lenetish.losses import Criterion, LossFunction, LossName
+from lenetish.losses import Criterion, LossFunction, LossName, remember_output_kind
 from lenetish.metrics import MetricLike, MetricSet, check_logged
 from lenetish.optimizer_config import OptimizerConfig
 from lenetish.parallel import ParallelStrategy, SingleProcess, parallel_strategy
@@ -503,6 +503,7 @@ class Trainer:
                             break
                     parallel.agree_to_stop(self.should_stop, epoch_end=True)  # no check left open
                     self.call_hook("on_fit_end")
+                    remember_output_kind(self.module, self.criterion.kind)  # predict, export
                 except BaseException as exc:
                     parallel.note_failure()
                     for callback in self.fit_callbacks:
