@@ -67,6 +67,7 @@ def declares_fast_path(model: nn.Module) -> bool:
     A :class:`~lenetish.ModelStack` declares it when its members' network does.
 
     Example:
+        >>> from lenetish.layout import declares_fast_path
         >>> from lenetish import MNISTConvNet
         >>> declares_fast_path(MNISTConvNet())
         True
@@ -123,6 +124,7 @@ def module_channels_last(model: nn.Module) -> None:
     channel) keeps them.
 
     Example:
+        >>> from lenetish.layout import module_channels_last
         >>> conv = torch.nn.Conv2d(2, 4, 3)
         >>> module_channels_last(conv)
         >>> conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -140,6 +142,7 @@ def strict_channels_last(model: nn.Module) -> None:
     NCHW output took half of ``predict``'s time).
 
     Example:
+        >>> from lenetish.layout import strict_channels_last
         >>> first = torch.nn.Conv2d(1, 4, 3)  # one input channel: ambiguous strides
         >>> strict_channels_last(first)
         >>> first.weight.stride()
@@ -177,6 +180,7 @@ def channels_last_problem(
             is the model's own error, which the caller's first real step would raise too.
 
     Example:
+        >>> from lenetish.layout import channels_last_problem
         >>> from lenetish import MNISTConvNet
         >>> channels_last_problem(MNISTConvNet(), torch.rand(4, 1, 28, 28)) is None
         True
@@ -217,6 +221,7 @@ def layout_verdict(
     A model whose class declares ``lenetish_fast_path`` is not checked.
 
     Example:
+        >>> from lenetish.layout import layout_verdict
         >>> from lenetish import MNISTConvNet
         >>> layout_verdict(MNISTConvNet(), torch.rand(2, 1, 28, 28)) is None  # declared
         True
@@ -245,9 +250,10 @@ def private_copy(model: nn.Module) -> nn.Module:
         Exception: whatever ``copy.deepcopy`` raises for a model that cannot be copied.
 
     Example:
+        >>> from lenetish.layout import private_copy
         >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout()).train()
-        >>> copy = private_copy(model)
-        >>> copy.training, model.training, copy[0].weight is model[0].weight
+        >>> twin = private_copy(model)
+        >>> twin.training, model.training, twin[0].weight is model[0].weight
         (False, True, False)
     """
     wrapper = _compiled_wrapper_class()

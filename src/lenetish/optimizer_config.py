@@ -94,6 +94,7 @@ def unpack_optimizer_config(config: object) -> tuple[Optimizer, LRSchedule | Non
 
     Example:
         >>> import torch
+        >>> from lenetish.optimizer_config import unpack_optimizer_config
         >>> weights = [torch.nn.Parameter(torch.zeros(2))]
         >>> optimizer = torch.optim.SGD(weights, lr=0.1)
         >>> steps = torch.optim.lr_scheduler.StepLR(optimizer, 1)
