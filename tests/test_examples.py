@@ -93,3 +93,4 @@ def test_downstream_embedding_contracts_hold() -> None:
     assert result.returncode == 0, result.stderr
     assert "dataset: T-shirt/top" in result.stdout
     assert "schedule: [0.05, 0.025]" in result.stdout
+    assert "training samples: 200" in result.stdout

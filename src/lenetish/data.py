@@ -13,11 +13,12 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, overload
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
+from typing_extensions import TypeVar
 
 from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
@@ -54,6 +55,10 @@ __all__ = [
     "make_test_loader",
     "read_split",
 ]
+
+#: The loader type of a :class:`Loaders`' splits: :class:`~lenetish.TensorLoader` unless a
+#: transform makes a split a ``DataLoader``.
+SplitLoader = TypeVar("SplitLoader", default=TensorLoader)
 
 logger = logging.getLogger(__name__)
 
@@ -225,8 +230,12 @@ def read_split(
 
 
 @dataclass
-class Loaders:
+class Loaders(Generic[SplitLoader]):
     """The loaders :func:`make_loaders` returns.
+
+    Typed ``Loaders[TensorLoader]`` (what a bare ``Loaders`` means) when no transform is given,
+    so ``loaders.train.num_samples`` type-checks; with a ``transform``, ``eval_transform`` or
+    ``target_transform`` a split may be a :class:`~torch.utils.data.DataLoader`.
 
     Attributes:
         train: shuffled training batches (without the validation samples).
@@ -246,9 +255,9 @@ class Loaders:
         'mnist'
     """
 
-    train: TensorLoader | DataLoader[Any]
-    val: TensorLoader | DataLoader[Any] | None
-    test: TensorLoader | DataLoader[Any]
+    train: SplitLoader
+    val: SplitLoader | None
+    test: SplitLoader
     info: DatasetInfo
     source: DataSource | None = None
 
@@ -280,6 +289,30 @@ def _normalise(images: Tensor, info: DatasetInfo, device: torch.device) -> Tenso
     return scaled.sub_(info.mean).div_(info.std)
 
 
+@overload
+def make_loaders(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    batch_size: int = 200,
+    val_size: float = 0,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    eval_batch_size: int | None = None,
+    drop_last: bool = False,
+    transform: None = None,
+    eval_transform: None = None,
+    target_transform: None = None,
+    num_workers: int = 0,
+    subset: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> Loaders[TensorLoader]: ...
+
+
+@overload
 def make_loaders(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -299,7 +332,29 @@ def make_loaders(
     mean: float | None = None,
     std: float | None = None,
     classes: Sequence[str] | None = None,
-) -> Loaders:
+) -> Loaders[TensorLoader | DataLoader[Any]]: ...
+
+
+def make_loaders(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    batch_size: int = 200,
+    val_size: float = 0,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    eval_batch_size: int | None = None,
+    drop_last: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    eval_transform: Callable[[Any], Any] | None = None,
+    target_transform: Callable[[Any], Any] | None = None,
+    num_workers: int = 0,
+    subset: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> Loaders[Any]:
     """Build train, validation and test loaders for an MNIST-family dataset.
 
     Args:

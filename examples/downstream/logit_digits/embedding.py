@@ -8,7 +8,7 @@ Each function is one contract, written with no ``cast`` or ``type: ignore`` so t
   peaks at the optimizer's own learning rate;
 * an ONNX export carries the output kind and the normalisation a consumer needs;
 * ``ModelStack(SmallConvNet, k).unstack()``, ``evaluate(stack)`` and ``load_weights`` keep
-  the project's own types.
+  the project's own types, and ``make_loaders`` without transforms gives ``TensorLoader`` splits.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from lenetish import (
     evaluate,
     export_model,
     load_weights,
+    make_loaders,
     predict,
     save_weights,
 )
@@ -94,6 +95,13 @@ def types_are_the_projects_own(folder: Path) -> float:
     return scores.member_accuracy[0]
 
 
+def loaders_are_typed() -> int:
+    """make_loaders without transforms gives TensorLoaders: their attributes type-check."""
+    loaders = make_loaders(subset=200, val_size=50, batch_size=50)
+    assert loaders.val is not None
+    return loaders.train.num_samples + loaders.val.num_samples
+
+
 def main() -> int:
     """Run every contract; print one line each."""
     with tempfile.TemporaryDirectory() as folder:
@@ -101,6 +109,7 @@ def main() -> int:
         print("schedule:", optimizer_with_its_schedule())
         print("onnx mean:", onnx_says_what_it_returns(Path(folder)))
         print("member accuracy:", types_are_the_projects_own(Path(folder)))
+        print("training samples:", loaders_are_typed())
     return 0
 
 
