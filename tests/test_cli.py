@@ -1101,3 +1101,18 @@ def test_train_names_a_full_disk_at_history_json(
     assert error.startswith(f"lenetish: error: could not write {out / 'history.json'}: [Errno 28]")
     assert "free some space and try again" in error and "unexpected" not in error
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "last.pt"]
+
+
+def test_train_through_a_pipe_shows_progress_inside_the_epoch(
+    fake_mnist: Path, tmp_path: Path
+) -> None:
+    """`lenetish train | cat`: plain progress lines with rate and time left inside epoch 1."""
+    command = [sys.executable, "-m", "lenetish", *short_training(fake_mnist, tmp_path / "run")]
+    environment = {k: v for k, v in os.environ.items() if k != "CI"}
+    environment["LENETISH_PROGRESS_EVERY"] = "0"  # a line at every batch, for the test
+    done = subprocess.run(
+        [*command, "--epochs", "1"], capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("epoch 1/1: ")]
+    assert lines and lines[0].startswith("epoch 1/1: 1/3 batches, ") and "s left" in lines[0]

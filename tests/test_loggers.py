@@ -225,3 +225,35 @@ def test_an_epoch_cut_short_by_a_stop_is_not_a_row(tmp_path: Path) -> None:
     trainer.fit(digit_batches(20, 10))
     assert trainer.state.global_step == 3
     assert History.from_csv(path).column("epoch") == [1]
+
+
+def test_off_a_terminal_the_bar_becomes_plain_lines_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not a terminal (a StringIO): one flushed line per line_every seconds, no tqdm bar."""
+    monkeypatch.delenv("CI", raising=False)
+    screen = io.StringIO()
+    bar = ProgressBar(stream=screen, line_every=0)
+    quick_trainer(callbacks=[bar]).fit(digit_batches(30, 10))
+    lines = screen.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "epoch 1/1: 1/3 batches",
+        "epoch 1/1: 2/3 batches",
+        "epoch 1/1: 3/3 batches",
+    ]
+
+
+def test_a_long_line_interval_prints_nothing_in_a_short_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the default 30 s, a short epoch off a terminal prints no line."""
+    monkeypatch.delenv("CI", raising=False)
+    screen = io.StringIO()
+    quick_trainer(callbacks=[ProgressBar(stream=screen, line_every=30)]).fit(digit_batches(30, 10))
+    assert screen.getvalue() == ""
+
+
+def test_a_negative_line_interval_is_refused() -> None:
+    """line_every must be a number of seconds >= 0."""
+    with pytest.raises(InvalidArgumentError, match="line_every must be a number of seconds >= 0"):
+        ProgressBar(line_every=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -13,7 +14,7 @@ from lenetish._atomic import refuse_unsafe
 from lenetish._checks import check_positive_int
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.history import History, check_separator
-from lenetish.errors import MissingDependencyError, OutputFileError
+from lenetish.errors import InvalidArgumentError, MissingDependencyError, OutputFileError
 
 if TYPE_CHECKING:
     from lenetish.state import BatchOutput, TrainState
@@ -33,15 +34,20 @@ class ProgressBar(Callback):
     batches; the epoch's metrics appear when it ends.
 
     Args:
-        enabled: ``True``/``False``, or ``None``: shown in a terminal and in a Jupyter
+        enabled: ``True``/``False``, or ``None``: a bar in a terminal and in a Jupyter
             notebook (as a notebook widget, through ``tqdm.auto``; without ``ipywidgets``, one
-            printed line per epoch and a single warning), not when ``CI`` is set to true or
-            the output is a file or a pipe.
+            printed line per epoch and a single warning); off a terminal (a file, a pipe, or
+            ``CI`` set to true) a plain line every ``line_every`` seconds inside an epoch,
+            with the batches done, the rate and the time left, flushed as it is written.
         refresh_every: batches between loss updates.
         stream: where to draw (default: ``sys.stderr``).
+        line_every: seconds between the plain lines off a terminal (``None``: the
+            ``LENETISH_PROGRESS_EVERY`` environment variable, else 30); an epoch shorter than
+            that prints none.
 
     Raises:
-        InvalidArgumentError: ``refresh_every`` is not a positive integer.
+        InvalidArgumentError: ``refresh_every`` is not a positive integer, or ``line_every``
+            is negative.
 
     Example:
         >>> import io
@@ -64,14 +70,32 @@ class ProgressBar(Callback):
         enabled: bool | None = None,
         refresh_every: int = 25,
         stream: TextIO | None = None,
+        line_every: float | None = None,
     ) -> None:
         check_positive_int("refresh_every", refresh_every)
+        if line_every is None:
+            line_every = _seconds_from_environment()
+        if (
+            isinstance(line_every, bool)
+            or not isinstance(line_every, (int, float))
+            or not line_every >= 0
+        ):
+            raise InvalidArgumentError(
+                f"line_every must be a number of seconds >= 0, got {line_every!r}"
+            )
         self.stream = stream
         self.enabled = enabled
         self.refresh_every = refresh_every
+        self.line_every = float(line_every)
         self.bar: Any = None
         self.lines = False  # a notebook without ipywidgets: one printed line per epoch
+        self.plain = False  # off a terminal: a plain line every line_every seconds
+        self.started = self.last_line = 0.0
         self.state_key = "lenetish.ProgressBar"
+
+    def _off_terminal(self) -> bool:
+        """Not shown as a bar by the automatic choice, but not switched off either."""
+        return self.enabled is None and not self._active()
 
     def _active(self) -> bool:
         if self.enabled is not None:
@@ -82,8 +106,10 @@ class ProgressBar(Callback):
         return in_notebook() or bool(getattr(stream, "isatty", lambda: False)())
 
     def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
-        """Open this epoch's bar (in a notebook without ipywidgets: none, see below)."""
+        """Open this epoch's bar (in a notebook without ipywidgets, or off a terminal: none)."""
         self.lines = False
+        self.plain = self._off_terminal()
+        self.started = self.last_line = time.monotonic()
         if not self._active():
             return
         if in_notebook() and not _have_widgets():
@@ -103,12 +129,31 @@ class ProgressBar(Callback):
         )
 
     def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
-        """Advance the bar; show the loss every ``refresh_every`` batches."""
+        """Advance the bar; show the loss every ``refresh_every`` batches (or a plain line)."""
+        if self.plain:
+            self._plain_line(state)
         if self.bar is None:
             return
         self.bar.update(1)
         if (state.batch_index + 1) % self.refresh_every == 0:
             self.bar.set_postfix(loss=f"{float(output.loss):.4f}", refresh=False)
+
+    def _plain_line(self, state: TrainState) -> None:
+        """Off a terminal: one flushed line when ``line_every`` seconds have passed."""
+        now = time.monotonic()
+        if now - self.last_line < self.line_every:
+            return
+        self.last_line = now
+        done, total = state.batch_index + 1, state.steps_per_epoch
+        rate = done / max(now - self.started, 1e-9)
+        left = f", {(total - done) / rate:.0f} s left" if total else ""
+        of = f"/{total}" if total else ""
+        print(
+            f"epoch {state.epoch + 1}/{state.epochs}: {done}{of} batches, "
+            f"{rate:.1f} batches/s{left}",
+            file=self.stream or sys.stderr,
+            flush=True,
+        )
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Show the epoch's metrics and close the bar (or print them on one line)."""
@@ -253,6 +298,15 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _seconds_from_environment() -> float:
+    """``LENETISH_PROGRESS_EVERY`` as seconds (30 when unset or not a number >= 0)."""
+    try:
+        seconds = float(os.environ.get("LENETISH_PROGRESS_EVERY", "30"))
+    except ValueError:
+        return 30.0
+    return seconds if seconds >= 0 else 30.0
 
 
 def _have_widgets() -> bool:
