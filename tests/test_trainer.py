@@ -904,3 +904,15 @@ def test_min_epochs_and_validation_freq_are_checked(options: dict[str, Any], mes
     """min_epochs must be an integer in [0, epochs]; validation_freq a positive integer."""
     with pytest.raises(InvalidArgumentError, match=message):
         Trainer(MNISTConvNet(), **options)
+
+
+def test_a_second_fit_on_other_data_records_that_data() -> None:
+    """Fit on MNIST data, then on Fashion-MNIST data: the model carries Fashion's record."""
+    images, labels = synthetic_digits(32)
+    pixels = images.float().unsqueeze(1) / 255
+    model = MNISTConvNet()
+    trainer = Trainer(model, epochs=1, device="cpu", progress=False)
+    for name in ("mnist", "fashion-mnist"):
+        trainer.fit(TensorLoader(pixels, labels, batch_size=16, info=DATASETS[name]))
+    assert trainer.data_info is DATASETS["fashion-mnist"]
+    assert predict(model, torch.zeros(1, 28, 28)).classes == DATASETS["fashion-mnist"].classes

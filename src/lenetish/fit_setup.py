@@ -211,38 +211,33 @@ def settle_layout(trainer: Trainer, images: Tensor) -> None:
     """
     model = trainer.module
     name = type(model).__name__
-    if trainer.layout_unchecked:  # already channels-last (a multi-process fit): verify only
-        trainer.layout_unchecked = False
+    verify_only = trainer.layout_unchecked  # a multi-process fit: laid out already
+    trainer.layout_unchecked = False
+    if verify_only:
         with _own_layout(model):
             problem = layout_verdict(model, images, module_channels_last)
-        if problem is not None:
-            raise UnsupportedModelError(
-                f"channels_last=True, but {name} cannot run channels-last: {problem}; "
-                f"{_ADVICE}, or pass channels_last='auto' (or False) to train it in its own "
-                "layout"
-            )
+    else:
+        problem = layout_verdict(model, images, module_channels_last)
+    if problem is not None and trainer.channels_last is True:
+        raise UnsupportedModelError(
+            f"channels_last=True, but {name} cannot run channels-last: {problem}; {_ADVICE}, "
+            "or pass channels_last='auto' (or False) to train it in its own layout"
+        )
+    if verify_only:
         return
-    problem = layout_verdict(model, images, module_channels_last)
+    trainer.fit_channels_last = problem is None
     if problem is None:
         module_channels_last(model)
         match_optimizer_layout(trainer.optimizer)
-        trainer.fit_channels_last = True
         logger.info("lenetish: %s trains channels-last (its outputs checked unchanged)", name)
-        return
-    advice = _ADVICE
-    if trainer.channels_last is True:
-        raise UnsupportedModelError(
-            f"channels_last=True, but {name} cannot run channels-last: {problem}; {advice}, "
-            "or pass channels_last='auto' (or False) to train it in its own layout"
+    else:
+        logger.info(
+            "lenetish: %s trains in its own layout, not channels-last: %s (channels_last="
+            "'auto'; to let it run channels-last, %s)",
+            name,
+            problem,
+            _ADVICE,
         )
-    trainer.fit_channels_last = False
-    logger.info(
-        "lenetish: %s trains in its own layout, not channels-last: %s (channels_last='auto'; "
-        "to let it run channels-last, %s)",
-        name,
-        problem,
-        advice,
-    )
 
 
 @dataclass(frozen=True)

@@ -129,10 +129,10 @@ class Trainer:
     Attributes:
         history: the :class:`~lenetish.History` of the latest fit.
         data_info: the dataset the training data comes from: set by the caller (e.g.
-            ``loaders.info``) or, when it is not, taken by :meth:`fit` from a lenetish
-            loader's ``info``. The fit attaches it to the model too, so
-            :func:`~lenetish.predict` and :func:`~lenetish.evaluate` prepare inputs as that
-            data was made; checkpoints record it.
+            ``loaders.info``), and replaced by :meth:`fit` with a lenetish loader's ``info``
+            (which describes the data that fit trains on). The fit attaches it to the model
+            too, so :func:`~lenetish.predict` and :func:`~lenetish.evaluate` prepare inputs
+            as that data was made; checkpoints record it.
 
     Under ``torchrun`` with several processes, :meth:`fit` trains data-parallel (see
     :doc:`/distributed`): ``self.model`` is the ``DistributedDataParallel`` wrapper during
@@ -519,13 +519,15 @@ class Trainer:
         return self.history
 
     def _remember_data(self, train: Iterable[Batch]) -> None:
-        """Record the training data's dataset on the trainer and the model (issue: forgetting).
+        """Record the training data's dataset on the trainer and the model.
 
-        ``data_info`` if set, else what a lenetish loader knows (``train.info``); the model
-        then carries it, so :func:`~lenetish.predict` and :func:`~lenetish.evaluate` prepare
-        inputs the way this data was made without ``dataset=``.
+        What a lenetish loader knows (``train.info``: it describes the data of this fit), else
+        ``data_info``; the model then carries it, so :func:`~lenetish.predict` and
+        :func:`~lenetish.evaluate` prepare inputs the way this data was made without
+        ``dataset=``.
         """
-        known = getattr(train, "info", None) if self.data_info is None else self.data_info
+        from_loader = getattr(train, "info", None)
+        known = from_loader if isinstance(from_loader, DatasetInfo) else self.data_info
         if isinstance(known, DatasetInfo):
             self.data_info = known
             remember_dataset(self.module, known)
