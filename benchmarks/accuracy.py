@@ -48,7 +48,7 @@ from lenetish import (
     train_recipe,
     train_stack,
 )
-from lenetish.identity import recorded_dataset, remember_dataset
+from lenetish.data.identity import recorded_dataset, remember_dataset
 
 
 def main() -> None:

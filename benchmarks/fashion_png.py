@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lenetish import MNISTConvNet, load_split, make_loaders, predict, save_weights
-from lenetish.weightfiles import load_model
+from lenetish.saving.weightfiles import load_model
 
 
 def train(data: str, subset: int, epochs: int, seed: int) -> torch.nn.Module:

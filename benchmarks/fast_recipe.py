@@ -33,7 +33,7 @@ from machine_info import describe_machine
 from speed import Reference, torchvision_root
 
 from lenetish import evaluate, get_recipe, make_loaders, train_recipe
-from lenetish.sources import bundled_mnist
+from lenetish.data.sources import bundled_mnist
 
 # One field of the `fast` recipe changed per candidate (tuning on the validation split).
 # Candidate changes to the `fast` recipe for --tune. The recipe was chosen on the validation

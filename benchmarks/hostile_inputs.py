@@ -76,9 +76,9 @@ from lenetish import (
     save_weights,
     write_idx,
 )
-from lenetish.checkpoint import atomic_write, save_checkpoint
-from lenetish.inputs import prepare_inputs, printable_path
-from lenetish.prepare import mnistify
+from lenetish.evaluation.inputs import prepare_inputs, printable_path
+from lenetish.evaluation.prepare import mnistify
+from lenetish.saving.checkpoint import atomic_write, save_checkpoint
 
 MEMORY_MARGIN_MB = 300  # a resource case may use at most this much more than a valid file
 CaseFunction = Callable[[Path], str]
@@ -338,7 +338,7 @@ def save_unserialisable(work: Path) -> str:
 
 _KILLED_WRITER = """
 import os, signal, sys
-from lenetish.checkpoint import atomic_write
+from lenetish.saving.checkpoint import atomic_write
 def die(handle):
     handle.write(b"half")
     handle.flush()
@@ -843,7 +843,7 @@ def write_csv_full_disk(work: Path) -> str:
 @case("writes: the device check refuses /dev/null as an output file")
 def write_device_check(work: Path) -> str:
     """The command line's check names a device before any work (nothing is written)."""
-    from lenetish.cli_output import check_output_file
+    from lenetish.cli.output import check_output_file
 
     return expect(
         InvalidArgumentError, "is a device", lambda: check_output_file("/dev/null", "--out")

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from lenetish import MNISTConvNet, Trainer, evaluate, load_split, make_loaders, predict
-from lenetish.sources import bundled_mnist
+from lenetish.data.sources import bundled_mnist
 
 FILES = (
     "train-images-idx3-ubyte",

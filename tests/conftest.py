@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenetish.idx import write_idx
-from lenetish.sources import bundled_mnist
+from lenetish.data.idx import write_idx
+from lenetish.data.sources import bundled_mnist
 
 # A copy beside the repository (gzip idx files and SHA256SUMS); optional, only as a --data folder.
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
@@ -88,7 +88,7 @@ def fashion_model() -> torch.nn.Module:
     if not (SHARED_FASHION / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION} (it is not part of the repository)")
     from lenetish import MNISTConvNet, make_loaders
-    from lenetish.identity import remember_dataset
+    from lenetish.data.identity import remember_dataset
 
     loaders = make_loaders(SHARED_FASHION, subset=4_000, batch_size=100, download=False)
     torch.manual_seed(0)

@@ -38,7 +38,7 @@ from lenetish import (
     save_weights,
 )
 from lenetish.distributed import exit_together
-from lenetish.parallel import DataParallel
+from lenetish.distributed.strategies import DataParallel
 from tests.conftest import write_fake_mnist
 from tests.resume_script import StopAfterEpoch
 

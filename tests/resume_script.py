@@ -57,7 +57,7 @@ class StopAfterEpoch(Callback):
 
 def kill_during_save(write_number: int) -> None:
     """Make the given checkpoint write (1-based) SIGKILL the process just before its rename."""
-    import lenetish.checkpoint
+    import lenetish.saving.checkpoint
 
     real_replace = os.replace
     writes = 0
@@ -69,7 +69,7 @@ def kill_during_save(write_number: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         real_replace(source, target)
 
-    lenetish.checkpoint.os.replace = replace  # type: ignore[assignment]
+    lenetish.saving.checkpoint.os.replace = replace  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Tests of lenetish.augment: RandomAffine on whole batches."""
+"""Tests of lenetish.data.augment: RandomAffine on whole batches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of lenetish.checkpoint: atomic writes, safe loads, weights and RNG states."""
+"""Tests of lenetish.saving.checkpoint: atomic writes, safe loads, weights and RNG states."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from lenetish import (
     save_weights,
 )
 from lenetish._atomic import remove_stale_temporaries, unsafe_kind
-from lenetish.checkpoint import (
+from lenetish.saving.checkpoint import (
     atomic_write,
     capture_rng_state,
     load_model,
@@ -286,7 +286,7 @@ def test_interrupted_write_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 _KILLED_WRITER = """
 import os, signal, sys
-from lenetish.checkpoint import atomic_write
+from lenetish.saving.checkpoint import atomic_write
 
 def die(handle):
     handle.write(b"half a checkpoint")
@@ -419,7 +419,7 @@ def test_temporary_whose_lock_holder_ended_is_removed(tmp_path: Path) -> None:
 
 _SLOW_WRITER = """
 import sys, time
-from lenetish.checkpoint import atomic_write
+from lenetish.saving.checkpoint import atomic_write
 
 def slow(handle):
     handle.write(b"half")

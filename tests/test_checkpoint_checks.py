@@ -1,4 +1,4 @@
-"""Tests of lenetish.checkpoint_checks: damaged checkpoints are refused before any restore."""
+"""Tests of checkpoint_checks: damaged checkpoints are refused before any restore."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lenetish import CheckpointError, ModelCheckpoint
-from lenetish.checkpoint import load_checkpoint, save_checkpoint
+from lenetish.saving.checkpoint import load_checkpoint, save_checkpoint
 from tests.training_helpers import digit_batches, quick_trainer
 
 REPO = Path(__file__).parents[1]

@@ -209,7 +209,7 @@ def test_unexpected_error_is_one_line_and_debug_shows_it(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("lenetish.cli_commands.read_split", broken)
+    monkeypatch.setattr("lenetish.cli.commands.read_split", broken)
     assert main(["img", "--data", str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert (
@@ -668,7 +668,7 @@ def test_resume_alone_finishes_an_interrupted_run(
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr("lenetish.cli_train._StopAtBatchEnd.on_epoch_start", interrupt_in_epoch_two)
+        patch.setattr("lenetish.cli.train._StopAtBatchEnd.on_epoch_start", interrupt_in_epoch_two)
         assert main([*common, "--recipe", "seed-adam", "--epochs", "3"]) == 130
     assert main([*common, "--resume", str(out / "last.pt")]) == 0
     assert [row["epoch"] for row in History.from_json(out / "history.json")] == [1, 2, 3]
@@ -965,7 +965,7 @@ def test_training_records_the_dataset_for_evaluate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Train --out on (pretend) Fashion files records it; evaluate then names Fashion's classes."""
-    from lenetish.identity import LABEL_SHA256, label_digest
+    from lenetish.data.identity import LABEL_SHA256, label_digest
     from tests.conftest import synthetic_digits
 
     digests = (

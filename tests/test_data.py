@@ -1,4 +1,4 @@
-"""Tests of lenetish.data and lenetish.sources: finding, verifying and batching MNIST data."""
+"""Tests of lenetish.data and lenetish.data.sources: finding, verifying and batching MNIST data."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from lenetish import (
     write_idx,
 )
 from lenetish.data import DataSource
-from lenetish.sources import BUNDLED_MNIST_SHA256, bundled_mnist, resolve_source
+from lenetish.data.sources import BUNDLED_MNIST_SHA256, bundled_mnist, resolve_source
 from tests.conftest import FILE_NAMES, write_fake_mnist
 
 
@@ -429,7 +429,7 @@ def test_corrupt_bundled_file_asks_for_a_reinstall(
     data = bytearray(damaged.read_bytes())
     data[100] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    monkeypatch.setattr("lenetish.sources.bundled_mnist", lambda: copy)
+    monkeypatch.setattr("lenetish.data.sources.bundled_mnist", lambda: copy)
     with pytest.raises(
         DatasetCorruptError,
         match=r"t10k-labels-idx1-ubyte\.gz is damaged: its SHA-256 is .* reinstall lenetish",
@@ -442,7 +442,7 @@ def test_incomplete_bundle_asks_for_a_reinstall(
 ) -> None:
     """A bundled folder missing a split's files raises DatasetNotFoundError naming them."""
     copy = partial_bundle(tmp_path / "bundle", "t10k-labels-idx1-ubyte.gz")
-    monkeypatch.setattr("lenetish.sources.bundled_mnist", lambda: copy)
+    monkeypatch.setattr("lenetish.data.sources.bundled_mnist", lambda: copy)
     with pytest.raises(
         DatasetNotFoundError,
         match=r"incomplete: .* lacks t10k-images-idx3-ubyte\.gz.*reinstall lenetish",
@@ -456,7 +456,7 @@ def test_unknown_file_in_the_bundle_is_refused(
     """A file in the bundled folder that lenetish never shipped raises DatasetCorruptError."""
     copy = partial_bundle(tmp_path / "bundle", "t10k-labels-idx1-ubyte.gz")
     write_idx(copy / FILE_NAMES["test_images"], torch.zeros(3, 28, 28, dtype=torch.uint8))
-    monkeypatch.setattr("lenetish.sources.bundled_mnist", lambda: copy)
+    monkeypatch.setattr("lenetish.data.sources.bundled_mnist", lambda: copy)
     with pytest.raises(DatasetCorruptError, match="is not one of the files bundled with lenetish"):
         load_split(train=False)
 

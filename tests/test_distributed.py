@@ -20,7 +20,6 @@ from lenetish import (
     ModelCheckpoint,
     Trainer,
 )
-from lenetish.checkpoint import load_checkpoint, save_checkpoint
 from lenetish.distributed import (
     DistributedEnv,
     distributed_env,
@@ -31,7 +30,8 @@ from lenetish.distributed import (
     shard_batches,
     world_size,
 )
-from lenetish.parallel import DataParallel
+from lenetish.distributed.strategies import DataParallel
+from lenetish.saving.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import write_fake_mnist
 from tests.training_helpers import digit_batches, rows_without_seconds
 

@@ -107,7 +107,7 @@ def test_tta_averages_the_shifted_views() -> None:
 def test_a_loader_of_another_dataset_is_refused(fake_mnist: Path) -> None:
     """Evaluate refuses a make_loaders loader of another dataset than the model records."""
     from lenetish import DATASETS, DatasetMismatchError, make_loaders
-    from lenetish.identity import remember_dataset
+    from lenetish.data.identity import remember_dataset
 
     model = MNISTConvNet()
     remember_dataset(model, DATASETS["fashion-mnist"])

@@ -1,4 +1,4 @@
-"""Tests of lenetish.export: safetensors, torch.export, TorchScript and ONNX round trips."""
+"""Tests of lenetish.saving.export: safetensors, torch.export, TorchScript and ONNX round trips."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from lenetish import (
     predict,
     pretrained,
 )
-from lenetish.export import METADATA_FILE
-from lenetish.sources import bundled_mnist
+from lenetish.data.sources import bundled_mnist
+from lenetish.saving.export import METADATA_FILE
 from tests.full_disk import fill_disk_after
 from tests.training_helpers import digit_batches, quick_trainer
 

@@ -18,8 +18,9 @@ from lenetish import (
     Trainer,
     load_checkpoint,
 )
-from lenetish.checkpoint import load_weights, save_weights
-from lenetish.idx import read_idx_images, read_idx_labels, write_idx
+from lenetish.data.idx import read_idx_images, read_idx_labels, write_idx
+from lenetish.saving.checkpoint import save_weights
+from lenetish.saving.weightfiles import load_weights
 from tests.training_helpers import digit_batches
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Tests of lenetish.identity: datasets recognised by content, and what a model was trained on."""
+"""Tests of identity: datasets recognised by content, and what a model was trained on."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from lenetish import (
     make_loaders,
     predict,
 )
-from lenetish.identity import (
+from lenetish.data.identity import (
     LABEL_SHA256,
     label_digest,
     remember_dataset,

@@ -1,4 +1,4 @@
-"""Tests of lenetish.idx: round trips and a clear DatasetCorruptError for every bad file."""
+"""Tests of lenetish.data.idx: round trips and a clear DatasetCorruptError for every bad file."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenetish import DatasetCorruptError, InvalidArgumentError, read_idx, write_idx
+from lenetish.data.idx import read_idx_images, read_idx_labels
 from lenetish.errors import OutputFileError
-from lenetish.idx import read_idx_images, read_idx_labels
 from tests.peak_memory import Measured, run_measured
 from tests.strategies import uint8_tensors
 

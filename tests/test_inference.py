@@ -1,4 +1,4 @@
-"""Tests of lenetish.inference: how evaluate and predict run models, and what they restore."""
+"""Tests of inference: how evaluate and predict run models, and what they restore."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from lenetish import InvalidArgumentError, MNISTConvNet, predict
 from lenetish._device import resolve_precision
-from lenetish.inference import as_model_list, inference, plan_inference, tta_views
+from lenetish.evaluation.inference import as_model_list, inference, plan_inference, tta_views
 from lenetish.layout import compiled_forward
 from tests.blog_net import Net
 

@@ -130,7 +130,7 @@ def test_import_lenetish_does_not_import_torch() -> None:
 def test_a_public_name_loads_on_first_use() -> None:
     """`from lenetish import X` gives the object from its home module."""
     from lenetish import Trainer
-    from lenetish.trainer import Trainer as home
+    from lenetish.training.trainer import Trainer as home
 
     assert Trainer is home
 

@@ -1,4 +1,4 @@
-"""Tests of lenetish.inputs and predict: every input kind and every bad input."""
+"""Tests of lenetish.evaluation.inputs and predict: every input kind and every bad input."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from lenetish import (
     MNISTConvNet,
     predict,
 )
-from lenetish.inputs import mnistify, mnistify_files, prepare_inputs, printable_path
+from lenetish.evaluation.inputs import mnistify, mnistify_files, prepare_inputs, printable_path
 
 MNIST = DATASETS["mnist"]
 
@@ -165,7 +165,7 @@ def test_non_image_file_is_refused(tmp_path: Path) -> None:
 
 def test_huge_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An image above the pixel limit is refused before it is decoded."""
-    monkeypatch.setattr("lenetish.inputs.MAX_PIXELS", 1000)
+    monkeypatch.setattr("lenetish.evaluation.inputs.MAX_PIXELS", 1000)
     Image.new("L", (100, 100)).save(tmp_path / "big.png")
     with pytest.raises(InvalidImageError, match=r"100x100 pixels, more than the 1,000"):
         prepare_inputs(tmp_path / "big.png", MNIST)

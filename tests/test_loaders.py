@@ -1,4 +1,4 @@
-"""Tests of lenetish.loaders: the device-resident TensorLoader and the transform dataset."""
+"""Tests of lenetish.data.loaders: the device-resident TensorLoader and the transform dataset."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenetish import InvalidArgumentError, TensorLoader
-from lenetish.loaders import IdxDataset
+from lenetish.data.loaders import IdxDataset
 from tests.strategies import batch_sizes, seeds
 
 

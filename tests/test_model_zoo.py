@@ -38,7 +38,7 @@ from lenetish import (
     load_weights,
     predict,
 )
-from lenetish.export import EXPORT_FORMATS
+from lenetish.saving.export import EXPORT_FORMATS
 from tests.test_distributed import TORCHRUN, _run
 from tests.training_helpers import rows_without_seconds
 from tests.zoo_models import ZOO, build

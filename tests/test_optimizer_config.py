@@ -1,4 +1,4 @@
-"""Tests of lenetish.optimizer_config: what configure_optimizers may return."""
+"""Tests of lenetish.training.optimizer_config: what configure_optimizers may return."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch.optim import Optimizer
 
 from lenetish import InvalidArgumentError, MNISTConvNet, Trainer
-from lenetish.optimizer_config import OptimizerConfig, unpack_optimizer_config
+from lenetish.training.optimizer_config import OptimizerConfig, unpack_optimizer_config
 from tests.training_helpers import digit_batches
 
 

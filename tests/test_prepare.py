@@ -1,4 +1,4 @@
-"""Tests of lenetish.prepare and the input contract of predict: preparation, EXIF, value ranges."""
+"""Tests of prepare and the input contract of predict: preparation, EXIF, value ranges."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from lenetish import DATASETS, InvalidInputError, load_split, predict, pretrained
-from lenetish.prepare import fashionify, mnistify
+from lenetish.evaluation.prepare import fashionify, mnistify
 
 
 def _phone_photo(digit: np.ndarray, path: Path) -> None:
@@ -100,7 +100,7 @@ def test_own_preparation_of_the_wrong_size_is_named() -> None:
 
 def test_digit_preparation_is_the_mnist_one() -> None:
     """MNIST and KMNIST models get mnistify, Fashion-MNIST models fashionify."""
-    from lenetish.prepare import preparation_for
+    from lenetish.evaluation.prepare import preparation_for
 
     assert preparation_for(DATASETS["kmnist"]) is mnistify
     assert preparation_for(DATASETS["fashion-mnist"]) is fashionify

@@ -17,7 +17,7 @@ from lenetish import (
     train_recipe,
     train_stack,
 )
-from lenetish.identity import recorded_dataset
+from lenetish.data.identity import recorded_dataset
 
 
 def test_train_recipe_is_reproducible(fake_mnist: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of lenetish.resume: checkpoint state keyed by callback, and putting it back."""
+"""Tests of lenetish.training.resume: checkpoint state keyed by callback, and putting it back."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from lenetish import (
     Trainer,
     TrainState,
 )
-from lenetish.checkpoint import load_checkpoint, save_checkpoint
+from lenetish.saving.checkpoint import load_checkpoint, save_checkpoint
 from tests.training_helpers import digit_batches, quick_trainer
 
 

@@ -65,7 +65,7 @@ def test_unknown_weights_are_refused() -> None:
 
 def test_shipped_weights_record_mnist() -> None:
     """The shipped networks carry MNIST's dataset record (predict needs no dataset=)."""
-    from lenetish.identity import recorded_dataset
+    from lenetish.data.identity import recorded_dataset
 
     recorded = recorded_dataset(pretrained("default"))
     assert recorded is not None and recorded.name == "mnist"

@@ -1,4 +1,4 @@
-"""Tests of lenetish.stack_eval: evaluate and predict with a ModelStack."""
+"""Tests of lenetish.stack.evaluation: evaluate and predict with a ModelStack."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lenetish import InvalidArgumentError, MNISTConvNet, ModelStack, evaluate, predict
-from lenetish.stack_eval import StackEvalResult
+from lenetish.stack.evaluation import StackEvalResult
 from tests.training_helpers import digit_batches
 
 

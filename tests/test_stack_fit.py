@@ -1,4 +1,4 @@
-"""Tests of lenetish.stack_fit: a ModelStack trained by the Trainer, member by member exact."""
+"""Tests of lenetish.stack.fitting: a ModelStack trained by the Trainer, member by member exact."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from lenetish import (
     Trainer,
 )
 from lenetish.losses import Criterion
-from lenetish.stack_fit import MemberByMemberStep
+from lenetish.stack.fitting import MemberByMemberStep
 from tests.training_helpers import digit_batches
 
 

@@ -1,4 +1,4 @@
-"""Tests of lenetish.step: when the CUDA-graph step is used, its fallback, and eager parity."""
+"""Tests of step: when the CUDA-graph step is used, its fallback, and eager parity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-import lenetish.step
+import lenetish.training.step
 from lenetish import (
     BatchOutput,
     Callback,
@@ -22,8 +22,8 @@ from lenetish import (
 )
 from lenetish.callbacks.schedules import builtin_schedule
 from lenetish.distributed import DistributedEnv
-from lenetish.parallel import DataParallel
-from lenetish.step import CaptureRequest, StepSettings, capture_blockers
+from lenetish.distributed.strategies import DataParallel
+from lenetish.training.step import CaptureRequest, StepSettings, capture_blockers
 from tests.training_helpers import digit_batches, quick_trainer
 
 gpu = pytest.mark.gpu
@@ -171,8 +171,8 @@ def test_a_failed_capture_continues_eagerly_from_the_same_state(
     def failing_capture(step: Any, device: torch.device) -> Any:
         raise RuntimeError("injected capture failure")
 
-    monkeypatch.setattr(lenetish.step, "capture_blockers", lambda request: [])
-    monkeypatch.setattr(lenetish.step, "capture_cuda_graph", failing_capture)
+    monkeypatch.setattr(lenetish.training.step, "capture_blockers", lambda request: [])
+    monkeypatch.setattr(lenetish.training.step, "capture_cuda_graph", failing_capture)
     captured = quick_trainer(epochs=2, seed=3, cuda_graphs=True)
     with caplog.at_level(logging.INFO, "lenetish"):
         history = captured.fit(batches)

@@ -1,4 +1,4 @@
-"""Tests of lenetish.trainer: the fit loop, hook order, control flow, seams and resume."""
+"""Tests of lenetish.training.trainer: the fit loop, hook order, control flow, seams and resume."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of lenetish.weightfiles: weights files of every kind, told apart by content."""
+"""Tests of lenetish.saving.weightfiles: weights files of every kind, told apart by content."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from lenetish import (
     load_weights,
     save_weights,
 )
-from lenetish.checkpoint import save_checkpoint
-from lenetish.identity import recorded_dataset
-from lenetish.weightfiles import load_model, read_weights, saved_dataset
+from lenetish.data.identity import recorded_dataset
+from lenetish.saving.checkpoint import save_checkpoint
+from lenetish.saving.weightfiles import load_model, read_weights, saved_dataset
 from tests.blog_net import Net
 from tests.training_helpers import digit_batches, quick_trainer
 

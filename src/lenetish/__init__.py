@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lenetish._device import resolve_device, seed_everything
-    from lenetish.augment import RandomAffine
     from lenetish.callbacks import (
         EMA,
         Callback,
@@ -30,8 +29,10 @@ if TYPE_CHECKING:
         TerminateOnNaN,
         Timer,
     )
-    from lenetish.checkpoint import load_checkpoint, save_weights
     from lenetish.data import DATASETS, DatasetInfo, Loaders, default_root, load_split, make_loaders
+    from lenetish.data.augment import RandomAffine
+    from lenetish.data.idx import read_idx, write_idx
+    from lenetish.data.loaders import TensorLoader
     from lenetish.distributed import is_main_process
     from lenetish.errors import (
         CheckpointError,
@@ -53,9 +54,6 @@ if TYPE_CHECKING:
         UnsupportedModelError,
     )
     from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
-    from lenetish.export import export_model
-    from lenetish.idx import read_idx, write_idx
-    from lenetish.loaders import TensorLoader
     from lenetish.models import MNISTConvNet, MNISTWideNet
     from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
     from lenetish.recipe_runs import (
@@ -66,12 +64,18 @@ if TYPE_CHECKING:
         train_stack,
     )
     from lenetish.recipes import RECIPES, Recipe, get_recipe
+    from lenetish.saving.checkpoint import load_checkpoint, save_weights
+    from lenetish.saving.export import export_model
+    from lenetish.saving.weightfiles import load_model, load_weights
     from lenetish.shipped import available_pretrained, pretrained, pretrained_info
     from lenetish.stack import ModelStack
-    from lenetish.stack_eval import StackEvalResult
-    from lenetish.stack_fit import StackLoader
-    from lenetish.trainer import BatchOutput, Trainer, TrainState
-    from lenetish.weightfiles import load_model, load_weights
+    from lenetish.stack.evaluation import StackEvalResult
+    from lenetish.stack.fitting import StackLoader
+    from lenetish.training.trainer import BatchOutput, Trainer, TrainState
+
+from lenetish._moved import install as _install_moved_paths
+
+_install_moved_paths()  # old module paths (lenetish.step...) warn once and work until 0.3
 
 try:
     __version__ = version("lenetish")
@@ -81,7 +85,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 #: Where each public name is defined: imported from there on first access.
 _HOMES: dict[str, str] = {
     "available_pretrained": "lenetish.shipped",
-    "BatchOutput": "lenetish.trainer",
+    "BatchOutput": "lenetish.training.trainer",
     "Callback": "lenetish.callbacks",
     "CheckpointError": "lenetish.errors",
     "CSVLogger": "lenetish.callbacks",
@@ -97,7 +101,7 @@ _HOMES: dict[str, str] = {
     "EMA": "lenetish.callbacks",
     "EvalResult": "lenetish.evaluation",
     "evaluate": "lenetish.evaluation",
-    "export_model": "lenetish.export",
+    "export_model": "lenetish.saving.export",
     "get_recipe": "lenetish.recipes",
     "History": "lenetish.callbacks",
     "InputShapeError": "lenetish.errors",
@@ -106,10 +110,10 @@ _HOMES: dict[str, str] = {
     "InvalidInputError": "lenetish.errors",
     "is_main_process": "lenetish.distributed",
     "LenetishError": "lenetish.errors",
-    "load_checkpoint": "lenetish.checkpoint",
-    "load_model": "lenetish.weightfiles",
+    "load_checkpoint": "lenetish.saving.checkpoint",
+    "load_model": "lenetish.saving.weightfiles",
     "load_split": "lenetish.data",
-    "load_weights": "lenetish.weightfiles",
+    "load_weights": "lenetish.saving.weightfiles",
     "Loaders": "lenetish.data",
     "LRSchedule": "lenetish.callbacks",
     "LearningRateMonitor": "lenetish.callbacks",
@@ -133,19 +137,19 @@ _HOMES: dict[str, str] = {
     "pretrained": "lenetish.shipped",
     "pretrained_info": "lenetish.shipped",
     "ProgressBar": "lenetish.callbacks",
-    "RandomAffine": "lenetish.augment",
-    "read_idx": "lenetish.idx",
+    "RandomAffine": "lenetish.data.augment",
+    "read_idx": "lenetish.data.idx",
     "Recipe": "lenetish.recipes",
     "RECIPES": "lenetish.recipes",
     "resolve_device": "lenetish._device",
-    "save_weights": "lenetish.checkpoint",
+    "save_weights": "lenetish.saving.checkpoint",
     "seed_everything": "lenetish._device",
     "SkipBatch": "lenetish.callbacks",
-    "StackEvalResult": "lenetish.stack_eval",
-    "StackLoader": "lenetish.stack_fit",
+    "StackEvalResult": "lenetish.stack.evaluation",
+    "StackLoader": "lenetish.stack.fitting",
     "StopTraining": "lenetish.callbacks",
     "TensorBoardLogger": "lenetish.callbacks",
-    "TensorLoader": "lenetish.loaders",
+    "TensorLoader": "lenetish.data.loaders",
     "TerminateOnNaN": "lenetish.callbacks",
     "Timer": "lenetish.callbacks",
     "train_ensemble": "lenetish.recipe_runs",
@@ -153,9 +157,9 @@ _HOMES: dict[str, str] = {
     "train_stack": "lenetish.recipe_runs",
     "TrainedModel": "lenetish.recipe_runs",
     "TrainedStack": "lenetish.recipe_runs",
-    "Trainer": "lenetish.trainer",
-    "TrainState": "lenetish.trainer",
-    "write_idx": "lenetish.idx",
+    "Trainer": "lenetish.training.trainer",
+    "TrainState": "lenetish.training.trainer",
+    "write_idx": "lenetish.data.idx",
 }
 
 

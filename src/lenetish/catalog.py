@@ -1,7 +1,8 @@
 """The tables the command line lists before torch is imported: the MNIST family, export formats.
 
 Nothing here imports torch, so ``lenetish --help`` and argument checking stay fast; the
-modules that do the work (:mod:`lenetish.identity`, :mod:`lenetish.export`) use these tables.
+modules that do the work (:mod:`lenetish.data.identity`, :mod:`lenetish.saving.export`) use
+these tables.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ _VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[Convert, str | None]] = (
 )
 
 
+_DELEGATES: dict[type[nn.Module], Callable[[Any], nn.Module]] = {}
+
+
 def declares_fast_path(model: nn.Module) -> bool:
     """Whether ``model``'s class declares ``lenetish_fast_path = True`` where ``forward`` is.
 
@@ -74,14 +77,22 @@ def declares_fast_path(model: nn.Module) -> bool:
         >>> declares_fast_path(torch.nn.Linear(2, 2))
         False
     """
-    from lenetish.stack import ModelStack  # the stack module is light; avoids a cycle
-
-    if isinstance(model, ModelStack):
-        return declares_fast_path(model.stacked)
+    for model_type, inner in _DELEGATES.items():  # a ModelStack answers for its members
+        if isinstance(model, model_type):
+            return declares_fast_path(inner(model))
     for klass in type(model).__mro__:
         if "forward" in vars(klass):
             return vars(klass).get(FAST_PATH_ATTRIBUTE, False) is True
     return False
+
+
+def delegate_fast_path(model_type: type[nn.Module], inner: Callable[[Any], nn.Module]) -> None:
+    """Let models of ``model_type`` declare the fast path when ``inner(model)`` does.
+
+    The stack package registers :class:`~lenetish.ModelStack` here (its members' network
+    decides), so that this module needs no import of it.
+    """
+    _DELEGATES[model_type] = inner
 
 
 def _tensors(output: object) -> Iterator[Tensor]:

@@ -296,7 +296,7 @@ class MetricSet:
         """The functions' running sums and the count, for a checkpoint written mid-epoch.
 
         Metric objects keep their own state, which is not saved: after a resume they count
-        only the batches trained since (a resume logs which; see :mod:`lenetish.resume`).
+        only the batches trained since (a resume logs which; see :mod:`lenetish.training.resume`).
         """
         return {
             "sums": {name: total.detach().clone() for name, total in self.sums.items()},

@@ -13,12 +13,12 @@ from torch import nn
 from lenetish._device import DeviceLike
 from lenetish.callbacks import Callback, History
 from lenetish.data import Loaders, make_loaders
+from lenetish.data.identity import recorded_dataset, remember_dataset
+from lenetish.data.loaders import TensorLoader
 from lenetish.errors import InvalidArgumentError
-from lenetish.identity import recorded_dataset, remember_dataset
-from lenetish.loaders import TensorLoader
 from lenetish.recipes import Recipe, get_recipe
 from lenetish.stack import ModelStack
-from lenetish.stack_fit import StackLoader
+from lenetish.stack.fitting import StackLoader
 
 __all__ = ["TrainedModel", "TrainedStack", "train_ensemble", "train_recipe", "train_stack"]
 

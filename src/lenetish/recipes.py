@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch loads only when a recipe builds something: ``--help``
 
     from lenetish._device import DeviceLike, Precision
     from lenetish.callbacks import Callback
-    from lenetish.trainer import OptimizerName, SchedulerName, Trainer
+    from lenetish.training.trainer import OptimizerName, SchedulerName, Trainer
 
 __all__ = ["RECIPES", "Recipe", "get_recipe"]
 
@@ -86,9 +86,9 @@ class Recipe:
         epochs: int | None = None,
     ) -> Trainer:
         """A :class:`~lenetish.Trainer` set up as this recipe says."""
-        from lenetish.augment import RandomAffine
         from lenetish.callbacks import EMA
-        from lenetish.trainer import Trainer
+        from lenetish.data.augment import RandomAffine
+        from lenetish.training.trainer import Trainer
 
         extra: list[Callback] = [EMA(self.ema_decay)] if self.ema_decay is not None else []
         return Trainer(

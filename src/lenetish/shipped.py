@@ -14,10 +14,10 @@ from typing import Any
 
 from torch import nn
 
+from lenetish.data.identity import DATASETS, recorded_dataset, remember_dataset
 from lenetish.errors import CheckpointError, InvalidArgumentError
-from lenetish.identity import DATASETS, recorded_dataset, remember_dataset
 from lenetish.recipes import RECIPES, get_recipe
-from lenetish.weightfiles import load_weights
+from lenetish.saving.weightfiles import load_weights
 
 __all__ = ["available_pretrained", "pretrained", "pretrained_info"]
 

@@ -37,8 +37,8 @@ from torch.optim import Optimizer
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.state import BatchOutput, TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import BatchOutput, TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["Callback", "SkipBatch", "StopTraining"]
 

@@ -16,8 +16,8 @@ from lenetish.callbacks.watch import MetricWatch, Mode, check_finite_or_none
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.state import BatchOutput, TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import BatchOutput, TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["ModelCheckpoint"]
 

@@ -11,8 +11,8 @@ from lenetish._checks import check_fraction
 from lenetish.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from lenetish.state import BatchOutput, TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import BatchOutput, TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["EMA"]
 

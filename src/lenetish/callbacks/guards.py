@@ -18,8 +18,8 @@ from lenetish.callbacks.base import Callback
 from lenetish.errors import InvalidArgumentError, TrainingDivergedError
 
 if TYPE_CHECKING:
-    from lenetish.state import BatchOutput, TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import BatchOutput, TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["Duration", "TerminateOnNaN", "Timer"]
 

@@ -16,8 +16,8 @@ from lenetish.callbacks.base import Callback
 from lenetish.errors import InvalidArgumentError, OutputFileError
 
 if TYPE_CHECKING:
-    from lenetish.state import TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["History", "check_separator"]
 

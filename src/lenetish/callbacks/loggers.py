@@ -17,8 +17,8 @@ from lenetish.callbacks.history import History, check_separator
 from lenetish.errors import InvalidArgumentError, MissingDependencyError, OutputFileError
 
 if TYPE_CHECKING:
-    from lenetish.state import BatchOutput, TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import BatchOutput, TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["CSVLogger", "ProgressBar", "TensorBoardLogger"]
 

@@ -13,8 +13,8 @@ from lenetish.callbacks.schedules import LRSchedule
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.state import TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["LearningRateMonitor"]
 

@@ -20,8 +20,8 @@ from lenetish.callbacks.watch import DeltaMode, MetricWatch, Mode, check_finite_
 from lenetish.errors import CheckpointError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.state import TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["EarlyStopping", "ModelCheckpoint", "StoppingReason"]
 

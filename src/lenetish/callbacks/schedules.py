@@ -16,8 +16,8 @@ from lenetish.callbacks.watch import MetricWatch, direction
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.state import BatchOutput, TrainState
-    from lenetish.trainer import Trainer
+    from lenetish.training.state import BatchOutput, TrainState
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["Interval", "LRSchedule", "SchedulerFactory", "TrainerSchedule", "builtin_schedule"]
 

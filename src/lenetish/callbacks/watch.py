@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lenetish.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from lenetish.state import TrainState
+    from lenetish.training.state import TrainState
 
 __all__ = [
     "BUILT_IN_DIRECTIONS",

@@ -1,0 +1,523 @@
+"""MNIST-family data: find (or download) the idx files, verify them, and batch them fast.
+
+Where the files come from (a folder, ``$LENETISH_DATA``, the user cache, or the MNIST copy
+bundled with the package) is decided in :mod:`lenetish.data.sources` and logged once per call.
+The default path reads a split once into one tensor, normalises it once (on the training
+device when one is given) and yields batches by indexing: no per-sample Python and no PIL. A
+user's own torchvision ``transform`` switches to a standard :class:`~torch.utils.data.DataLoader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, overload
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from typing_extensions import TypeVar
+
+from lenetish._checks import check_positive_int
+from lenetish._device import DeviceLike, resolve_device
+from lenetish.data.identity import (
+    CUSTOM,
+    DATASETS,
+    DatasetInfo,
+    dataset_info,
+    identify_labels,
+    unknown_files,
+    with_overrides,
+)
+from lenetish.data.idx import read_idx_images, read_idx_labels
+from lenetish.data.loaders import IdxDataset, NormalisedTensor, TensorLoader
+from lenetish.data.sources import (
+    DataSource,
+    default_root,
+    expand_folder,
+    folder_for_auto,
+    locate_split,
+    resolve_source,
+)
+from lenetish.errors import DatasetCorruptError, DatasetMismatchError, InvalidArgumentError
+
+__all__ = [
+    "DATASETS",
+    "DataSource",
+    "DatasetInfo",
+    "Loaders",
+    "dataset_info",
+    "default_root",
+    "load_split",
+    "make_loaders",
+    "make_test_loader",
+    "read_split",
+]
+
+#: The loader type of a :class:`Loaders`' splits: :class:`~lenetish.TensorLoader` unless a
+#: transform makes a split a ``DataLoader``.
+SplitLoader = TypeVar("SplitLoader", default=TensorLoader)
+
+logger = logging.getLogger(__name__)
+
+
+def _source(root: str | os.PathLike[str] | None, dataset: str) -> tuple[DataSource, DatasetInfo]:
+    """Where the files come from, and whose folder layout to look for them in."""
+    if dataset != "auto":
+        location = dataset_info(dataset)
+    elif root is None:
+        location = DATASETS["mnist"]
+    else:
+        location = folder_for_auto(expand_folder(root), list(DATASETS.values()), DATASETS["mnist"])
+    return resolve_source(root, location), location
+
+
+def _read_split(
+    source: DataSource, location: DatasetInfo, train: bool, download: bool, num_classes: int
+) -> tuple[Tensor, Tensor, str | None]:
+    """Locate, read and cross-check one split; also say which dataset its labels identify."""
+    images_path, labels_path = locate_split(source, location, train, download_missing=download)
+    images = read_idx_images(images_path)
+    labels = read_idx_labels(labels_path, num_classes=num_classes)
+    if len(images) != len(labels):
+        raise DatasetCorruptError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+            "labels; the two files must come from the same split"
+        )
+    return images, labels.long(), identify_labels(labels, labels_path, train)
+
+
+def _settle(
+    dataset: str,
+    found: str | None,
+    source: DataSource,
+    *,
+    mean: float | None,
+    std: float | None,
+    classes: Sequence[str] | None,
+) -> DatasetInfo:
+    """The settings of the files read: what they were recognised as, checked against ``dataset``.
+
+    Raises:
+        DatasetMismatchError: the files are a recognised dataset other than ``dataset``.
+    """
+    if found is not None and dataset not in ("auto", found):
+        raise DatasetMismatchError(
+            f"the files in {source} are the canonical {found} files (recognised by their "
+            f"labels), but dataset={dataset!r} was asked for; pass dataset={found!r}, or "
+            f"dataset='auto' (the default, --dataset auto) to take the settings from the files"
+        )
+    if found is not None:
+        info = DATASETS[found]
+    elif dataset != "auto":
+        info = DATASETS[dataset]
+    elif mean is None and std is None and classes is None:
+        info = unknown_files(f"the files in {source}")
+    else:
+        info = replace(DATASETS["mnist"], name=CUSTOM, torchvision_name="")
+    info = with_overrides(info, mean=mean, std=std, classes=classes)
+    logger.info("%s data: %s", info.name, source)
+    return info
+
+
+def _load(
+    root: str | os.PathLike[str] | None,
+    dataset: str,
+    splits: tuple[bool, ...],
+    download: bool,
+    mean: float | None,
+    std: float | None,
+    classes: Sequence[str] | None,
+) -> tuple[list[tuple[Tensor, Tensor]], DatasetInfo, DataSource]:
+    """Read ``splits`` (train flags), identify them and settle the dataset's settings."""
+    with_overrides(DATASETS["mnist"], mean=mean, std=std, classes=classes)  # checks early
+    source, location = _source(root, dataset)
+    num_classes = len(classes) if classes is not None else 10
+    read = [_read_split(source, location, train, download, num_classes) for train in splits]
+    found = {name for _, _, name in read if name is not None}
+    if len(found) > 1:
+        raise DatasetMismatchError(
+            f"the files in {source} mix datasets: the training labels are "
+            f"{read[0][2]}'s and the test labels {read[-1][2]}'s; put each dataset's four "
+            "files in a folder of its own"
+        )
+    info = _settle(
+        dataset, found.pop() if found else None, source, mean=mean, std=std, classes=classes
+    )
+    return [(images, labels) for images, labels, _ in read], info, source
+
+
+def load_split(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    train: bool = True,
+    download: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Find, optionally download, read and verify one split of an MNIST-family dataset.
+
+    Args:
+        root: the data folder. The files may sit in torchvision's layout
+            (``root/MNIST/raw/``), in ``root/<dataset>/`` or directly in ``root``, raw or
+            gzip-compressed. ``None``: for MNIST (and ``"auto"``), ``$LENETISH_DATA`` or the
+            user cache folder if it holds the files, else the copy bundled with lenetish; for
+            the other datasets, :func:`default_root`.
+        dataset: ``"auto"`` (what the files are, recognised by content; see :doc:`/data`),
+            ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        train: the training split (60,000 images) or the test split (10,000).
+        download: let torchvision download the files when they are not found (MNIST is only
+            downloaded into a folder given as ``root``; ``"auto"`` downloads MNIST).
+
+    Returns:
+        ``(images, labels)``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``.
+
+    Raises:
+        InvalidArgumentError: ``dataset`` is unknown.
+        DatasetMismatchError: the files are another recognised dataset than ``dataset``.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is not a valid idx file, the counts disagree, or a bundled
+            file's SHA-256 differs from the recorded one.
+
+    Example:
+        >>> images, labels = load_split(train=False)  # the bundled MNIST test split
+        >>> tuple(images.shape), labels[:5].tolist()
+        ((10000, 28, 28), [7, 2, 1, 0, 4])
+    """
+    return read_split(root, dataset=dataset, train=train, download=download)[:2]
+
+
+def read_split(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    train: bool = True,
+    download: bool = True,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> tuple[Tensor, Tensor, DatasetInfo]:
+    """:func:`~lenetish.load_split`, also returning the dataset's settings (what the files are).
+
+    Args:
+        root: the data folder, as for :func:`~lenetish.load_split`.
+        dataset: ``"auto"``, ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``.
+        train: the training split, or the test split.
+        download: let torchvision download the files when they are not found.
+        mean: the normalisation mean instead of the dataset's.
+        std: the normalisation standard deviation instead of the dataset's.
+        classes: the class names instead of the dataset's.
+
+    Returns:
+        ``(images, labels, info)``: uint8 ``(N, 28, 28)``, int64 ``(N,)`` and the dataset's
+        :class:`~lenetish.DatasetInfo` (with the given overrides).
+
+    Raises:
+        InvalidArgumentError: ``dataset`` is unknown or an override is out of range.
+        DatasetMismatchError: the files are another recognised dataset than ``dataset``.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is damaged.
+
+    Example:
+        >>> from lenetish.data import read_split
+        >>> images, labels, info = read_split(train=False)
+        >>> info.name, len(labels)
+        ('mnist', 10000)
+    """
+    (split,), info, _ = _load(root, dataset, (train,), download, mean, std, classes)
+    return split[0], split[1], info
+
+
+@dataclass
+class Loaders(Generic[SplitLoader]):
+    """The loaders :func:`make_loaders` returns.
+
+    Typed ``Loaders[TensorLoader]`` (what a bare ``Loaders`` means) when no transform is given,
+    so ``loaders.train.num_samples`` type-checks; with a ``transform``, ``eval_transform`` or
+    ``target_transform`` a split may be a :class:`~torch.utils.data.DataLoader`.
+
+    Attributes:
+        train: shuffled training batches (without the validation samples).
+        val: validation batches carved from the training split, or ``None``.
+        test: test batches, never shuffled.
+        info: the dataset's name, normalisation constants and class names.
+        source: where the files were read from (e.g. the copy bundled with lenetish).
+
+    Example:
+        >>> loaders = make_loaders(subset=1000, val_size=200, batch_size=100)
+        >>> loaders.train.num_samples, loaders.val.num_samples, loaders.test.num_samples
+        (800, 200, 10000)
+        >>> images, labels = next(iter(loaders.train))
+        >>> images.shape, labels.shape
+        (torch.Size([100, 1, 28, 28]), torch.Size([100]))
+        >>> loaders.info.name
+        'mnist'
+    """
+
+    train: SplitLoader
+    val: SplitLoader | None
+    test: SplitLoader
+    info: DatasetInfo
+    source: DataSource | None = None
+
+
+def _val_count(val_size: float, num_train: int) -> int:
+    """Turn ``val_size`` (a count, or a fraction in (0, 1)) into a number of samples."""
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
+        raise InvalidArgumentError(f"val_size must be a number, got {val_size!r}")
+    count = round(val_size * num_train) if isinstance(val_size, float) else val_size
+    if isinstance(val_size, float) and not 0.0 <= val_size < 1.0:
+        count = -1
+    if not 0 <= count < num_train:
+        raise InvalidArgumentError(
+            f"val_size={val_size!r} must be a count in [0, {num_train}) or a fraction in "
+            "[0, 1), so that some training samples remain"
+        )
+    return count
+
+
+def split_indices(num_samples: int, val_count: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Deterministically split ``range(num_samples)`` into sorted train and val indices."""
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
+    return order[val_count:].sort().values, order[:val_count].sort().values
+
+
+def _normalise(images: Tensor, info: DatasetInfo, device: torch.device) -> Tensor:
+    """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, moved first, normalised once."""
+    scaled = images.to(device).unsqueeze(1).float().div_(255.0)
+    return scaled.sub_(info.mean).div_(info.std)
+
+
+@overload
+def make_loaders(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    batch_size: int = 200,
+    val_size: float = 0,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    eval_batch_size: int | None = None,
+    drop_last: bool = False,
+    transform: None = None,
+    eval_transform: None = None,
+    target_transform: None = None,
+    num_workers: int = 0,
+    subset: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> Loaders[TensorLoader]: ...
+
+
+@overload
+def make_loaders(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    batch_size: int = 200,
+    val_size: float = 0,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    eval_batch_size: int | None = None,
+    drop_last: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    eval_transform: Callable[[Any], Any] | None = None,
+    target_transform: Callable[[Any], Any] | None = None,
+    num_workers: int = 0,
+    subset: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> Loaders[TensorLoader | DataLoader[Any]]: ...
+
+
+def make_loaders(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    batch_size: int = 200,
+    val_size: float = 0,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    eval_batch_size: int | None = None,
+    drop_last: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    eval_transform: Callable[[Any], Any] | None = None,
+    target_transform: Callable[[Any], Any] | None = None,
+    num_workers: int = 0,
+    subset: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> Loaders[Any]:
+    """Build train, validation and test loaders for an MNIST-family dataset.
+
+    Args:
+        root: data folder; ``None``: for MNIST (and ``"auto"``), ``$LENETISH_DATA`` or the
+            user cache folder if it holds the files, else the copy bundled with lenetish (see
+            :func:`load_split` for the layouts it understands). The choice is logged and kept
+            in :attr:`Loaders.source`.
+        dataset: ``"auto"`` (the default): the files' own settings, recognised by content
+            (canonical MNIST, Fashion-MNIST and KMNIST files; other files get MNIST's
+            normalisation and digit names, logged). ``"mnist"``, ``"fashion-mnist"`` or
+            ``"kmnist"``: that dataset's settings, and an error if the files are another one.
+        batch_size: training batch size (the seed used 200).
+        val_size: samples carved from the training split for validation: a count, or a
+            fraction in ``[0, 1)``; 0 means no validation loader. The split is fixed by ``seed``.
+        device: where the tensors live (``None``: the CPU; ``"auto"``: the best device).
+        download: let torchvision download missing files (MNIST only into ``root``).
+        seed: seed of the validation split and of the training order.
+        eval_batch_size: batch size of the validation and test loaders (default: ``batch_size``).
+        drop_last: drop a last, smaller training batch.
+        transform: a torchvision transform applied to each PIL image of the *training* batches
+            only; switches training to a standard ``DataLoader``. It must convert and
+            normalise too (e.g. end with ``ToTensor()`` and ``Normalize(info.mean,
+            info.std)``): nothing is added to it.
+        eval_transform: applied to each PIL image of the validation and test batches (default:
+            the deterministic conversion and the dataset's normalisation, as without
+            ``transform``). Random augmentation belongs in ``transform``, never here.
+        target_transform: applied to each integer label, in every split (``DataLoader`` path).
+        num_workers: worker processes of the ``DataLoader`` path.
+        subset: keep only the first ``subset`` training samples (before the validation
+            split), for quick trial runs; ``None`` keeps them all.
+        mean: the normalisation mean instead of the dataset's (pixels scaled to ``[0, 1]``).
+        std: the normalisation standard deviation instead of the dataset's.
+        classes: the class names instead of the dataset's (index = label).
+
+    Returns:
+        The :class:`Loaders`; :attr:`Loaders.info` says what the files are.
+
+    Raises:
+        InvalidArgumentError: an argument is out of range or the dataset is unknown.
+        DatasetMismatchError: the files are another recognised dataset than ``dataset``.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is damaged.
+        DeviceUnavailableError: ``device`` is not present on this machine.
+
+    Example:
+        >>> loaders = make_loaders(val_size=10_000)  # MNIST, from the bundled copy if need be
+        >>> loaders.train.num_samples, loaders.val.num_samples
+        (50000, 10000)
+        >>> loaders.info.name, len(loaders.train)  # 250 batches of 200
+        ('mnist', 250)
+    """
+    check_positive_int("batch_size", batch_size)
+    eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+    check_positive_int("eval_batch_size", eval_batch_size)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise InvalidArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    if dataset != "auto":
+        dataset_info(dataset)
+    target = torch.device("cpu") if device is None else resolve_device(device)
+    splits, info, source = _load(root, dataset, (True, False), download, mean, std, classes)
+    (train_images, train_labels), (test_images, test_labels) = splits
+    if subset is not None:
+        check_positive_int("subset", subset)
+        train_images, train_labels = train_images[:subset], train_labels[:subset]
+    train_index, val_index = split_indices(
+        len(train_labels), _val_count(val_size, len(train_labels)), seed
+    )
+    convert = NormalisedTensor(info.mean, info.std)
+    eval_items = eval_transform or (convert if target_transform is not None else None)
+    shuffler = torch.Generator().manual_seed(seed)
+
+    def loader(
+        images: Tensor, labels: Tensor, items: Callable[[Any], Any], batch: int, shuffle: bool
+    ) -> DataLoader[Any]:
+        return DataLoader(
+            IdxDataset(images, labels, items, target_transform),
+            batch_size=batch,
+            shuffle=shuffle,
+            generator=shuffler if shuffle else None,
+            drop_last=drop_last and shuffle,
+            num_workers=num_workers,
+        )
+
+    train_all: Tensor | None = None
+    if transform is not None or target_transform is not None:
+        train: TensorLoader | DataLoader[Any] = loader(
+            train_images[train_index], train_labels[train_index], transform or convert,
+            batch_size, True,
+        )  # fmt: skip
+    else:
+        train_all = _normalise(train_images, info, target)
+        index = train_index.to(target) if len(val_index) else slice(None)
+        train = TensorLoader(
+            train_all[index], train_labels.to(target)[index], batch_size=batch_size,
+            shuffle=True, seed=seed, drop_last=drop_last, info=info,
+        )  # fmt: skip
+    val: TensorLoader | DataLoader[Any] | None = None
+    if len(val_index) and eval_items is not None:
+        val = loader(
+            train_images[val_index], train_labels[val_index], eval_items, eval_batch_size, False
+        )
+    elif len(val_index):
+        normalised = _normalise(train_images, info, target) if train_all is None else train_all
+        on_device = val_index.to(target)
+        val = TensorLoader(
+            normalised[on_device], train_labels.to(target)[on_device],
+            batch_size=eval_batch_size, info=info,
+        )  # fmt: skip
+    test: TensorLoader | DataLoader[Any] = (
+        loader(test_images, test_labels, eval_items, eval_batch_size, False)
+        if eval_items is not None
+        else _tensor_loader(test_images, test_labels, info, target, eval_batch_size)
+    )
+    return Loaders(train=train, val=val, test=test, info=info, source=source)
+
+
+def _tensor_loader(
+    images: Tensor, labels: Tensor, info: DatasetInfo, device: torch.device, batch_size: int
+) -> TensorLoader:
+    """An unshuffled loader over a whole split, normalised on ``device``."""
+    return TensorLoader(
+        _normalise(images, info, device), labels.to(device), batch_size=batch_size, info=info
+    )
+
+
+def make_test_loader(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str = "auto",
+    batch_size: int = 1000,
+    device: DeviceLike | None = None,
+    download: bool = True,
+    mean: float | None = None,
+    std: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> TensorLoader:
+    """The test split alone, as :func:`make_loaders` gives it, without reading the training split.
+
+    Args:
+        root: the data folder (see :func:`load_split`).
+        dataset: ``"auto"``, ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"`` (see
+            :func:`make_loaders`).
+        batch_size: images per batch.
+        device: where the tensors live (``None``: the CPU).
+        download: let torchvision download missing files.
+        mean: the normalisation mean instead of the dataset's.
+        std: the normalisation standard deviation instead of the dataset's.
+        classes: the class names instead of the dataset's.
+
+    Returns:
+        An unshuffled :class:`TensorLoader` over the 10,000 normalised test images; its
+        ``info`` says what the files are.
+
+    Raises:
+        InvalidArgumentError: an argument is out of range or the dataset is unknown.
+        DatasetMismatchError: the files are another recognised dataset than ``dataset``.
+        DatasetNotFoundError: the files are absent and could not be downloaded.
+        DatasetCorruptError: a file is damaged.
+    """
+    check_positive_int("batch_size", batch_size)
+    target = torch.device("cpu") if device is None else resolve_device(device)
+    images, labels, info = read_split(
+        root, dataset=dataset, train=False, download=download, mean=mean, std=std,
+        classes=classes,
+    )  # fmt: skip
+    return _tensor_loader(images, labels, info, target, batch_size)

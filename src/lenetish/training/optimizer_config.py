@@ -1,0 +1,129 @@
+"""What ``Trainer.configure_optimizers`` may return: an optimizer, with or without a scheduler.
+
+Three shapes are accepted, the last two as Lightning users write them:
+
+* an optimizer;
+* ``(optimizer, scheduler)``;
+* ``{"optimizer": optimizer, "lr_scheduler": scheduler}``, where the scheduler may be a dict
+  ``{"scheduler": ..., "interval": "epoch" | "step", "monitor": "val_loss", "frequency": 1}``.
+
+A returned scheduler is stepped by an :class:`~lenetish.LRSchedule` the fit adds, under the
+same checkpoint key as the Trainer's ``scheduler=`` setting, so it resumes like it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+from lenetish.callbacks.schedules import LRSchedule
+from lenetish.errors import InvalidArgumentError
+
+__all__ = ["SCHEDULE_KEY", "OptimizerConfig", "unpack_optimizer_config"]
+
+#: What ``configure_optimizers`` may return.
+OptimizerConfig: TypeAlias = Optimizer | tuple[Optimizer, LRScheduler] | Mapping[str, Any]
+
+#: The checkpoint key of the fit's own schedule (``scheduler=`` or a returned scheduler).
+SCHEDULE_KEY = "lenetish.Trainer.scheduler"
+
+_SHAPES = (
+    "return an optimizer, (optimizer, scheduler), or {'optimizer': optimizer, "
+    "'lr_scheduler': scheduler or {'scheduler': ..., 'interval': 'epoch' or 'step', "
+    "'monitor': ...}}"
+)
+
+
+def _single(value: object, what: str) -> object:
+    """``value``, or the one item of a one-item list or tuple (Lightning's ``[opt], [sched]``)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise InvalidArgumentError(
+                f"configure_optimizers returned {len(value)} {what}s; a lenetish fit has one "
+                f"optimizer and at most one scheduler: {_SHAPES}"
+            )
+        return value[0]
+    return value
+
+
+def _schedule(spec: object) -> LRSchedule:
+    """The callback that steps a returned scheduler (or a Lightning scheduler dict)."""
+    settings: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {"scheduler": spec}
+    scheduler = settings.get("scheduler")
+    if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
+        raise InvalidArgumentError(
+            f"configure_optimizers returned {type(scheduler).__name__} as the scheduler, not a "
+            f"torch.optim.lr_scheduler scheduler: {_SHAPES}"
+        )
+    unknown = set(settings) - {"scheduler", "interval", "monitor", "frequency", "name", "strict"}
+    if unknown:
+        raise InvalidArgumentError(
+            f"the scheduler dict has keys lenetish does not know ({', '.join(sorted(unknown))});"
+            " use 'scheduler', 'interval', 'monitor' (and 'frequency': 1)"
+        )
+    if settings.get("frequency", 1) != 1:
+        raise InvalidArgumentError(
+            f"'frequency': {settings['frequency']!r} is not supported; a returned scheduler "
+            "steps every interval: use 'frequency': 1, or an LRSchedule callback of your own"
+        )
+    schedule = LRSchedule(
+        lambda optimizer: scheduler,  # built already, by configure_optimizers
+        interval=settings.get("interval", "epoch"),
+        monitor=settings.get("monitor"),
+    )
+    schedule.state_key = SCHEDULE_KEY
+    return schedule
+
+
+def unpack_optimizer_config(config: object) -> tuple[Optimizer, LRSchedule | None]:
+    """The optimizer ``configure_optimizers`` returned, and a callback for its scheduler.
+
+    Args:
+        config: what ``configure_optimizers`` returned.
+
+    Returns:
+        The optimizer and an :class:`~lenetish.LRSchedule` stepping the returned scheduler,
+        or ``None`` when it returned none.
+
+    Raises:
+        InvalidArgumentError: any other shape, several optimizers or schedulers, or a
+            scheduler setting lenetish cannot honour.
+
+    Example:
+        >>> import torch
+        >>> from lenetish.training.optimizer_config import unpack_optimizer_config
+        >>> weights = [torch.nn.Parameter(torch.zeros(2))]
+        >>> optimizer = torch.optim.SGD(weights, lr=0.1)
+        >>> steps = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+        >>> found, schedule = unpack_optimizer_config((optimizer, steps))
+        >>> found is optimizer, schedule.interval
+        (True, 'epoch')
+        >>> unpack_optimizer_config({"optimizer": optimizer, "lr_scheduler": {
+        ...     "scheduler": steps, "interval": "step"}})[1].interval
+        'step'
+    """
+    if isinstance(config, Optimizer):
+        return config, None
+    if isinstance(config, Mapping):
+        unknown = set(config) - {"optimizer", "lr_scheduler"}
+        if "optimizer" not in config or unknown:
+            raise InvalidArgumentError(
+                f"configure_optimizers returned a dict with keys {sorted(map(str, config))}: "
+                f"{_SHAPES}"
+            )
+        optimizer, scheduler = config["optimizer"], config.get("lr_scheduler")
+    elif isinstance(config, (tuple, list)) and len(config) == 2:
+        optimizer, scheduler = _single(config[0], "optimizer"), _single(config[1], "scheduler")
+    else:
+        raise InvalidArgumentError(
+            f"configure_optimizers returned {type(config).__name__}: {_SHAPES}"
+        )
+    if not isinstance(optimizer, Optimizer):
+        raise InvalidArgumentError(
+            f"configure_optimizers returned {type(optimizer).__name__} as the optimizer, not a "
+            f"torch.optim.Optimizer: {_SHAPES}"
+        )
+    return optimizer, None if scheduler is None else _schedule(scheduler)

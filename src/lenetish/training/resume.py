@@ -1,0 +1,483 @@
+"""A Trainer's full state as a checkpoint, and its inverse: putting a checkpoint back.
+
+:func:`checkpoint_state` (what :meth:`Trainer.checkpoint_state
+<lenetish.Trainer.checkpoint_state>` returns) and :func:`restore_training_state` (what
+``Trainer.fit(resume=...)`` does) live side by side so that each field written by one is
+read by the other. Callback states are keyed by :attr:`Callback.state_key
+<lenetish.Callback.state_key>`, so the order of the callbacks may change between runs.
+
+A checkpoint written while an epoch's training batches run (from ``on_epoch_start`` to the
+last batch's ``on_batch_end``) holds that epoch as unfinished: ``epoch`` counts the finished
+epochs, ``rng`` is the random state at the start of the unfinished one, and ``mid_epoch``
+holds how many of its batches were done, the random state when it was written, and the
+epoch's running training score and logged values. A fit resumed from it starts that epoch
+again, draws its batches in the same order, skips those already trained
+(:func:`resumed_batches`), then puts the random state of the save back, so it goes on exactly
+as the interrupted fit did.
+
+Every callback's ``state_dict()`` is checked as it is saved, so that the checkpoint loads back
+under ``torch.load(weights_only=True)`` (:func:`loadable_state`): NumPy scalars become Python
+numbers and NumPy arrays tensors; any other object that loading would refuse (a
+``collections.deque``, a ``frozenset``, a dataclass...) is refused at once with a
+:class:`~lenetish.CheckpointError` naming the callback and where in its state the object sits.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import logging
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lenetish.callbacks import Callback
+from lenetish.errors import CheckpointError, InvalidArgumentError
+from lenetish.saving.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    capture_rng_state,
+    load_model_state,
+    restore_rng_state,
+)
+from lenetish.saving.checkpoint_checks import check_training_checkpoint
+from lenetish.stack.fitting import fit_score
+from lenetish.training.state import EpochProgress
+
+if TYPE_CHECKING:
+    from lenetish.training.trainer import Trainer
+
+__all__ = [
+    "callbacks_by_key",
+    "checkpoint_state",
+    "has_state",
+    "loadable_state",
+    "restore_training_state",
+    "resumed_batches",
+    "start_epoch_progress",
+]
+
+T = TypeVar("T")
+_END = object()  # what next() returns at the end of the loader
+
+logger = logging.getLogger("lenetish")
+
+# What torch.load(weights_only=True) gives back as it was saved (exact types: a subclass, such
+# as a named tuple or an IntEnum, is pickled by its class name and refused).
+_LEAVES = frozenset(
+    {type(None), bool, int, float, complex, str, bytes, bytearray, torch.dtype, torch.device}
+    | {torch.Size, Tensor, nn.Parameter}
+)
+_SEQUENCES = frozenset({list, tuple, set})
+_MAPPINGS = frozenset({dict, collections.OrderedDict, collections.Counter})
+_ALLOWED = (
+    "tensors, None, bool, int, float, complex, str, bytes, torch.dtype, torch.device, "
+    "torch.Size, and lists, tuples, sets and dicts (OrderedDict, Counter) of them"
+)
+# Per trainer, the (state_key, path) of the arrays already logged as saved as tensors.
+_ARRAYS_TOLD: weakref.WeakKeyDictionary[Trainer, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def has_state(callback: Callback) -> bool:
+    """Whether the callback's class saves a state (overrides ``state_dict``)."""
+    return type(callback).state_dict is not Callback.state_dict
+
+
+def callbacks_by_key(callbacks: Iterable[Callback]) -> dict[str, Callback]:
+    """Map the ``state_key`` of each callback that saves a state to the callback.
+
+    Raises:
+        InvalidArgumentError: two such callbacks share a key (their states would be mixed up).
+    """
+    keyed: dict[str, Callback] = {}
+    for callback in filter(has_state, callbacks):
+        key = callback.state_key
+        if key in keyed:
+            raise InvalidArgumentError(
+                f"two callbacks ({type(keyed[key]).__name__} and {type(callback).__name__}) "
+                f"share the state_key {key!r}, so a checkpoint could not tell their states "
+                "apart; give one of them a distinct key, e.g. callback.state_key = "
+                f"{key + '-2'!r}"
+            )
+        keyed[key] = callback
+    return keyed
+
+
+def _legacy_keys(callbacks: Iterable[Callback]) -> dict[str, Callback]:
+    """Keys of checkpoints from lenetish 0.1: the class name, ``#2``, ``#3`` for repeats."""
+    seen: dict[str, int] = {}
+    keyed: dict[str, Callback] = {}
+    for callback in callbacks:  # every callback counted, as 0.1 did
+        name = type(callback).__name__
+        seen[name] = seen.get(name, 0) + 1
+        keyed[name if seen[name] == 1 else f"{name}#{seen[name]}"] = callback
+    return keyed
+
+
+def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything needed to resume ``trainer``'s fit exactly, as plain containers and tensors.
+
+    Inside an epoch's training batches the epoch is recorded as unfinished, with a
+    ``mid_epoch`` part (see the module's docstring).
+    """
+    scaler = None if trainer.step is None else trainer.step.scaler
+    optimizer = trainer.fitted_optimizer
+    callbacks = trainer.fit_callbacks or trainer.callbacks
+    progress = trainer.state.progress
+    mid_epoch = None if progress is None else _mid_epoch_state(trainer, progress)
+    told = _ARRAYS_TOLD.setdefault(trainer, set())
+    return {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model": trainer.module.state_dict(),
+        "model_class": type(trainer.module).__name__,
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "optimizer_class": type(optimizer).__name__,
+        "scaler": None if scaler is None else scaler.state_dict(),
+        # finished epochs; an unfinished one is resumed from its start (see mid_epoch)
+        "epoch": trainer.state.epoch + (1 if progress is None else 0),
+        "epochs_planned": trainer.epochs,
+        "global_step": trainer.state.global_step,
+        "callbacks": {
+            key: loadable_state(callback, callback.state_dict(), told=told)
+            for key, callback in callbacks_by_key(callbacks).items()
+        },
+        "rng": capture_rng_state() if progress is None else progress.rng,
+        **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
+        "world_size": trainer.world_size,
+        "rank_seed": trainer.parallel.rank_seed,
+        # the dataset the data came from, when the caller told the trainer (issue 17)
+        **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
+    }
+
+
+def loadable_state(
+    callback: Callback, state: object, *, told: set[tuple[str, str]] | None = None
+) -> Any:
+    """``state`` (what ``callback.state_dict()`` returned) as it will load back from a file.
+
+    ``torch.load(weights_only=True)``, which every lenetish checkpoint is read with, refuses
+    any object but tensors, plain numbers, strings and plain containers. So NumPy scalars
+    (``np.float64``, what ``np.mean`` returns) become the Python number of the same value and
+    NumPy arrays become tensors of the same dtype and shape (logged once per place, since
+    ``load_state_dict`` then gets a tensor back); the containers holding them are copied,
+    ``state`` itself is never changed. Anything else that loading would refuse is refused
+    now, before a checkpoint that could never be resumed is written. A ``collections.deque``
+    is refused rather than saved as a list: a list given back would lose the ``maxlen`` and
+    the deque's methods, and a moving window would silently stop moving.
+
+    Args:
+        callback: the callback whose state it is (named in the log and the error).
+        state: what its ``state_dict()`` returned.
+        told: ``(state_key, place)`` of the arrays already logged; each is logged once
+            (default: every time).
+
+    Returns:
+        ``state``, or a copy of the containers that held NumPy values, converted.
+
+    Raises:
+        CheckpointError: ``state`` holds an object that would not load back, named with the
+            callback's class and ``state_key``, where it sits and what is allowed.
+
+    Example:
+        >>> import numpy as np
+        >>> from lenetish import Callback
+        >>> loadable_state(Callback(), {"best": np.float64(0.25), "epochs": [np.int64(3)]})
+        {'best': 0.25, 'epochs': [3]}
+    """
+    return _Converter(callback, set() if told is None else told).convert(state, "")
+
+
+class _Converter:
+    """Converts one callback's state (see :func:`loadable_state`)."""
+
+    def __init__(self, callback: Callback, told: set[tuple[str, str]]) -> None:
+        self.callback, self.told = callback, told
+        self.open_ids: set[int] = set()  # the containers being converted: a cycle stops
+
+    def convert(self, value: object, path: str) -> Any:
+        """``value`` with NumPy scalars and arrays converted, or CheckpointError at ``path``."""
+        kind: Any = type(value)  # rebuilds a changed container of the same type
+        if kind in _LEAVES:
+            return value
+        if isinstance(value, (np.number, np.bool_, np.str_, np.bytes_)):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return self._array(value, path)
+        if id(value) in self.open_ids:  # a container inside itself: pickle keeps the cycle
+            return value
+        if kind in _SEQUENCES:
+            assert isinstance(value, (list, tuple, set))
+            self.open_ids.add(id(value))
+            items = [
+                self.convert(item, f"{path}[{index}]" if kind is not set else f"{path} (a set)")
+                for index, item in enumerate(value)
+            ]
+            self.open_ids.discard(id(value))
+            changed = any(new is not old for new, old in zip(items, value, strict=True))
+            return kind(items) if changed else value
+        if kind in _MAPPINGS:
+            assert isinstance(value, dict)
+            self.open_ids.add(id(value))
+            pairs = [
+                (self.convert(key, f"{path} (a key)"), self.convert(item, f"{path}[{key!r}]"))
+                for key, item in value.items()
+            ]
+            self.open_ids.discard(id(value))
+            changed = any(
+                new_key is not key or new is not item
+                for (new_key, new), (key, item) in zip(pairs, value.items(), strict=True)
+            )
+            return kind(dict(pairs)) if changed else value
+        _refuse(value, path, self.callback, "")
+
+    def _array(self, value: np.ndarray[Any, Any], path: str) -> Tensor:
+        """The array as a tensor of its dtype and shape (logged once per place)."""
+        try:  # a copy in native byte order that owns its memory
+            tensor = torch.from_numpy(value.astype(value.dtype.newbyteorder("="), copy=True))
+        except (TypeError, ValueError):
+            detail = f" (of dtype {value.dtype}, which no tensor has)"
+            _refuse(value, path, self.callback, detail)
+        place = (self.callback.state_key, path)
+        if place not in self.told:
+            self.told.add(place)
+            logger.warning(
+                "%s (state_key %r): the NumPy array at state%s is saved as a tensor "
+                "(torch.load(weights_only=True) loads no NumPy arrays), so load_state_dict() "
+                "gets a tensor back there; np.asarray() it if you need an array",
+                type(self.callback).__name__,
+                self.callback.state_key,
+                path,
+            )
+        return tensor
+
+
+def _refuse(value: object, path: str, callback: Callback, detail: str) -> NoReturn:
+    """Raise the CheckpointError for an object of a callback's state that would not load."""
+    kind = type(value)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    fix = (
+        "return list(...) from state_dict() and rebuild collections.deque(saved, maxlen=...) "
+        "in load_state_dict()"
+        if isinstance(value, collections.deque)
+        else "convert it in state_dict() and back in load_state_dict()"
+    )
+    raise CheckpointError(
+        f"callback {type(callback).__name__} (state_key {callback.state_key!r}) cannot be "
+        f"saved so that it resumes: its state_dict() holds a {name} "
+        f"{f'at state{path}' if path else 'as its whole state'}{detail}, which "
+        f"torch.load(weights_only=True) refuses to load; a callback's state may hold only "
+        f"{_ALLOWED} (NumPy scalars and arrays are converted for you): {fix}"
+    )
+
+
+def _mid_epoch_state(trainer: Trainer, progress: EpochProgress) -> dict[str, Any]:
+    """How far the unfinished epoch got: batches done, random state, running score, logs."""
+    score, metric_set, done = progress.score, progress.metric_set, progress.batches_done
+    pending = progress.pending
+    if pending is not None:
+        # Written from on_batch_end: count the batch, as the loop does once the hook returns.
+        score, metric_set = copy.deepcopy(score), copy.deepcopy(metric_set)
+        score.add(pending.loss, pending.logits, pending.targets)
+        metric_set.update(pending.logits, pending.targets)
+        done += 1
+    return {
+        "batches_done": done,
+        "rng": capture_rng_state(),
+        "score": score.state_dict(),
+        "metrics": metric_set.state_dict(),
+        "logged": {
+            name: value.detach().clone() if isinstance(value, Tensor) else float(value)
+            for name, value in trainer.logged.items()
+        },
+    }
+
+
+def start_epoch_progress(trainer: Trainer) -> EpochProgress:
+    """The record of a starting epoch: random state now, a fresh training score.
+
+    Called by the loop at the start of every epoch, before ``on_epoch_start``; a checkpoint
+    written from then until the end of the epoch's last batch resumes inside the epoch.
+    """
+    metric_set = trainer.metric_sets[0]
+    metric_set.reset()
+    return EpochProgress(capture_rng_state(), fit_score(trainer, smoothing=True), metric_set)
+
+
+def resumed_batches(trainer: Trainer, batches: Iterable[T]) -> Iterator[T]:
+    """``batches``, less those a mid-epoch checkpoint had already trained.
+
+    In the first epoch of a fit resumed from a checkpoint written inside that epoch, the
+    running score and the logged values of the checkpoint are put back, the batches it had
+    done are drawn and dropped (so the loader's order and any random numbers it draws are as
+    before), and then the random state of the save is restored. Every other epoch gets
+    ``batches`` unchanged.
+
+    Raises:
+        CheckpointError: the loader yields fewer batches than the checkpoint had done.
+    """
+    state, progress = trainer.state, trainer.state.progress
+    point, state.resume_point = state.resume_point, None
+    if point is None or progress is None:
+        yield from batches
+        return
+    progress.score.load_state_dict(point["score"])  # checked by restore_training_state
+    progress.metric_set.load_state_dict(point["metrics"])
+    trainer.logged.update(point["logged"])
+    iterator = iter(batches)
+    for skipped in range(point["batches_done"]):
+        if next(iterator, _END) is _END:
+            raise CheckpointError(
+                f"the checkpoint was written after {point['batches_done']} batches of epoch "
+                f"{state.epoch + 1}, but the training loader now yields {skipped}; resume "
+                "with the training data of the run that wrote it"
+            )
+    progress.batches_done = point["batches_done"]
+    restore_rng_state(point["rng"])
+    yield from iterator
+
+
+def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source: str) -> None:
+    """Load ``checkpoint`` into a trainer whose optimizer, step and fit callbacks are built.
+
+    Every callback was reset first; each then gets the state saved under its key.
+
+    Raises:
+        CheckpointError: the checkpoint does not fit (another network, another optimizer,
+            another number of processes, or a one-cycle schedule planned for another number
+            of epochs).
+    """
+    saved_world_size = checkpoint.get("world_size", 1)
+    if saved_world_size != trainer.world_size:
+        raise CheckpointError(
+            f"{source} was written by a run of {saved_world_size} process(es) and this run has "
+            f"{trainer.world_size}; resume with the same number (e.g. torchrun "
+            f"--nproc_per_node={saved_world_size}), since each process's share of the batches "
+            "and its random stream depend on it"
+        )
+    check_training_checkpoint(
+        checkpoint, model=trainer.module, optimizer=trainer.optimizer, source=source
+    )
+    mid_epoch = checkpoint.get("mid_epoch")
+    _check_epochs_left(trainer, checkpoint["epoch"], mid_epoch is not None, source)
+    if mid_epoch is not None:
+        _check_mid_epoch(trainer, mid_epoch, checkpoint["epoch"], source)
+    load_model_state(trainer.module, checkpoint["model"], source=source)
+    planned = checkpoint.get("epochs_planned", trainer.epochs)
+    if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
+        raise CheckpointError(
+            f"{source} comes from a run planned for {planned} epochs with the one-cycle "
+            f"schedule, which cannot stretch to {trainer.epochs}; resume it with epochs="
+            f"{planned}, or start a new run"
+        )
+    saved_class = checkpoint.get("optimizer_class")
+    if saved_class is not None and saved_class != type(trainer.optimizer).__name__:
+        raise CheckpointError(
+            f"{source} was written by a trainer using {saved_class}, but this one uses "
+            f"{type(trainer.optimizer).__name__}; resume with the same optimizer settings"
+        )
+    if checkpoint["optimizer"] is not None:
+        trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler = None if trainer.step is None else trainer.step.scaler
+    if scaler is not None and checkpoint["scaler"] is not None:
+        scaler.load_state_dict(checkpoint["scaler"])
+    trainer.state.epoch = checkpoint["epoch"]
+    trainer.state.global_step = checkpoint["global_step"]
+    trainer.state.resume_point = mid_epoch
+    _restore_callbacks(trainer.fit_callbacks, checkpoint["callbacks"], source)
+
+
+def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source: str) -> None:
+    """Refuse a resume that would train nothing of a checkpoint with more epochs than asked.
+
+    Raises:
+        CheckpointError: ``epochs`` is below the checkpoint's finished epochs, or, for a
+            checkpoint written inside an epoch, does not reach that epoch.
+    """
+    if finished > trainer.epochs or (unfinished and finished >= trainer.epochs):
+        trained = f"{finished} epoch{'' if finished == 1 else 's'}"
+        part = f" and part of epoch {finished + 1}" if unfinished else ""
+        raise CheckpointError(
+            f"{source} has already trained {trained}{part}, and this trainer has "
+            f"epochs={trainer.epochs}, so the resumed fit would train nothing; pass epochs > "
+            f"{finished} (the total number of epochs, e.g. epochs={finished + 1})"
+        )
+
+
+def _check_mid_epoch(trainer: Trainer, mid_epoch: dict[str, Any], epoch: int, source: str) -> None:
+    """Refuse a mid-epoch part that does not fit this fit; log what it cannot make exact.
+
+    Raises:
+        CheckpointError: its running score does not load into this fit's, or it had done
+            more batches than the training loader has.
+    """
+    steps = trainer.state.steps_per_epoch
+    if steps is not None and mid_epoch["batches_done"] > steps:
+        raise CheckpointError(
+            f"{source} was written after {mid_epoch['batches_done']} batches of epoch "
+            f"{epoch + 1}, but the training loader has {steps}; resume with the training data "
+            "of the run that wrote it"
+        )
+    try:  # the loop loads them for real at the epoch's start
+        fit_score(trainer, smoothing=True).load_state_dict(mid_epoch["score"])
+        copy.deepcopy(trainer.metric_sets[0]).load_state_dict(mid_epoch["metrics"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{source} is damaged or from another setup: the running score of its unfinished "
+            f"epoch {epoch + 1} does not load ({type(exc).__name__}: {exc}); resume with the "
+            "same metrics= (and model), or from a checkpoint written at an epoch's end"
+        ) from exc
+    objects = sorted(getattr(trainer.metric_sets[0], "objects", {}))
+    if objects:
+        logger.warning(
+            "resuming inside epoch %d: metric objects %s keep no state in a checkpoint, so "
+            "their value for that epoch counts only the batches trained after the resume",
+            epoch + 1,
+            ", ".join(objects),
+        )
+    if trainer.world_size > 1:
+        logger.warning(
+            "resuming inside epoch %d in a run of %d processes: every process continues from "
+            "rank 0's random state and running score, so that epoch is not bit-identical to "
+            "an uninterrupted run (checkpoints written at an epoch's end are)",
+            epoch + 1,
+            trainer.world_size,
+        )
+
+
+def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: str) -> None:
+    """Give each callback the state saved under its key (or under its 0.1-style key).
+
+    A saved state that no callback of this fit claims is named in a ``UserWarning``.
+    """
+    legacy = {id(callback): key for key, callback in _legacy_keys(callbacks).items()}
+    claimed: set[str] = set()
+    for key, callback in callbacks_by_key(callbacks).items():
+        found = key if key in saved else legacy[id(callback)]
+        if found not in saved:
+            logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
+            continue
+        claimed.add(found)
+        try:
+            callback.load_state_dict(saved[found])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{source} is damaged: the state of callback {key} does not load "
+                f"({type(exc).__name__}: {exc}); resume from another checkpoint, or start a "
+                "new run"
+            ) from exc
+    for key in sorted(set(saved) - claimed):
+        warnings.warn(
+            f"{source} holds the state of callback {key!r}, which no callback of this fit "
+            "has (callbacks are matched by state_key), so its state is dropped; to keep it, "
+            "add the callback that wrote it (with the same settings) to the resumed fit",
+            UserWarning,
+            stacklevel=4,
+        )
