@@ -30,10 +30,10 @@ from lenetish._atomic import remove_stale_temporaries, unsafe_kind
 from lenetish.saving.checkpoint import (
     atomic_write,
     capture_rng_state,
-    load_model,
     restore_rng_state,
     save_checkpoint,
 )
+from lenetish.saving.weightfiles import load_model
 from tests.full_disk import fill_disk_after
 from tests.training_helpers import digit_batches, quick_trainer, run_script, weights_equal
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -19,7 +20,6 @@ from lenetish import (
     Trainer,
 )
 from lenetish.losses import Criterion
-from lenetish.stack.fitting import MemberByMemberStep
 from tests.training_helpers import digit_batches
 
 
@@ -174,21 +174,27 @@ class SeesLoss(Callback):
         """Look at the loss."""
 
 
-def test_on_the_cpu_members_train_one_after_another_within_a_step() -> None:
+def test_on_the_cpu_members_train_one_after_another_within_a_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A CPU fit of a stack uses the member-by-member step."""
     trainer = stack_trainer(ModelStack(MNISTConvNet, 2))
-    trainer.fit(digit_batches(20, 10))
-    assert isinstance(trainer.step, MemberByMemberStep)
+    with caplog.at_level(logging.INFO, "lenetish"):
+        trainer.fit(digit_batches(20, 10))
+    assert "run as MemberByMemberStep" in caplog.text
 
 
-def test_the_all_members_step_trains_the_members_as_the_member_by_member_one() -> None:
+def test_the_all_members_step_trains_the_members_as_the_member_by_member_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """With a callback that reads the loss before backward, the whole-stack step gives the same."""
     batches = digit_batches(60, 20)
     first, second = ModelStack(MNISTConvNet, 2), ModelStack(MNISTConvNet, 2)
     stack_trainer(first).fit(batches)
     trainer = stack_trainer(second, callbacks=[SeesLoss()])
-    trainer.fit(batches)
-    assert not isinstance(trainer.step, MemberByMemberStep)
+    with caplog.at_level(logging.INFO, "lenetish"):
+        trainer.fit(batches)
+    assert "fit plan" in caplog.text and "MemberByMemberStep" not in caplog.text
     for a, b in zip(first.parameters(), second.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -73,9 +72,8 @@ def check_trainer_settings(
     grad_clip_norm: object,
     label_smoothing: object,
     augment: object,
-    callbacks: Iterable[object],
 ) -> None:
-    """Refuse a Trainer's unknown optimizer or scheduler, out-of-range numbers, non-callbacks."""
+    """Refuse a Trainer's unknown optimizer or scheduler and out-of-range numbers."""
     if isinstance(optimizer, str) and optimizer not in DEFAULT_LR:
         raise InvalidArgumentError(
             f"optimizer={optimizer!r} is not supported; use one of {', '.join(DEFAULT_LR)} "
@@ -102,13 +100,6 @@ def check_trainer_settings(
     check_fraction("label_smoothing", label_smoothing)
     if augment is not None and not callable(augment):
         raise InvalidArgumentError(f"augment must be callable, got {augment!r}")
-    from lenetish.callbacks.base import Callback  # imported here: callbacks use these checks
-
-    for callback in callbacks:
-        if not isinstance(callback, Callback):
-            raise InvalidArgumentError(
-                f"callbacks must be lenetish.Callback instances, got {callback!r}"
-            )
 
 
 def as_class_labels(labels: Tensor) -> Tensor:
@@ -125,3 +116,21 @@ def as_class_labels(labels: Tensor) -> Tensor:
             "with labels.long() (or round them first if they are whole numbers)"
         )
     return labels.long()
+
+
+def is_overridden(obj: object, name: str) -> bool:
+    """Whether ``obj``'s class redefines the method ``name`` of a base class it inherits.
+
+    True when more than one class of its method resolution order defines ``name`` (a
+    subclass of the Trainer or of a Callback that overrides a seam or a hook).
+
+    Example:
+        >>> from lenetish._checks import is_overridden
+        >>> class Base:
+        ...     def hook(self): ...
+        >>> class Own(Base):
+        ...     def hook(self): ...
+        >>> is_overridden(Own(), "hook"), is_overridden(Base(), "hook")
+        (True, False)
+    """
+    return sum(name in vars(klass) for klass in type(obj).__mro__) > 1

@@ -3,7 +3,7 @@
 One table and one import hook instead of a file per old path: ``import lenetish.step``
 finds :mod:`lenetish.training.step` through :class:`MovedModuleFinder`, warns once with a
 ``FutureWarning`` pointing at the importing line, and gives the module at the new path (the
-same objects, so ``lenetish.step.capture_blockers is lenetish.training.step.capture_blockers``).
+same objects, so ``lenetish.step.EagerStep is lenetish.training.step.EagerStep``).
 """
 
 from __future__ import annotations
@@ -43,8 +43,13 @@ MOVED = {
     "lenetish.stack_eval": "lenetish.stack.evaluation",
 }
 
-# Names an old module offered that now live elsewhere (lenetish.checkpoint had the weight files').
+# Names an old module offered that now live elsewhere (lenetish.checkpoint had the weight files',
+# lenetish.step the captured step's).
 _ALSO = {
+    "lenetish.step": (
+        "lenetish.training.cuda_graph",
+        ("CaptureRequest", "CudaGraphStep", "capture_blockers", "capture_cuda_graph", "make_step"),
+    ),
     "lenetish.checkpoint": (
         "lenetish.saving.weightfiles",
         ("load_model", "load_weights", "saved_dataset", "saved_model_class"),

@@ -29,6 +29,7 @@ epoch's batches records that epoch as unfinished, and a fit resumed from it cont
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from lenetish.training.state import BatchOutput, TrainState
     from lenetish.training.trainer import Trainer
 
-__all__ = ["Callback", "SkipBatch", "StopTraining"]
+__all__ = ["Callback", "SkipBatch", "StopTraining", "check_callbacks"]
 
 
 class StopTraining(Exception):
@@ -174,3 +175,16 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def check_callbacks(callbacks: Iterable[object]) -> None:
+    """Refuse anything that is not a :class:`Callback` in a Trainer's ``callbacks``.
+
+    Raises:
+        InvalidArgumentError: naming the object.
+    """
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise InvalidArgumentError(
+                f"callbacks must be lenetish.Callback instances, got {callback!r}"
+            )

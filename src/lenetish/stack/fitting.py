@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from lenetish._checks import is_overridden
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.schedules import LRSchedule
 from lenetish.data.loaders import TensorLoader
@@ -27,63 +28,78 @@ from lenetish.errors import InvalidArgumentError
 from lenetish.losses import Criterion, class_scores
 from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.stack.model import ModelStack
+from lenetish.training._plan import FitKind, StepChoice, register_fit_kind
 from lenetish.training.state import BatchOutput, TrainState
-from lenetish.training.step import EagerStep
+from lenetish.training.step import EagerStep, TrainingStep
 
 if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
 
 __all__ = [
     "MemberByMemberStep",
+    "StackFit",
     "StackLoader",
     "StackMetricSet",
     "StackScore",
-    "fit_score",
-    "prepare_stack_fit",
 ]
 
 
-def prepare_stack_fit(trainer: Trainer) -> None:
-    """Set the fit up for a stack (nothing for a plain network).
+class StackFit(FitKind):
+    """How the Trainer fits a :class:`~lenetish.ModelStack` (registered for it on import).
 
-    Raises:
-        InvalidArgumentError: ``grad_clip_norm`` is set (one global norm would couple the
-            members).
+    The loss is the sum of the members' losses, scores and metrics are kept per member,
+    settings that would couple the members are refused, and on the CPU the members train
+    one after another inside a step (:class:`MemberByMemberStep`) when nothing needs the
+    whole loss first.
+
+    Args:
+        model: the stack being fitted.
     """
-    stack = trainer.module
-    if not isinstance(stack, ModelStack):
-        trainer.criterion.members = None
-        return
-    if trainer.grad_clip_norm is not None:
-        raise InvalidArgumentError(
-            "grad_clip_norm clips the global gradient norm, which would couple the members "
-            "of a ModelStack; leave grad_clip_norm=None to train a stack"
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        assert isinstance(model, ModelStack)
+        self.stack = model
+        self.members = model.k
+
+    def check(self, trainer: Trainer) -> None:
+        """Refuse ``grad_clip_norm`` (one global norm would couple the members).
+
+        Raises:
+            InvalidArgumentError: ``grad_clip_norm`` is set.
+        """
+        if trainer.grad_clip_norm is not None:
+            raise InvalidArgumentError(
+                "grad_clip_norm clips the global gradient norm, which would couple the members "
+                "of a ModelStack; leave grad_clip_norm=None to train a stack"
+            )
+
+    def metric_set(self, metrics: Mapping[str, MetricLike], device: torch.device) -> MetricSet:
+        """The user's metrics for each member (reported as their mean and per member)."""
+        return StackMetricSet(metrics, device, self.stack.k)
+
+    def running_score(
+        self, device: torch.device, criterion: Criterion, *, smoothing: bool
+    ) -> RunningScore:
+        """Each member's loss and accuracy, and their mean."""
+        return StackScore(device, self.stack.k, criterion, smoothing=smoothing)
+
+    def callbacks(self) -> list[Callback]:
+        """A guard that refuses a plateau schedule (it would set every member's lr)."""
+        return [_PlateauGuard()]
+
+    def step(self, chosen: TrainingStep, eager: EagerStep, plan: StepChoice) -> TrainingStep | None:
+        """:class:`MemberByMemberStep` where it gives the same updates, else ``None``."""
+        stack, trainer = self.stack, plan.trainer
+        usable = (
+            chosen is eager
+            and not stack.vectorised
+            and eager.scaler is None
+            and not is_overridden(trainer, "training_step")
+            and not trainer.compile
+            and not any(is_overridden(c, "on_before_backward") for c in plan.callbacks)
         )
-    trainer.criterion.members = stack.k
-    trainer.metric_sets = (
-        StackMetricSet(trainer.metrics, trainer.device, stack.k),
-        StackMetricSet(trainer.metrics, trainer.device, stack.k),
-    )
-    trainer.fit_callbacks = sorted([*trainer.fit_callbacks, _PlateauGuard()], key=lambda c: c.order)
-    if _member_by_member(trainer, stack):
-        assert isinstance(trainer.step, EagerStep)
-        trainer.step = MemberByMemberStep(trainer.step, stack, trainer.criterion)
-
-
-def _member_by_member(trainer: Trainer, stack: ModelStack) -> bool:
-    """Whether the fit can use :class:`MemberByMemberStep` (else the all-members step)."""
-    from lenetish.training.trainer import Trainer  # the trainer imports this module
-
-    return (
-        not stack.vectorised
-        and isinstance(trainer.step, EagerStep)
-        and trainer.step.scaler is None
-        and type(trainer).training_step is Trainer.training_step
-        and not trainer.compile
-        and all(
-            type(c).on_before_backward is Callback.on_before_backward for c in trainer.fit_callbacks
-        )
-    )
+        return MemberByMemberStep(eager, stack, plan.criterion) if usable else None
 
 
 class _PlateauGuard(Callback):
@@ -102,14 +118,6 @@ class _PlateauGuard(Callback):
                     "ModelStack from it, coupling them; use a schedule that reads no metric "
                     "(scheduler='step', 'onecycle', or an LRSchedule without monitor)"
                 )
-
-
-def fit_score(trainer: Trainer, *, smoothing: bool) -> RunningScore:
-    """A running score for one epoch of training (``smoothing``) or validation batches."""
-    stack = trainer.module
-    if isinstance(stack, ModelStack):
-        return StackScore(trainer.device, stack.k, trainer.criterion, smoothing=smoothing)
-    return RunningScore(trainer.device)
 
 
 class StackScore(RunningScore):
@@ -380,3 +388,6 @@ class MemberByMemberStep:
         eager.call_hook("on_before_optimizer_step", eager.optimizer)
         eager.optimizer.step()
         return BatchOutput(total, torch.stack(outputs), labels)
+
+
+register_fit_kind(ModelStack, StackFit)

@@ -1,8 +1,9 @@
-"""One epoch of a fit: batches through the step, running scores, validation, the epoch end.
+"""A fit's epochs: batches through the step, running scores, validation, the epoch end.
 
-:meth:`Trainer.fit <lenetish.Trainer.fit>` prepares a fit and calls :func:`run_epoch` once
-per epoch. Everything here goes through the trainer's public attributes and seams
-(``step``, ``parallel``, ``state``, ``validation_step``, ``call_hook``...).
+:meth:`Trainer.fit <lenetish.Trainer.fit>` builds the fit's plan and calls :func:`run_fit`,
+which runs :func:`run_epoch` once per epoch. What exists only for this fit comes from the
+plan (step, parallel strategy, hooks, scores, logged values); the trainer gives its seams
+(``validation_step``), its ``state`` and its ``should_stop``.
 """
 
 from __future__ import annotations
@@ -10,33 +11,90 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from lenetish._checks import as_class_labels
-from lenetish.callbacks import SkipBatch, StopTraining
+from lenetish.callbacks.base import SkipBatch, StopTraining
 from lenetish.data.loaders import tell_epoch
 from lenetish.errors import InvalidArgumentError
-from lenetish.stack.fitting import fit_score
-from lenetish.training._plan import settle_layout
-from lenetish.training.resume import resumed_batches, start_epoch_progress
+from lenetish.layout import match_optimizer_layout
+from lenetish.losses import remember_output_kind
+from lenetish.saving.checkpoint import restore_rng_state
+from lenetish.training._layout_plan import settle_layout
+from lenetish.training._plan import FitPlan
+from lenetish.training.resume import (
+    restore_training_state,
+    resumed_batches,
+    start_epoch_progress,
+)
 from lenetish.training.state import BatchOutput
 from lenetish.training.step import StepSettings, evaluation_mode
 
 if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
 
-__all__ = ["Batch", "run_epoch", "stop_requested", "validate"]
+__all__ = ["Batch", "run_epoch", "run_fit", "stop_requested", "validate"]
 
 Batch = tuple[Tensor, Tensor]
 
 logger = logging.getLogger("lenetish")
 
 
+def run_fit(
+    trainer: Trainer,
+    plan: FitPlan,
+    train: Iterable[Batch],
+    val: Iterable[Batch] | None,
+    checkpoint: dict[str, Any] | None,
+    *,
+    source: str,
+) -> None:
+    """Run a planned fit: resume, ``on_fit_start``, the epochs, ``on_fit_end``.
+
+    Any exception is handed to every callback's ``on_exception`` and raised again; the
+    model is unwrapped from its data-parallel wrapper however the fit ends.
+    """
+    state, parallel = trainer.state, plan.parallel
+    if checkpoint is not None:
+        restore_training_state(trainer, plan, checkpoint, source=source)
+        match_optimizer_layout(plan.optimizer)  # the saved moments' layout may differ
+    plan.first_step = state.global_step
+    parallel.agree_on_seed(
+        checkpoint.get("rank_seed", 0) if checkpoint is not None else trainer.seed
+    )
+    trainer.model = parallel.wrap(trainer.model)
+    try:
+        plan.hooks("on_fit_start")
+        if checkpoint is not None:
+            restore_rng_state(checkpoint["rng"])
+        for epoch in range(state.epoch, trainer.epochs):
+            stop = parallel.agree_to_stop(stop_requested(trainer, epoch), epoch_end=True)
+            if stop or not run_epoch(trainer, plan, epoch, train, val):
+                break
+        parallel.agree_to_stop(trainer.should_stop, epoch_end=True)  # no check left open
+        plan.hooks("on_fit_end")
+        remember_output_kind(trainer.module, plan.criterion.kind)  # for predict, export
+    except BaseException as exc:
+        parallel.note_failure()
+        for callback in plan.callbacks:
+            try:
+                callback.on_exception(trainer, state, exc)
+            except Exception:
+                logger.exception("%s.on_exception failed", type(callback).__name__)
+        raise
+    finally:
+        trainer.model = trainer.module  # drop the DDP wrapper
+
+
 def run_epoch(
-    trainer: Trainer, epoch: int, train: Iterable[Batch], val: Iterable[Batch] | None
+    trainer: Trainer,
+    plan: FitPlan,
+    epoch: int,
+    train: Iterable[Batch],
+    val: Iterable[Batch] | None,
 ) -> bool:
     """Train one epoch, validate, and run the epoch-end hooks in their two passes.
 
@@ -44,26 +102,26 @@ def run_epoch(
         False if a stop request cut the epoch short (it then gets no validation and no
         ``on_epoch_end``), else True.
     """
-    state, parallel = trainer.state, trainer.parallel
+    state, parallel, hooks = trainer.state, plan.parallel, plan.hooks
     state.epoch, state.batch_index = epoch, 0
     tell_epoch(train, epoch)
     parallel.seed_epoch(epoch)
     # From here to the end of the last batch a checkpoint resumes inside this epoch.
-    state.progress = progress = start_epoch_progress(trainer)
+    state.progress = progress = start_epoch_progress(trainer, plan)
     score, metric_set = progress.score, progress.metric_set
     started = time.monotonic()
     trainer.model.train()
-    trainer.logged, trainer.logging_open = {}, True
-    trainer.call_hook("on_epoch_start")
+    plan.logged, plan.logging_open = {}, True
+    hooks("on_epoch_start")
     batch_index = -1
-    for batch_index, (images, labels) in resumed_batches(trainer, enumerate(train)):
+    for batch_index, (images, labels) in resumed_batches(trainer, plan, enumerate(train)):
         if parallel.agree_to_stop(stop_requested(trainer, epoch)):
-            trainer.logging_open = False
+            plan.logging_open = False
             return False
         state.batch_index = batch_index
         _check_planned_length(trainer, batch_index)
         try:
-            output = _train_batch(trainer, *_on_device(trainer, images, labels))
+            output = _train_batch(trainer, plan, *_on_device(trainer, plan, images, labels))
         except SkipBatch:
             progress.pending, progress.batches_done = None, batch_index + 1
             continue
@@ -83,17 +141,17 @@ def run_epoch(
     parallel.reduce(metric_set)
     state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
     if val is not None and state.validates(epoch):  # every validation_freq-th epoch
-        val_metrics = validate(trainer, val)
-        trainer.call_hook("on_validation_end", val_metrics)
+        val_metrics = validate(trainer, plan, val)
+        hooks("on_validation_end", val_metrics)
         metrics.update(val_metrics)  # with what the hooks wrote into it
-    state.lr = float(trainer.optimizer.param_groups[0]["lr"])
+    state.lr = float(plan.optimizer.param_groups[0]["lr"])
     metrics.update(lr=state.lr, seconds=time.monotonic() - started)
     # Callbacks that log run first; those that read the epoch's metrics (History, monitors,
     # loggers: reads_metrics=True) run after them and see every logged value.
-    trainer.call_hook("on_epoch_end", reading=False)
-    metrics.update({name: float(value) for name, value in trainer.logged.items()})
-    trainer.logging_open = False
-    trainer.call_hook("on_epoch_end", reading=True)
+    hooks("on_epoch_end", reading=False)
+    metrics.update({name: float(value) for name, value in plan.logged.items()})
+    plan.logging_open = False
+    hooks("on_epoch_end", reading=True)
     return True
 
 
@@ -135,35 +193,35 @@ def _check_planned_length(trainer: Trainer, batch_index: int) -> None:
         )
 
 
-def _on_device(trainer: Trainer, images: Tensor, labels: Tensor) -> Batch:
+def _on_device(trainer: Trainer, plan: FitPlan, images: Tensor, labels: Tensor) -> Batch:
     images = images.to(trainer.device, non_blocking=True)
-    if trainer.fit_channels_last is None or trainer.layout_unchecked:  # decided on batch 1
-        settle_layout(trainer, images)
-    if trainer.fit_channels_last and images.dim() == 4:
+    layout = plan.layout
+    if layout.pending:  # decided (or verified) on the first batch
+        settle_layout(layout, trainer.module, plan.optimizer, images)
+    if layout.channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, as_class_labels(labels.to(trainer.device, non_blocking=True))
 
 
-def _train_batch(trainer: Trainer, images: Tensor, labels: Tensor) -> BatchOutput:
-    assert trainer.step is not None
+def _train_batch(trainer: Trainer, plan: FitPlan, images: Tensor, labels: Tensor) -> BatchOutput:
     state = trainer.state
-    trainer.call_hook("on_batch_start")
-    output = trainer.step(images, labels)
-    if state.global_step == trainer.first_step:
-        trainer.criterion.warn_if_smoothing_dropped()
+    plan.hooks("on_batch_start")
+    output = plan.step(images, labels)
+    if state.global_step == plan.first_step:
+        plan.criterion.warn_if_smoothing_dropped()
     state.global_step += 1
     detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
     state.last_loss = detached.loss
     if state.progress is not None:  # trained, counted after on_batch_end (see resume.py)
         state.progress.pending = detached
-    lr = trainer.optimizer.param_groups[0]["lr"]
+    lr = plan.optimizer.param_groups[0]["lr"]
     if not isinstance(lr, Tensor):  # a tensor lr is read once per epoch (no sync here)
         state.lr = float(lr)
-    trainer.call_hook("on_batch_end", detached)
+    plan.hooks("on_batch_end", detached)
     return detached
 
 
-def validate(trainer: Trainer, val: Iterable[Batch]) -> dict[str, float]:
+def validate(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> dict[str, float]:
     """Score ``val`` with ``trainer.validation_step`` in eval and inference mode.
 
     Returns:
@@ -172,15 +230,15 @@ def validate(trainer: Trainer, val: Iterable[Batch]) -> dict[str, float]:
     Raises:
         InvalidArgumentError: the validation loader yielded no samples.
     """
-    score, metric_set = fit_score(trainer, smoothing=False), trainer.metric_sets[1]
+    score, metric_set = plan.running_score(trainer.device, smoothing=False), plan.metric_sets[1]
     metric_set.reset()
     with evaluation_mode(trainer.model, StepSettings(trainer.device, trainer.precision)):
         for images, labels in val:
-            output = trainer.validation_step(*_on_device(trainer, images, labels))
+            output = trainer.validation_step(*_on_device(trainer, plan, images, labels))
             score.add(output.loss, output.logits, output.targets)
             metric_set.update(output.logits, output.targets)
-    trainer.parallel.reduce(score)
-    trainer.parallel.reduce(metric_set)
+    plan.parallel.reduce(score)
+    plan.parallel.reduce(metric_set)
     if not score.seen:
         raise InvalidArgumentError("the validation loader yielded no samples")
     return {**score.metrics(prefix="val_"), **metric_set.compute(prefix="val_")}

@@ -1,55 +1,55 @@
-"""Assembling one fit: its batches checked, its History, callbacks, optimizer, scores and step.
+"""One fit's plan: everything that exists only while one ``Trainer.fit`` runs, built in one place.
 
-:meth:`Trainer.fit <lenetish.Trainer.fit>` calls these before the first hook; everything
-goes through the trainer's public attributes and seams.
+:func:`build_plan` resolves, once per fit, what the Trainer's settings and the model mean for
+this fit (the callbacks in their order, the loss, the optimizer, the scores, the step, the
+layout) and logs it in one line; the epoch loop, resume and the stack code receive the
+:class:`FitPlan` as an argument. A kind of model that changes how it is fitted (a
+:class:`~lenetish.ModelStack`) registers a :class:`FitKind` with :func:`register_fit_kind`, so
+that plain training never imports it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sized
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
 
-from lenetish.callbacks import History
+from lenetish._checks import is_overridden
+from lenetish.callbacks.base import Callback, SkipBatch, StopTraining
 from lenetish.callbacks.schedules import builtin_schedule
-from lenetish.errors import InvalidArgumentError, UnsupportedModelError
-from lenetish.layout import (
-    LayoutRecord,
-    compiled_forward,
-    declares_fast_path,
-    layout_verdict,
-    match_optimizer_layout,
-    module_channels_last,
-    record_layout,
-    restore_layout,
-    set_compiled_forward,
-)
-from lenetish.metrics import MetricSet
-from lenetish.stack.fitting import prepare_stack_fit
+from lenetish.distributed.strategies import ParallelStrategy
+from lenetish.errors import InvalidArgumentError
+from lenetish.layout import module_channels_last
+from lenetish.losses import Criterion
+from lenetish.metrics import MetricLike, MetricSet, RunningScore
+from lenetish.training._layout_plan import LayoutDecision, plan_layout
+from lenetish.training.cuda_graph import CaptureRequest, make_step
 from lenetish.training.optimizer_config import unpack_optimizer_config
 from lenetish.training.resume import callbacks_by_key
-from lenetish.training.step import CaptureRequest, EagerStep, StepSettings, make_step
+from lenetish.training.step import EagerStep, StepSettings, TrainingStep
 
 if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
 
 __all__ = [
-    "ModelAsFound",
+    "FitKind",
+    "FitPlan",
+    "HookRunner",
+    "StepChoice",
     "batch_count",
-    "check_channels_last_setting",
+    "build_plan",
     "check_reiterable",
-    "plan_layout",
-    "prepare_fit",
-    "restore_model",
-    "settle_layout",
+    "register_fit_kind",
 ]
 
 logger = logging.getLogger("lenetish")
+
+_BATCH_HOOKS = ("on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end")
 
 
 def check_reiterable(**batches: Iterable[object] | None) -> None:
@@ -77,203 +77,250 @@ def batch_count(batches: Iterable[object]) -> int | None:
         return None
 
 
-def prepare_fit(
-    trainer: Trainer, steps_per_epoch: int | None, *, custom_training_step: bool
-) -> None:
-    """Give ``trainer`` this fit's History, callbacks, loss, optimizer, metrics and step.
+@dataclass(frozen=True)
+class StepChoice:
+    """What a :class:`FitKind` may read to choose a step of its own.
 
-    Callbacks are sorted by ``order``, reset, and checked for distinct state keys.
+    Attributes:
+        trainer: the trainer (its settings and seams).
+        callbacks: the fit's callbacks, in order.
+        criterion: the fit's loss.
+    """
+
+    trainer: Trainer
+    callbacks: Sequence[Callback]
+    criterion: Criterion
+
+
+class FitKind:
+    """How a fit treats a kind of model; this one is a plain network's (it changes nothing).
+
+    Subclasses change what differs for their kind of model (the stack package's gives each
+    member its own scores and refuses settings that would couple the members).
 
     Args:
-        trainer: the trainer about to fit.
-        steps_per_epoch: batches per epoch (``None`` when the loader has no length).
-        custom_training_step: a subclass overrides ``training_step`` (capture is then unsafe).
+        model: the network being fitted.
     """
-    if not trainer.history_given:  # each fit returns a History of its own
-        fresh = History()
-        trainer.callbacks = [fresh if c is trainer.history else c for c in trainer.callbacks]
-        trainer.history = fresh
-    trainer.criterion.reset()
+
+    members: int | None = None  # a loss summed over this many members (None: one network)
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def check(self, trainer: Trainer) -> None:
+        """Refuse settings this kind of model cannot be trained with (none here)."""
+
+    def metric_set(self, metrics: Mapping[str, MetricLike], device: torch.device) -> MetricSet:
+        """A fresh set of the user's metrics for one role (training or validation)."""
+        return MetricSet(metrics, device)
+
+    def running_score(
+        self, device: torch.device, criterion: Criterion, *, smoothing: bool
+    ) -> RunningScore:
+        """A running loss and accuracy for one epoch of training or validation batches."""
+        return RunningScore(device)
+
+    def callbacks(self) -> list[Callback]:
+        """Callbacks this kind adds to every fit (none here)."""
+        return []
+
+    def step(self, chosen: TrainingStep, eager: EagerStep, plan: StepChoice) -> TrainingStep | None:
+        """A step of this kind's own instead of ``chosen`` (eager or captured), or ``None``."""
+        return None
+
+
+_KINDS: dict[type[nn.Module], type[FitKind]] = {}
+
+
+def register_fit_kind(model_type: type[nn.Module], kind: type[FitKind]) -> None:
+    """Fit models of ``model_type`` (and its subclasses) with ``kind``."""
+    _KINDS[model_type] = kind
+
+
+def _kind_of(model: nn.Module) -> FitKind:
+    for model_type, kind in _KINDS.items():
+        if isinstance(model, model_type):
+            return kind(model)
+    return FitKind(model)
+
+
+class HookRunner:
+    """The callbacks of one fit, in the order their hooks run, and how a hook is run on them.
+
+    Args:
+        trainer: passed to every hook, with its current ``state``.
+        callbacks: the fit's callbacks, sorted by ``order``.
+    """
+
+    def __init__(self, trainer: Trainer, callbacks: list[Callback]) -> None:
+        self.trainer, self.callbacks = trainer, callbacks
+
+    def __call__(self, hook: str, *args: Any, reading: bool | None = None) -> None:
+        """Run ``hook`` on every callback in order (a StopTraining stops the fit).
+
+        With ``reading`` set, only the callbacks whose ``reads_metrics`` equals it.
+
+        Raises:
+            InvalidArgumentError: a callback raised SkipBatch outside a batch's hooks.
+        """
+        trainer = self.trainer
+        for callback in self.callbacks:
+            if reading is not None and callback.reads_metrics != reading:
+                continue
+            try:
+                getattr(callback, hook)(trainer, trainer.state, *args)
+            except StopTraining:
+                trainer.should_stop = True
+            except SkipBatch as skip:
+                if hook in _BATCH_HOOKS:
+                    raise
+                raise InvalidArgumentError(
+                    f"{type(callback).__name__} raised SkipBatch in {hook}, where there is no "
+                    "batch to skip; raise it from on_batch_start, on_before_backward or "
+                    "on_before_optimizer_step (or StopTraining to end the fit)"
+                ) from skip
+
+
+@dataclass(eq=False)
+class FitPlan:
+    """Everything one fit resolved: built by :func:`build_plan` when ``fit()`` starts.
+
+    The trainer keeps the plan of its latest fit only so that ``trainer.optimizer`` and
+    ``save_checkpoint()`` after a fit still work; the next fit builds a new one.
+
+    Attributes:
+        parallel: how the processes of the fit train together (one process: does nothing).
+        kind: how the model's kind changes the fit (a plain network, or a stack).
+        criterion: this fit's loss (its output-kind detection starts afresh each fit).
+        hooks: the fit's callbacks in order, and how their hooks run.
+        optimizer: what the trainer's ``configure_optimizers`` built.
+        step: runs one training batch (eager, captured, or member by member).
+        step_line: which step and why, for the plan's log line.
+        metric_sets: the user's metrics for training and for validation batches.
+        layout: whether the fit runs channels-last (or decides on the first batch).
+        first_step: ``state.global_step`` when the fit started (a resume starts later).
+        logged: this epoch's ``trainer.log`` values.
+        logging_open: whether ``trainer.log`` records now (from ``on_epoch_start`` until the
+            epoch's logged values are merged).
+    """
+
+    parallel: ParallelStrategy
+    kind: FitKind
+    criterion: Criterion
+    hooks: HookRunner
+    optimizer: Optimizer
+    step: TrainingStep
+    step_line: str
+    metric_sets: tuple[MetricSet, MetricSet]
+    layout: LayoutDecision
+    first_step: int = 0
+    logged: dict[str, float | Tensor] = field(default_factory=dict)
+    logging_open: bool = False
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        """The fit's callbacks, in the order their hooks run."""
+        return self.hooks.callbacks
+
+    def running_score(self, device: torch.device, *, smoothing: bool) -> RunningScore:
+        """A fresh running score for one epoch (``smoothing``: of training batches)."""
+        return self.kind.running_score(device, self.criterion, smoothing=smoothing)
+
+    def _loss_text(self) -> str:
+        loss = self.criterion.loss
+        text = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
+        smoothing = self.criterion.label_smoothing
+        return f"{text} (label smoothing {smoothing})" if smoothing else text
+
+    def describe(self, trainer: Trainer) -> str:
+        """The plan in one readable line (logged once per fit)."""
+        processes = self.parallel.world_size
+        names = ", ".join(type(c).__name__ for c in self.callbacks)
+        return (
+            f"lenetish: fit plan: {type(trainer.module).__name__} on {trainer.device}, "
+            f"precision {trainer.precision}, {self.layout.describe()}, {self.step_line}, "
+            f"{processes} process{'' if processes == 1 else 'es'}, loss {self._loss_text()}, "
+            f"optimizer {type(self.optimizer).__name__}, "
+            f"callbacks {names}"
+        )
+
+
+def _fit_callbacks(
+    trainer: Trainer, parallel: ParallelStrategy, kind: FitKind, steps: int | None
+) -> list[Callback]:
+    """The trainer's callbacks, its built-in schedule and the kind's, sorted and reset."""
     schedule = builtin_schedule(
-        trainer.scheduler_spec,
-        epochs=trainer.epochs,
-        steps_per_epoch=steps_per_epoch,
+        trainer.scheduler_spec, epochs=trainer.epochs, steps_per_epoch=steps
     )
-    everyone = [*trainer.callbacks, *([schedule] if schedule else [])]
-    trainer.fit_callbacks = sorted(
-        (c for c in everyone if trainer.is_main_process or not c.rank_zero_only),
-        key=lambda c: c.order,
-    )
+    everyone = [*trainer.callbacks, *([schedule] if schedule else []), *kind.callbacks()]
     callbacks_by_key(everyone)  # refuses two callbacks with one key, on every rank
-    for callback in trainer.fit_callbacks:
+    mine = sorted(
+        (c for c in everyone if parallel.is_main or not c.rank_zero_only), key=lambda c: c.order
+    )
+    for callback in mine:
         callback.reset()
+    return mine
+
+
+def build_plan(
+    trainer: Trainer, parallel: ParallelStrategy, steps_per_epoch: int | None
+) -> FitPlan:
+    """Resolve one fit: callbacks, loss, optimizer, scores, step and layout; log it in one line.
+
+    Args:
+        trainer: the trainer about to fit (its settings and seams are read, not changed,
+            except that ``compile=True`` compiles and the layout applies to its model).
+        parallel: how the processes of this fit train together.
+        steps_per_epoch: batches per epoch (``None`` when the loader has no length).
+
+    Raises:
+        InvalidArgumentError: settings that contradict each other for this fit (a scheduler
+            set twice, a setting the model's kind refuses, ``onecycle`` without ``len()``).
+    """
+    model = trainer.module
+    kind = _kind_of(model)
+    kind.check(trainer)
+    criterion = Criterion(trainer.loss, trainer.label_smoothing)
+    criterion.members = kind.members
+    hooks = HookRunner(trainer, _fit_callbacks(trainer, parallel, kind, steps_per_epoch))
     optimizer, returned = unpack_optimizer_config(trainer.configure_optimizers())
-    trainer.fitted_optimizer = optimizer
     if returned is not None:
-        if schedule is not None:
+        if trainer.scheduler_spec is not None:
             raise InvalidArgumentError(
                 f"configure_optimizers returned a scheduler and scheduler="
                 f"{trainer.scheduler_spec!r} is set too; keep one of them"
             )
-        trainer.fit_callbacks = sorted([*trainer.fit_callbacks, returned], key=lambda c: c.order)
-    trainer.metric_sets = (
-        MetricSet(trainer.metrics, trainer.device),
-        MetricSet(trainer.metrics, trainer.device),
-    )
+        hooks.callbacks = sorted([*hooks.callbacks, returned], key=lambda c: c.order)
     settings = StepSettings(
         trainer.device, trainer.precision, trainer.grad_clip_norm, trainer.augment
     )
-    eager = EagerStep(trainer.model, optimizer, trainer.training_step, settings, trainer.call_hook)
+    eager = EagerStep(trainer.model, optimizer, trainer.training_step, settings, hooks)
     request = CaptureRequest(
         cuda_graphs=trainer.cuda_graphs,
         settings=settings,
         optimizer=optimizer,
-        callbacks=trainer.fit_callbacks,
-        custom_training_step=custom_training_step,
+        callbacks=hooks.callbacks,
+        custom_training_step=is_overridden(trainer, "training_step"),
         deterministic=trainer.deterministic,
         compiled=trainer.compile,
-        world_size=trainer.world_size,
+        world_size=parallel.world_size,
     )
-    trainer.step = make_step(eager, request)
+    step, step_line = make_step(eager, request)
+    own_step = kind.step(step, eager, StepChoice(trainer, hooks.callbacks, criterion))
+    if own_step is not None:
+        step, step_line = own_step, f"{step_line}, run as {type(own_step).__name__}"
+    metric_sets = (
+        kind.metric_set(trainer.metrics, trainer.device),
+        kind.metric_set(trainer.metrics, trainer.device),
+    )
     trainer.state.lr = float(optimizer.param_groups[0]["lr"])
-    prepare_stack_fit(trainer)  # a ModelStack: per-member scores, coupling settings refused
     if trainer.compile:
-        trainer.module.compile()  # undone by restore_model when the fit ends
-    trainer.layout_unchecked = False
-    trainer.fit_channels_last = plan_layout(trainer)
-    if trainer.fit_channels_last:
-        module_channels_last(trainer.module)
-
-
-def check_channels_last_setting(channels_last: object) -> None:
-    """Refuse a ``channels_last`` that is not ``True``, ``False`` or ``"auto"``.
-
-    Raises:
-        InvalidArgumentError: naming the accepted values.
-    """
-    if not (isinstance(channels_last, bool) or channels_last == "auto"):
-        raise InvalidArgumentError(
-            f"channels_last must be True, False or 'auto', got {channels_last!r}"
-        )
-
-
-def plan_layout(trainer: Trainer) -> bool | None:
-    """Whether the fit runs channels-last, or ``None``: checked on the first batch.
-
-    Networks that declare ``lenetish_fast_path`` run channels-last unless told not to. Any
-    other model is checked on the first training batch (:func:`settle_layout`), except in a
-    multi-process fit, where the layout must be fixed before the model is wrapped:
-    ``"auto"`` then keeps the model's layout and says so.
-    """
-    setting: bool | Literal["auto"] = trainer.channels_last
-    if setting is False:
-        return False
-    if declares_fast_path(trainer.module):
-        return True
-    if trainer.world_size > 1:
-        if setting is True:  # laid out before the DDP wrap; checked on the first batch
-            trainer.layout_unchecked = True
-            return True
-        logger.info(
-            "lenetish: %s trains in its own layout: channels_last='auto' checks a model on "
-            "its first batch, which a multi-process fit cannot wait for (pass "
-            "channels_last=True if it flattens with torch.flatten or .reshape)",
-            type(trainer.module).__name__,
-        )
-        return False
-    return None
-
-
-_ADVICE = "flatten with torch.flatten(x, 1) or x.reshape(len(x), -1) instead of x.view(...)"
-
-
-@contextmanager
-def _own_layout(model: nn.Module) -> Iterator[None]:
-    """``model`` contiguous inside the block (for a check that starts from its own layout)."""
-    record = record_layout(model)
-    for tensor, _ in record:  # explicit NCHW strides, even with one channel
-        tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
-    try:
-        yield
-    finally:
-        restore_layout(record)
-
-
-def settle_layout(trainer: Trainer, images: Tensor) -> None:
-    """Decide on the first batch whether a model that declares nothing runs channels-last.
-
-    The model runs channels-last only if :func:`lenetish.layout.layout_verdict` finds its
-    outputs unchanged on ``images``; otherwise it trains in its own layout with one log line
-    saying why, or, with ``channels_last=True``, the fit stops with a named error.
-
-    Raises:
-        UnsupportedModelError: ``channels_last=True`` and the model cannot take it.
-    """
-    model = trainer.module
-    name = type(model).__name__
-    verify_only = trainer.layout_unchecked  # a multi-process fit: laid out already
-    trainer.layout_unchecked = False
-    if verify_only:
-        with _own_layout(model):
-            problem = layout_verdict(model, images, module_channels_last)
-    else:
-        problem = layout_verdict(model, images, module_channels_last)
-    if problem is not None and trainer.channels_last is True:
-        raise UnsupportedModelError(
-            f"channels_last=True, but {name} cannot run channels-last: {problem}; {_ADVICE}, "
-            "or pass channels_last='auto' (or False) to train it in its own layout"
-        )
-    if verify_only:
-        return
-    trainer.fit_channels_last = problem is None
-    if problem is None:
+        model.compile()  # undone by restore_model when the fit ends
+    layout = plan_layout(model, trainer.channels_last, parallel.world_size)
+    if layout.channels_last:
         module_channels_last(model)
-        match_optimizer_layout(trainer.optimizer)
-        logger.info("lenetish: %s trains channels-last (its outputs checked unchanged)", name)
-    else:
-        logger.info(
-            "lenetish: %s trains in its own layout, not channels-last: %s (channels_last="
-            "'auto'; to let it run channels-last, %s)",
-            name,
-            problem,
-            _ADVICE,
-        )
-
-
-@dataclass(frozen=True)
-class ModelAsFound:
-    """What a fit changes on the user's network and puts back when it ends.
-
-    Attributes:
-        layout: every parameter's and buffer's strides.
-        modes: every submodule's train/eval mode, in ``modules()`` order (a frozen
-            batch-norm layer in eval mode inside a training model stays frozen).
-        compiled: what ``Module.compile()`` had set (``None`` for an uncompiled model).
-    """
-
-    layout: LayoutRecord
-    modes: tuple[bool, ...]
-    compiled: Callable[..., Any] | None
-
-    @classmethod
-    def of(cls, model: nn.Module) -> ModelAsFound:
-        """Record ``model`` as it is now."""
-        modes = tuple(module.training for module in model.modules())
-        return cls(record_layout(model), modes, compiled_forward(model))
-
-
-def restore_model(trainer: Trainer, found: ModelAsFound) -> None:
-    """Put the trainer's network back as :class:`ModelAsFound` recorded it.
-
-    Its weights keep what the fit learnt; only their layout, the compilation ``compile=True``
-    added and the train/eval mode go back. The optimizer's state follows the weights' layout.
-    """
-    model = trainer.module
-    restore_layout(found.layout)
-    if compiled_forward(model) is not found.compiled:
-        set_compiled_forward(model, found.compiled)
-    # Not strict: a callback may have added a submodule; those keep the mode they have.
-    for module, training in zip(model.modules(), found.modes, strict=False):
-        module.training = training
-    if trainer.fitted_optimizer is not None:
-        match_optimizer_layout(trainer.fitted_optimizer)
+    plan = FitPlan(
+        parallel, kind, criterion, hooks, optimizer, step, step_line, metric_sets, layout
+    )
+    logger.info("%s", plan.describe(trainer))
+    return plan

@@ -45,10 +45,10 @@ from lenetish.saving.checkpoint import (
     restore_rng_state,
 )
 from lenetish.saving.checkpoint_checks import check_training_checkpoint
-from lenetish.stack.fitting import fit_score
 from lenetish.training.state import EpochProgress
 
 if TYPE_CHECKING:
+    from lenetish.training._plan import FitPlan
     from lenetish.training.trainer import Trainer
 
 __all__ = [
@@ -118,17 +118,19 @@ def _legacy_keys(callbacks: Iterable[Callback]) -> dict[str, Callback]:
     return keyed
 
 
-def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
     """Everything needed to resume ``trainer``'s fit exactly, as plain containers and tensors.
 
     Inside an epoch's training batches the epoch is recorded as unfinished, with a
     ``mid_epoch`` part (see the module's docstring).
     """
-    scaler = None if trainer.step is None else trainer.step.scaler
-    optimizer = trainer.fitted_optimizer
-    callbacks = trainer.fit_callbacks or trainer.callbacks
+    scaler = None if plan is None else plan.step.scaler
+    optimizer = None if plan is None else plan.optimizer
+    callbacks = trainer.callbacks if plan is None else plan.callbacks
     progress = trainer.state.progress
-    mid_epoch = None if progress is None else _mid_epoch_state(trainer, progress)
+    mid_epoch = None
+    if progress is not None and plan is not None:
+        mid_epoch = _mid_epoch_state(plan, progress)
     told = _ARRAYS_TOLD.setdefault(trainer, set())
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -148,7 +150,7 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         "rng": capture_rng_state() if progress is None else progress.rng,
         **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
         "world_size": trainer.world_size,
-        "rank_seed": trainer.parallel.rank_seed,
+        "rank_seed": 0 if plan is None else plan.parallel.rank_seed,
         # the dataset the data came from, when the caller told the trainer (issue 17)
         **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
     }
@@ -278,7 +280,7 @@ def _refuse(value: object, path: str, callback: Callback, detail: str) -> NoRetu
     )
 
 
-def _mid_epoch_state(trainer: Trainer, progress: EpochProgress) -> dict[str, Any]:
+def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
     """How far the unfinished epoch got: batches done, random state, running score, logs."""
     score, metric_set, done = progress.score, progress.metric_set, progress.batches_done
     pending = progress.pending
@@ -295,23 +297,24 @@ def _mid_epoch_state(trainer: Trainer, progress: EpochProgress) -> dict[str, Any
         "metrics": metric_set.state_dict(),
         "logged": {
             name: value.detach().clone() if isinstance(value, Tensor) else float(value)
-            for name, value in trainer.logged.items()
+            for name, value in plan.logged.items()
         },
     }
 
 
-def start_epoch_progress(trainer: Trainer) -> EpochProgress:
+def start_epoch_progress(trainer: Trainer, plan: FitPlan) -> EpochProgress:
     """The record of a starting epoch: random state now, a fresh training score.
 
     Called by the loop at the start of every epoch, before ``on_epoch_start``; a checkpoint
     written from then until the end of the epoch's last batch resumes inside the epoch.
     """
-    metric_set = trainer.metric_sets[0]
+    metric_set = plan.metric_sets[0]
     metric_set.reset()
-    return EpochProgress(capture_rng_state(), fit_score(trainer, smoothing=True), metric_set)
+    score = plan.running_score(trainer.device, smoothing=True)
+    return EpochProgress(capture_rng_state(), score, metric_set)
 
 
-def resumed_batches(trainer: Trainer, batches: Iterable[T]) -> Iterator[T]:
+def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> Iterator[T]:
     """``batches``, less those a mid-epoch checkpoint had already trained.
 
     In the first epoch of a fit resumed from a checkpoint written inside that epoch, the
@@ -330,7 +333,7 @@ def resumed_batches(trainer: Trainer, batches: Iterable[T]) -> Iterator[T]:
         return
     progress.score.load_state_dict(point["score"])  # checked by restore_training_state
     progress.metric_set.load_state_dict(point["metrics"])
-    trainer.logged.update(point["logged"])
+    plan.logged.update(point["logged"])
     iterator = iter(batches)
     for skipped in range(point["batches_done"]):
         if next(iterator, _END) is _END:
@@ -344,8 +347,10 @@ def resumed_batches(trainer: Trainer, batches: Iterable[T]) -> Iterator[T]:
     yield from iterator
 
 
-def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source: str) -> None:
-    """Load ``checkpoint`` into a trainer whose optimizer, step and fit callbacks are built.
+def restore_training_state(
+    trainer: Trainer, plan: FitPlan, checkpoint: dict[str, Any], *, source: str
+) -> None:
+    """Load ``checkpoint`` into ``trainer`` and the fit ``plan`` built for it.
 
     Every callback was reset first; each then gets the state saved under its key.
 
@@ -355,20 +360,21 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
             of epochs).
     """
     saved_world_size = checkpoint.get("world_size", 1)
-    if saved_world_size != trainer.world_size:
+    world_size = plan.parallel.world_size
+    if saved_world_size != world_size:
         raise CheckpointError(
             f"{source} was written by a run of {saved_world_size} process(es) and this run has "
-            f"{trainer.world_size}; resume with the same number (e.g. torchrun "
+            f"{world_size}; resume with the same number (e.g. torchrun "
             f"--nproc_per_node={saved_world_size}), since each process's share of the batches "
             "and its random stream depend on it"
         )
     check_training_checkpoint(
-        checkpoint, model=trainer.module, optimizer=trainer.optimizer, source=source
+        checkpoint, model=trainer.module, optimizer=plan.optimizer, source=source
     )
     mid_epoch = checkpoint.get("mid_epoch")
     _check_epochs_left(trainer, checkpoint["epoch"], mid_epoch is not None, source)
     if mid_epoch is not None:
-        _check_mid_epoch(trainer, mid_epoch, checkpoint["epoch"], source)
+        _check_mid_epoch(trainer, plan, mid_epoch, checkpoint["epoch"], source)
     load_model_state(trainer.module, checkpoint["model"], source=source)
     planned = checkpoint.get("epochs_planned", trainer.epochs)
     if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
@@ -378,20 +384,20 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any], source:
             f"{planned}, or start a new run"
         )
     saved_class = checkpoint.get("optimizer_class")
-    if saved_class is not None and saved_class != type(trainer.optimizer).__name__:
+    if saved_class is not None and saved_class != type(plan.optimizer).__name__:
         raise CheckpointError(
             f"{source} was written by a trainer using {saved_class}, but this one uses "
-            f"{type(trainer.optimizer).__name__}; resume with the same optimizer settings"
+            f"{type(plan.optimizer).__name__}; resume with the same optimizer settings"
         )
     if checkpoint["optimizer"] is not None:
-        trainer.optimizer.load_state_dict(checkpoint["optimizer"])
-    scaler = None if trainer.step is None else trainer.step.scaler
+        plan.optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler = plan.step.scaler
     if scaler is not None and checkpoint["scaler"] is not None:
         scaler.load_state_dict(checkpoint["scaler"])
     trainer.state.epoch = checkpoint["epoch"]
     trainer.state.global_step = checkpoint["global_step"]
     trainer.state.resume_point = mid_epoch
-    _restore_callbacks(trainer.fit_callbacks, checkpoint["callbacks"], source)
+    _restore_callbacks(plan.callbacks, checkpoint["callbacks"], source)
 
 
 def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source: str) -> None:
@@ -411,7 +417,9 @@ def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source
         )
 
 
-def _check_mid_epoch(trainer: Trainer, mid_epoch: dict[str, Any], epoch: int, source: str) -> None:
+def _check_mid_epoch(
+    trainer: Trainer, plan: FitPlan, mid_epoch: dict[str, Any], epoch: int, source: str
+) -> None:
     """Refuse a mid-epoch part that does not fit this fit; log what it cannot make exact.
 
     Raises:
@@ -426,15 +434,15 @@ def _check_mid_epoch(trainer: Trainer, mid_epoch: dict[str, Any], epoch: int, so
             "of the run that wrote it"
         )
     try:  # the loop loads them for real at the epoch's start
-        fit_score(trainer, smoothing=True).load_state_dict(mid_epoch["score"])
-        copy.deepcopy(trainer.metric_sets[0]).load_state_dict(mid_epoch["metrics"])
+        plan.running_score(trainer.device, smoothing=True).load_state_dict(mid_epoch["score"])
+        copy.deepcopy(plan.metric_sets[0]).load_state_dict(mid_epoch["metrics"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{source} is damaged or from another setup: the running score of its unfinished "
             f"epoch {epoch + 1} does not load ({type(exc).__name__}: {exc}); resume with the "
             "same metrics= (and model), or from a checkpoint written at an epoch's end"
         ) from exc
-    objects = sorted(getattr(trainer.metric_sets[0], "objects", {}))
+    objects = sorted(getattr(plan.metric_sets[0], "objects", {}))
     if objects:
         logger.warning(
             "resuming inside epoch %d: metric objects %s keep no state in a checkpoint, so "
@@ -442,13 +450,13 @@ def _check_mid_epoch(trainer: Trainer, mid_epoch: dict[str, Any], epoch: int, so
             epoch + 1,
             ", ".join(objects),
         )
-    if trainer.world_size > 1:
+    if plan.parallel.world_size > 1:
         logger.warning(
             "resuming inside epoch %d in a run of %d processes: every process continues from "
             "rank 0's random state and running score, so that epoch is not bit-identical to "
             "an uninterrupted run (checkpoints written at an epoch's end are)",
             epoch + 1,
-            trainer.world_size,
+            plan.parallel.world_size,
         )
 
 
@@ -479,5 +487,5 @@ def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source:
             "has (callbacks are matched by state_key), so its state is dropped; to keep it, "
             "add the callback that wrote it (with the same settings) to the resumed fit",
             UserWarning,
-            stacklevel=4,
+            stacklevel=6,  # the caller of Trainer.fit
         )

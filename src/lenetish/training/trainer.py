@@ -23,30 +23,25 @@ from lenetish._device import (
     resolve_precision,
     seed_everything,
 )
-from lenetish.callbacks import Callback, History, ProgressBar, SkipBatch, StopTraining
+from lenetish.callbacks import Callback, History, ProgressBar
+from lenetish.callbacks.base import check_callbacks
 from lenetish.callbacks.schedules import SchedulerFactory
 from lenetish.data.identity import DatasetInfo, remember_dataset
 from lenetish.distributed.strategies import ParallelStrategy, SingleProcess, parallel_strategy
-from lenetish.errors import InvalidArgumentError, NotFittedError, TrainerBusyError
-from lenetish.layout import match_optimizer_layout
-from lenetish.losses import Criterion, LossFunction, LossName, remember_output_kind
+from lenetish.errors import NotFittedError, TrainerBusyError
+from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet, check_logged
-from lenetish.saving.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from lenetish.training._loop import Batch, run_epoch, stop_requested
-from lenetish.training._plan import (
+from lenetish.saving.checkpoint import load_checkpoint, save_checkpoint
+from lenetish.training._layout_plan import (
     ModelAsFound,
-    batch_count,
     check_channels_last_setting,
-    check_reiterable,
-    prepare_fit,
     restore_model,
 )
+from lenetish.training._loop import Batch, run_fit
+from lenetish.training._plan import FitPlan, batch_count, build_plan, check_reiterable
 from lenetish.training.optimizer_config import OptimizerConfig
-from lenetish.training.resume import checkpoint_state, restore_training_state
+from lenetish.training.resume import checkpoint_state
 from lenetish.training.state import BatchOutput, TrainState
-from lenetish.training.step import (
-    TrainingStep,
-)
 
 __all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lenetish.training.state
 
@@ -55,7 +50,6 @@ logger = logging.getLogger("lenetish")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 OptimizerName = Literal["adam", "sgd"]
 SchedulerName = Literal["onecycle", "step"]
-_BATCH_HOOKS = ("on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end")
 
 
 class Trainer:
@@ -103,7 +97,7 @@ class Trainer:
             fit.
         cuda_graphs: experimental (off until tested on a real GPU): on CUDA, capture the
             whole training step as a CUDA graph when that is safe (see
-            :func:`lenetish.training.step.capture_blockers`); each fit logs which step it uses
+            :func:`lenetish.training.cuda_graph.capture_blockers`); each fit logs which step it uses
             and why.
         compile: compile the model's forward pass with :func:`torch.compile` for each fit
             (the model is left uncompiled afterwards, as it came).
@@ -180,47 +174,36 @@ class Trainer:
     ) -> None:
         check_trainer_settings(
             optimizer, lr, epochs, scheduler, momentum, weight_decay, grad_clip_norm,
-            label_smoothing, augment, callbacks,
+            label_smoothing, augment,
         )  # fmt: skip
+        check_callbacks(callbacks)
         check_epoch_settings(epochs, min_epochs, validation_freq)
-        self.min_epochs, self.validation_freq = min_epochs, validation_freq
+        check_channels_last_setting(channels_last)
+        Criterion(loss, label_smoothing)  # refuses an unknown loss now, not at fit()
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        check_channels_last_setting(channels_last)
-        self.channels_last, self.cuda_graphs, self.compile = channels_last, cuda_graphs, compile
-        self.model = model.to(self.device)
-        # Whether this fit runs channels-last: None until decided (see fit_setup.plan_layout).
-        self.fit_channels_last: bool | None = None
-        self.layout_unchecked = False  # laid out channels-last before the check could run
-        self.optimizer_spec = optimizer
-        self.lr = DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
-        self.epochs, self.scheduler_spec = epochs, scheduler
-        self.momentum, self.weight_decay = momentum, weight_decay
-        self.grad_clip_norm, self.augment = grad_clip_norm, augment
-        self.label_smoothing, self.seed, self.deterministic = label_smoothing, seed, deterministic
-        self.criterion = Criterion(loss, label_smoothing)
         self.metrics: dict[str, MetricLike] = dict(metrics or {})
-        # Training and validation scores of the user's metrics (refusing non-metrics now).
-        self.metric_sets = (
-            MetricSet(self.metrics, self.device),
-            MetricSet(self.metrics, self.device),
-        )
+        MetricSet(self.metrics, self.device)  # refuses a non-metric now
+        self.model = model.to(self.device)
+        self.optimizer_spec, self.scheduler_spec = optimizer, scheduler
+        self.lr = DEFAULT_LR[optimizer] if isinstance(optimizer, str) and lr is None else lr
+        self.epochs, self.min_epochs, self.validation_freq = epochs, min_epochs, validation_freq
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.channels_last, self.cuda_graphs, self.compile = channels_last, cuda_graphs, compile
+        self.grad_clip_norm, self.augment = grad_clip_norm, augment
+        self.loss, self.label_smoothing = loss, label_smoothing
+        self.seed, self.deterministic = seed, deterministic
         self.history = next((c for c in callbacks if isinstance(c, History)), History())
-        self.history_given = self.history in callbacks
-        extra: list[Callback] = [] if self.history_given else [self.history]
+        self._history_given = self.history in callbacks
+        extra: list[Callback] = [] if self._history_given else [self.history]
         if not any(isinstance(c, ProgressBar) for c in callbacks):
             extra.append(ProgressBar(enabled=progress))
         self.callbacks: list[Callback] = [*callbacks, *extra]
-        self.fit_callbacks: list[Callback] = []
         self.should_stop = False
         self.state = TrainState(epochs=epochs)
-        self.fitted_optimizer: Optimizer | None = None
-        self.step: TrainingStep | None = None
-        self.logged: dict[str, float | Tensor] = {}
-        self.logging_open = False  # trainer.log counts from on_epoch_start to the merge
-        self.first_step = 0  # global_step at the start of the current fit
-        self.parallel: ParallelStrategy = SingleProcess()
         self.data_info: DatasetInfo | None = None
+        self._parallel: ParallelStrategy = SingleProcess()  # the current (or last) fit's
+        self._plan: FitPlan | None = None  # the current (or last) fit's (see _plan.FitPlan)
         self._fitting = threading.Lock()  # one fit at a time (two would share the optimizer)
 
     @property
@@ -237,22 +220,31 @@ class Trainer:
         It exists from the start of :meth:`fit` (every hook can read it); before the first
         fit, reading it raises :class:`~lenetish.NotFittedError`.
         """
-        if self.fitted_optimizer is None:
+        if self._plan is None:
             raise NotFittedError(
                 "trainer.optimizer exists once fit() has started (configure_optimizers builds "
                 "it); read it inside a callback hook or after fit()"
             )
-        return self.fitted_optimizer
+        return self._plan.optimizer
+
+    @property
+    def fit_callbacks(self) -> tuple[Callback, ...]:
+        """The callbacks of the current (or last) fit in the order their hooks run.
+
+        The trainer's ``callbacks``, its built-in schedule, a scheduler returned by
+        :meth:`configure_optimizers`, sorted by ``order`` (empty before the first fit).
+        """
+        return () if self._plan is None else tuple(self._plan.callbacks)
 
     @property
     def world_size(self) -> int:
         """The number of processes of the current (or last) fit (1 unless distributed)."""
-        return self.parallel.world_size
+        return self._parallel.world_size
 
     @property
     def is_main_process(self) -> bool:
         """Whether this process writes checkpoints and logs (rank 0, or the only one)."""
-        return self.parallel.is_main
+        return self._parallel.is_main
 
     # ---- seams for subclasses -------------------------------------------------------------
 
@@ -330,7 +322,9 @@ class Trainer:
         Call it from your own :meth:`training_step` to keep the loss setting and label
         smoothing; a ``training_step`` that does not is warned about once per fit.
         """
-        return self.criterion(outputs, targets, smoothing=smoothing)
+        if self._plan is None:  # outside a fit: the configured loss, detecting afresh
+            return Criterion(self.loss, self.label_smoothing)(outputs, targets, smoothing=smoothing)
+        return self._plan.criterion(outputs, targets, smoothing=smoothing)
 
     def log(self, name: str, value: float | Tensor) -> None:
         """Record ``value`` as this epoch's ``name`` metric (the last value logged wins).
@@ -343,7 +337,7 @@ class Trainer:
             InvalidArgumentError: ``name`` is a built-in metric, or ``value`` not a number.
         """
         check_logged(name, value, computed=self.metrics)
-        if not self.logging_open:
+        if self._plan is None or not self._plan.logging_open:
             warnings.warn(
                 f"trainer.log({name!r}, ...) outside an epoch is dropped: log from "
                 "training_step or a hook between on_epoch_start and the on_epoch_end of "
@@ -352,7 +346,7 @@ class Trainer:
                 stacklevel=2,
             )
             return
-        self.logged[name] = value.detach() if isinstance(value, Tensor) else value
+        self._plan.logged[name] = value.detach() if isinstance(value, Tensor) else value
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -367,7 +361,7 @@ class Trainer:
                 (a ``collections.deque``, say); the message names the callback's class, its
                 ``state_key`` and where the object sits.
         """
-        return checkpoint_state(self)
+        return checkpoint_state(self, self._plan)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`checkpoint_state` atomically to ``path`` (a temporary file, renamed).
@@ -465,12 +459,12 @@ class Trainer:
         """:meth:`fit`'s work, run while the trainer's fit lock is held."""
         check_reiterable(train=train, val=val)
         checkpoint = None if resume is None else load_checkpoint(resume)
-        self.parallel = parallel = parallel_strategy(self.device)
+        self._parallel = parallel = parallel_strategy(self.device)
         self._remember_data(train)
         train = parallel.shard(train, role="training")
         val = None if val is None else parallel.shard(val, role="validation")
         steps_per_epoch = batch_count(train)
-        self.state = state = TrainState(
+        self.state = TrainState(
             epochs=self.epochs,
             steps_per_epoch=steps_per_epoch,
             resumed=checkpoint is not None,
@@ -479,44 +473,22 @@ class Trainer:
             min_epochs=self.min_epochs,
         )
         self.should_stop = False
+        if not self._history_given:  # each fit returns a History of its own
+            fresh = History()
+            self.callbacks = [fresh if c is self.history else c for c in self.callbacks]
+            self.history = fresh
         as_found = ModelAsFound.of(self.module)
+        self._plan = None
         try:
             with deterministic_algorithms(self.deterministic):
                 if checkpoint is None and self.seed is not None:
                     seed_everything(self.seed)
-                custom_step = type(self).training_step is not Trainer.training_step
-                prepare_fit(self, steps_per_epoch, custom_training_step=custom_step)
-                if checkpoint is not None:
-                    restore_training_state(self, checkpoint, source=str(resume))
-                    match_optimizer_layout(self.optimizer)  # the saved moments' layout may differ
-                self.first_step = state.global_step
-                parallel.agree_on_seed(
-                    checkpoint.get("rank_seed", 0) if checkpoint is not None else self.seed
-                )
-                self.model = parallel.wrap(self.model)
-                try:
-                    self.call_hook("on_fit_start")
-                    if checkpoint is not None:
-                        restore_rng_state(checkpoint["rng"])
-                    for epoch in range(state.epoch, self.epochs):
-                        stop = parallel.agree_to_stop(stop_requested(self, epoch), epoch_end=True)
-                        if stop or not run_epoch(self, epoch, train, val):
-                            break
-                    parallel.agree_to_stop(self.should_stop, epoch_end=True)  # no check left open
-                    self.call_hook("on_fit_end")
-                    remember_output_kind(self.module, self.criterion.kind)  # predict, export
-                except BaseException as exc:
-                    parallel.note_failure()
-                    for callback in self.fit_callbacks:
-                        try:
-                            callback.on_exception(self, state, exc)
-                        except Exception:
-                            logger.exception("%s.on_exception failed", type(callback).__name__)
-                    raise
-                finally:
-                    self.model = self.module  # drop the DDP wrapper
-        finally:
-            restore_model(self, as_found)  # layout, compilation and mode as they came
+                self._plan = build_plan(self, parallel, steps_per_epoch)
+                run_fit(self, self._plan, train, val, checkpoint, source=str(resume))
+        finally:  # layout, compilation and mode as they came
+            restore_model(
+                self.module, as_found, None if self._plan is None else self._plan.optimizer
+            )
         return self.history
 
     def _remember_data(self, train: Iterable[Batch]) -> None:
@@ -532,24 +504,3 @@ class Trainer:
         if isinstance(known, DatasetInfo):
             self.data_info = known
             remember_dataset(self.module, known)
-
-    def call_hook(self, hook: str, *args: Any, reading: bool | None = None) -> None:
-        """Run ``hook`` on every callback of the fit in order (a StopTraining stops the fit).
-
-        With ``reading`` set, only the callbacks whose ``reads_metrics`` equals it.
-        """
-        for callback in self.fit_callbacks:
-            if reading is not None and callback.reads_metrics != reading:
-                continue
-            try:
-                getattr(callback, hook)(self, self.state, *args)
-            except StopTraining:
-                self.should_stop = True
-            except SkipBatch as skip:
-                if hook in _BATCH_HOOKS:
-                    raise
-                raise InvalidArgumentError(
-                    f"{type(callback).__name__} raised SkipBatch in {hook}, where there is no "
-                    "batch to skip; raise it from on_batch_start, on_before_backward or "
-                    "on_before_optimizer_step (or StopTraining to end the fit)"
-                ) from skip
