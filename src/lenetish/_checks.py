@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from lenetish.catalog import SCHEDULERS
 from lenetish.errors import InvalidArgumentError
 
 __all__ = [
@@ -72,8 +73,16 @@ def check_trainer_settings(
     grad_clip_norm: object,
     label_smoothing: object,
     augment: object,
+    channels_last: object,
+    min_epochs: object,
+    validation_freq: object,
 ) -> None:
-    """Refuse a Trainer's unknown optimizer or scheduler and out-of-range numbers."""
+    """Refuse a Trainer's unknown optimizer, scheduler or layout, and out-of-range numbers."""
+    if not (isinstance(channels_last, bool) or channels_last == "auto"):
+        raise InvalidArgumentError(
+            f"channels_last must be True, False or 'auto', got {channels_last!r}"
+        )
+    check_epoch_settings(epochs, min_epochs, validation_freq)
     if isinstance(optimizer, str) and optimizer not in DEFAULT_LR:
         raise InvalidArgumentError(
             f"optimizer={optimizer!r} is not supported; use one of {', '.join(DEFAULT_LR)} "
@@ -86,7 +95,7 @@ def check_trainer_settings(
     if lr is not None:
         check_positive_number("lr", lr)
     check_positive_int("epochs", epochs)
-    if isinstance(scheduler, str) and scheduler not in ("onecycle", "step"):
+    if isinstance(scheduler, str) and scheduler not in SCHEDULERS:
         raise InvalidArgumentError(
             f"scheduler={scheduler!r} is not supported; use None, 'onecycle', 'step' or a callable"
         )

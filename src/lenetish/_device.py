@@ -6,11 +6,13 @@ import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
 
+from lenetish.catalog import PRECISIONS as PRECISIONS
+from lenetish.catalog import Precision as Precision
 from lenetish.errors import DeviceUnavailableError, InvalidArgumentError
 
 __all__ = [
@@ -126,9 +128,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
 ResolvedPrecision = Literal["32", "bf16-mixed", "16-mixed"]
-PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 def _cpu_flags() -> set[str]:

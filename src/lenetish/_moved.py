@@ -3,7 +3,8 @@
 One table and one import hook instead of a file per old path: ``import lenetish.step``
 finds :mod:`lenetish.training.step` through :class:`MovedModuleFinder`, warns once with a
 ``FutureWarning`` pointing at the importing line, and gives the module at the new path (the
-same objects, so ``lenetish.step.EagerStep is lenetish.training.step.EagerStep``).
+same objects, so ``lenetish.step.EagerStep is lenetish.training.step.EagerStep``; an old
+module whose names now live in two modules gives one module offering both).
 """
 
 from __future__ import annotations
@@ -66,26 +67,18 @@ def moved_message(old: str, new: str) -> str:
 
 
 def _importer_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the line that imported the old path."""
+    """The ``stacklevel`` that points a warning at the line that imported the old path.
+
+    ``warnings`` does not count importlib's own frames, so only this module's are skipped.
+    """
     level, frame = 1, sys._getframe(1)
     while frame.f_back is not None and (
         frame.f_code.co_filename.startswith("<frozen") or frame.f_code.co_filename == __file__
     ):
-        level, frame = level + 1, frame.f_back
+        if frame.f_code.co_filename == __file__:
+            level += 1
+        frame = frame.f_back
     return level
-
-
-def _old_module(old: str, new: str) -> ModuleType:
-    """What ``import old`` gives: the new module, or for an old path with extra names a copy."""
-    module = importlib.import_module(new)
-    if old not in _ALSO:
-        return module
-    other, names = _ALSO[old]
-    combined = ModuleType(old, module.__doc__)
-    combined.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
-    extra = importlib.import_module(other)
-    combined.__dict__.update({name: getattr(extra, name) for name in names})
-    return combined
 
 
 class _MovedLoader(importlib.abc.Loader):
@@ -94,15 +87,24 @@ class _MovedLoader(importlib.abc.Loader):
     def __init__(self, old: str, new: str) -> None:
         self.old, self.new = old, new
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        """Import the new module (the old path becomes another name for it)."""
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        """A plain placeholder module (the new module's own attributes stay untouched)."""
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Warn, then make the old path name the new module (or fill the placeholder)."""
         warnings.warn(
             moved_message(self.old, self.new), FutureWarning, stacklevel=_importer_stacklevel()
         )
-        return _old_module(self.old, self.new)
-
-    def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: the module at the new path ran when it was imported."""
+        new = importlib.import_module(self.new)
+        if self.old not in _ALSO:
+            sys.modules[self.old] = new  # the import statement then gives the new module
+            return
+        other, names = _ALSO[self.old]  # names from two modules: one module offering both
+        module.__dict__.update({k: v for k, v in vars(new).items() if not k.startswith("__")})
+        extra = importlib.import_module(other)
+        module.__dict__.update({name: getattr(extra, name) for name in names})
+        module.__doc__ = new.__doc__
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

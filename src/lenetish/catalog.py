@@ -1,4 +1,4 @@
-"""The tables the command line lists before torch is imported: the MNIST family, export formats.
+"""The tables the command line lists before torch is imported: datasets, options, formats.
 
 Nothing here imports torch, so ``lenetish --help`` and argument checking stay fast; the
 modules that do the work (:mod:`lenetish.data.identity`, :mod:`lenetish.saving.export`) use
@@ -10,11 +10,31 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from lenetish.errors import CheckpointError
 
-__all__ = ["CUSTOM", "DATASETS", "DIGITS", "EXPORT_FORMATS", "DatasetInfo"]
+__all__ = [
+    "CUSTOM",
+    "DATASETS",
+    "DIGITS",
+    "EXPORT_FORMATS",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "SCHEDULERS",
+    "DatasetInfo",
+    "OptimizerName",
+    "Precision",
+    "SchedulerName",
+]
+
+# The names the Trainer, the recipes and the command line accept, spelled once.
+OptimizerName = Literal["adam", "sgd"]
+SchedulerName = Literal["onecycle", "step"]
+Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
+OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
+SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 CUSTOM = "custom"
 """The name of a :class:`DatasetInfo` for files that are none of the recognised datasets."""

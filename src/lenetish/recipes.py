@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # torch loads only when a recipe builds something: ``--help``
 
     from lenetish._device import DeviceLike, Precision
     from lenetish.callbacks import Callback
-    from lenetish.training.trainer import OptimizerName, SchedulerName, Trainer
+    from lenetish.catalog import OptimizerName, SchedulerName
+    from lenetish.training.trainer import Trainer
 
 __all__ = ["RECIPES", "Recipe", "get_recipe"]
 

@@ -187,6 +187,24 @@ def remember_dataset(model: nn.Module, info: DatasetInfo | None) -> None:
         setattr(model, MODEL_ATTRIBUTE, info)
 
 
+def training_data_record(
+    model: nn.Module, batches: object, known: DatasetInfo | None
+) -> DatasetInfo | None:
+    """The dataset a fit trains on, attached to ``model`` (``None`` when nobody knows it).
+
+    What a lenetish loader knows (``batches.info``: it describes the data of this fit) wins
+    over ``known`` (a trainer's ``data_info``); the model then carries it, so
+    :func:`~lenetish.predict` and :func:`~lenetish.evaluate` prepare inputs the way this
+    data was made without ``dataset=``.
+    """
+    from_loader = getattr(batches, "info", None)
+    record = from_loader if isinstance(from_loader, DatasetInfo) else known
+    if not isinstance(record, DatasetInfo):
+        return None
+    remember_dataset(model, record)
+    return record
+
+
 def resolve_dataset(
     requested: str | DatasetInfo, recorded: DatasetInfo | None, *, who: str = "the model"
 ) -> DatasetInfo:

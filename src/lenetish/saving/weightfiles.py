@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import torch
 from torch import Tensor, nn
 
 from lenetish.data.identity import DatasetInfo, remember_dataset
@@ -32,6 +31,11 @@ from lenetish.saving.checkpoint import (
     load_model_state,
     safe_load,
     state_problems,
+)
+from lenetish.saving.weight_checks import (
+    check_record_fits,
+    check_weight_values,
+    refuse_unusual_tensors,
 )
 
 __all__ = [
@@ -135,110 +139,6 @@ def _plain_state_dict(content: object) -> dict[str, Tensor] | None:
     return weights
 
 
-def _tensor_kind(tensor: Tensor) -> str | None:
-    """What makes ``tensor`` unusable as a weight (sparse, quantized, meta), or None."""
-    if tensor.is_meta:
-        return "a meta tensor (a shape with no values)"
-    if tensor.is_quantized:
-        return f"a quantized tensor ({tensor.dtype})"
-    if tensor.layout != torch.strided:
-        return f"a sparse tensor ({tensor.layout})"
-    return None
-
-
-def _refuse_unusual_tensors(tensors: Mapping[str, Tensor], source: Path) -> None:
-    """Refuse sparse, quantized and meta tensors: weights are dense tensors with values."""
-    for name, tensor in tensors.items():
-        kind = _tensor_kind(tensor)
-        if kind is not None:
-            raise CheckpointError(
-                f"weights file {source} holds {name} as {kind}; lenetish loads dense weights "
-                "only: where the file was made, save dense values (tensor.to_dense(), "
-                "tensor.dequantize(), or the weights of a model that holds real values)"
-            )
-
-
-def check_weight_values(model: nn.Module, tensors: Mapping[str, Tensor], *, source: str) -> None:
-    """Refuse weights that would be cast to the model's floating point, or are not finite.
-
-    ``load_state_dict`` copies int8, bool or complex tensors into float parameters without a
-    word (a bool file scores 9%), and NaN weights predict ``nan`` probabilities.
-
-    Args:
-        model: the network the weights are for.
-        tensors: its state dict, as read from the file (names and shapes already fit).
-        source: the file, for the message.
-
-    Raises:
-        CheckpointError: a floating-point parameter has a non-floating (integer, bool,
-            complex) tensor in the file, or the reverse, or a tensor holds NaN or infinity.
-
-    Example:
-        >>> from lenetish import MNISTConvNet
-        >>> net = MNISTConvNet()
-        >>> weights = {k: v.bool() for k, v in net.state_dict().items()}
-        >>> check_weight_values(net, weights, source="m.pt")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-            ...
-        lenetish.errors.CheckpointError: m.pt holds weights of another kind than the model's: ...
-    """
-    expected = model.state_dict()
-    cast = [
-        f"{name} ({tensor.dtype}, the model's {expected[name].dtype})"
-        for name, tensor in tensors.items()
-        if name in expected
-        and (
-            tensor.dtype.is_complex
-            or tensor.dtype.is_floating_point != expected[name].dtype.is_floating_point
-        )
-    ]
-    if cast:
-        raise CheckpointError(
-            f"{source} holds weights of another kind than the model's: {', '.join(cast[:4])}"
-            f"{' ...' if len(cast) > 4 else ''}; lenetish does not cast integer, bool or "
-            "complex weights to floating point (it would silently change the network): where "
-            "the file was made, save the model's own floating-point weights (save_weights, or "
-            "torch.save(model.state_dict(), path)) and load that file"
-        )
-    broken = [
-        name
-        for name, tensor in tensors.items()
-        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all())
-    ]
-    if broken:
-        raise CheckpointError(
-            f"{source} holds NaN or infinite values in {', '.join(broken[:4])}"
-            f"{' ...' if len(broken) > 4 else ''}; a network with them predicts nothing "
-            "meaningful (the training that wrote them diverged): load an earlier checkpoint, "
-            "or train again"
-        )
-
-
-def _output_count(model: nn.Module) -> int | None:
-    """The number of outputs of ``model`` if its last layer with weights is a Linear one."""
-    last = None
-    for module in model.modules():
-        if any(True for _ in module.parameters(recurse=False)):
-            last = module
-    return last.out_features if isinstance(last, nn.Linear) else None
-
-
-def check_record_fits(model: nn.Module, dataset: DatasetInfo | None, *, source: str) -> None:
-    """Refuse a dataset record with more class names than ``model`` has outputs.
-
-    Raises:
-        CheckpointError: the record names more classes than the model's last (Linear) layer
-            has outputs; the scores would be read for classes the network cannot predict.
-    """
-    outputs = _output_count(model)
-    if dataset is not None and outputs is not None and len(dataset.classes) > outputs:
-        raise CheckpointError(
-            f"{source} records {len(dataset.classes):,} class names for a "
-            f"{type(model).__name__} of {outputs} outputs: its dataset record is damaged; "
-            "pass dataset= (or --dataset) to say what the model was trained on"
-        )
-
-
 def _load_checked(model: nn.Module, saved: SavedWeights, source: str) -> None:
     """Load ``saved`` into ``model`` once names, shapes, kinds, values and record fit."""
     problems = state_problems(model, saved.tensors)
@@ -276,7 +176,7 @@ def read_weights(path: str | os.PathLike[str]) -> SavedWeights:
     """
     source = Path(path)
     saved = _read_any(source)
-    _refuse_unusual_tensors(saved.tensors, source)
+    refuse_unusual_tensors(saved.tensors, source)
     return saved
 
 

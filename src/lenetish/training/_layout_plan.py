@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lenetish.errors import InvalidArgumentError, UnsupportedModelError
+from lenetish.errors import UnsupportedModelError
 from lenetish.layout import (
     LayoutRecord,
     compiled_forward,
@@ -35,7 +35,6 @@ __all__ = [
     "ChannelsLast",
     "LayoutDecision",
     "ModelAsFound",
-    "check_channels_last_setting",
     "plan_layout",
     "restore_model",
     "settle_layout",
@@ -45,18 +44,6 @@ logger = logging.getLogger("lenetish")
 
 ChannelsLast = bool | Literal["auto"]
 _ADVICE = "flatten with torch.flatten(x, 1) or x.reshape(len(x), -1) instead of x.view(...)"
-
-
-def check_channels_last_setting(channels_last: object) -> None:
-    """Refuse a ``channels_last`` that is not ``True``, ``False`` or ``"auto"``.
-
-    Raises:
-        InvalidArgumentError: naming the accepted values.
-    """
-    if not (isinstance(channels_last, bool) or channels_last == "auto"):
-        raise InvalidArgumentError(
-            f"channels_last must be True, False or 'auto', got {channels_last!r}"
-        )
 
 
 @dataclass

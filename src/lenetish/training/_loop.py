@@ -9,38 +9,88 @@ plan (step, parallel strategy, hooks, scores, logged values); the trainer gives 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from lenetish._checks import as_class_labels
+from lenetish._device import deterministic_algorithms, seed_everything
 from lenetish.callbacks.base import SkipBatch, StopTraining
+from lenetish.callbacks.history import History
+from lenetish.data.identity import training_data_record
 from lenetish.data.loaders import tell_epoch
+from lenetish.distributed.strategies import ParallelStrategy, parallel_strategy
 from lenetish.errors import InvalidArgumentError
 from lenetish.layout import match_optimizer_layout
 from lenetish.losses import remember_output_kind
-from lenetish.saving.checkpoint import restore_rng_state
-from lenetish.training._layout_plan import settle_layout
-from lenetish.training._plan import FitPlan
+from lenetish.saving.checkpoint import load_checkpoint, restore_rng_state
+from lenetish.training._layout_plan import ModelAsFound, restore_model, settle_layout
+from lenetish.training._plan import FitPlan, batch_count, build_plan, check_reiterable
 from lenetish.training.resume import (
     restore_training_state,
     resumed_batches,
     start_epoch_progress,
 )
-from lenetish.training.state import BatchOutput
+from lenetish.training.state import BatchOutput, TrainState
 from lenetish.training.step import StepSettings, evaluation_mode
 
 if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
 
-__all__ = ["Batch", "run_epoch", "run_fit", "stop_requested", "validate"]
+__all__ = ["Batch", "fit_once", "run_epoch", "run_fit", "stop_requested", "validate"]
 
 Batch = tuple[Tensor, Tensor]
 
 logger = logging.getLogger("lenetish")
+
+
+def fit_once(
+    trainer: Trainer,
+    train: Iterable[Batch],
+    val: Iterable[Batch] | None,
+    resume: str | os.PathLike[str] | None,
+    *,
+    adopt: Callable[[ParallelStrategy, FitPlan | None], None],
+) -> History:
+    """One ``Trainer.fit``: plan it, run it, and put the model back as it came.
+
+    ``adopt`` gives the trainer this fit's parallel strategy and, once built, its plan (so
+    ``trainer.optimizer`` works in every hook); the fit's state, History and dataset record
+    are the trainer's public attributes.
+    """
+    check_reiterable(train=train, val=val)
+    checkpoint = None if resume is None else load_checkpoint(resume)
+    parallel = parallel_strategy(trainer.device)
+    adopt(parallel, None)
+    trainer.data_info = training_data_record(trainer.module, train, trainer.data_info)
+    train = parallel.shard(train, role="training")
+    val = None if val is None else parallel.shard(val, role="validation")
+    steps_per_epoch = batch_count(train)
+    trainer.state = TrainState(
+        epochs=trainer.epochs,
+        steps_per_epoch=steps_per_epoch,
+        resumed=checkpoint is not None,
+        validating=val is not None,
+        validation_freq=trainer.validation_freq,
+        min_epochs=trainer.min_epochs,
+    )
+    trainer.should_stop = False
+    as_found = ModelAsFound.of(trainer.module)
+    plan = None
+    try:
+        with deterministic_algorithms(trainer.deterministic):
+            if checkpoint is None and trainer.seed is not None:
+                seed_everything(trainer.seed)
+            plan = build_plan(trainer, parallel, steps_per_epoch)
+            adopt(parallel, plan)
+            run_fit(trainer, plan, train, val, checkpoint, source=str(resume))
+    finally:  # layout, compilation and mode as they came
+        restore_model(trainer.module, as_found, None if plan is None else plan.optimizer)
+    return trainer.history
 
 
 def run_fit(

@@ -11,6 +11,7 @@ that plain training never imports it.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,9 @@ from lenetish.layout import module_channels_last
 from lenetish.losses import Criterion
 from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.training._layout_plan import LayoutDecision, plan_layout
+from lenetish.training.callback_states import callbacks_by_key
 from lenetish.training.cuda_graph import CaptureRequest, make_step
 from lenetish.training.optimizer_config import unpack_optimizer_config
-from lenetish.training.resume import callbacks_by_key
 from lenetish.training.step import EagerStep, StepSettings, TrainingStep
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "batch_count",
     "build_plan",
     "check_reiterable",
+    "record_logged",
     "register_fit_kind",
 ]
 
@@ -243,6 +245,20 @@ class FitPlan:
             f"optimizer {type(self.optimizer).__name__}, "
             f"callbacks {names}"
         )
+
+
+def record_logged(plan: FitPlan | None, name: str, value: float | Tensor) -> None:
+    """Keep ``trainer.log(name, value)`` for the epoch's row, or warn that it is dropped."""
+    if plan is None or not plan.logging_open:
+        warnings.warn(
+            f"trainer.log({name!r}, ...) outside an epoch is dropped: log from "
+            "training_step or a hook between on_epoch_start and the on_epoch_end of "
+            "callbacks with reads_metrics=False",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    plan.logged[name] = value.detach() if isinstance(value, Tensor) else value
 
 
 def _fit_callbacks(

@@ -3,8 +3,7 @@
 :func:`checkpoint_state` (what :meth:`Trainer.checkpoint_state
 <lenetish.Trainer.checkpoint_state>` returns) and :func:`restore_training_state` (what
 ``Trainer.fit(resume=...)`` does) live side by side so that each field written by one is
-read by the other. Callback states are keyed by :attr:`Callback.state_key
-<lenetish.Callback.state_key>`, so the order of the callbacks may change between runs.
+read by the other. Callback states are handled by :mod:`lenetish.training.callback_states`.
 
 A checkpoint written while an epoch's training batches run (from ``on_epoch_start`` to the
 last batch's ``on_batch_end``) holds that epoch as unfinished: ``epoch`` counts the finished
@@ -15,29 +14,25 @@ again, draws its batches in the same order, skips those already trained
 (:func:`resumed_batches`), then puts the random state of the save back, so it goes on exactly
 as the interrupted fit did.
 
-Every callback's ``state_dict()`` is checked as it is saved, so that the checkpoint loads back
-under ``torch.load(weights_only=True)`` (:func:`loadable_state`): NumPy scalars become Python
-numbers and NumPy arrays tensors; any other object that loading would refuse (a
-``collections.deque``, a ``frozenset``, a dataclass...) is refused at once with a
-:class:`~lenetish.CheckpointError` naming the callback and where in its state the object sits.
+Exactness has limits, logged when resuming: a checkpoint written from ``on_batch_end``
+resumes exactly when the callback writing it runs after the others with state (a higher
+``order``; the built-in schedules and :class:`~lenetish.EMA` run early), or from
+``on_epoch_start``; written from inside a step, the batch is trained again. Metric objects
+(``update``/``compute``/``reset``) save no state, and a run of several processes resumes from
+rank 0's random state.
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import logging
-import warnings
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lenetish.callbacks import Callback
-from lenetish.errors import CheckpointError, InvalidArgumentError
+from lenetish.errors import CheckpointError
 from lenetish.saving.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     capture_rng_state,
@@ -45,6 +40,7 @@ from lenetish.saving.checkpoint import (
     restore_rng_state,
 )
 from lenetish.saving.checkpoint_checks import check_training_checkpoint
+from lenetish.training.callback_states import callbacks_by_key, loadable_state, restore_callbacks
 from lenetish.training.state import EpochProgress
 
 if TYPE_CHECKING:
@@ -52,10 +48,7 @@ if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
 
 __all__ = [
-    "callbacks_by_key",
     "checkpoint_state",
-    "has_state",
-    "loadable_state",
     "restore_training_state",
     "resumed_batches",
     "start_epoch_progress",
@@ -66,56 +59,8 @@ _END = object()  # what next() returns at the end of the loader
 
 logger = logging.getLogger("lenetish")
 
-# What torch.load(weights_only=True) gives back as it was saved (exact types: a subclass, such
-# as a named tuple or an IntEnum, is pickled by its class name and refused).
-_LEAVES = frozenset(
-    {type(None), bool, int, float, complex, str, bytes, bytearray, torch.dtype, torch.device}
-    | {torch.Size, Tensor, nn.Parameter}
-)
-_SEQUENCES = frozenset({list, tuple, set})
-_MAPPINGS = frozenset({dict, collections.OrderedDict, collections.Counter})
-_ALLOWED = (
-    "tensors, None, bool, int, float, complex, str, bytes, torch.dtype, torch.device, "
-    "torch.Size, and lists, tuples, sets and dicts (OrderedDict, Counter) of them"
-)
 # Per trainer, the (state_key, path) of the arrays already logged as saved as tensors.
 _ARRAYS_TOLD: weakref.WeakKeyDictionary[Trainer, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-
-
-def has_state(callback: Callback) -> bool:
-    """Whether the callback's class saves a state (overrides ``state_dict``)."""
-    return type(callback).state_dict is not Callback.state_dict
-
-
-def callbacks_by_key(callbacks: Iterable[Callback]) -> dict[str, Callback]:
-    """Map the ``state_key`` of each callback that saves a state to the callback.
-
-    Raises:
-        InvalidArgumentError: two such callbacks share a key (their states would be mixed up).
-    """
-    keyed: dict[str, Callback] = {}
-    for callback in filter(has_state, callbacks):
-        key = callback.state_key
-        if key in keyed:
-            raise InvalidArgumentError(
-                f"two callbacks ({type(keyed[key]).__name__} and {type(callback).__name__}) "
-                f"share the state_key {key!r}, so a checkpoint could not tell their states "
-                "apart; give one of them a distinct key, e.g. callback.state_key = "
-                f"{key + '-2'!r}"
-            )
-        keyed[key] = callback
-    return keyed
-
-
-def _legacy_keys(callbacks: Iterable[Callback]) -> dict[str, Callback]:
-    """Keys of checkpoints from lenetish 0.1: the class name, ``#2``, ``#3`` for repeats."""
-    seen: dict[str, int] = {}
-    keyed: dict[str, Callback] = {}
-    for callback in callbacks:  # every callback counted, as 0.1 did
-        name = type(callback).__name__
-        seen[name] = seen.get(name, 0) + 1
-        keyed[name if seen[name] == 1 else f"{name}#{seen[name]}"] = callback
-    return keyed
 
 
 def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
@@ -154,130 +99,6 @@ def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
         # the dataset the data came from, when the caller told the trainer (issue 17)
         **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
     }
-
-
-def loadable_state(
-    callback: Callback, state: object, *, told: set[tuple[str, str]] | None = None
-) -> Any:
-    """``state`` (what ``callback.state_dict()`` returned) as it will load back from a file.
-
-    ``torch.load(weights_only=True)``, which every lenetish checkpoint is read with, refuses
-    any object but tensors, plain numbers, strings and plain containers. So NumPy scalars
-    (``np.float64``, what ``np.mean`` returns) become the Python number of the same value and
-    NumPy arrays become tensors of the same dtype and shape (logged once per place, since
-    ``load_state_dict`` then gets a tensor back); the containers holding them are copied,
-    ``state`` itself is never changed. Anything else that loading would refuse is refused
-    now, before a checkpoint that could never be resumed is written. A ``collections.deque``
-    is refused rather than saved as a list: a list given back would lose the ``maxlen`` and
-    the deque's methods, and a moving window would silently stop moving.
-
-    Args:
-        callback: the callback whose state it is (named in the log and the error).
-        state: what its ``state_dict()`` returned.
-        told: ``(state_key, place)`` of the arrays already logged; each is logged once
-            (default: every time).
-
-    Returns:
-        ``state``, or a copy of the containers that held NumPy values, converted.
-
-    Raises:
-        CheckpointError: ``state`` holds an object that would not load back, named with the
-            callback's class and ``state_key``, where it sits and what is allowed.
-
-    Example:
-        >>> import numpy as np
-        >>> from lenetish import Callback
-        >>> loadable_state(Callback(), {"best": np.float64(0.25), "epochs": [np.int64(3)]})
-        {'best': 0.25, 'epochs': [3]}
-    """
-    return _Converter(callback, set() if told is None else told).convert(state, "")
-
-
-class _Converter:
-    """Converts one callback's state (see :func:`loadable_state`)."""
-
-    def __init__(self, callback: Callback, told: set[tuple[str, str]]) -> None:
-        self.callback, self.told = callback, told
-        self.open_ids: set[int] = set()  # the containers being converted: a cycle stops
-
-    def convert(self, value: object, path: str) -> Any:
-        """``value`` with NumPy scalars and arrays converted, or CheckpointError at ``path``."""
-        kind: Any = type(value)  # rebuilds a changed container of the same type
-        if kind in _LEAVES:
-            return value
-        if isinstance(value, (np.number, np.bool_, np.str_, np.bytes_)):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return self._array(value, path)
-        if id(value) in self.open_ids:  # a container inside itself: pickle keeps the cycle
-            return value
-        if kind in _SEQUENCES:
-            assert isinstance(value, (list, tuple, set))
-            self.open_ids.add(id(value))
-            items = [
-                self.convert(item, f"{path}[{index}]" if kind is not set else f"{path} (a set)")
-                for index, item in enumerate(value)
-            ]
-            self.open_ids.discard(id(value))
-            changed = any(new is not old for new, old in zip(items, value, strict=True))
-            return kind(items) if changed else value
-        if kind in _MAPPINGS:
-            assert isinstance(value, dict)
-            self.open_ids.add(id(value))
-            pairs = [
-                (self.convert(key, f"{path} (a key)"), self.convert(item, f"{path}[{key!r}]"))
-                for key, item in value.items()
-            ]
-            self.open_ids.discard(id(value))
-            changed = any(
-                new_key is not key or new is not item
-                for (new_key, new), (key, item) in zip(pairs, value.items(), strict=True)
-            )
-            return kind(dict(pairs)) if changed else value
-        _refuse(value, path, self.callback, "")
-
-    def _array(self, value: np.ndarray[Any, Any], path: str) -> Tensor:
-        """The array as a tensor of its dtype and shape (logged once per place)."""
-        try:  # a copy in native byte order that owns its memory
-            tensor = torch.from_numpy(value.astype(value.dtype.newbyteorder("="), copy=True))
-        except (TypeError, ValueError):
-            detail = f" (of dtype {value.dtype}, which no tensor has)"
-            _refuse(value, path, self.callback, detail)
-        place = (self.callback.state_key, path)
-        if place not in self.told:
-            self.told.add(place)
-            logger.warning(
-                "%s (state_key %r): the NumPy array at state%s is saved as a tensor "
-                "(torch.load(weights_only=True) loads no NumPy arrays), so load_state_dict() "
-                "gets a tensor back there; np.asarray() it if you need an array",
-                type(self.callback).__name__,
-                self.callback.state_key,
-                path,
-            )
-        return tensor
-
-
-def _refuse(value: object, path: str, callback: Callback, detail: str) -> NoReturn:
-    """Raise the CheckpointError for an object of a callback's state that would not load."""
-    kind = type(value)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    fix = (
-        "return list(...) from state_dict() and rebuild collections.deque(saved, maxlen=...) "
-        "in load_state_dict()"
-        if isinstance(value, collections.deque)
-        else "convert it in state_dict() and back in load_state_dict()"
-    )
-    raise CheckpointError(
-        f"callback {type(callback).__name__} (state_key {callback.state_key!r}) cannot be "
-        f"saved so that it resumes: its state_dict() holds a {name} "
-        f"{f'at state{path}' if path else 'as its whole state'}{detail}, which "
-        f"torch.load(weights_only=True) refuses to load; a callback's state may hold only "
-        f"{_ALLOWED} (NumPy scalars and arrays are converted for you): {fix}"
-    )
 
 
 def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
@@ -397,7 +218,7 @@ def restore_training_state(
     trainer.state.epoch = checkpoint["epoch"]
     trainer.state.global_step = checkpoint["global_step"]
     trainer.state.resume_point = mid_epoch
-    _restore_callbacks(plan.callbacks, checkpoint["callbacks"], source)
+    restore_callbacks(plan.callbacks, checkpoint["callbacks"], source)
 
 
 def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source: str) -> None:
@@ -457,35 +278,4 @@ def _check_mid_epoch(
             "an uninterrupted run (checkpoints written at an epoch's end are)",
             epoch + 1,
             plan.parallel.world_size,
-        )
-
-
-def _restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: str) -> None:
-    """Give each callback the state saved under its key (or under its 0.1-style key).
-
-    A saved state that no callback of this fit claims is named in a ``UserWarning``.
-    """
-    legacy = {id(callback): key for key, callback in _legacy_keys(callbacks).items()}
-    claimed: set[str] = set()
-    for key, callback in callbacks_by_key(callbacks).items():
-        found = key if key in saved else legacy[id(callback)]
-        if found not in saved:
-            logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
-            continue
-        claimed.add(found)
-        try:
-            callback.load_state_dict(saved[found])
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise CheckpointError(
-                f"{source} is damaged: the state of callback {key} does not load "
-                f"({type(exc).__name__}: {exc}); resume from another checkpoint, or start a "
-                "new run"
-            ) from exc
-    for key in sorted(set(saved) - claimed):
-        warnings.warn(
-            f"{source} holds the state of callback {key!r}, which no callback of this fit "
-            "has (callbacks are matched by state_key), so its state is dropped; to keep it, "
-            "add the callback that wrote it (with the same settings) to the resumed fit",
-            UserWarning,
-            stacklevel=6,  # the caller of Trainer.fit
         )
