@@ -20,6 +20,7 @@ import argparse
 import datetime
 import gzip
 import json
+import logging
 import shutil
 import statistics
 import tempfile
@@ -147,18 +148,35 @@ def main() -> None:
         action="store_true",
         help="also time Trainer(compile=True) at the last precision (compile time reported apart)",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        choices=["off", "on", "both"],
+        default="off",
+        help="the captured step (Trainer(cuda_graphs=True), rows '<precision>+graphs'): "
+        "off, on, or both side by side",
+    )
+    parser.add_argument("--log", action="store_true", help="print lenetish's log lines")
     args = parser.parse_args()
+    if args.log:  # e.g. which training step each fit uses, and why
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.data = args.data or bundled_mnist()
     device = torch.device(args.device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         reference = Reference(torchvision_root(args.data, Path(folder)), args.subset, device)
         loaders = make_loaders(args.data, device=device, download=False, subset=args.subset or None)
+        graphs = {"off": [False], "on": [True], "both": [False, True]}[args.cuda_graphs]
         trainers = {
-            precision: Trainer(
-                MNISTConvNet(), epochs=1, device=device, precision=precision, progress=False
+            precision + ("+graphs" if captured else ""): Trainer(
+                MNISTConvNet(),
+                epochs=1,
+                device=device,
+                precision=precision,
+                progress=False,
+                cuda_graphs=captured,
             )
             for precision in args.precision
+            for captured in graphs
         }
         if args.compile:
             trainers[f"{args.precision[-1]}+compile"] = Trainer(
@@ -203,6 +221,7 @@ def main() -> None:
             "benchmark": "speed",
             "loop": "reference" if name == "reference" else "lenetish",
             "precision": "32" if name == "reference" else name,
+            "cuda_graphs": name.endswith("+graphs"),
             "seconds_per_epoch": round(median, 4),
             "seconds_per_full_epoch": round(median * 60_000 / images, 3),
             "images_per_second": round(images / median),
@@ -222,7 +241,7 @@ def main() -> None:
         )
     predict_throughput(args, device, common)
     if args.profile:
-        profile_epoch(trainers[args.precision[-1]], loaders.train)
+        profile_epoch(list(trainers.values())[-1], loaders.train)
     if args.time_to_accuracy:
         time_to_accuracy(args, device, common)
 
