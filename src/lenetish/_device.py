@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from lenetish.catalog import PRECISIONS as PRECISIONS
 from lenetish.catalog import Precision as Precision
@@ -24,6 +25,7 @@ __all__ = [
     "deterministic_algorithms",
     "resolve_device",
     "resolve_precision",
+    "scoring",
     "seed_everything",
     "supports_bf16",
 ]
@@ -191,6 +193,34 @@ def autocast(
     return torch.autocast(
         device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache_enabled
     )
+
+
+@contextmanager
+def scoring(
+    models: Sequence[nn.Module], device: torch.device, precision: ResolvedPrecision
+) -> Iterator[None]:
+    """How lenetish scores models: eval mode, inference mode and autocast; modes restored after.
+
+    Validation during a fit and ``evaluate``/``predict`` both run inside it.
+
+    Example:
+        >>> from lenetish._device import scoring
+        >>> model = torch.nn.Dropout()
+        >>> with scoring([model], torch.device("cpu"), "32"):
+        ...     model.training
+        False
+        >>> model.training
+        True
+    """
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    try:
+        with torch.inference_mode(), autocast(device, precision):
+            yield
+    finally:
+        for model, mode in zip(models, modes, strict=True):
+            model.train(mode)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lenetish._device import Precision, ResolvedPrecision, autocast, resolve_precision
+from lenetish._device import Precision, ResolvedPrecision, resolve_precision, scoring
 from lenetish.errors import InvalidArgumentError
 from lenetish.layout import declares_fast_path, layout_verdict, private_copy, strict_channels_last
 
@@ -181,15 +181,10 @@ def inference(
     """
     runners = [_runner(model, plan, sample) for model in models]
     in_place = [model for model, runner in zip(models, runners, strict=True) if runner is None]
-    modes = [model.training for model in in_place]
     for model in in_place:
-        model.to(plan.device).eval()
-    try:
-        with torch.inference_mode(), autocast(plan.device, plan.precision):
-            yield [m if r is None else r for m, r in zip(models, runners, strict=True)]
-    finally:
-        for model, mode in zip(in_place, modes, strict=True):
-            model.train(mode)
+        model.to(plan.device)
+    with scoring(in_place, plan.device, plan.precision):  # the copies are in eval mode already
+        yield [m if r is None else r for m, r in zip(models, runners, strict=True)]
 
 
 def first_images(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from lenetish._checks import as_class_labels
-from lenetish._device import deterministic_algorithms, seed_everything
+from lenetish._device import deterministic_algorithms, scoring, seed_everything
 from lenetish.callbacks.base import SkipBatch, StopTraining
 from lenetish.callbacks.history import History
 from lenetish.data.identity import training_data_record
@@ -36,7 +36,6 @@ from lenetish.training.resume import (
     start_epoch_progress,
 )
 from lenetish.training.state import BatchOutput, TrainState
-from lenetish.training.step import StepSettings, evaluation_mode
 
 if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
@@ -282,7 +281,7 @@ def validate(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> dict[str,
     """
     score, metric_set = plan.running_score(trainer.device, smoothing=False), plan.metric_sets[1]
     metric_set.reset()
-    with evaluation_mode(trainer.model, StepSettings(trainer.device, trainer.precision)):
+    with scoring([trainer.model], trainer.device, trainer.precision):
         for images, labels in val:
             output = trainer.validation_step(*_on_device(trainer, plan, images, labels))
             score.add(output.loss, output.logits, output.targets)

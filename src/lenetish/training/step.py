@@ -1,4 +1,4 @@
-"""How one training step runs eagerly (``EagerStep``), and the eval mode of validation.
+"""How one training step runs eagerly: ``EagerStep`` and the settings that shape it.
 
 A fit gets its step once (:func:`lenetish.training.cuda_graph.make_step`) and then only calls
 it with each batch. :class:`EagerStep` owns everything a step does besides the user's
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +27,6 @@ __all__ = [
     "EagerStep",
     "StepSettings",
     "TrainingStep",
-    "evaluation_mode",
 ]
 
 logger = logging.getLogger("lenetish")
@@ -149,15 +148,3 @@ class EagerStep:
         else:
             self.optimizer.step()
         return output
-
-
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module, settings: StepSettings) -> Iterator[None]:
-    """Eval mode, inference mode and the fit's autocast for validation; mode restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), settings.autocast():
-            yield
-    finally:
-        model.train(was_training)
