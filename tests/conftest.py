@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import torch
 
 from lenetish.data.idx import write_idx
 from lenetish.data.sources import bundled_mnist
+
+# The serve tests need the serve extra (FastAPI, uvicorn); a machine without it (the bare GPU
+# machine of benchmarks/gpu_check.py) collects the other tests and leaves these out.
+collect_ignore_glob = [] if importlib.util.find_spec("fastapi") else ["test_serve_*.py"]
 
 # A copy beside the repository (gzip idx files and SHA256SUMS); optional, only as a --data folder.
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"

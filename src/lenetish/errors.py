@@ -22,6 +22,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFittedError",
     "OutputFileError",
+    "RequestRejectedError",
     "TrainerBusyError",
     "TrainingDivergedError",
     "UnsupportedModelError",
@@ -283,3 +284,24 @@ class TrainingDivergedError(LenetishError, RuntimeError):
             ...
         lenetish.errors.TrainingDivergedError: the training loss is nan at step 1 ...
     """
+
+
+class RequestRejectedError(LenetishError, ValueError):
+    """``lenetish serve`` refuses a request: too large, of an unknown type, malformed, or busy.
+
+    The server answers with :attr:`status` and the message as a one-line JSON error; it is
+    raised inside the server, so a client sees the answer, never the exception.
+
+    Attributes:
+        status: the HTTP status of the answer (400, 408, 413, 415 or 503).
+
+    Example:
+        >>> from lenetish.errors import RequestRejectedError
+        >>> error = RequestRejectedError(413, "the upload is over 5,242,880 bytes")
+        >>> error.status, str(error)
+        (413, 'the upload is over 5,242,880 bytes')
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

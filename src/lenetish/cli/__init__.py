@@ -17,8 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lenetish.catalog import DATASETS, EXPORT_FORMATS
+from lenetish.catalog import DATASETS, EXPORT_FORMATS, OPTIMIZERS, PRECISIONS
 from lenetish.cli.output import UsageError, check_stdout, flush_stdout, silence_stdout, warn
+from lenetish.cli.serve import add_serve_parser
 from lenetish.cli.signals import Terminated, sigterm_interrupts
 from lenetish.errors import LenetishError
 from lenetish.recipes import RECIPES
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"learning rate, above 0 and at most {MAX_LR:g}; with --resume: must equal the "
         "checkpoint's (the default)",
     )
-    train.add_argument("--optimizer", default=None, choices=["adam", "sgd"])
+    train.add_argument("--optimizer", default=None, choices=OPTIMIZERS)
     train.add_argument(
         "--val-size",
         type=_int_option(0, 10**9),
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--precision",
         default=None,
-        choices=["auto", "32", "bf16-mixed", "16-mixed"],
+        choices=PRECISIONS,
         help="auto: bfloat16 autocast where the device has native bf16, else 32",
     )
     train.add_argument("--seed", type=_int_option(0, MAX_SEED), default=0)
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: next to CKPT with the format's suffix (NAME.export.safetensors when "
         "CKPT is already NAME.safetensors)",
     )
+    add_serve_parser(commands)
     return parser
 
 
@@ -311,11 +313,18 @@ def _interrupted_line(args: argparse.Namespace) -> str:
     checkpoint = Path(args.out) / "last.pt" if getattr(args, "out", None) else None
     if args.command == "train" and checkpoint is not None and checkpoint.is_file():
         return f"interrupted; resume with --resume {checkpoint}"
+    if args.command == "serve":  # the requests in flight were answered first
+        return "server stopped"
     return "interrupted"
 
 
 def _run_command(args: argparse.Namespace) -> None:
     """Import the commands (and torch) now, then run the one ``args`` name."""
+    if args.command == "serve":  # its stack (FastAPI, uvicorn) loads only here
+        from lenetish.cli.serve import serve_command
+
+        serve_command(args)
+        return
     import torch
 
     from lenetish.cli.commands import HANDLERS
