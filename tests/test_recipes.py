@@ -32,6 +32,15 @@ def test_default_recipe_keeps_the_seed_network_within_ten_epochs() -> None:
     assert sum(p.numel() for p in model.parameters()) == 252_866
 
 
+def test_default_recipe_is_the_searched_setting() -> None:
+    """The default recipe's settings are the ones the documented validation search kept."""
+    recipe = get_recipe("default")
+    assert (recipe.epochs, recipe.batch_size, recipe.optimizer) == (10, 64, "adam")
+    assert (recipe.lr, recipe.scheduler, recipe.weight_decay) == (3e-3, "onecycle", 5e-5)
+    assert recipe.augment == {"degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.08}
+    assert (recipe.label_smoothing, recipe.ema_decay, recipe.precision) == (0.05, None, "auto")
+
+
 def test_best_recipe_uses_the_wide_network() -> None:
     """The best recipe trains MNISTWideNet, whose parameter count is documented."""
     model = get_recipe("best").build_model()
