@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from lenetish import evaluate, make_loaders
-from lenetish.saving.checkpoint import load_model
+from lenetish.saving.weightfiles import load_model
 
 
 def main() -> None:

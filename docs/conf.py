@@ -9,6 +9,7 @@ import pkgutil
 import re
 import sys
 from importlib.metadata import version as _version
+from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
@@ -17,15 +18,31 @@ from sphinx.util.typing import stringify_annotation
 project = "lenetish"
 author = "The lenetish developers"
 copyright = "2026, The lenetish developers"
-release = _version("lenetish")
-version = ".".join(release.split(".")[:2])
 
+
+def _release() -> str:
+    """The version in pyproject.toml (an editable install's metadata can lag behind it)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return _version("lenetish")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        return _version("lenetish")
+    return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+
+
+release = _release()
+version = release
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "myst_parser",
+    "api_index",  # docs/_ext/api_index.py: the table of every public name on the API index
 ]
 
 # The changelog page includes CHANGELOG.md through MyST; every page itself is reStructuredText.
@@ -43,6 +60,13 @@ autoclass_content = "class"
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
 
+# Rendered type hints name classes without their modules (``Tensor``, not ``torch.Tensor``);
+# the link still goes to the right entry.
+python_use_unqualified_type_names = True
+
+# The doctest build runs the examples in the API reference's docstrings, which may use torch and
+# any name of lenetish's top level. The user pages have no doctest directives: their code blocks
+# are run as printed, each page in a fresh interpreter, by tests/test_docs_snippets.py.
 doctest_global_setup = """
 import torch
 from lenetish import *
@@ -113,7 +137,18 @@ def _record_parameter_types(
                 annotation = eval(annotation, namespace)
             except Exception:
                 continue
-        recorded[parameter] = stringify_annotation(annotation, "smart")
+        recorded[parameter] = _short(stringify_annotation(annotation, "smart"))
+
+
+def _short(annotation: str) -> str:
+    """``annotation`` with ``~module.Name`` written ``Name``.
+
+    Sphinx turns ``~torch.Tensor`` into a short link only where it parses the whole annotation;
+    inside ``Literal[...] | Callable[...]`` it would show the ``~`` and the module path as text.
+    """
+    if "Literal[" not in annotation:
+        return annotation
+    return re.sub(r"~(?:\w+\.)*(\w+)", r"\1", annotation)
 
 
 def _class_annotation(cls: type, attribute: str) -> Any:
@@ -162,4 +197,7 @@ def setup(app: Sphinx) -> None:
 
 html_theme = "furo"
 html_title = f"lenetish {release}"
-exclude_patterns = ["_build"]
+html_static_path = ["_static"]
+# Tables wrap their code and stack their cells on narrow screens (docs/_static/lenetish.css).
+html_css_files = ["lenetish.css"]
+exclude_patterns = ["_build", "_ext"]

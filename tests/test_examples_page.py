@@ -1,7 +1,8 @@
-"""Tests of docs/examples.rst: every example file in the repository is shown on the page."""
+"""Tests of docs/examples.rst: every example file is on the page, with its output and code."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,25 @@ def test_example_file_is_included_whole(path: Path) -> None:
 def test_example_script_has_a_run_command(path: Path) -> None:
     """The page gives a command that runs each example script."""
     assert f"python examples/{path.name}" in PAGE
+
+
+def _sections() -> dict[str, str]:
+    """The text of each ``----``-underlined section of the page, by title."""
+    parts = re.split(r"\n([^\n]+)\n-{3,}\n", PAGE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "examples").glob("*.py")), ids=lambda path: path.name
+)
+def test_example_script_shows_its_output(path: Path) -> None:
+    """The section of each example script shows what the script printed, as a text block."""
+    section = next(text for title, text in _sections().items() if f"``{path.name}``" in title)
+    assert re.search(r"\.\. code-block:: text\n   :caption: Output", section), path.name
+
+
+def test_example_code_is_folded_under_the_output() -> None:
+    """Every included file sits inside a <details> element, closed after it."""
+    for match in re.finditer(r"\.\. literalinclude:: (\S+)\n", PAGE):
+        before = PAGE[: match.start()]
+        assert before.rfind("<details") > before.rfind("</details>"), match[1]

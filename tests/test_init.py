@@ -14,6 +14,7 @@ import pytest
 
 import lenetish
 import lenetish.callbacks
+from tests.import_graph import cycles, package_graph, runtime_graph
 
 API_FILE = Path(__file__).with_name("public_api.txt")
 SOURCE = Path(lenetish.__file__).parent
@@ -146,73 +147,19 @@ def test_version_comes_from_the_installed_metadata() -> None:
     assert lenetish.__version__ == version("lenetish")
 
 
-def _module_name(path: Path) -> str:
-    """``lenetish.training.step`` for ``src/lenetish/training/step.py``."""
-    parts = ("lenetish", *path.relative_to(SOURCE).with_suffix("").parts)
-    return ".".join(parts).removesuffix(".__init__")
-
-
-def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
-    """The lenetish modules a file imports when it runs (anywhere but under TYPE_CHECKING)."""
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for inner in ast.walk(node)
-    }
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:  # `from lenetish.data import idx` imports a module
-                submodule = f"{node.module}.{alias.name}"
-                found.add(submodule if submodule in modules else node.module)
-    return found & modules
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    groups: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for other in sorted(graph[node]):
-            if other not in index:
-                visit(other)
-                low[node] = min(low[node], low[other])
-            elif other in stack:
-                low[node] = min(low[node], index[other])
-        if low[node] == index[node]:
-            group = []
-            while not group or group[-1] != node:
-                group.append(stack.pop())
-            if len(group) > 1:
-                groups.append(sorted(group))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return groups
-
-
 def test_no_module_imports_itself_back_at_run_time() -> None:
     """The package's run-time imports have no cycle (function-level imports count)."""
-    paths = {_module_name(path): path for path in SOURCE.rglob("*.py")}
-    graph = {name: _runtime_imports(path, set(paths)) - {name} for name, path in paths.items()}
-    assert _cycles(graph) == []
+    assert cycles(runtime_graph(SOURCE)) == []
+
+
+def test_the_packages_import_each_other_in_one_direction() -> None:
+    """Between packages (training, data, stack...) the imports have no cycle either."""
+    assert cycles(package_graph(runtime_graph(SOURCE))) == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
-    """_cycles reports two modules that import each other (so the test above can fail)."""
-    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    """cycles() reports two modules that import each other (so the tests above can fail)."""
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
 
 
 def test_plain_training_and_scoring_do_not_import_the_stack_package() -> None:

@@ -94,7 +94,8 @@ def test_without_the_extra_the_command_names_it() -> None:
     assert result.returncode == 1
     assert result.stderr == (
         "lenetish: error: lenetish serve needs FastAPI, uvicorn and python-multipart (uvicorn "
-        "is missing): pip install 'lenetish[serve]'\n"
+        "is missing): pip install 'lenetish[serve]' (in a lenetish checkout: pip install "
+        "'.[serve]')\n"
     )
 
 

@@ -31,7 +31,8 @@ def _figure(width: float, height: float) -> Any:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise MissingDependencyError(
-            "plotting needs matplotlib; install it with pip install 'lenetish[plot]'"
+            "plotting needs matplotlib; install it with pip install 'lenetish[plot]' (in a "
+            "lenetish checkout: pip install '.[plot]')"
         ) from exc
     figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)

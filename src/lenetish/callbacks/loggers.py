@@ -268,7 +268,8 @@ class TensorBoardLogger(Callback):
         except ImportError as exc:
             raise MissingDependencyError(
                 "TensorBoardLogger needs the tensorboard package; install it with "
-                "pip install 'lenetish[tensorboard]'"
+                "pip install 'lenetish[tensorboard]' (in a lenetish checkout: "
+                "pip install '.[tensorboard]')"
             ) from exc
         self.log_dir = Path(log_dir)
         self.state_key = f"lenetish.TensorBoardLogger[log_dir={self.log_dir}]"

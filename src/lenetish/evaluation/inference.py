@@ -2,13 +2,13 @@
 
 With ``precision="auto"`` (their default) the models run the way the hardware is fastest at:
 bfloat16 autocast where the device computes bf16 natively, and on the CPU the 4-d (conv)
-weights in channels-last layout, which oneDNN's convolutions read without a conversion (2.5x
-the images per second on a 2-core Zen 4 in fp32, about 7x with bf16). ``precision="32"`` is
-the plain fp32 NCHW path, exactly as before. These speed-ups apply as they are only to
-networks that declare ``lenetish_fast_path`` (lenetish's own, measured); any other model gets
-channels-last only after its outputs were shown unchanged on the first batch, and float32
-under ``"auto"`` (see :mod:`lenetish.layout`). The models run as private copies, so the
-caller's models are never changed, even while another thread uses them.
+weights in channels-last layout, which oneDNN's convolutions read without a conversion (the
+measured gain is on :doc:`/speed`). ``precision="32"`` is the plain fp32 NCHW path. These
+speed-ups apply as they are only to networks that declare ``lenetish_fast_path`` (lenetish's
+own, measured); any other model gets channels-last only after its outputs were shown
+unchanged on the first batch, and float32 under ``"auto"`` (see :mod:`lenetish.layout`). The
+models run as private copies, so the caller's models are never changed, even while another
+thread uses them.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ logger = logging.getLogger("lenetish")
 ModelOrModels = nn.Module | Sequence[nn.Module]
 
 #: Images per forward pass when ``batch_size`` is not given: on the CPU the activations of
-#: large batches fall out of cache (on a 2-core Zen 4 with bf16, 256 ran at 0.84x, 1,000 at
-#: 1.06x and 4,096 at 0.50x the speed of 512: ``benchmarks/predict_speed.py --batch-sizes``);
-#: a GPU wants large batches.
+#: large batches fall out of cache (measured with ``benchmarks/predict_speed.py
+#: --batch-sizes``, figures on the speed page); a GPU wants large batches.
 CPU_BATCH_SIZE = 512
 GPU_BATCH_SIZE = 4096
 

@@ -165,7 +165,7 @@ def _export_onnx(
     except ImportError as exc:
         raise MissingDependencyError(
             "ONNX export needs onnx and onnxscript; install them with "
-            "pip install 'lenetish[export]'"
+            "pip install 'lenetish[export]' (in a lenetish checkout: pip install '.[export]')"
         ) from exc
     program = torch.onnx.export(
         model,

@@ -16,7 +16,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the test extra installs them
     raise MissingDependencyError(
         f"lenetish serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
-        "pip install 'lenetish[serve]'"
+        "pip install 'lenetish[serve]' (in a lenetish checkout: pip install '.[serve]')"
     ) from exc
 
 from lenetish.serve.app import create_app

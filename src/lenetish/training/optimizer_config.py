@@ -64,7 +64,7 @@ def build_optimizer(
         return torch.optim.SGD(
             parameters, lr=float(lr or 0.0), momentum=momentum, weight_decay=weight_decay
         )
-    # One fused kernel for the whole update: measured about 1.8x faster than the loop on a CPU.
+    # One fused kernel for the whole update (faster than the per-parameter loop on a CPU).
     fused = device.type in ("cuda", "cpu")
     return torch.optim.Adam(parameters, lr=float(lr or 0.0), weight_decay=weight_decay, fused=fused)
 
