@@ -237,7 +237,9 @@ class FitPlan:
     def describe(self, trainer: Trainer) -> str:
         """The plan in one readable line (logged once per fit)."""
         processes = self.parallel.world_size
-        names = ", ".join(type(c).__name__ for c in self.callbacks)
+        names = ", ".join(  # the library's private guards are not the user's business
+            name for name in (type(c).__name__ for c in self.callbacks) if name[0] != "_"
+        )
         return (
             f"lenetish: fit plan: {type(trainer.module).__name__} on {trainer.device}, "
             f"precision {trainer.precision}, {self.layout.describe()}, {self.step_line}, "
