@@ -36,11 +36,11 @@ import math
 import os
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from accuracy import with_overrides  # the same merge of augment settings as accuracy.py
 from machine_info import describe_machine
 
 import lenetish
@@ -152,17 +152,6 @@ def run_candidate(settings: dict[str, Any], args: argparse.Namespace) -> dict[st
         "lenetish": lenetish.__version__,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-
-
-def with_overrides(recipe: Recipe, fields: dict[str, Any]) -> Recipe:
-    """The recipe with some fields changed; ``augment`` settings merge into the recipe's own."""
-    augment = fields.get("augment")
-    if isinstance(augment, dict):
-        merged = {**(recipe.augment or {}), **augment}
-        if isinstance(merged.get("scale"), list):  # JSON has no tuples
-            merged["scale"] = tuple(merged["scale"])
-        fields = {**fields, "augment": merged}
-    return replace(recipe, **fields)
 
 
 def recipe_fields(recipe: Recipe) -> dict[str, Any]:

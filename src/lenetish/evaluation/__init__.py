@@ -66,6 +66,7 @@ class _Ensemble:
         check_outputs_setting(outputs)
         self.models = models
         self.outputs = outputs
+        self.stacked = [isinstance(model, tuple(_STACKS)) for model in models]
         # What a fit recorded on each model (its loss's detection) is used under "auto".
         self.kinds: list[OutputKind | None] = [
             recorded_output_kind(model) if outputs == "auto" else None for model in models
@@ -77,7 +78,7 @@ class _Ensemble:
         for index, model in enumerate(self.models):
             for view in tta_views(images, tta):
                 raw = class_scores(model(view), who=type(model).__name__).float()  # fp32
-                is_stack = isinstance(model, tuple(_STACKS))  # (k, B, C): k members' outputs
+                is_stack = self.stacked[index]  # (k, B, C): k members' outputs
                 rows = raw.flatten(0, 1) if is_stack else raw
                 kind = self.kinds[index]
                 if kind is None:  # decided once per model, on its first batch

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from lenetish.evaluation.prepare import Preparation, mnistify, preparation_for
 __all__ = [
     "IMAGE_SUFFIXES",
     "PreparedImages",
+    "decode_bounded",
     "mnistify",
     "mnistify_files",
     "open_image",
@@ -43,6 +44,51 @@ _SIDE = 28
 _SLACK = 1e-4  # float pixels this far outside [0, 1] are still taken as raw pixels
 
 
+def decode_bounded(
+    source: Path | BinaryIO,
+    label: str,
+    *,
+    max_pixels: int,
+    formats: Sequence[str] | None = None,
+    limit_owner: str = "lenetish opens",
+    kinds: str = "an image file PIL can read",
+) -> Any:
+    """Open an image with PIL, refuse more than ``max_pixels`` before decoding, then decode it.
+
+    The one reader of image files and uploads (``predict``'s files, ``lenetish serve``'s
+    bodies): the size comes from the header, so a decompression bomb is never decoded.
+
+    Args:
+        source: a file path or a binary stream.
+        label: what messages call it (already escaped for printing).
+        max_pixels: the most pixels (width times height) taken.
+        formats: the PIL formats accepted (``None``: any PIL reads).
+        limit_owner: who sets the limit, for the message ("this server decodes").
+        kinds: what an acceptable file is, for the message ("a PNG or JPEG image").
+
+    Raises:
+        InvalidImageError: not an image of the accepted kinds, damaged, or too many pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source, formats=None if formats is None else list(formats)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidImageError(
+                    f"{label} is {width}x{height} pixels, more than the {max_pixels:,} "
+                    f"{limit_owner}; scale it down first"
+                )
+            image.load()
+            return image.copy()
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{label} is not {kinds}") from exc
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"{label} decodes to too many pixels ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"{label} cannot be read as an image ({exc})") from exc
+
+
 def open_image(path: str | os.PathLike[str]) -> Any:
     """Open an image file with PIL, fully decoded, refusing missing, huge or non-image files.
 
@@ -50,26 +96,11 @@ def open_image(path: str | os.PathLike[str]) -> Any:
         InvalidImageError: the file does not exist, is not an image, or has more than
             50 million pixels.
     """
-    from PIL import Image, UnidentifiedImageError
-
     source = Path(path)
     name = printable_path(source)  # the messages can be printed whatever the name holds
     if not source.is_file():
         raise InvalidImageError(f"image file {name} does not exist (or is not a file)")
-    try:
-        with Image.open(source) as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise InvalidImageError(
-                    f"{name} is {width}x{height} pixels, more than the {MAX_PIXELS:,} "
-                    "lenetish opens; scale it down first"
-                )
-            image.load()
-            return image.copy()
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{name} is not an image file PIL can read") from exc
-    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"{name} cannot be read as an image ({exc})") from exc
+    return decode_bounded(source, name, max_pixels=MAX_PIXELS)
 
 
 def printable_path(path: str | os.PathLike[str]) -> str:

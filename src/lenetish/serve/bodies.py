@@ -29,11 +29,10 @@ from torch import Tensor
 from lenetish.data.identity import DatasetInfo
 from lenetish.errors import (
     InputShapeError,
-    InvalidImageError,
     InvalidInputError,
     RequestRejectedError,
 )
-from lenetish.evaluation.inputs import prepare_images, printable_path
+from lenetish.evaluation.inputs import decode_bounded, prepare_images, printable_path
 
 __all__ = [
     "IMAGE_TYPES",
@@ -132,25 +131,14 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Any:
         >>> decode_image(buffer.getvalue(), "white.png", max_pixels=10_000).size
         (40, 30)
     """
-    from PIL import Image, UnidentifiedImageError
-
-    label = printable_path(name)
-    try:
-        with Image.open(io.BytesIO(data), formats=list(IMAGE_TYPES.values())) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InvalidImageError(
-                    f"{label} is {width}x{height} pixels, more than the {max_pixels:,} this "
-                    "server decodes; scale it down first (28x28 is what the model sees)"
-                )
-            image.load()
-            return image.copy()
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{label} is not a PNG or JPEG image") from exc
-    except Image.DecompressionBombError as exc:
-        raise InvalidImageError(f"{label} decodes to too many pixels ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(f"{label} cannot be read as an image ({exc})") from exc
+    return decode_bounded(
+        io.BytesIO(data),
+        printable_path(name),
+        max_pixels=max_pixels,
+        formats=list(IMAGE_TYPES.values()),
+        limit_owner="this server decodes (28x28 is what the model sees)",
+        kinds="a PNG or JPEG image",
+    )
 
 
 def image_pixels(data: bytes, name: str, info: DatasetInfo, max_pixels: int) -> Tensor:
