@@ -1,11 +1,11 @@
-"""GPU check for a lent device machine: gpu tests, speed, time to 99%, predict, stack, environment.
+"""GPU check for any CUDA machine: gpu tests, speed, time to 99%, predict, stack, environment.
 
 On a machine with CUDA, each step below runs as its own process with its own time budget (6
 minutes in all); each step's output goes to ``<out>/<step>.log``, and ``<out>/summary.json``
 holds every step's status, exit status, output tail and JSON lines, and the issue's four
 targets, met or not. A failed step is recorded and the next one runs; the exit status is 1 if
-any step failed. ``<out>`` is ``--out``, else ``$OUT`` (the device tool's folder), else a new
-temporary folder. Eight files in all, as many as the device tool brings back.
+any step failed. ``<out>`` is ``--out``, else ``$OUT``, else a new temporary folder. Eight
+files in all, small enough to copy off a remote machine in one go.
 
     python3 benchmarks/gpu_check.py                    # on the GPU machine
     python3 benchmarks/gpu_check.py --dry-run          # CPU, tiny sizes, outputs checked (CI)

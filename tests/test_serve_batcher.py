@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from lenetish import MNISTConvNet, predict, pretrained
 from lenetish.catalog import DATASETS
 from lenetish.errors import RequestRejectedError
-from lenetish.serve.batcher import Batcher
+from lenetish.serve.batcher import Batcher, BatcherStats
 
 MNIST = DATASETS["mnist"]
 
@@ -83,6 +83,7 @@ def test_the_model_runs_on_one_thread_only() -> None:
     """Requests from many threads all reach the model on the batcher's single thread."""
     ThreadRecorder.threads = set()
     batcher = Batcher(ThreadRecorder().eval(), dataset=MNIST)
+    batcher.start()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = list(pool.map(lambda seed: batcher.submit(_digits(1, seed)), range(32)))
     concurrent.futures.wait(futures, timeout=60)
@@ -109,6 +110,18 @@ def test_a_full_queue_answers_busy() -> None:
     with pytest.raises(RequestRejectedError, match="the server is busy") as refused:
         batcher.submit(_digits(2))
     assert refused.value.status == 503
+    batcher.close()
+
+
+def test_submit_does_not_start_the_model_thread() -> None:
+    """Queued requests are not run before start(), so what one pass takes is known."""
+    batcher = Batcher(pretrained(), dataset=MNIST)
+    answer = batcher.submit(_digits(1))
+    with pytest.raises(concurrent.futures.TimeoutError):
+        answer.result(timeout=0.2)
+    assert batcher.stats() == BatcherStats(0, 0, 0, 0, 1)
+    batcher.start()
+    assert len(answer.result(timeout=60).labels) == 1
     batcher.close()
 
 
@@ -164,6 +177,7 @@ def test_the_model_thread_uses_the_threads_asked_for() -> None:
     wanted = torch.get_num_threads() + 1
     ThreadCounter.counts = []
     batcher = Batcher(ThreadCounter().eval(), dataset=MNIST, threads=wanted)
+    batcher.start()
     batcher.submit(_digits(1)).result(timeout=60)
     batcher.close()
     assert set(ThreadCounter.counts) == {wanted}
@@ -172,6 +186,7 @@ def test_the_model_thread_uses_the_threads_asked_for() -> None:
 def test_a_lone_request_is_not_held_for_max_wait() -> None:
     """With no other request on its way, a request runs at once, not after max_wait."""
     batcher = Batcher(pretrained(), dataset=MNIST, max_wait=60.0)
+    batcher.start()
     assert len(batcher.submit(_digits(1)).result(timeout=20).labels) == 1
     batcher.close()
 
@@ -179,6 +194,7 @@ def test_a_lone_request_is_not_held_for_max_wait() -> None:
 def test_a_request_on_its_way_is_waited_for() -> None:
     """While another request is being read, the queued one waits for it (up to max_wait)."""
     batcher = Batcher(pretrained(), dataset=MNIST, max_wait=60.0)
+    batcher.start()
     with batcher.incoming():
         first = batcher.submit(_digits(1))
         with pytest.raises(concurrent.futures.TimeoutError):

@@ -119,7 +119,11 @@ class Batcher:
         self._passes = self._requests = self._images = self._largest = 0
 
     def start(self) -> None:
-        """Start the model's thread (once; :meth:`submit` starts it too)."""
+        """Start the model's thread (once); queued requests wait until then.
+
+        :meth:`submit` never starts it, so what is queued before ``start`` is known exactly
+        (the first pass takes every request queued by then, up to ``max_batch`` images).
+        """
         with self._lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
@@ -128,9 +132,14 @@ class Batcher:
                 self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Answer what is queued, then stop the thread (waits up to ``timeout`` seconds)."""
+        """Answer what is queued, then stop the thread (waits up to ``timeout`` seconds).
+
+        A batcher that was never started starts now, to answer what was queued.
+        """
         with self._lock:
             if not self._closed:
+                if self._thread is None and self._waiting > 0:
+                    self.start()
                 self._closed = True
                 self._queue.put(None)
             thread = self._thread
@@ -146,6 +155,8 @@ class Batcher:
 
     def submit(self, pixels: Tensor) -> concurrent.futures.Future[Prediction]:
         """Queue checked pixels ``(n, 1, 28, 28)`` (uint8 0-255 or float 0-1) for the model.
+
+        They are run once the thread runs (:meth:`start`).
 
         Returns:
             A future of their :class:`~lenetish.Prediction`.
@@ -165,7 +176,6 @@ class Batcher:
                     "try again in a moment",
                 )
             self._waiting += len(job)
-            self.start()
             self._queue.put(job)
         return job.future
 
