@@ -172,3 +172,20 @@ def test_evaluate_uses_the_output_kind_the_fit_recorded(caplog: pytest.LogCaptur
     with caplog.at_level(logging.INFO, logger="lenetish"):
         evaluate(logits_model, [batch])
     assert not [r for r in caplog.records if "treats the model's outputs" in r.message]
+
+
+def test_probabilities_sum_to_one_after_a_bf16_forward_of_a_fitted_model(tmp_path: Path) -> None:
+    """predict's probabilities are float32 and sum to 1 within 1e-6 after a fit and a load."""
+    from lenetish import load_model, save_weights
+
+    model = pretrained()
+    batch = (torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,)))
+    Trainer(model, epochs=1, lr=1e-9, device="cpu", progress=False).fit([batch])
+    assert recorded_output_kind(model) == "log_probabilities"  # no detection to renormalise
+    save_weights(model, tmp_path / "w.safetensors")
+    images, _ = read_split(None, train=False)[:2]
+    for candidate in (model, load_model(tmp_path / "w.safetensors")):
+        probabilities = predict(candidate, images[:500], precision="bf16-mixed").probabilities
+        assert probabilities.dtype == torch.float32
+        assert (probabilities.sum(dim=1) - 1).abs().max().item() < 1e-6
+        assert probabilities.unique().numel() > 2_000  # not a few bf16 steps

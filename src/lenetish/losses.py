@@ -231,6 +231,27 @@ def log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
     return outputs
 
 
+def scored_log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
+    """:func:`log_probabilities`, renormalised in float32 so that their exponentials sum to 1.
+
+    A forward pass under bfloat16 autocast returns log-probabilities rounded to 8 bits of
+    mantissa: taken as they are, a row's probabilities sum to anything in about 0.99-1.01 and
+    confidences round to exactly 1.0. ``log_softmax`` of them in float32 leaves exact
+    log-probabilities as they are (up to float32 rounding) and repairs rounded ones, so
+    :func:`~lenetish.predict` and :func:`~lenetish.evaluate` report proper probabilities
+    whatever precision the model ran in.
+
+    Example:
+        >>> from lenetish.losses import scored_log_probabilities
+        >>> rounded = torch.tensor([[0.0, -5.0, -9.0]]).bfloat16()  # sums to 1.0068 as exp
+        >>> total = scored_log_probabilities(rounded, "log_probabilities").exp().sum().item()
+        >>> abs(total - 1.0) < 1e-6
+        True
+    """
+    scores = log_probabilities(outputs, kind)
+    return scores if kind == "logits" else scores.log_softmax(dim=1)
+
+
 def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
     """Mean negative log-likelihood, mixed with ``smoothing`` of a uniform target.
 

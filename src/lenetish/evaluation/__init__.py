@@ -34,9 +34,9 @@ from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
     class_scores,
-    log_probabilities,
     recorded_output_kind,
     resolve_output_kind,
+    scored_log_probabilities,
 )
 
 if TYPE_CHECKING:
@@ -85,9 +85,9 @@ class _Ensemble:
                     kind = resolve_output_kind(self.outputs, rows, who=type(model).__name__)
                     self.kinds[index] = kind
                 if is_stack:
-                    outputs.extend(log_probabilities(rows, kind).reshape(raw.shape))
+                    outputs.extend(scored_log_probabilities(rows, kind).reshape(raw.shape))
                 else:
-                    outputs.append(log_probabilities(raw, kind))
+                    outputs.append(scored_log_probabilities(raw, kind))
         if len(outputs) == 1:
             return outputs[0]
         stacked = torch.stack(outputs)  # (models * views, B, C)

@@ -32,9 +32,9 @@ from lenetish.evaluation.scores import EvalResult, ScoreTally
 from lenetish.losses import (
     OutputKind,
     check_outputs_setting,
-    log_probabilities,
     recorded_output_kind,
     resolve_output_kind,
+    scored_log_probabilities,
 )
 from lenetish.stack.model import ModelStack
 
@@ -78,7 +78,7 @@ def member_log_probabilities(
     scored and each member's probabilities averaged over the five views.
     """
     per_view = [
-        log_probabilities(raw.flatten(0, 1), kind).reshape(raw.shape)
+        scored_log_probabilities(raw.flatten(0, 1), kind).reshape(raw.shape)
         for raw in (stack(view).float() for view in tta_views(images, tta))
     ]
     if len(per_view) == 1:
