@@ -232,14 +232,13 @@ def log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
 
 
 def scored_log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
-    """:func:`log_probabilities`, renormalised in float32 so that their exponentials sum to 1.
+    """:func:`log_probabilities` whose exponentials sum to 1, whatever precision made them.
 
-    A forward pass under bfloat16 autocast returns log-probabilities rounded to 8 bits of
+    A forward pass under bfloat16 autocast can return log-probabilities rounded to 8 bits of
     mantissa: taken as they are, a row's probabilities sum to anything in about 0.99-1.01 and
-    confidences round to exactly 1.0. ``log_softmax`` of them in float32 leaves exact
-    log-probabilities as they are (up to float32 rounding) and repairs rounded ones, so
-    :func:`~lenetish.predict` and :func:`~lenetish.evaluate` report proper probabilities
-    whatever precision the model ran in.
+    confidences round to exactly 1.0. Outputs of less than float32 precision are therefore
+    renormalised in float32 (``log_softmax``); float32 and float64 ones are used as they are,
+    so ``precision="32"`` keeps the exact numbers of a plain loop.
 
     Example:
         >>> from lenetish.losses import scored_log_probabilities
@@ -249,7 +248,8 @@ def scored_log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
         True
     """
     scores = log_probabilities(outputs, kind)
-    return scores if kind == "logits" else scores.log_softmax(dim=1)
+    rounded = outputs.dtype not in (torch.float32, torch.float64)
+    return scores.log_softmax(dim=1) if rounded and kind != "logits" else scores
 
 
 def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:

@@ -77,7 +77,7 @@ class _Ensemble:
         outputs: list[Tensor] = []
         for index, model in enumerate(self.models):
             for view in tta_views(images, tta):
-                raw = class_scores(model(view), who=type(model).__name__).float()  # fp32
+                raw = class_scores(model(view), who=type(model).__name__)  # made fp32 below
                 is_stack = self.stacked[index]  # (k, B, C): k members' outputs
                 rows = raw.flatten(0, 1) if is_stack else raw
                 kind = self.kinds[index]

@@ -79,7 +79,7 @@ def member_log_probabilities(
     """
     per_view = [
         scored_log_probabilities(raw.flatten(0, 1), kind).reshape(raw.shape)
-        for raw in (stack(view).float() for view in tta_views(images, tta))
+        for raw in (stack(view) for view in tta_views(images, tta))
     ]
     if len(per_view) == 1:
         return per_view[0]
