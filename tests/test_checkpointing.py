@@ -11,6 +11,7 @@ import torch
 
 from lenetish import (
     Callback,
+    CheckpointError,
     EarlyStopping,
     InvalidArgumentError,
     ModelCheckpoint,
@@ -19,6 +20,7 @@ from lenetish import (
     TrainState,
     load_checkpoint,
 )
+from lenetish.saving.checkpoint import save_checkpoint
 from tests.training_helpers import Scripted, digit_batches, quick_trainer
 
 
@@ -134,6 +136,8 @@ def test_model_checkpoint_runs_after_other_callbacks(tmp_path: Path) -> None:
             "every_n_steps writes last.pt, but save_last=False",
         ),
         ({"baseline": math.nan}, "baseline must be a finite number or None, got nan"),
+        ({"filename": "../{epoch}.pt"}, r"filename='\.\./\{epoch\}\.pt' holds a path separator"),
+        ({"filename": "{epoch}\\x.pt"}, r"holds a path separator or a NUL.*pick the sub-folder"),
     ],
 )
 def test_model_checkpoint_settings_are_checked(
@@ -446,3 +450,110 @@ def test_a_step_with_a_non_finite_loss_is_not_saved(
         quick_trainer(epochs=2, callbacks=[saver]).fit(broken)
     assert "step 2 has a non-finite loss; not saving" in caplog.text
     assert load_checkpoint(saver.last_path)["mid_epoch"]["batches_done"] == 1
+
+
+def _crafted_top_k_checkpoint(run: Path, name: str, *, legacy_key: bool = False) -> Path:
+    """One epoch's checkpoint whose ModelCheckpoint state lists ``name`` as its worst top-k."""
+    saver = ModelCheckpoint(run, monitor="score", mode="min", save_top_k=1, filename="{epoch}.pt")
+    quick_trainer(epochs=1, callbacks=[Scripted([5]), saver]).fit(digit_batches(10, 10))
+    state = load_checkpoint(saver.last_path)
+    callbacks = state["callbacks"]
+    saved = callbacks.pop(saver.state_key)
+    saved["top"] = [[1e9, name]]  # the worst value: the next epoch displaces it
+    callbacks["ModelCheckpoint" if legacy_key else saver.state_key] = saved
+    save_checkpoint(run / "crafted.pt", state)
+    return run / "crafted.pt"
+
+
+@pytest.mark.parametrize("legacy_key", [False, True])
+@pytest.mark.parametrize("kind", ["parent", "absolute"])
+def test_a_resumed_top_k_list_naming_a_file_outside_the_folder_is_refused(
+    tmp_path: Path, legacy_key: bool, kind: str
+) -> None:
+    """A checkpoint whose top-k list names a file outside the folder is refused; it survives."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    name = "../victim.txt" if kind == "parent" else str(victim)
+    crafted = _crafted_top_k_checkpoint(run, name, legacy_key=legacy_key)
+    saver = ModelCheckpoint(run, monitor="score", mode="min", save_top_k=1, filename="{epoch}.pt")
+    with pytest.raises(
+        CheckpointError, match=r"top-k list names .*victim\.txt.*nothing was deleted"
+    ):
+        quick_trainer(epochs=3, callbacks=[Scripted([5, 4, 3]), saver]).fit(
+            digit_batches(10, 10), resume=crafted
+        )
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("../victim.txt", "holds a path separator"),
+        ("/tmp/victim.txt", "holds a path separator"),
+        ("..\\victim.txt", "holds a path separator"),
+        ("victim\0.pt", "holds a NUL character"),
+        ("..", "names no file"),
+        ("", "names no file"),
+        (7, "is not a string"),
+    ],
+)
+def test_load_state_dict_refuses_a_top_k_entry_that_is_no_file_of_the_folder(
+    tmp_path: Path, name: object, problem: str
+) -> None:
+    """load_state_dict refuses a top-k name outside the folder and keeps its earlier list."""
+    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_top_k=2)
+    saver.top = [(1.0, "kept.pt")]
+    state = {"best": 1.0, "best_epoch": 1, "top": [[2.0, "fine.pt"], [3.0, name]]}
+    with pytest.raises(CheckpointError, match=rf"top-k list names .*, which {problem}"):
+        saver.load_state_dict(state)
+    assert saver.top == [(1.0, "kept.pt")]
+
+
+def test_a_displaced_top_k_name_outside_the_folder_is_never_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even a top list set by hand to name ../victim.txt never deletes that file."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    saver = ModelCheckpoint(
+        tmp_path / "run", monitor="score", mode="min", save_top_k=1, filename="{epoch}.pt"
+    )
+
+    class Plant(Callback):
+        def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+            saver.top = [(1e9, "../victim.txt")]
+
+    with caplog.at_level("WARNING", "lenetish"):
+        quick_trainer(epochs=1, callbacks=[Plant(), Scripted([5]), saver]).fit(
+            digit_batches(10, 10)
+        )
+    assert victim.read_text() == "precious"
+    assert "not deleting the displaced top-k file '../victim.txt'" in caplog.text
+
+
+def test_a_top_k_template_that_names_no_file_is_refused(tmp_path: Path) -> None:
+    """A template whose epoch's name is '..' is refused before anything is written."""
+    saver = ModelCheckpoint(tmp_path, monitor="score", mode="min", save_top_k=1, filename="..")
+    with pytest.raises(InvalidArgumentError, match=r"gives '\.\.' for epoch 1, which names no"):
+        quick_trainer(epochs=1, callbacks=[Scripted([5]), saver]).fit(digit_batches(10, 10))
+
+
+def test_a_metric_name_with_a_slash_written_into_a_top_k_name_is_refused(tmp_path: Path) -> None:
+    """auto_insert_metric_name with a metric 'val/score' would name a sub-folder: refused."""
+
+    class SlashScore(Callback):
+        order = -10
+
+        def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+            state.metrics["val/score"] = 1.0
+
+    saver = ModelCheckpoint(
+        tmp_path,
+        monitor="loss",
+        save_top_k=1,
+        filename="{epoch}-{val/score}.pt",
+        auto_insert_metric_name=True,
+    )
+    with pytest.raises(InvalidArgumentError, match=r"'epoch=1-val/score=1.0.pt' for epoch 1"):
+        quick_trainer(epochs=1, callbacks=[SlashScore(), saver]).fit(digit_batches(10, 10))

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lenetish._checks import check_positive_int
+from lenetish._text import printable
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.watch import MetricWatch, Mode, check_finite_or_none
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import CheckpointError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.training.state import BatchOutput, TrainState
@@ -59,7 +60,8 @@ class ModelCheckpoint(Callback):
             (Lightning's ``save_top_k=-1``, ignite's ``n_saved=None``), still ranked.
         filename: a :meth:`str.format` template for the top-k files, given ``epoch`` (from
             1), ``step`` (optimizer steps so far) and the epoch's metrics, e.g.
-            ``"{epoch:03d}-{val_loss:.4f}.pt"``.
+            ``"{epoch:03d}-{val_loss:.4f}.pt"``: a file name in ``folder``, without a path
+            separator.
         reset_best: forget the best value at the start of every fit.
         baseline: a value an epoch must beat for ``best.pt`` to be written at all (Keras'
             ``initial_value_threshold``); ``reset_best`` starts again from it.
@@ -73,6 +75,9 @@ class ModelCheckpoint(Callback):
         InvalidArgumentError: a setting is out of range or nothing would be saved; at fit
             start (with ``save_best`` or ``save_top_k``), ``mode="auto"`` for a metric whose
             direction is not known, or a ``val_*`` monitor without ``val``.
+        CheckpointError: a resumed checkpoint lists a top-k file that is not a plain file
+            name in ``folder`` (``../x``, an absolute path): refused before any file is
+            deleted.
 
     Example:
         >>> saver = ModelCheckpoint("runs/a", monitor="val_accuracy", save_top_k=3)
@@ -122,6 +127,12 @@ class ModelCheckpoint(Callback):
                 "save_best and save_last are both False and save_top_k is 0: nothing to save"
             )
         check_finite_or_none("baseline", baseline)
+        if filename is not None and _template_separates(filename):
+            raise InvalidArgumentError(
+                f"filename={printable(repr(filename))} holds a path separator or a NUL "
+                "character; it must name a file in folder (the top-k files are deleted by "
+                "name as better ones arrive): pick the sub-folder with folder= instead"
+            )
         self.folder = Path(folder)
         self.watch = MetricWatch.checked(monitor, mode)
         self.save_best, self.save_last = save_best, save_last
@@ -231,7 +242,20 @@ class ModelCheckpoint(Callback):
             trainer.save_checkpoint(self.last_path)
         if trainer.is_main_process:
             for name in displaced:
-                (self.folder / name).unlink(missing_ok=True)
+                self._delete(name)
+
+    def _delete(self, name: str) -> None:
+        """Delete the displaced top-k file ``name``, never anything outside :attr:`folder`."""
+        problem = _name_problem(name, self.folder)
+        if problem is not None:
+            # load_state_dict refuses such names; this guards a top list set any other way
+            logger.warning(
+                "ModelCheckpoint: not deleting the displaced top-k file %s: %s",
+                printable(repr(name)),
+                problem,
+            )
+            return
+        (self.folder / name).unlink(missing_ok=True)
 
     def _rank(self, state: TrainState, value: float) -> tuple[str | None, list[str]]:
         """Place this epoch in the top k (NaN ranks worst) and update :attr:`top`.
@@ -246,6 +270,13 @@ class ModelCheckpoint(Callback):
         name = self.format_filename(
             {**state.metrics, "epoch": state.epoch + 1, "step": state.global_step}
         )
+        problem = _name_problem(name, self.folder)
+        if problem is not None:
+            raise InvalidArgumentError(
+                f"filename={printable(repr(self.filename))} gives {printable(repr(name))} for "
+                f"epoch {state.epoch + 1}, which {problem}; a top-k file must be a plain file "
+                "name in folder: change the template"
+            )
         if any(kept == name for _, kept in self.top):
             raise InvalidArgumentError(
                 f"filename={self.filename!r} gives {name!r} for epoch {state.epoch + 1} too, "
@@ -266,10 +297,72 @@ class ModelCheckpoint(Callback):
         return {**self.watch.state_dict(), "top": [list(item) for item in self.top]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            CheckpointError: a top-k entry is not a plain file name in :attr:`folder`; its
+                files are deleted by name later, so the whole state is refused first.
+        """
+        top = [(float(value), self._checked_name(name)) for value, name in state.get("top", [])]
         self.watch.load_state_dict(state)
-        # sorted at fit start, once the direction of the monitor is decided
-        self.top = [(float(value), str(name)) for value, name in state.get("top", [])]
+        self.top = top  # sorted at fit start, once the direction of the monitor is decided
+
+    def _checked_name(self, name: object) -> str:
+        """``name`` from a saved top-k list, or CheckpointError if it is no file of the folder."""
+        problem = _name_problem(name, self.folder) if isinstance(name, str) else "is not a string"
+        if problem is not None:
+            raise CheckpointError(
+                f"ModelCheckpoint (folder {printable(str(self.folder))}): the saved top-k list "
+                f"names {printable(repr(name))}, which {problem}; ModelCheckpoint writes only "
+                "plain file names in its folder there, so this checkpoint was altered or is not "
+                "a lenetish checkpoint, and nothing was deleted: resume from a checkpoint you "
+                "trust, or start a new run"
+            )
+        assert isinstance(name, str)
+        return name
+
+
+# both separators on every system, so a checkpoint names the same files wherever it resumes
+_SEPARATORS = frozenset(filter(None, ("/", "\\", "\0", os.sep, os.altsep)))
+
+
+def _template_separates(template: str) -> bool:
+    """Whether the text or format specs of ``template`` hold a separator or NUL.
+
+    A field's name may hold one (``{val/loss}``): it is replaced by the value, and only
+    :meth:`ModelCheckpoint.format_filename` with ``auto_insert_metric_name`` writes it out,
+    which the name check at the epoch's end catches.
+    """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:  # a malformed template: format_filename says so at the first epoch
+        return False
+    return any(
+        char in _SEPARATORS for literal, _, spec, _ in parts for char in literal + (spec or "")
+    )
+
+
+def _name_problem(name: str, folder: Path) -> str | None:
+    """Why ``name`` is not a plain file name inside ``folder`` (``None`` if it is one).
+
+    Example:
+        >>> _name_problem("../victim.txt", Path("runs/a"))
+        'holds a path separator'
+        >>> _name_problem("003-0.1234.pt", Path("runs/a")) is None
+        True
+    """
+    if "\0" in name:
+        return "holds a NUL character"
+    if any(char in name for char in _SEPARATORS):
+        return "holds a path separator"
+    if name in ("", ".", ".."):
+        return "names no file (it is empty, '.' or '..')"
+    if os.path.isabs(name) or Path(name).name != name:  # e.g. a Windows drive, 'C:x'
+        return "is an absolute path"
+    inside = os.path.realpath(folder)
+    if os.path.dirname(os.path.normpath(os.path.join(inside, name))) != inside:
+        return f"is not inside {printable(str(folder))}"
+    return None
 
 
 def _insert_names(template: str) -> str:

@@ -218,6 +218,8 @@ def restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: 
         claimed.add(found)
         try:
             callback.load_state_dict(saved[found])
+        except CheckpointError as exc:  # already says what is wrong and what to do
+            raise CheckpointError(f"{source}: {exc}") from exc
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise CheckpointError(
                 f"{source} is damaged: the state of callback {key} does not load "
