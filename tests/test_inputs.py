@@ -165,7 +165,7 @@ def test_non_image_file_is_refused(tmp_path: Path) -> None:
 
 def test_huge_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An image above the pixel limit is refused before it is decoded."""
-    monkeypatch.setattr("lenetish.evaluation.inputs.MAX_PIXELS", 1000)
+    monkeypatch.setattr("lenetish._images.MAX_PIXELS", 1000)
     Image.new("L", (100, 100)).save(tmp_path / "big.png")
     with pytest.raises(InvalidImageError, match=r"100x100 pixels, more than the 1,000"):
         prepare_inputs(tmp_path / "big.png", MNIST)

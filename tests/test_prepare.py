@@ -109,8 +109,12 @@ def test_digit_preparation_is_the_mnist_one() -> None:
 @pytest.mark.parametrize(
     ("batch", "seen"),
     [
-        ((torch.rand(4, 28, 28) - 0.1307) / 0.3081, r"range from -0.42\d* to 2.8\d*"),
-        (torch.rand(4, 28, 28) * 255, r"range from [\d.]+ to 25[\d.]+"),
+        # Pixels from exactly 0 to 1 (not random ones: the range in the message is fixed).
+        (
+            (torch.linspace(0, 1, 3136).reshape(4, 28, 28) - 0.1307) / 0.3081,
+            r"range from -0.42\d* to 2.8\d*",
+        ),
+        (torch.linspace(0, 1, 3136).reshape(4, 28, 28) * 255, r"range from 0 to 255"),
     ],
 )
 def test_out_of_range_floats_are_refused(batch: torch.Tensor, seen: str) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "OPTIMIZERS",
     "PRECISIONS",
+    "PREPARATIONS",
     "SCHEDULERS",
     "DatasetInfo",
     "OptimizerName",
@@ -38,6 +39,11 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 CUSTOM = "custom"
 """The name of a :class:`DatasetInfo` for files that are none of the recognised datasets."""
+
+PREPARATIONS: tuple[str, ...] = ("mnistify", "fashionify", "resize")
+"""How an image file becomes a picture for a model, by name (see
+:mod:`lenetish.evaluation.prepare`): MNIST's digit preparation, Fashion-MNIST's, or a plain
+greyscale resize to 28x28 (what :func:`~lenetish.make_loaders` does to a folder of images)."""
 
 MAX_CLASSES = 1000
 """The most class names a dataset record may hold (idx labels are bytes: at most 256 classes)."""
@@ -57,6 +63,11 @@ class DatasetInfo:
         mean: mean pixel value of the training images, scaled to ``[0, 1]``.
         std: standard deviation of the training pixels, scaled to ``[0, 1]``.
         classes: the class names, index = label.
+        preparation: how an image file is made into one of this dataset's pictures: one of
+            :data:`PREPARATIONS`, or ``None`` for the dataset's own (``"fashionify"`` for
+            Fashion-MNIST, ``"mnistify"`` for every other name). A folder of images read by
+            :func:`~lenetish.make_loaders` records ``"resize"``, so that
+            :func:`~lenetish.predict` prepares files as the training images were.
 
     Example:
         >>> info = DATASETS["fashion-mnist"]
@@ -71,15 +82,19 @@ class DatasetInfo:
     mean: float
     std: float
     classes: tuple[str, ...]
+    preparation: str | None = None
 
     def record(self) -> dict[str, Any]:
         """The dataset as plain values, as weights files and checkpoints store it."""
-        return {
+        record: dict[str, Any] = {
             "name": self.name,
             "mean": self.mean,
             "std": self.std,
             "classes": list(self.classes),
         }
+        if self.preparation is not None:  # older records have none: the name decides
+            record["preparation"] = self.preparation
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, source: str = "the record") -> DatasetInfo:
@@ -116,8 +131,15 @@ class DatasetInfo:
                 f"{len(classes)} classes); pass dataset= (or --dataset) to say what the model "
                 "was trained on"
             )
+        preparation = record.get("preparation")
+        if preparation is not None and preparation not in PREPARATIONS:
+            raise CheckpointError(
+                f"{source} holds a dataset record with preparation {str(preparation)[:40]!r}, "
+                f"which is none of {', '.join(PREPARATIONS)}: it is damaged; pass dataset= "
+                "(or --dataset) to say what the model was trained on"
+            )
         known = DATASETS.get(name)
-        return cls(name, known.torchvision_name if known else "", mean, std, classes)
+        return cls(name, known.torchvision_name if known else "", mean, std, classes, preparation)
 
 
 DIGITS = tuple(str(d) for d in range(10))

@@ -13,8 +13,9 @@ from torch import nn
 from lenetish._device import DeviceLike
 from lenetish.callbacks import Callback, History
 from lenetish.data import Loaders, make_loaders
-from lenetish.data.identity import recorded_dataset, remember_dataset
+from lenetish.data.identity import remember_dataset
 from lenetish.data.loaders import TensorLoader
+from lenetish.data.own import OwnData
 from lenetish.errors import InvalidArgumentError
 from lenetish.recipes import Recipe, get_recipe
 from lenetish.stack import ModelStack
@@ -48,7 +49,7 @@ class TrainedModel:
 
 def _recipe_loaders(
     recipe: Recipe,
-    root: str | os.PathLike[str] | None,
+    root: str | os.PathLike[str] | OwnData | None,
     seed: int,
     dataset: str,
     val_size: float,
@@ -72,7 +73,7 @@ def _recipe_loaders(
 
 def train_recipe(
     recipe: str | Recipe,
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | OwnData | None = None,
     *,
     seed: int = 0,
     device: DeviceLike = "auto",
@@ -88,7 +89,9 @@ def train_recipe(
 
     Args:
         recipe: a recipe name (see :data:`RECIPES`) or a :class:`Recipe`.
-        root: the data folder (see :func:`~lenetish.make_loaders`).
+        root: the data folder, or your own data (see :func:`~lenetish.make_loaders`: a
+            folder of class sub-folders of images, arrays, a Dataset); the network gets as
+            many outputs as the data has classes.
         seed: seeds the initialisation, the data order and the augmentation.
         device: where to train.
         dataset: ``"auto"`` (what the files in ``root`` are, by their contents; the
@@ -117,7 +120,7 @@ def train_recipe(
     chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
     loaders = _recipe_loaders(chosen, root, seed, dataset, val_size, device, download, subset)
     torch.manual_seed(seed)
-    model = chosen.build_model()
+    model = chosen.build_model(len(loaders.info.classes))
     trainer = chosen.build_trainer(
         model, device=device, seed=seed, callbacks=callbacks, progress=progress, epochs=epochs
     )
@@ -154,7 +157,7 @@ class TrainedStack:
 
 def train_stack(
     recipe: str | Recipe,
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | OwnData | None = None,
     *,
     seeds: Sequence[int] = (0, 1, 2),
     device: DeviceLike = "auto",
@@ -176,7 +179,9 @@ def train_stack(
 
     Args:
         recipe: a recipe name (see :data:`RECIPES`) or a :class:`Recipe`.
-        root: the data folder (see :func:`~lenetish.make_loaders`).
+        root: the data folder, or your own data (see :func:`~lenetish.make_loaders`: a
+            folder of class sub-folders of images, arrays, a Dataset); the network gets as
+            many outputs as the data has classes.
         seeds: one member per seed: its initialisation, data order and augmentation.
         device: where to train.
         dataset: ``"auto"`` (what the files in ``root`` are, by their contents; the
@@ -207,7 +212,8 @@ def train_stack(
         raise InvalidArgumentError("seeds is empty: a stack needs at least one seed")
     chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
     loaders = _recipe_loaders(chosen, root, seeds[0], dataset, val_size, device, download, subset)
-    stack = ModelStack(chosen.build_model, len(seeds), seeds=seeds, inputs="split")
+    classes = len(loaders.info.classes)
+    stack = ModelStack(lambda: chosen.build_model(classes), len(seeds), seeds=seeds, inputs="split")
     trainer = chosen.build_trainer(
         stack, device=device, seed=seeds[0], callbacks=callbacks, progress=progress, epochs=epochs
     )
@@ -220,7 +226,7 @@ def train_stack(
 
 def train_ensemble(
     recipe: str | Recipe,
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | OwnData | None = None,
     *,
     seeds: Sequence[int] = (0, 1, 2),
     stacked: bool = True,
@@ -254,7 +260,4 @@ def train_ensemble(
     if not stacked:
         return [train_recipe(recipe, root, seed=seed, **options).model for seed in seeds]
     trained = train_stack(recipe, root, seeds=seeds, **options)
-    members = trained.stack.unstack()
-    for member in members:
-        remember_dataset(member, recorded_dataset(trained.stack))
-    return [member.eval() for member in members]
+    return [member.eval() for member in trained.stack.unstack()]  # each knows its dataset

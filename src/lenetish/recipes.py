@@ -70,11 +70,19 @@ class Recipe:
     train_images: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
 
-    def build_model(self) -> nn.Module:
-        """A freshly initialised network of this recipe."""
+    def build_model(self, num_classes: int | None = None) -> nn.Module:
+        """A freshly initialised network of this recipe.
+
+        Args:
+            num_classes: the number of classes of the data it will train on (``None``: the
+                network's default, 10), e.g. ``len(loaders.info.classes)`` for your own data.
+        """
         from lenetish.models import MODELS
 
-        return MODELS[self.model](**self.model_options)
+        options = dict(self.model_options)
+        if num_classes is not None:
+            options["num_classes"] = num_classes
+        return MODELS[self.model](**options)
 
     def build_trainer(
         self,

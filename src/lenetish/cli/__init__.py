@@ -118,7 +118,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--data",
         metavar="DIR",
         help="data folder (default: $LENETISH_DATA or ~/.cache/lenetish if they hold the "
-        "dataset, else for MNIST the copy bundled with lenetish); idx files raw or .gz",
+        "dataset, else for MNIST the copy bundled with lenetish): idx files raw or .gz, or "
+        "class sub-folders of images (train/ and test/ ones, or a fifth held out for testing)",
     )
     parser.add_argument(
         "--dataset",

@@ -74,7 +74,7 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
         subset=recipe.train_images,
     )
     torch.manual_seed(args.seed)
-    model = recipe.build_model()
+    model = recipe.build_model(len(loaders.info.classes))
     remember_dataset(model, loaders.info)
     guard, run_settings = TerminateOnNaN(), _RunSettings()
     callbacks: list[Callback] = [guard, run_settings, _StopAtBatchEnd()]

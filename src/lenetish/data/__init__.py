@@ -24,6 +24,7 @@ from lenetish._checks import check_positive_int
 from lenetish._device import DeviceLike, resolve_device
 from lenetish.data.identity import DATASETS, DatasetInfo, dataset_info
 from lenetish.data.loaders import IdxDataset, NormalisedTensor, TensorLoader
+from lenetish.data.own import OwnData
 from lenetish.data.reading import load_split, load_splits, read_split
 from lenetish.data.sources import DataSource, default_root
 from lenetish.errors import InvalidArgumentError
@@ -110,7 +111,7 @@ def _normalise(images: Tensor, info: DatasetInfo, device: torch.device) -> Tenso
 
 @overload
 def make_loaders(
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | OwnData | None = None,
     *,
     dataset: str = "auto",
     batch_size: int = 200,
@@ -133,7 +134,7 @@ def make_loaders(
 
 @overload
 def make_loaders(
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | OwnData | None = None,
     *,
     dataset: str = "auto",
     batch_size: int = 200,
@@ -155,7 +156,7 @@ def make_loaders(
 
 
 def make_loaders(
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | OwnData | None = None,
     *,
     dataset: str = "auto",
     batch_size: int = 200,
@@ -174,22 +175,36 @@ def make_loaders(
     std: float | None = None,
     classes: Sequence[str] | None = None,
 ) -> Loaders[Any]:
-    """Build train, validation and test loaders for an MNIST-family dataset.
+    """Build train, validation and test loaders for an MNIST-family dataset or your own data.
+
+    Your own data (see :mod:`lenetish.data.own` and the "Your own data" page) goes through
+    the same fast path: a folder of class sub-folders of images (any size, colour made grey,
+    resized to 28x28), ``(images, labels)`` arrays, a ``{"train": ..., "test": ...}``
+    mapping of them, or a map-style :class:`~torch.utils.data.Dataset` of ``(image, label)``
+    items. It is decoded once; :attr:`Loaders.info` records the training pixels' mean and
+    standard deviation, the class names and the preparation (``"resize"``), and a model
+    trained on the loaders carries that record, so :func:`~lenetish.predict` prepares image
+    files as these were read and names the classes. Without a test split of its own (a
+    ``test/`` folder beside ``train/``, or the mapping's ``"test"``), a fixed fifth of each
+    class is held out as the test split.
 
     Args:
-        root: data folder; ``None``: for MNIST (and ``"auto"``), ``$LENETISH_DATA`` or the
-            user cache folder if it holds the files, else the copy bundled with lenetish (see
-            :func:`load_split` for the layouts it understands). The choice is logged and kept
-            in :attr:`Loaders.source`.
+        root: data folder, or your own data (above); ``None``: for MNIST (and ``"auto"``),
+            ``$LENETISH_DATA`` or the user cache folder if it holds the files, else the copy
+            bundled with lenetish (see :func:`load_split` for the layouts it understands).
+            The choice is logged and kept in :attr:`Loaders.source`.
         dataset: ``"auto"`` (the default): the files' own settings, recognised by content
-            (canonical MNIST, Fashion-MNIST and KMNIST files; other files get MNIST's
-            normalisation and digit names, logged). ``"mnist"``, ``"fashion-mnist"`` or
-            ``"kmnist"``: that dataset's settings, and an error if the files are another one.
+            (canonical MNIST, Fashion-MNIST and KMNIST files; other idx files get MNIST's
+            normalisation and digit names, logged; your own data its own statistics).
+            ``"mnist"``, ``"fashion-mnist"`` or ``"kmnist"``: that dataset's settings, and an
+            error if the files are another one.
         batch_size: training batch size (the seed used 200).
         val_size: samples carved from the training split for validation: a count, or a
             fraction in ``[0, 1)``; 0 means no validation loader. The split is fixed by ``seed``.
         device: where the tensors live (``None``: the CPU; ``"auto"``: the best device).
-        download: let torchvision download missing files (MNIST only into ``root``).
+        download: let torchvision download missing idx files into ``root`` (MNIST only when
+            ``root`` is given). A failed download leaves ``root`` as it was; a folder of
+            images, or data in memory, is never downloaded to.
         seed: seed of the validation split and of the training order.
         eval_batch_size: batch size of the validation and test loaders (default: ``batch_size``).
         drop_last: drop a last, smaller training batch.
@@ -217,6 +232,9 @@ def make_loaders(
         DatasetNotFoundError: the files are absent and could not be downloaded.
         DatasetCorruptError: a file is damaged.
         DeviceUnavailableError: ``device`` is not present on this machine.
+        InputShapeError: your arrays are not grey 28x28 pictures with one label each.
+        InvalidInputError: your pixels or labels are of the wrong kind or range.
+        InvalidImageError: a file of your image folder is not an image, or too large.
 
     Example:
         >>> loaders = make_loaders(val_size=10_000)  # MNIST, from the bundled copy if need be
@@ -224,6 +242,10 @@ def make_loaders(
         (50000, 10000)
         >>> loaders.info.name, len(loaders.train)  # 250 batches of 200
         ('mnist', 250)
+        >>> pictures = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)  # your own
+        >>> own = make_loaders((pictures, torch.arange(50) % 5), batch_size=10)
+        >>> own.train.num_samples, own.test.num_samples, own.info.classes
+        (40, 10, ('0', '1', '2', '3', '4'))
     """
     check_positive_int("batch_size", batch_size)
     eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size

@@ -200,6 +200,13 @@ def training_data_record(
     from_loader = getattr(batches, "info", None)
     record = from_loader if isinstance(from_loader, DatasetInfo) else known
     if not isinstance(record, DatasetInfo):
+        logger.warning(
+            "lenetish: the training data records no dataset (a loader of your own), so the "
+            "model will not know its normalisation, image preparation or class names: predict, "
+            "evaluate, export and serve would assume MNIST's; build the loaders with "
+            "make_loaders(your_folder_or_arrays), or set trainer.data_info = DatasetInfo(...) "
+            "before fit"
+        )
         return None
     remember_dataset(model, record)
     return record

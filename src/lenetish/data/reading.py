@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from torch import Tensor
 
@@ -24,9 +25,17 @@ from lenetish.data.identity import (
     with_overrides,
 )
 from lenetish.data.idx import read_idx_images, read_idx_labels
+from lenetish.data.own import (
+    OwnData,
+    OwnSplits,
+    is_own_data,
+    read_image_folder,
+    read_own_data,
+)
 from lenetish.data.sources import (
     DataSource,
     expand_folder,
+    find_split,
     folder_for_auto,
     locate_split,
     resolve_source,
@@ -97,8 +106,25 @@ def _settle(
     return info
 
 
+def _holds_idx(root: Path) -> bool:
+    """Whether ``root`` holds a split's idx files in any dataset's layout."""
+    return any(
+        find_split(root, info, train) is not None
+        for info in DATASETS.values()
+        for train in (True, False)
+    )
+
+
+def _chosen(
+    own: OwnSplits, splits: tuple[bool, ...]
+) -> tuple[list[tuple[Tensor, Tensor]], DatasetInfo, DataSource]:
+    """The splits asked for (train flags) of the user's own data."""
+    train, test, info, source = own
+    return [train if wanted else test for wanted in splits], info, source
+
+
 def load_splits(
-    root: str | os.PathLike[str] | None,
+    root: str | os.PathLike[str] | OwnData | None,
     dataset: str,
     splits: tuple[bool, ...],
     download: bool,
@@ -106,8 +132,22 @@ def load_splits(
     std: float | None,
     classes: Sequence[str] | None,
 ) -> tuple[list[tuple[Tensor, Tensor]], DatasetInfo, DataSource]:
-    """Read ``splits`` (train flags), identify them and settle the dataset's settings."""
+    """Read ``splits`` (train flags), identify them and settle the dataset's settings.
+
+    ``root`` may also be the user's own data (see :mod:`lenetish.data.own`): arrays, a
+    Dataset, or a folder of class sub-folders of images (one that holds no idx files).
+    """
     with_overrides(DATASETS["mnist"], mean=mean, std=std, classes=classes)  # checks early
+    if dataset != "auto":
+        dataset_info(dataset)
+    if is_own_data(root):
+        own = read_own_data(root, dataset=dataset, mean=mean, std=std, classes=classes)
+        return _chosen(own, splits)
+    if root is not None and not _holds_idx(expand_folder(root)):
+        folder = expand_folder(root)
+        images = read_image_folder(folder, dataset=dataset, mean=mean, std=std, classes=classes)
+        if images is not None:
+            return _chosen(images, splits)
     source, location = _source(root, dataset)
     num_classes = len(classes) if classes is not None else 10
     read = [_read_split(source, location, train, download, num_classes) for train in splits]

@@ -47,14 +47,18 @@ BUNDLED_MNIST_SHA256: dict[str, str] = {
     "t10k-labels-idx1-ubyte.gz": "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
 }
 
-SourceKind = Literal["root", "environment", "cache", "bundled"]
+SourceKind = Literal["root", "environment", "cache", "bundled", "images", "arrays", "dataset"]
 
 _DESCRIPTIONS: dict[str, str] = {
     "root": "the folder given",
     "environment": "$LENETISH_DATA",
     "cache": "the user cache folder",
     "bundled": "the copy bundled with lenetish",
+    "images": "the folder of images given",
+    "arrays": "the arrays given",
+    "dataset": "the Dataset given",
 }
+_IN_MEMORY = ("arrays", "dataset")
 
 _verified: set[Path] = set()  # bundled files whose hash this process has already checked
 
@@ -66,8 +70,10 @@ class DataSource:
     Attributes:
         kind: ``"root"`` (the ``root`` argument, ``--data`` on the command line),
             ``"environment"`` (``$LENETISH_DATA``), ``"cache"`` (the user cache folder, see
-            :func:`~lenetish.default_root`) or ``"bundled"`` (the MNIST copy inside the package).
-        folder: the folder the files are looked for in.
+            :func:`~lenetish.default_root`), ``"bundled"`` (the MNIST copy inside the package),
+            ``"images"`` (a folder of class sub-folders of images), ``"arrays"`` or
+            ``"dataset"`` (data given in memory, see :mod:`lenetish.data.own`).
+        folder: the folder the files are looked for in (empty for data in memory).
 
     Example:
         >>> from pathlib import Path
@@ -80,6 +86,8 @@ class DataSource:
     folder: Path
 
     def __str__(self) -> str:
+        if self.kind in _IN_MEMORY:
+            return _DESCRIPTIONS[self.kind]
         return f"{_DESCRIPTIONS[self.kind]} ({self.folder})"
 
 
@@ -337,32 +345,41 @@ def download(root: Path, info: DatasetInfo, train: bool = True) -> None:
     """Download (and check) one split's two files into ``root/<Name>/raw``.
 
     The files, their MD5 sums and the mirrors are torchvision's for the dataset; only the
-    split asked for is fetched (scoring a model needs no training images).
+    split asked for is fetched (scoring a model needs no training images). Everything is
+    fetched into a temporary folder first and moved into ``root`` only once every file has
+    arrived and passed its check, so a failed download leaves ``root`` exactly as it was (no
+    ``MNIST/raw`` folder, no partial file, not even ``root`` itself when it did not exist).
 
     Raises:
         RuntimeError: every mirror failed for a file (each mirror's error in the message).
     """
+    import shutil
+    import tempfile
+
     import torchvision.datasets
     from torchvision.datasets.utils import download_and_extract_archive
 
     dataset_class = getattr(torchvision.datasets, info.torchvision_name)
-    raw = root / info.torchvision_name / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
     prefix = "train" if train else "t10k"
-    for filename, md5 in dataset_class.resources:
-        if not filename.startswith(prefix):
-            continue
-        errors = []
-        for mirror in dataset_class.mirrors:
-            try:
-                download_and_extract_archive(
-                    f"{mirror}{filename}", download_root=str(raw), filename=filename, md5=md5
-                )
-                break
-            except Exception as exc:  # the next mirror, and every error in the message
-                errors.append(f"{mirror}: {exc}")
-        else:
-            raise RuntimeError(f"could not download {filename}: " + "; ".join(errors))
+    with tempfile.TemporaryDirectory(prefix="lenetish-download-") as staging:
+        for filename, md5 in dataset_class.resources:
+            if not filename.startswith(prefix):
+                continue
+            errors = []
+            for mirror in dataset_class.mirrors:
+                try:
+                    download_and_extract_archive(
+                        f"{mirror}{filename}", download_root=staging, filename=filename, md5=md5
+                    )
+                    break
+                except Exception as exc:  # the next mirror, and every error in the message
+                    errors.append(f"{mirror}: {exc}")
+            else:
+                raise RuntimeError(f"could not download {filename}: " + "; ".join(errors))
+        raw = root / info.torchvision_name / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for fetched in sorted(Path(staging).iterdir()):
+            shutil.move(str(fetched), str(raw / fetched.name))
 
 
 def locate_split(

@@ -7,6 +7,7 @@ exactly as they were (see :mod:`lenetish.evaluation.inference`).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -16,7 +17,12 @@ from torch import Tensor, nn
 
 from lenetish._checks import as_class_labels, check_positive_int
 from lenetish._device import DeviceLike, Precision, resolve_device
-from lenetish.data.identity import DatasetInfo, check_loader_dataset, dataset_for_models
+from lenetish.data.identity import (
+    DatasetInfo,
+    check_loader_dataset,
+    dataset_for_models,
+    recorded_dataset,
+)
 from lenetish.evaluation.inference import (
     ModelOrModels,
     as_model_list,
@@ -44,6 +50,8 @@ if TYPE_CHECKING:
     from lenetish.stack.model import ModelStack
 
 __all__ = ["EvalResult", "Prediction", "ScoreTally", "evaluate", "predict"]
+
+logger = logging.getLogger(__name__)
 
 
 # Model types whose outputs are (members, B, C), each with its own evaluation: the stack
@@ -100,7 +108,7 @@ def evaluate(
     loader: Iterable[tuple[Tensor, Tensor]],
     *,
     device: DeviceLike | None = None,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     tta: bool = False,
     outputs: OutputKind | Literal["auto"] = "auto",
     precision: Precision = "auto",
@@ -113,7 +121,7 @@ def evaluate(
     loader: Iterable[tuple[Tensor, Tensor]],
     *,
     device: DeviceLike | None = None,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     tta: bool = False,
     outputs: OutputKind | Literal["auto"] = "auto",
     precision: Precision = "auto",
@@ -125,7 +133,7 @@ def evaluate(
     loader: Iterable[tuple[Tensor, Tensor]],
     *,
     device: DeviceLike | None = None,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     tta: bool = False,
     outputs: OutputKind | Literal["auto"] = "auto",
     precision: Precision = "auto",
@@ -140,7 +148,8 @@ def evaluate(
             :class:`~lenetish.ModelStack` (scored member by member and as an ensemble).
         loader: any iterable of ``(images, labels)`` batches.
         device: where to run (``None``: where the first model's parameters are).
-        num_classes: the number of classes (the size of the confusion matrix).
+        num_classes: the number of classes (the size of the confusion matrix); ``None``
+            (the default): as many as the model gives scores per image.
         tta: test-time augmentation: also score copies shifted by one pixel in each
             direction and average the probabilities.
         outputs: what the models return: ``"log_probabilities"`` (lenetish's networks),
@@ -186,7 +195,8 @@ def evaluate(
     models = as_model_list(model)
     check_loader_dataset(models, loader)
     ensemble = _Ensemble(models, outputs)
-    check_positive_int("num_classes", num_classes)
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
     target = model_device(models[0]) if device is None else resolve_device(device)
     plan = plan_inference(target, precision, models=models)
     tally = ScoreTally(target, num_classes)
@@ -198,6 +208,22 @@ def evaluate(
             labels = as_class_labels(labels.to(target, non_blocking=True))
             tally.add(ensemble.log_probabilities(images, tta), labels)
     return EvalResult(**tally.scores())
+
+
+def _say_if_unrecorded(models: list[nn.Module], dataset: str | DatasetInfo) -> None:
+    """Warn when a model lenetish trained knows no dataset and none was named."""
+    if not (isinstance(dataset, str) and dataset == "auto"):
+        return
+    unknown = [
+        m for m in models if recorded_dataset(m) is None and recorded_output_kind(m) is not None
+    ]
+    if unknown:
+        logger.warning(
+            "lenetish: the %s was trained on data that records no dataset; predicting with "
+            "MNIST's normalisation, digit preparation and digit names. Pass dataset= (e.g. "
+            "the loaders' info) and prepare= if that is not what it was trained on",
+            type(unknown[0]).__name__,
+        )
 
 
 def predict(
@@ -262,6 +288,7 @@ def predict(
     if batch_size is not None:
         check_positive_int("batch_size", batch_size)
     info = dataset_for_models(models, dataset)
+    _say_if_unrecorded(models, dataset)
     target = model_device(models[0]) if device is None else resolve_device(device)
     plan = plan_inference(target, precision, batch_size, models=models)
     images = prepare_images(inputs, info, normalized=normalized, prepare=prepare)

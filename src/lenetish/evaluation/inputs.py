@@ -14,13 +14,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lenetish._text import printable
+from lenetish._images import (
+    IMAGE_SUFFIXES,
+    decode_bounded,
+    open_image,
+    printable_path,
+)
 from lenetish.data.identity import DatasetInfo
 from lenetish.errors import InputShapeError, InvalidImageError, InvalidInputError
 from lenetish.evaluation.prepare import Preparation, mnistify, preparation_for
@@ -38,92 +43,8 @@ __all__ = [
     "printable_path",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MAX_PIXELS = 50_000_000  # larger images are refused rather than decoded
 _SIDE = 28
 _SLACK = 1e-4  # float pixels this far outside [0, 1] are still taken as raw pixels
-
-
-def decode_bounded(
-    source: Path | BinaryIO,
-    label: str,
-    *,
-    max_pixels: int,
-    formats: Sequence[str] | None = None,
-    limit_owner: str = "lenetish opens",
-    kinds: str = "an image file PIL can read",
-) -> Any:
-    """Open an image with PIL, refuse more than ``max_pixels`` before decoding, then decode it.
-
-    The one reader of image files and uploads (``predict``'s files, ``lenetish serve``'s
-    bodies): the size comes from the header, so a decompression bomb is never decoded.
-
-    Args:
-        source: a file path or a binary stream.
-        label: what messages call it (already escaped for printing).
-        max_pixels: the most pixels (width times height) taken.
-        formats: the PIL formats accepted (``None``: any PIL reads).
-        limit_owner: who sets the limit, for the message ("this server decodes").
-        kinds: what an acceptable file is, for the message ("a PNG or JPEG image").
-
-    Raises:
-        InvalidImageError: not an image of the accepted kinds, damaged, or too many pixels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(source, formats=None if formats is None else list(formats)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InvalidImageError(
-                    f"{label} is {width}x{height} pixels, more than the {max_pixels:,} "
-                    f"{limit_owner}; scale it down first"
-                )
-            image.load()
-            return image.copy()
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{label} is not {kinds}") from exc
-    except Image.DecompressionBombError as exc:
-        raise InvalidImageError(f"{label} decodes to too many pixels ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(f"{label} cannot be read as an image ({exc})") from exc
-
-
-def open_image(path: str | os.PathLike[str]) -> Any:
-    """Open an image file with PIL, fully decoded, refusing missing, huge or non-image files.
-
-    Raises:
-        InvalidImageError: the file does not exist, is not an image, or has more than
-            50 million pixels.
-    """
-    source = Path(path)
-    name = printable_path(source)  # the messages can be printed whatever the name holds
-    if not source.is_file():
-        raise InvalidImageError(f"image file {name} does not exist (or is not a file)")
-    return decode_bounded(source, name, max_pixels=MAX_PIXELS)
-
-
-def printable_path(path: str | os.PathLike[str]) -> str:
-    r"""``path`` as printable text on one line: undecodable bytes and control characters escaped.
-
-    A file name on Linux may hold bytes that are not valid in the file system's encoding (a
-    non-UTF-8 name), which Python keeps as surrogate escapes that ``print`` refuses, and
-    control characters: a newline forges extra output lines, an escape sequence drives the
-    terminal. Both are shown as ``\xNN`` (see ``lenetish._text.printable``).
-
-    Args:
-        path: a file name, possibly holding undecodable bytes or control characters.
-
-    Returns:
-        The name with every undecodable byte and non-printable character escaped.
-
-    Example:
-        >>> printable_path(os.fsdecode(b"digit-\xff.png")) == "digit-\\xff.png"
-        True
-        >>> print(printable_path("seven\n3.png: 3 (probability 1.000)"))
-        seven\x0a3.png: 3 (probability 1.000)
-    """
-    return printable(path)
 
 
 def _prepare_file(path: str | os.PathLike[str], prepare: Preparation) -> Tensor:

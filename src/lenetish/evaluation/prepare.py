@@ -7,6 +7,9 @@
   inverted when the background is light (so the background is dark), trimmed to the object,
   the longest side fitted into 28 pixels, centred in 28x28. A picture that is already 28x28
   is kept pixel for pixel (only inverted if its background is light).
+* A user's own folder of images (:func:`~lenetish.make_loaders` on class sub-folders):
+  :func:`resize`, greyscale and a plain resize to 28x28, nothing inverted or cropped; the
+  model's dataset record says ``"resize"`` and ``predict`` prepares files the same way.
 
 Every preparation first turns the image upright by its EXIF orientation tag
 (``ImageOps.exif_transpose``), as phones store photos rotated with such a tag.
@@ -21,10 +24,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lenetish._images import greyscale, resized_grey, upright
 from lenetish.data.identity import DatasetInfo
 from lenetish.errors import InvalidInputError
 
-__all__ = ["PREPARATIONS", "Preparation", "fashionify", "mnistify", "preparation_for", "upright"]
+__all__ = [
+    "PREPARATIONS",
+    "Preparation",
+    "fashionify",
+    "mnistify",
+    "preparation_for",
+    "resize",
+    "upright",
+]
 
 Preparation = Callable[[Any], Any]
 """A function from a PIL image to a ``(28, 28)`` picture: uint8 (0-255) or float (0-1)."""
@@ -33,66 +45,9 @@ _BOX = 20  # MNIST digits were scaled to fit 20x20 and centred by mass in 28x28
 _SIDE = 28
 
 
-def upright(image: Any) -> Any:
-    """``image`` turned as its EXIF orientation tag says (a copy), or itself without a tag.
-
-    Args:
-        image: a PIL image, as a phone or camera stored it.
-
-    Returns:
-        The image the right way up; a damaged EXIF block leaves it as stored.
-
-    Example:
-        >>> from PIL import Image
-        >>> from lenetish.evaluation.prepare import upright
-        >>> upright(Image.new("L", (30, 20))).size  # no orientation tag: as stored
-        (30, 20)
-    """
-    from PIL import ImageOps
-
-    try:
-        turned = ImageOps.exif_transpose(image)
-    except Exception:  # a damaged EXIF block: keep the pixels as stored
-        return image
-    return image if turned is None else turned
-
-
 def _light_background(pixels: np.ndarray) -> bool:
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return bool(np.median(border) > 127)
-
-
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-
-
-def _wide_greyscale(image: Any) -> np.ndarray:
-    """16- and 32-bit greyscale (modes ``I;16*`` and ``I``) scaled, not clamped, to [0, 255].
-
-    16-bit values are divided by 257 (65535 -> 255). Mode ``I`` holds 16-bit PNGs in older
-    Pillow versions, so values within 0..65535 are treated the same; other ranges (32-bit
-    TIFFs) are mapped linearly from their own minimum and maximum; one constant value there
-    gives a blank picture (not a division by zero).
-    """
-    values = np.asarray(image, dtype=np.float64)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if image.mode in _SIXTEEN_BIT_MODES or (low >= 0 and high <= 65535):
-        return (values / 257.0).astype(np.float32)
-    if high == low:  # one value outside 0..65535: a blank picture (refused as one colour)
-        return np.zeros(values.shape, dtype=np.float32)
-    return ((values - low) * (255.0 / (high - low))).astype(np.float32)
-
-
-def _greyscale(image: Any) -> np.ndarray:
-    """A float array in [0, 255]; transparent pixels become the white background."""
-    from PIL import Image
-
-    if image.mode in (*_SIXTEEN_BIT_MODES, "I"):
-        return _wide_greyscale(image)
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def mnistify(image: Any) -> Tensor:
@@ -121,7 +76,7 @@ def mnistify(image: Any) -> Tensor:
     """
     from PIL import Image
 
-    pixels = _greyscale(upright(image))  # (H, W)
+    pixels = greyscale(upright(image))  # (H, W)
     if _light_background(pixels):  # MNIST has white ink on black
         pixels = 255.0 - pixels
     pixels = pixels - pixels.min()
@@ -172,7 +127,7 @@ def fashionify(image: Any) -> Tensor:
     """
     from PIL import Image
 
-    pixels = _greyscale(upright(image))  # (H, W) in [0, 255]
+    pixels = greyscale(upright(image))  # (H, W) in [0, 255]
     if _light_background(pixels):
         pixels = 255.0 - pixels
     if pixels.shape == (_SIDE, _SIDE):  # already the dataset's size: keep every pixel
@@ -194,6 +149,34 @@ def fashionify(image: Any) -> Tensor:
     return torch.from_numpy(np.clip(canvas, 0, 255).round().astype(np.uint8))
 
 
+def resize(image: Any) -> Tensor:
+    """Greyscale and resize a PIL image to 28x28, as a folder of training images is read.
+
+    Nothing is inverted, cropped or centred: the pictures keep the look of the user's own
+    images, and the model learns it (EXIF orientation is applied; transparency becomes white).
+
+    Args:
+        image: a PIL image of any size and mode.
+
+    Returns:
+        uint8 ``(28, 28)``.
+
+    Example:
+        >>> from PIL import Image
+        >>> from lenetish.evaluation.prepare import resize
+        >>> picture = resize(Image.new("RGB", (64, 40), (255, 0, 0)))
+        >>> picture.shape, picture.dtype, int(picture[0, 0])  # red is grey 76
+        (torch.Size([28, 28]), torch.uint8, 76)
+    """
+    return torch.from_numpy(resized_grey(image))
+
+
+_BY_NAME: dict[str, Preparation] = {
+    "mnistify": mnistify,
+    "fashionify": fashionify,
+    "resize": resize,
+}
+
 #: The preparation of each recognised dataset's images; other names get :func:`mnistify`.
 PREPARATIONS: dict[str, Preparation] = {
     "mnist": mnistify,
@@ -203,14 +186,16 @@ PREPARATIONS: dict[str, Preparation] = {
 
 
 def preparation_for(info: DatasetInfo) -> Preparation:
-    """The preparation of ``info``'s images: :func:`fashionify` for Fashion-MNIST, else digits.
+    """The preparation of ``info``'s images: what its record names, else by dataset name.
 
     Args:
         info: the dataset the model was trained on, e.g. ``loaders.info``.
 
     Returns:
-        :func:`fashionify` or :func:`mnistify`, whichever makes a PIL image look like the
-        dataset's own 28x28 pictures.
+        The preparation :attr:`DatasetInfo.preparation <lenetish.DatasetInfo.preparation>`
+        names (:func:`resize` for a folder of images); without one, :func:`fashionify` for
+        Fashion-MNIST and :func:`mnistify` for the rest, whichever makes a PIL image look like
+        the dataset's own 28x28 pictures.
 
     Example:
         >>> from lenetish.data.identity import DATASETS
@@ -218,4 +203,6 @@ def preparation_for(info: DatasetInfo) -> Preparation:
         >>> preparation_for(DATASETS["fashion-mnist"]).__name__
         'fashionify'
     """
+    if info.preparation is not None:
+        return _BY_NAME[info.preparation]
     return PREPARATIONS.get(info.name, mnistify)

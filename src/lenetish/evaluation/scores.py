@@ -88,7 +88,8 @@ class ScoreTally:
 
     Args:
         device: where the sums are kept.
-        num_classes: the number of classes (the size of the confusion matrix).
+        num_classes: the number of classes (the size of the confusion matrix); ``None``: the
+            number of scores per image of the first batch added.
 
     Example:
         >>> from lenetish.evaluation import ScoreTally
@@ -100,10 +101,13 @@ class ScoreTally:
         (0.5, [[1, 0, 0], [0, 0, 0], [0, 1, 0]])
     """
 
-    def __init__(self, device: torch.device, num_classes: int) -> None:
+    def __init__(self, device: torch.device, num_classes: int | None) -> None:
         self.num_classes = num_classes
         self.score = RunningScore(device)
-        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+        self.device = device
+        self.confusion = torch.zeros(
+            (num_classes or 0) ** 2, dtype=torch.int64, device=device
+        )  # sized by the first batch when num_classes is None
 
     @property
     def seen(self) -> int:
@@ -117,6 +121,9 @@ class ScoreTally:
             InvalidArgumentError: the batch has another number of classes than ``num_classes``,
                 or labels that are not class indices of the batch (on the CPU).
         """
+        if self.num_classes is None:
+            self.num_classes = int(log_probs.shape[-1])
+            self.confusion = torch.zeros(self.num_classes**2, dtype=torch.int64, device=self.device)
         classes = self.num_classes
         if log_probs.shape[-1] != classes:
             raise InvalidArgumentError(
@@ -136,7 +143,8 @@ class ScoreTally:
         """
         if self.score.seen == 0:
             raise InvalidArgumentError("the loader yielded no samples; evaluate needs at least one")
-        matrix = self.confusion.reshape(self.num_classes, self.num_classes).cpu()
+        side = self.num_classes or 0
+        matrix = self.confusion.reshape(side, side).cpu()
         per_class = matrix.diagonal().double() / matrix.sum(dim=1).double()  # NaN if absent
         metrics = self.score.metrics()
         return {

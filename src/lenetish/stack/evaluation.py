@@ -91,7 +91,7 @@ def evaluate_stack(
     loader: Iterable[tuple[Tensor, Tensor]],
     *,
     device: DeviceLike | None = None,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     tta: bool = False,
     outputs: OutputKind | Literal["auto"] = "auto",
     precision: Precision = "auto",
@@ -104,7 +104,8 @@ def evaluate_stack(
         stack: the stack to score.
         loader: any iterable of ``(images, labels)`` batches.
         device: where to run (``None``: where the stack's parameters are).
-        num_classes: the number of classes (the size of the confusion matrix).
+        num_classes: the number of classes (the size of the confusion matrix); ``None``
+            (the default): as many as the model gives scores per image.
         tta: also score copies shifted by one pixel in each direction and average each
             member's probabilities over them.
         outputs: what the members return (``"auto"``: decided from the first batch).
@@ -126,7 +127,8 @@ def evaluate_stack(
         (3, 4)
     """
     check_outputs_setting(outputs)
-    check_positive_int("num_classes", num_classes)
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
     check_loader_dataset([stack], loader)
     target = model_device(stack) if device is None else resolve_device(device)
     plan = plan_inference(target, precision, models=[stack])

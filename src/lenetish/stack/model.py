@@ -24,9 +24,10 @@ from torch.func import functional_call, vmap
 from typing_extensions import TypeVar
 
 from lenetish._checks import check_positive_int
+from lenetish.data.identity import recorded_dataset, remember_dataset
 from lenetish.errors import InvalidArgumentError
 from lenetish.layout import delegate_fast_path
-from lenetish.losses import class_scores
+from lenetish.losses import class_scores, recorded_output_kind, remember_output_kind
 
 __all__ = ["EXECUTIONS", "Execution", "Inputs", "Member", "ModelStack"]
 
@@ -257,7 +258,9 @@ class ModelStack(nn.Module, Generic[Member]):
 
         Returns:
             ``k`` modules of the factory's class, member ``i`` holding the stack's weights
-            and buffers of slice ``i``, in the stack's training mode.
+            and buffers of slice ``i``, in the stack's training mode, each carrying what a
+            fit recorded on the stack (its dataset and output kind), so ``predict`` on a
+            member prepares inputs and names classes as the stack would.
 
         Example:
             >>> from lenetish import MNISTConvNet
@@ -276,6 +279,8 @@ class ModelStack(nn.Module, Generic[Member]):
                         copied, requires_grad=getattr(module, attribute).requires_grad
                     )
                 setattr(module, attribute, copied)
+            remember_dataset(member, recorded_dataset(self))
+            remember_output_kind(member, recorded_output_kind(self))
             members.append(member.train(self.training))
         return members
 
