@@ -182,6 +182,7 @@ def test_an_onnx_consumer_reading_only_the_file_reproduces_predict(tmp_path: Pat
     assert meta["lenetish.output"] == "log_probabilities" == session.get_outputs()[0].name
     assert json.loads(meta["lenetish.classes"])[3] == "3"
     assert (meta["lenetish.dataset"], meta["lenetish.dataset_assumed"]) == ("mnist", "false")
+    assert meta["lenetish.preparation"] == "mnistify"
 
 
 def test_a_logits_models_onnx_output_is_named_logits(tmp_path: Path) -> None:

@@ -201,3 +201,18 @@ def test_unknown_dataset_name_lists_auto() -> None:
         InvalidArgumentError, match=r"dataset='emnist' is not supported; use 'auto'"
     ):
         resolve_dataset("emnist", None)
+
+
+def test_a_record_keeps_the_preparation_and_refuses_an_unknown_one() -> None:
+    """DatasetInfo.record/from_record round-trip 'resize'; a made-up preparation is damage."""
+    info = DatasetInfo("custom", "", 0.5, 0.2, ("a", "b"), "resize")
+    assert DatasetInfo.from_record(info.record()) == info
+    assert "preparation" not in DATASETS["mnist"].record()  # older readers see no change
+    with pytest.raises(CheckpointError, match="preparation 'sharpen', which is none of"):
+        DatasetInfo.from_record({**info.record(), "preparation": "sharpen"})
+
+
+def test_the_image_preparation_defaults_by_dataset_name() -> None:
+    """Without a recorded preparation: fashionify for Fashion-MNIST, mnistify otherwise."""
+    assert DATASETS["fashion-mnist"].image_preparation == "fashionify"
+    assert DATASETS["kmnist"].image_preparation == "mnistify"

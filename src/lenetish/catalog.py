@@ -84,6 +84,17 @@ class DatasetInfo:
     classes: tuple[str, ...]
     preparation: str | None = None
 
+    @property
+    def image_preparation(self) -> str:
+        """The name of how an image file becomes a picture of this dataset.
+
+        :attr:`preparation` when recorded, else ``"fashionify"`` for Fashion-MNIST and
+        ``"mnistify"`` for every other dataset.
+        """
+        if self.preparation is not None:
+            return self.preparation
+        return "fashionify" if self.name == "fashion-mnist" else "mnistify"
+
     def record(self) -> dict[str, Any]:
         """The dataset as plain values, as weights files and checkpoints store it."""
         record: dict[str, Any] = {

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from lenetish._images import greyscale, resized_grey, upright
-from lenetish.data.identity import DatasetInfo
+from lenetish.data.identity import DATASETS, DatasetInfo
 from lenetish.errors import InvalidInputError
 
 __all__ = [
@@ -179,9 +179,7 @@ _BY_NAME: dict[str, Preparation] = {
 
 #: The preparation of each recognised dataset's images; other names get :func:`mnistify`.
 PREPARATIONS: dict[str, Preparation] = {
-    "mnist": mnistify,
-    "kmnist": mnistify,
-    "fashion-mnist": fashionify,
+    name: _BY_NAME[info.image_preparation] for name, info in DATASETS.items()
 }
 
 
@@ -203,6 +201,4 @@ def preparation_for(info: DatasetInfo) -> Preparation:
         >>> preparation_for(DATASETS["fashion-mnist"]).__name__
         'fashionify'
     """
-    if info.preparation is not None:
-        return _BY_NAME[info.preparation]
-    return PREPARATIONS.get(info.name, mnistify)
+    return _BY_NAME[info.image_preparation]

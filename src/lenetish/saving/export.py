@@ -123,7 +123,8 @@ def _metadata(model: nn.Module, *, who: str) -> dict[str, str]:
     ``probabilities``, detected on a fixed random batch); ``dataset``, ``mean``, ``std``,
     ``classes``: the training data's record (``mean``/``std`` normalise raw pixels scaled to
     ``[0, 1]``), or MNIST's when the model records none (then ``dataset_assumed`` is
-    ``"true"``, and a log line says so); ``input``: the input contract in words.
+    ``"true"``, and a log line says so); ``preparation``: how an image file was made into a
+    picture (:data:`lenetish.catalog.PREPARATIONS`); ``input``: the input contract in words.
 
     Raises:
         UnsupportedModelError: the model returns a tuple or a dict, not one tensor.
@@ -144,6 +145,7 @@ def _metadata(model: nn.Module, *, who: str) -> dict[str, str]:
         "mean": repr(info.mean),
         "std": repr(info.std),
         "classes": json.dumps(list(info.classes)),
+        "preparation": info.image_preparation,
         "input": (
             "float32 (batch, 1, 28, 28): raw pixels scaled to [0, 1] (light on dark, as the "
             "dataset), then (x - mean) / std"
