@@ -213,6 +213,12 @@ def test_a_record_keeps_the_preparation_and_refuses_an_unknown_one() -> None:
 
 
 def test_the_image_preparation_defaults_by_dataset_name() -> None:
-    """Without a recorded preparation: fashionify for Fashion-MNIST, mnistify otherwise."""
+    """Without a recorded preparation: fashionify, mnistify, or resize for one's own data."""
     assert DATASETS["fashion-mnist"].image_preparation == "fashionify"
     assert DATASETS["kmnist"].image_preparation == "mnistify"
+    assert DatasetInfo("custom", "", 0.5, 0.2, ("a", "b")).image_preparation == "resize"
+
+
+def test_own_idx_files_record_the_digit_preparation(fake_mnist: Path) -> None:
+    """Idx files that are none of the known datasets are MNIST-style: mnistify is recorded."""
+    assert make_loaders(fake_mnist, download=False).info.preparation == "mnistify"

@@ -64,8 +64,8 @@ class DatasetInfo:
         std: standard deviation of the training pixels, scaled to ``[0, 1]``.
         classes: the class names, index = label.
         preparation: how an image file is made into one of this dataset's pictures: one of
-            :data:`PREPARATIONS`, or ``None`` for the dataset's own (``"fashionify"`` for
-            Fashion-MNIST, ``"mnistify"`` for every other name). A folder of images read by
+            :data:`PREPARATIONS`, or ``None`` for the dataset's own (see
+            :attr:`image_preparation`). A folder of images read by
             :func:`~lenetish.make_loaders` records ``"resize"``, so that
             :func:`~lenetish.predict` prepares files as the training images were.
 
@@ -88,11 +88,16 @@ class DatasetInfo:
     def image_preparation(self) -> str:
         """The name of how an image file becomes a picture of this dataset.
 
-        :attr:`preparation` when recorded, else ``"fashionify"`` for Fashion-MNIST and
-        ``"mnistify"`` for every other dataset.
+        :attr:`preparation` when recorded; else ``"fashionify"`` for Fashion-MNIST,
+        ``"mnistify"`` for MNIST and KMNIST, and ``"resize"`` for a record of one's own data
+        (``"custom"``): the plain greyscale resize that an export's input contract describes
+        and a torchvision pipeline (``Grayscale``, ``Resize``) does. Idx files of one's own
+        record ``"mnistify"`` (they are MNIST-style digits).
         """
         if self.preparation is not None:
             return self.preparation
+        if self.name == CUSTOM:
+            return "resize"
         return "fashionify" if self.name == "fashion-mnist" else "mnistify"
 
     def record(self) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def unknown_files(where: str) -> DatasetInfo:
         "normalisation and digit class names (pass dataset=, or mean=/std=/classes=, to change)",
         where,
     )
-    return replace(DATASETS["mnist"], name=CUSTOM, torchvision_name="")
+    return replace(DATASETS["mnist"], name=CUSTOM, torchvision_name="", preparation="mnistify")
 
 
 def recorded_dataset(model: nn.Module) -> DatasetInfo | None:

@@ -100,7 +100,7 @@ def _settle(
     elif mean is None and std is None and classes is None:
         info = unknown_files(f"the files in {source}")
     else:
-        info = replace(DATASETS["mnist"], name=CUSTOM, torchvision_name="")
+        info = replace(DATASETS["mnist"], name=CUSTOM, torchvision_name="", preparation="mnistify")
     info = with_overrides(info, mean=mean, std=std, classes=classes)
     logger.info("%s data: %s", info.name, source)
     return info
