@@ -1,27 +1,54 @@
 """Where in a refused checkpoint the objects ``torch.load(weights_only=True)`` refuses sit.
 
 When loading a checkpoint is refused, torch names a global but not where it is, so a user
-cannot tell which callback's state holds it. :func:`refused_places` reads the file's pickle
-with an unpickler whose every global is an inert stand-in (:class:`_Stub`): nothing is
-imported and no code from the file runs (the restricted ``find_class`` that Python's pickle
-documentation describes). Each stand-in of a global that torch refuses is reported with its
-path in the loaded structure. Anything unexpected gives no places, never an error.
+cannot tell which callback's state holds it. :func:`scan` runs the file's pickle on inert
+stand-ins (:mod:`lenetish._inert_pickle`: nothing imported, run or hashed) and reports each
+stand-in of a global that torch refuses with its path in the loaded structure.
+
+The file may be hostile, so every cost is bounded whatever its bytes: the pickle part is read
+only up to :data:`MAX_PICKLE_BYTES`; opcodes read and references followed together spend at
+most :data:`MAX_STEPS` steps; the walk of the loaded structure visits each object once (a
+structure shared a million ways, or holding itself, costs its size, not its number of paths)
+and goes no deeper than :data:`MAX_DEPTH`. A file over a budget, or anything unexpected, gives
+no places and never an error: the caller keeps its general message.
 """
 
 from __future__ import annotations
 
 import io
-import pickle
+import pickletools
 import zipfile
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["describe_global", "refused_callbacks_message", "refused_places"]
+from lenetish._inert_pickle import MAX_GLOBALS, MAX_STEPS, Budget, GiveUp, Interpreter, Pairs, Stub
+from lenetish._text import printable
 
-_MAX_PICKLE_BYTES = 64 * 1024 * 1024  # the pickle part only; tensors' bytes are not read
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_GLOBALS",
+    "MAX_PICKLE_BYTES",
+    "MAX_PLACES",
+    "MAX_STEPS",
+    "Scan",
+    "describe_global",
+    "is_raw_pickle",
+    "refused_callbacks_message",
+    "refused_places",
+    "scan",
+]
+
+MAX_PICKLE_BYTES = 4 * 1024 * 1024
+"""The largest pickle part read (tensors' bytes are stored apart): a checkpoint's is some KB."""
+
+MAX_DEPTH = 100
+"""How deep the walk goes into the loaded structure; a checkpoint nests about 10 deep."""
+
+MAX_PLACES = 64
+"""How many places a scan keeps (a message shows four and counts the rest)."""
 
 # What the common refused globals are, in the words of the user who saved them.
 _NAMES = {
@@ -38,133 +65,204 @@ def describe_global(name: str) -> str:
     return _NAMES.get(name, f"an object built by {name}")
 
 
-class _Stub:
-    """Stands for an object a global would build; it records its arguments and runs nothing."""
-
-    name = ""
-
-    parts: list[Any]  # the arguments, then any state, items or elements set on it
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:
-        stub = super().__new__(cls)
-        stub.parts = [args, kwargs]
-        return stub
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.parts.append(state)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.parts.append({key: value})
-
-    def append(self, item: Any) -> None:
-        self.parts.append(item)
-
-    def extend(self, items: Any) -> None:
-        self.parts.append(list(items))
-
-
-class _InertUnpickler(pickle.Unpickler):
-    """An unpickler whose globals are :class:`_Stub` types and whose storages are stubs."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._types: dict[str, type[_Stub]] = {}
-
-    def find_class(self, module: str, name: str) -> type[_Stub]:
-        qualified = f"{module}.{name}"
-        if qualified not in self._types:
-            self._types[qualified] = type("_Stub", (_Stub,), {"name": qualified})
-        return self._types[qualified]
-
-    def persistent_load(self, pid: Any) -> _Stub:
-        return _Stub()  # a tensor's storage: not read
-
-
-def _pickle_bytes(source: Path) -> bytes | None:
-    """The pickle part of a ``torch.save`` zip file, or ``None`` for anything else."""
-    if not zipfile.is_zipfile(source):
-        return None
-    with zipfile.ZipFile(source) as archive:
-        for info in archive.infolist():
-            if info.filename.endswith("/data.pkl") and info.filename.count("/") == 1:
-                if info.file_size > _MAX_PICKLE_BYTES:
-                    return None
-                return archive.read(info)
-    return None
-
-
 Place = tuple[Any, ...]  # the keys and indexes from the top of the loaded structure
 
 
-def _walk(value: Any, place: Place, refused: set[str], open_ids: set[int]) -> Iterator[Any]:
-    """``(place, global)`` of each refused stand-in within ``value`` (not inside one another)."""
-    if isinstance(value, _Stub) and value.name in refused:
-        yield place, value.name
-        return
-    if not isinstance(value, (_Stub, dict, list, tuple, set)) or id(value) in open_ids:
-        return
-    open_ids.add(id(value))
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk(key, place, refused, open_ids)
-            yield from _walk(item, (*place, key), refused, open_ids)
-    elif isinstance(value, _Stub):  # its arguments and state: the same place for the user
-        for part in value.parts:
-            if isinstance(part, dict):
-                for key, item in part.items():
-                    yield from _walk(item, (*place, key), refused, open_ids)
-            else:
-                yield from _walk(part, place, refused, open_ids)
-    else:
-        for index, item in enumerate(value):
-            yield from _walk(item, (*place, index), refused, open_ids)
-    open_ids.discard(id(value))
+@dataclass(frozen=True)
+class Scan:
+    """What one scan of a file found, and what it cost.
+
+    Attributes:
+        places: ``(place, global)`` of the refused objects, in the file's order, at most
+            :data:`MAX_PLACES`; empty when the scan gave up.
+        found: how many refused objects the walk met (each object once).
+        steps: opcodes read plus references followed, never more than :data:`MAX_STEPS`.
+        gave_up: why the scan stopped early, or ``None`` when it read the whole file.
+    """
+
+    places: list[tuple[Place, str]]
+    found: int
+    steps: int
+    gave_up: str | None
+
+
+def _pickle_bytes(source: Path) -> bytes:
+    """The pickle part of a ``torch.save`` zip file, at most :data:`MAX_PICKLE_BYTES`."""
+    if not zipfile.is_zipfile(source):
+        raise GiveUp("not a torch.save zip file")
+    with zipfile.ZipFile(source) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith("/data.pkl") and info.filename.count("/") == 1:
+                if info.file_size > MAX_PICKLE_BYTES:
+                    raise GiveUp(f"its pickle is over {MAX_PICKLE_BYTES} bytes")
+                with archive.open(info) as member:  # a header may lie about the size
+                    data = member.read(MAX_PICKLE_BYTES + 1)
+                if len(data) > MAX_PICKLE_BYTES:
+                    raise GiveUp(f"its pickle is over {MAX_PICKLE_BYTES} bytes")
+                return data
+    raise GiveUp("no data.pkl in the zip file")
+
+
+def _refused_globals(named: set[tuple[str, str]]) -> set[str]:
+    """Which of the globals ``named`` torch refuses, asked of torch itself.
+
+    Torch's own list is read from a pickle of these names alone, so torch scans only them,
+    never the file again.
+    """
+    unsafe = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if unsafe is None:
+        raise GiveUp("this torch cannot list the globals it refuses")
+    readable = {pair for pair in named if not any("\n" in part for part in pair)}
+    lines = b"".join(b"c%s\n%s\n" % (m.encode(), n.encode()) for m, n in sorted(readable))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as writer:
+        writer.writestr("archive/data.pkl", b"\x80\x02" + lines + b"N.")
+        writer.writestr("archive/version", "3\n")
+    archive.seek(0)
+    refused = {f"{module}.{name}" for module, name in named - readable}  # no such global
+    return refused | set(unsafe(archive))
+
+
+def _walk(loaded: Any, refused: set[str], budget: Budget) -> tuple[list[tuple[Place, str]], int]:
+    """The places of refused stand-ins in ``loaded`` (not inside one another), and their count.
+
+    Each object is visited once, and the structure entered :data:`MAX_DEPTH` deep.
+    """
+    places: list[tuple[Place, str]] = []
+    found = 0
+    seen: set[int] = set()  # ids: loaded keeps every object alive while the walk runs
+    todo: list[tuple[Any, tuple[Any, ...], int]] = [(loaded, (), 0)]  # (value, link, depth)
+    while todo:
+        value, link, depth = todo.pop()
+        if isinstance(value, Stub) and value.name in refused:
+            if id(value) not in seen:
+                seen.add(id(value))
+                found += 1
+                if len(places) < MAX_PLACES:
+                    places.append((_place(link), value.name))
+            continue
+        if not isinstance(value, (Stub, list, tuple)) or id(value) in seen or depth >= MAX_DEPTH:
+            continue
+        seen.add(id(value))
+        children = _children(value, link)
+        budget.spend(len(children))
+        todo.extend((child, where, depth + 1) for child, where in reversed(children))
+    return places, found
+
+
+def _children(value: Stub | list[Any] | tuple[Any, ...], link: tuple[Any, ...]) -> list[Any]:
+    """``(child, link)`` of each child of a container, a link being ``(key, parent's link)``."""
+    if isinstance(value, Pairs):
+        return [pair for key, item in value for pair in ((key, link), (item, (key, link)))]
+    if isinstance(value, Stub):  # its arguments and state: the same place for the user
+        return [
+            pair
+            for part in value.parts
+            for pair in (
+                [(item, (key, link)) for key, item in part]
+                if isinstance(part, Pairs)
+                else [(part, link)]
+            )
+        ]
+    return [(item, (index, link)) for index, item in enumerate(value)]
+
+
+def _place(link: tuple[Any, ...]) -> Place:
+    """The keys from the top of the structure down to a link."""
+    keys = []
+    while link:
+        key, link = link
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
+def scan(source: Path) -> Scan:
+    """Find where the objects torch refuses sit in the checkpoint ``source``, running nothing.
+
+    Returns:
+        The :class:`Scan`: its places are empty when the file is not a ``torch.save`` zip,
+        this torch cannot list refused globals, the file is over a budget, or it is damaged.
+    """
+    budget = Budget()
+    try:
+        interpreter = Interpreter(_pickle_bytes(source), budget)
+        loaded = interpreter.run()
+        places, found = _walk(loaded, _refused_globals(interpreter.globals), budget)
+    except GiveUp as exc:
+        return Scan([], 0, budget.steps, str(exc))
+    except Exception as exc:  # a damaged zip file, and anything unforeseen: no places
+        return Scan([], 0, budget.steps, f"{type(exc).__name__}: {exc}")
+    return Scan(places, found, budget.steps, None)
 
 
 def refused_places(source: Path) -> list[tuple[Place, str]]:
-    """Where the objects torch refuses sit in the checkpoint ``source``, read without running it.
+    """``(place, global)`` of the refused objects in ``source`` (see :func:`scan`).
 
-    Returns:
-        ``(place, global)`` pairs, e.g. ``(("callbacks", "my.Tracker", "best"),
-        "numpy._core.multiarray.scalar")``; empty when the file is not a ``torch.save`` zip,
-        this torch cannot list refused globals, or the scan fails.
+    Example places: ``(("callbacks", "my.Tracker", "best"), "numpy._core.multiarray.scalar")``.
     """
-    unsafe = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    return scan(source).places
+
+
+def is_raw_pickle(source: Path) -> bool:
+    """Whether ``source`` starts with one whole pickle stream (opcodes read, nothing run).
+
+    Only the first :data:`MAX_PICKLE_BYTES` and :data:`MAX_STEPS` opcodes are read: a file
+    whose every opcode read so far is valid counts as a pickle.
+    """
     try:
-        data = _pickle_bytes(source)
-        if data is None or unsafe is None:
-            return []
-        refused = set(unsafe(source))
-        loaded = _InertUnpickler(io.BytesIO(data)).load()
-        return list(_walk(loaded, (), refused, set()))
-    except Exception:  # a damaged or strange file: the caller keeps its general message
-        return []
+        with source.open("rb") as stream:
+            head = stream.read(MAX_PICKLE_BYTES + 1)
+    except OSError:
+        return False
+    if head[:4] == b"PK\x03\x04":
+        return False  # torch's zip format: its refusals name a global
+    steps = 0
+    try:
+        for opcode, _, _ in pickletools.genops(head):
+            steps += 1
+            if opcode.name == "STOP" or steps >= MAX_STEPS:
+                return True
+    except Exception:  # not a pickle: genops raises ValueError and others on other bytes
+        return len(head) > MAX_PICKLE_BYTES  # or cut short here, everything before valid
+    return False
+
+
+def _shown(key: Any) -> str:
+    """A key of a place as a message shows it: short, on one line, never a huge ``repr``."""
+    if isinstance(key, (str, bytes)):
+        text = repr(key[:60]) + ("..." if len(key) > 60 else "")
+    elif key is None or isinstance(key, (bool, float)):
+        text = repr(key)
+    elif isinstance(key, int):
+        text = repr(key) if key.bit_length() <= 64 else "<a large int>"
+    else:
+        text = f"<a {type(key).__name__.strip('_').lower()}>"
+    return printable(text)
 
 
 def refused_callbacks_message(what: str, source: Path) -> str | None:
     """The refusal of a checkpoint naming the callbacks whose state torch refuses, or ``None``.
 
-    ``None`` when no refused object sits in a callback's state (the caller then gives its
-    general message).
+    ``None`` when no refused object sits in a callback's state, or the scan gave up (the
+    caller then gives its general message).
     """
+    found = scan(source)
     places = [
-        (place[1], "".join(f"[{key!r}]" for key in place[2:]), name)
-        for place, name in refused_places(source)
-        if len(place) >= 2 and place[0] == "callbacks"
+        (_shown(place[1]), "".join(f"[{_shown(key)}]" for key in place[2:10]), place, name)
+        for place, name in found.places
+        if len(place) >= 2 and isinstance(place[0], str) and place[0] == "callbacks"
     ]
     if not places:
         return None
-    by_callback: dict[Any, list[str]] = {}
-    for key, where, name in places[:4]:
+    by_callback: dict[str, list[str]] = {}
+    for key, where, place, name in places[:4]:
+        where += "[...]" if len(place) > 10 else ""
         by_callback.setdefault(key, []).append(f"{describe_global(name)} at state{where}")
     named = "; ".join(
-        f"the state of callback {key!r} holds {', '.join(found)}"
-        for key, found in by_callback.items()
+        f"the state of callback {key} holds {', '.join(held)}" for key, held in by_callback.items()
     )
-    more = f" (and {len(places) - 4} more)" if len(places) > 4 else ""
+    at_least = "at least " if found.found > len(found.places) else ""
+    more = f" (and {at_least}{len(places) - 4} more)" if len(places) > 4 else ""
     return (
         f"{what} {source} was refused: {named}{more}, which torch.load(weights_only=True) does "
         "not load (objects other than tensors and plain containers could run code when "

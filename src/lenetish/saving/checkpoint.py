@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import pickletools
 import random
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from torch import nn
 
 from lenetish._atomic import atomic_write as atomic_write  # the one writer, re-exported
 from lenetish._atomic import remove_stale_temporaries as remove_stale_temporaries
-from lenetish._pickle_scan import refused_callbacks_message
+from lenetish._pickle_scan import is_raw_pickle, refused_callbacks_message
 from lenetish.data.identity import DatasetInfo, dataset_info, recorded_dataset
 from lenetish.errors import CheckpointError
 
@@ -54,18 +53,6 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def _is_raw_pickle(path: Path) -> bool:
-    """Whether ``path`` is one whole pickle stream (its opcodes parsed, nothing run)."""
-    try:
-        with path.open("rb") as stream:
-            if stream.read(4) == b"PK\x03\x04":
-                return False  # torch's zip format: its refusals name a global
-            stream.seek(0)
-            return any(opcode.name == "STOP" for opcode, _, _ in pickletools.genops(stream))
-    except Exception:  # not a pickle: genops raises ValueError and others on other bytes
-        return False
-
-
 def safe_load(source: Path, what: str = "checkpoint") -> Any:
     """``torch.load(source, weights_only=True)`` onto the CPU, its failures as CheckpointError.
 
@@ -81,7 +68,7 @@ def safe_load(source: Path, what: str = "checkpoint") -> Any:
         named = refused_callbacks_message(what, source) if refused else None
         if named is not None:  # a callback's state: say which, and what resumes it
             raise CheckpointError(named) from exc
-        if refused or _is_raw_pickle(source):  # torch's own text advises unsafe loading
+        if refused or is_raw_pickle(source):  # torch's own text advises unsafe loading
             raise CheckpointError(
                 f"{what} {source} was refused: it holds objects other than tensors and "
                 "plain containers (or is a raw pickle), which could run code when loaded, so "
