@@ -911,16 +911,16 @@ def temporary_legacy_fresh(work: Path) -> str:
     return "kept"
 
 
-@case("temporaries: an old-style one left unchanged for two hours")
+@case("temporaries: a user's .settings.json.4242.tmp left unchanged for four hours")
 def temporary_legacy_stale(work: Path) -> str:
-    """Without a lock to ask, only a long-quiet temporary of an earlier version goes."""
-    legacy = work / ".last.pt.999999999.0123abcd.tmp"
-    legacy.write_bytes(b"abandoned")
-    old = time.time() - 7200
-    os.utime(legacy, (old, old))
+    """A name like an earlier version's temporary proves nothing, however old: it is kept."""
+    users = work / ".settings.json.4242.tmp"
+    users.write_bytes(b"mine")
+    old = time.time() - 4 * 3600
+    os.utime(users, (old, old))
     save_checkpoint(work / "best.pt", {"marker": 1})
-    only_files(work, "best.pt")
-    return "removed"
+    only_files(work, ".settings.json.4242.tmp", "best.pt")
+    return "kept"
 
 
 # --- issue 27: the command line's run folder and outputs ------------------------------------

@@ -393,9 +393,8 @@ time.sleep(float(sys.argv[2]))
 
 
 def test_temporary_locked_by_a_writer_in_another_pid_namespace_is_kept(tmp_path: Path) -> None:
-    """A temporary whose writer holds its lock is kept, though its pid is no process here."""
-    no_such_pid = 2**22 + 1  # as a writer in another container shows: no process here has it
-    foreign = tmp_path / f".last.pt.{no_such_pid}.0123abcd.tmp"
+    """A temporary whose writer holds its lock is kept, whatever namespace the writer is in."""
+    foreign = tmp_path / ".last.pt.lenetish-0123456789abcdef.tmp"
     foreign.write_bytes(b"being written")
     os.utime(foreign, (1_000_000_000, 1_000_000_000))  # old: only the lock can protect it
     command = [sys.executable, "-c", _HOLD_LOCK, str(foreign), "60"]
@@ -446,20 +445,44 @@ def test_writer_holds_a_lock_on_its_temporary_while_writing(tmp_path: Path) -> N
             writer.kill()
 
 
-def test_fresh_temporary_of_an_earlier_version_is_kept_whatever_its_pid(tmp_path: Path) -> None:
-    """An earlier version's temporary (its writer held no lock) is kept while recent."""
-    no_such_pid = 2**22 + 1
-    recent = tmp_path / f".last.pt.{no_such_pid}.0123abcd.tmp"
-    recent.write_bytes(b"maybe being written elsewhere")
-    assert remove_stale_temporaries(tmp_path) == []
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".settings.json.4242.tmp",
+        ".history.json.4242.tmp",
+        ".last.pt.4242.0123abcd.tmp",
+        ".m.onnx.4242.tmp.onnx",
+        ".m.onnx.4242.tmp.onnx.data",
+    ],
+)
+def test_a_file_named_like_an_earlier_versions_temporary_survives_a_write(
+    tmp_path: Path, name: str
+) -> None:
+    """A user's file named like an earlier version's temporary, however old, is never deleted."""
+    users = tmp_path / name
+    users.write_text("mine")
+    os.utime(users, (1_000_000_000, 1_000_000_000))  # unchanged since 2001, its lock free
+    save_checkpoint(tmp_path / "best.pt", {"marker": 1})
+    assert users.read_text() == "mine"
 
 
-def test_temporary_of_an_earlier_version_left_for_an_hour_is_removed(tmp_path: Path) -> None:
-    """An earlier version's temporary unchanged for over an hour, with a free lock, is removed."""
-    old = tmp_path / ".history.json.4242.tmp"
-    old.write_bytes(b"{")
-    os.utime(old, (1_000_000_000, 1_000_000_000))
-    assert remove_stale_temporaries(tmp_path) == [old]
+def test_a_temporary_of_another_user_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lenetish-named temporary whose owner is not this user is never deleted (not by root)."""
+    orphan = tmp_path / ".last.pt.lenetish-0123456789abcdef.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    monkeypatch.setattr(os, "geteuid", lambda: orphan.stat().st_uid + 1)
+    assert remove_stale_temporaries(tmp_path) == [] and orphan.exists()
+
+
+def test_a_temporary_name_with_a_second_link_is_kept(tmp_path: Path) -> None:
+    """A lenetish-named file that is also linked elsewhere (a user's file) is never deleted."""
+    kept = tmp_path / "notes.txt"
+    kept.write_text("mine")
+    alias = tmp_path / ".last.pt.lenetish-0123456789abcdef.tmp"
+    os.link(kept, alias)
+    assert remove_stale_temporaries(tmp_path) == [] and alias.read_text() == "mine"
 
 
 def test_temporary_removed_before_its_writer_locked_it_is_made_again(

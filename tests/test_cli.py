@@ -184,6 +184,19 @@ def test_img_draws_training_digits(
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_img_out_keeps_user_files_named_like_old_temporaries(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lenetish img --out` into a folder never deletes hour-old files named like temporaries."""
+    names = [".settings.json.4242.tmp", ".digits.png.4242.tmp", ".a.pt.4242.0123abcd.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("mine")
+        os.utime(tmp_path / name, (1_000_000_000, 1_000_000_000))
+    out = tmp_path / "digits.png"
+    assert main(["img", "--data", str(fake_mnist), "--count", "9", "--out", str(out)]) == 0
+    assert all((tmp_path / name).read_text() == "mine" for name in names)
+
+
 @pytest.mark.parametrize("format", ["safetensors", "pt2", "onnx"])
 def test_export_writes_next_to_the_checkpoint(
     trained_run: Path, format: str, capsys: pytest.CaptureFixture[str]

@@ -10,7 +10,10 @@ drops that lock when the writer ends, however it ends (SIGKILL included), and ev
 sharing the file sees it, whatever its host or PID namespace. So
 :func:`remove_stale_temporaries` deletes a temporary only when it can take the lock itself:
 proof that its writer has ended, where a process id proves nothing (another container on the
-same volume has its own ids). Torch-free, so every module may write through it.
+same volume has its own ids). It deletes only what it can tell is a lenetish temporary: a
+regular file of this user, with one link, named ``.<target>.lenetish-<16 hex digits>.tmp``; a
+name alone (``.settings.json.4242.tmp``, which earlier versions' temporaries looked like) is
+never enough. Torch-free, so every module may write through it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import pickle
 import re
 import secrets
 import stat
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -42,23 +44,13 @@ _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOSE_ON_EXEC = getattr(os, "O_CLOEXEC", 0)
 _NON_BLOCKING = getattr(os, "O_NONBLOCK", 0)
 
-_TEMPORARY_NAME = re.compile(
-    r"^\.(?P<target>.+)\.lenetish-(?P<token>[0-9a-f]{16})\.tmp$"
-    # the names earlier versions used; their writers held no lock
-    r"|^\.(?P<target_v2>.+)\.(?P<pid_v2>[0-9]{1,10})\.[0-9a-f]{8}\.tmp$"
-    r"|^\.(?P<target_v1>.+\.(?:pt|pth|pt2|safetensors|onnx|json))\.(?P<pid_v1>[0-9]{1,10})"
-    r"\.tmp(?:\.onnx(?:\.data)?)?$"
-)
+_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.lenetish-(?P<token>[0-9a-f]{16})\.tmp$")
 """Temporary files :func:`atomic_write` makes: ``.<target>.lenetish-<16 hex digits>.tmp``.
 
-Also matched: the names of earlier versions, ``.<target>.<pid>.<8 hex digits>.tmp`` and
-``.<target>.<pid>.tmp[.onnx[.data]]`` (checkpoints, weights, exports, ``history.json``), so
-what they left is cleaned up too; a user's own ``.notes.123.tmp`` is not taken for one.
+The names of earlier versions' temporaries (``.<target>.<pid>[.<8 hex digits>].tmp``) are not
+matched: their writers held no lock, so nothing could tell one from a user's file named alike,
+and a user's ``.settings.json.4242.tmp`` was deleted as one. What they left stays.
 """
-
-_LEGACY_QUIET_SECONDS = 3600.0
-"""How long a temporary of an earlier version (whose writer held no lock) must have been left
-unchanged before it is taken for abandoned: no atomic write lasts that long."""
 
 _MAX_TARGET_IN_NAME = 200  # keeps a temporary's name within the 255 bytes a name may have
 
@@ -137,12 +129,14 @@ def _same_file(path: str | os.PathLike[str], descriptor: int) -> bool:
         return False
 
 
-def _remove_if_abandoned(path: str, *, legacy: bool) -> bool:
+def _remove_if_abandoned(path: str) -> bool:
     """Delete the temporary ``path`` if its writer provably ended; whether it was deleted.
 
-    Proof is taking the exclusive ``flock`` its writer holds while writing. A temporary of an
-    earlier version (``legacy``: its writer held no lock) must also have been left unchanged
-    for an hour. Anything uncertain (no permission, no locks on this filesystem) keeps it.
+    Proof is taking the exclusive ``flock`` its writer holds while writing. The file must also
+    be what :func:`_create_temporary` makes: a regular file of this user with a single link
+    (another user's file, or a second name of a file kept elsewhere, is never a temporary of
+    this user's writes). Anything uncertain (no permission, no locks on this filesystem) keeps
+    it.
     """
     if not _LOCKS:
         return False
@@ -152,9 +146,9 @@ def _remove_if_abandoned(path: str, *, legacy: bool) -> bool:
         return False
     try:
         info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             return False
-        if legacy and time.time() - info.st_mtime < _LEGACY_QUIET_SECONDS:
+        if info.st_uid != os.geteuid():  # root included: it never deletes another user's file
             return False
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if not _same_file(path, descriptor):
@@ -170,12 +164,13 @@ def _remove_if_abandoned(path: str, *, legacy: bool) -> bool:
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files that writers which ended (e.g. by SIGKILL) left in ``folder``.
 
-    Only files named the way :func:`atomic_write` names them are considered, and one is removed
-    only when this process can take the ``flock`` its writer holds while writing: the writer
-    has ended, on this machine or any other sharing the folder. A process id is never taken as
-    proof, so the file of a writer in another container or PID namespace is never touched.
-    Files that earlier versions left (their writers held no lock) go once they have been left
-    unchanged for an hour. Called by every :func:`atomic_write`, so an orphan disappears at
+    Only regular files of this user named the way :func:`atomic_write` names them
+    (``.<target>.lenetish-<16 hex digits>.tmp``) are considered, and one is removed only when
+    this process can take the ``flock`` its writer holds while writing: the writer has ended,
+    on this machine or any other sharing the folder. A process id is never taken as proof, so
+    the file of a writer in another container or PID namespace is never touched, and a name
+    alone never is either: files named like earlier versions' temporaries (whose writers held
+    no lock) are left alone. Called by every :func:`atomic_write`, so an orphan disappears at
     the next write there.
 
     Args:
@@ -201,7 +196,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         with contextlib.suppress(OSError):
             if _identity(entry.stat(follow_symlinks=False)) in _WRITING:
                 continue  # this process is writing it
-        if _remove_if_abandoned(entry.path, legacy=match["token"] is None):
+        if _remove_if_abandoned(entry.path):
             removed.append(Path(entry.path))
     return removed
 
