@@ -175,7 +175,7 @@ def test_evaluate_uses_the_output_kind_the_fit_recorded(caplog: pytest.LogCaptur
 
 
 def test_probabilities_sum_to_one_after_a_bf16_forward_of_a_fitted_model(tmp_path: Path) -> None:
-    """predict's probabilities are float32 and sum to 1 within 1e-6 after a fit and a load."""
+    """Probabilities from predict are float32 and sum to 1 within 1e-6 after a fit and a load."""
     from lenetish import load_model, save_weights
 
     model = pretrained()

@@ -83,7 +83,9 @@ def _expected(name: str, path: str) -> Expected:
             UnsupportedModelError,
             rf"returned a {NOT_A_TENSOR[name]}\b.*return only that from forward",
         )
-    if name == "blog" and path.endswith(("channels_last_true", "@channels_last")):
+    # A plain fit runs the blog's .view network through its reshape twin; a stack and a
+    # multi-process fit (laid out before the first batch) cannot.
+    if name == "blog" and path.endswith(("stack_channels_last_true", "@channels_last")):
         return UnsupportedModelError, r"\.reshape|torch\.flatten"
     return None
 
@@ -340,14 +342,14 @@ def test_frozen_submodule_mode_left_as_found(call: str) -> None:
     assert _snapshot(model)["modes"] == before["modes"]
 
 
-def test_auto_layout_says_why_a_view_model_keeps_its_layout(
+def test_auto_layout_trains_a_view_model_through_its_reshape_twin(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """channels_last='auto' trains the blog's .view network in its own layout and says why."""
+    """channels_last='auto' trains the blog's .view network channels-last and says how."""
     with caplog.at_level(logging.INFO, logger="lenetish"):
         _trainer(build("blog")).fit(_batches("blog"))
-    lines = [r.getMessage() for r in caplog.records if "own layout" in r.getMessage()]
-    assert len(lines) == 1 and "torch.flatten" in lines[0], caplog.text
+    lines = [r.getMessage() for r in caplog.records if "channels-last" in r.getMessage()]
+    assert len(lines) == 1 and ".view call run as .reshape" in lines[0], caplog.text
 
 
 @pytest.mark.parametrize("name", MODELS)
