@@ -145,6 +145,21 @@ CASES = [
         r"optimizer.param_groups\[0\].lr is -0.1; it must not be negative",
     ),
     (
+        "a NaN learning rate tensor",
+        _set("optimizer.param_groups.0.lr", torch.tensor(float("nan"))),
+        r"optimizer.param_groups\[0\].lr is nan; a learning rate must be a finite number >= 0",
+    ),
+    (
+        "a negative initial_lr of a schedule",
+        _set("optimizer.param_groups.0.initial_lr", -0.001),
+        r"optimizer.param_groups\[0\].initial_lr is -0.001; a learning rate must be",
+    ),
+    (
+        "a zero one-cycle peak",
+        _set("optimizer.param_groups.0.max_lr", 0.0),
+        r"optimizer.param_groups\[0\].max_lr is 0; a learning rate must be a finite number > 0",
+    ),
+    (
         "an Adam beta of 1.5",
         _set("optimizer.param_groups.0.betas", (1.5, 0.999)),
         r"optimizer.param_groups\[0\].betas holds 1.5; each beta must be in \[0, 1\)",

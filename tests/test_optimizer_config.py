@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim import Optimizer
 
-from lenetish import InvalidArgumentError, MNISTConvNet, Trainer
+from lenetish import Callback, InvalidArgumentError, MNISTConvNet, Trainer, TrainState
 from lenetish.training.optimizer_config import OptimizerConfig, unpack_optimizer_config
 from tests.training_helpers import digit_batches
 
@@ -108,4 +108,81 @@ def test_a_returned_scheduler_and_a_scheduler_setting_together_are_refused() -> 
 
     trainer = Returning(build, epochs=1, scheduler="step")
     with pytest.raises(InvalidArgumentError, match="scheduler='step' is set too; keep one"):
+        trainer.fit(digit_batches(16, 16))
+
+
+class _NoBatch(Callback):
+    """Fails the test if a training batch starts."""
+
+    def on_batch_start(self, trainer: Trainer, state: TrainState) -> None:
+        raise AssertionError("a batch started")
+
+
+def test_an_optimizer_over_another_network_is_refused_before_training() -> None:
+    """configure_optimizers returning an optimizer over another net's parameters raises first."""
+    other = MNISTConvNet()
+    trainer = Returning(lambda parameters: torch.optim.SGD(other.parameters(), lr=0.1), epochs=1)
+    trainer.callbacks.append(_NoBatch())
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"optimizer built by configure_optimizers \(SGD\) holds 8 tensors, none of them a "
+        r"parameter of the MNISTConvNet being fitted",
+    ):
+        trainer.fit(digit_batches(16, 16))
+
+
+def test_an_optimizer_factory_ignoring_its_parameters_is_refused() -> None:
+    """Trainer(optimizer=callable) whose optimizer holds none of the model's parameters raises."""
+    stray = torch.nn.Parameter(torch.zeros(3))
+    trainer = Trainer(
+        MNISTConvNet(),
+        optimizer=lambda parameters: torch.optim.SGD([stray], lr=0.1),
+        device="cpu",
+        progress=False,
+    )
+    with pytest.raises(InvalidArgumentError, match=r"built by optimizer= \(SGD\) holds 1 tensor,"):
+        trainer.fit(digit_batches(16, 16))
+
+
+def test_an_optimizer_with_an_extra_tensor_besides_the_model_trains() -> None:
+    """A loss's own learnable tensor next to the model's parameters is not refused."""
+    temperature = torch.nn.Parameter(torch.ones(()))
+
+    def build(parameters: Any) -> Optimizer:
+        return torch.optim.SGD([*parameters, temperature], lr=0.05)
+
+    history = Returning(build, epochs=1).fit(digit_batches(16, 16))
+    assert len(history) == 1
+
+
+def test_a_scheduler_of_another_optimizer_is_refused() -> None:
+    """(optimizer, scheduler built on a second optimizer) raises before training."""
+
+    def build(parameters: Any) -> Any:
+        optimizer = torch.optim.SGD(parameters, lr=0.08)
+        return optimizer, torch.optim.lr_scheduler.StepLR(_optimizer(), 1)
+
+    trainer = Returning(build, epochs=1)
+    trainer.callbacks.append(_NoBatch())
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"returned a StepLR built on another optimizer \(SGD\) than the SGD it returned",
+    ):
+        trainer.fit(digit_batches(16, 16))
+
+
+def test_a_scheduler_factory_building_on_another_optimizer_is_refused() -> None:
+    """scheduler=callable returning a scheduler of an optimizer it was not given raises."""
+    stray = _optimizer()
+    trainer = Trainer(
+        MNISTConvNet(),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(stray, 1),
+        callbacks=[_NoBatch()],
+        device="cpu",
+        progress=False,
+    )
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"factory built a StepLR on another optimizer \(SGD\) than the fit's Adam",
+    ):
         trainer.fit(digit_batches(16, 16))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,13 +14,15 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, TensorDataset
 
 from lenetish import (
     BatchOutput,
     Callback,
     CheckpointError,
     EarlyStopping,
+    LRSchedule,
     MNISTConvNet,
     ModelCheckpoint,
     TensorLoader,
@@ -159,7 +162,12 @@ class SaveAtStep(Callback):
 
 
 def _train(kind: str) -> Iterable[tuple[Tensor, Tensor]]:
-    """Six batches of ten digits per epoch: as a list, a shuffling TensorLoader or DataLoader."""
+    """Six batches of ten digits per epoch: a list, a TensorLoader or a shuffling DataLoader.
+
+    ``data_loader`` shuffles with torch's global generator, ``loader_generator`` with a
+    ``generator=`` of its own, ``sampler_generator`` with a RandomSampler's own generator
+    inside a BatchSampler.
+    """
     batches = digit_batches(60, 10)
     if kind == "list":
         return batches
@@ -167,7 +175,17 @@ def _train(kind: str) -> Iterable[tuple[Tensor, Tensor]]:
     labels = torch.cat([labels for _, labels in batches])
     if kind == "tensor_loader":
         return TensorLoader(images, labels, batch_size=10, shuffle=True, seed=5)
-    return DataLoader(TensorDataset(images, labels), batch_size=10, shuffle=True)
+    data = TensorDataset(images, labels)
+    if kind == "loader_generator":
+        return DataLoader(data, batch_size=10, shuffle=True, generator=_generator(1))
+    if kind == "sampler_generator":
+        sampler = RandomSampler(data, generator=_generator(2))
+        return DataLoader(data, batch_sampler=BatchSampler(sampler, 10, drop_last=False))
+    return DataLoader(data, batch_size=10, shuffle=True)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def _dropout_trainer(weights_seed: int, callbacks: list[Callback] | None = None) -> Trainer:
@@ -191,7 +209,9 @@ def _rows(history: Iterable[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
-@pytest.mark.parametrize("kind", ["list", "tensor_loader", "data_loader"])
+@pytest.mark.parametrize(
+    "kind", ["list", "tensor_loader", "data_loader", "loader_generator", "sampler_generator"]
+)
 @pytest.mark.parametrize("step", [8, 6, 12], ids=["inside-epoch-2", "end-of-epoch-1", "last"])
 def test_a_mid_epoch_checkpoint_resumes_bit_identical_to_an_uninterrupted_run(
     tmp_path: Path, kind: str, step: int
@@ -417,3 +437,339 @@ def test_naming_the_callback_of_a_refused_file_runs_nothing_from_it(tmp_path: Pa
     ):
         load_checkpoint(tmp_path / "evil.pt")
     assert not planted.exists()
+
+
+class StopAfterEpoch(Callback):
+    """Ends the fit after the given (1-based) epoch, as an interrupted run would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
+        if state.epoch + 1 == self.epoch:
+            trainer.should_stop = True
+
+
+def _equal_weights(first: Trainer, second: Trainer) -> bool:
+    return all(
+        torch.equal(a, b)
+        for a, b in zip(
+            first.model.state_dict().values(), second.model.state_dict().values(), strict=True
+        )
+    )
+
+
+def _damaged_copy(source: Path, folder: Path, change: Any) -> Path:
+    """``source`` with ``change(state)`` applied, written as torch.save would (no checks)."""
+    state = load_checkpoint(source)
+    change(state)
+    torch.save(state, folder / "damaged.pt")
+    return folder / "damaged.pt"
+
+
+def _own_generator_loader() -> DataLoader[tuple[Tensor, ...]]:
+    """The issue's loader: a shuffling DataLoader with generator=Generator().manual_seed(1)."""
+    images, labels = (torch.cat(parts) for parts in zip(*digit_batches(60, 10), strict=True))
+    return DataLoader(
+        TensorDataset(images, labels), batch_size=10, shuffle=True, generator=_generator(1)
+    )
+
+
+def test_a_data_loader_with_its_own_generator_resumes_bit_identical(tmp_path: Path) -> None:
+    """3 epochs straight equal 2 epochs, a checkpoint and a resume, with the loader's generator."""
+    straight = quick_trainer(epochs=3, seed=3)
+    straight.fit(_own_generator_loader())
+    saver = ModelCheckpoint(tmp_path)
+    quick_trainer(epochs=3, seed=3, callbacks=[StopAfterEpoch(2), saver]).fit(
+        _own_generator_loader()
+    )
+    resumed = quick_trainer(epochs=3, seed=3, callbacks=[ModelCheckpoint(tmp_path)])
+    resumed.fit(_own_generator_loader(), resume=tmp_path / "last.pt")
+    assert _equal_weights(straight, resumed)
+
+
+def test_a_checkpoint_holds_the_loader_generator_state_of_the_epoch_it_resumes(
+    tmp_path: Path,
+) -> None:
+    """Inside epoch 2 the saved state is the one before epoch 2's iterator drew from it."""
+    loader = _train("loader_generator")
+    assert isinstance(loader, DataLoader) and loader.generator is not None
+    states: list[Tensor] = []
+
+    class Record(Callback):
+        order = -100  # before the epoch's iterator is made, like the loop's own record
+
+        def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+            assert isinstance(loader, DataLoader) and loader.generator is not None
+            states.append(loader.generator.get_state())
+
+    _dropout_trainer(0, [Record(), SaveAtStep(8, tmp_path / "mid.pt")]).fit(loader)
+    saved = load_checkpoint(tmp_path / "mid.pt")["loader_rng"]
+    assert list(saved) == ["generator"] and torch.equal(saved["generator"], states[1])
+
+
+class EvensThenOdds(Sampler[int]):
+    """A sampler of its own with no generator attribute: the even indices, then the odd."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([*range(0, self.size, 2), *range(1, self.size, 2)])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def test_a_sampler_without_a_generator_attribute_warns_once_naming_the_loader(
+    tmp_path: Path,
+) -> None:
+    """Two checkpoints of a loader whose sampler lenetish cannot see into give one warning."""
+    images, labels = (torch.cat(parts) for parts in zip(*digit_batches(20, 10), strict=True))
+    loader = DataLoader(TensorDataset(images, labels), batch_size=10, sampler=EvensThenOdds(20))
+    with pytest.warns(
+        UserWarning,
+        match=r"training loader \(DataLoader with EvensThenOdds\) has a sampler lenetish does "
+        r"not know \(sampler \(EvensThenOdds\)\) with no `generator` attribute",
+    ) as caught:
+        quick_trainer(epochs=2, callbacks=[ModelCheckpoint(tmp_path)]).fit(loader)
+    assert sum("does not know" in str(warning.message) for warning in caught) == 1
+
+
+@pytest.mark.parametrize(
+    ("saved", "message"),
+    [
+        (
+            {"generator": torch.zeros(5056, dtype=torch.uint8)},
+            r"damaged: loader_rng\['generator'\] is not a generator state",
+        ),
+        ([1, 2], "damaged: loader_rng must map places to generator states, not list"),
+    ],
+    ids=["all-zero-state", "a-list"],
+)
+def test_a_damaged_loader_generator_state_is_refused(
+    tmp_path: Path, saved: object, message: str
+) -> None:
+    """A loader generator state its generator refuses is a CheckpointError naming the place."""
+    quick_trainer(epochs=1, callbacks=[ModelCheckpoint(tmp_path)]).fit(_train("loader_generator"))
+    damaged = _damaged_copy(
+        tmp_path / "last.pt", tmp_path, lambda state: state.__setitem__("loader_rng", saved)
+    )
+    with pytest.raises(CheckpointError, match=message):
+        quick_trainer(epochs=2).fit(_train("loader_generator"), resume=damaged)
+
+
+def test_a_loader_with_other_generators_resumes_saying_the_order_will_differ(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Resuming a generator= loader's checkpoint with a sampler's generator logs both places."""
+    quick_trainer(epochs=1, callbacks=[ModelCheckpoint(tmp_path)]).fit(_train("loader_generator"))
+    with caplog.at_level(logging.WARNING, "lenetish"):
+        quick_trainer(epochs=2).fit(_train("sampler_generator"), resume=tmp_path / "last.pt")
+    assert (
+        "holds the states of the loader generators ['generator'], but this fit's training "
+        "loader (DataLoader with RandomSampler) has ['batch_sampler.sampler.generator']"
+    ) in caplog.text
+
+
+def test_a_checkpoint_without_loader_states_says_the_order_will_differ(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint of an earlier lenetish (no loader_rng) resumes, logging the new order."""
+    quick_trainer(epochs=1, callbacks=[ModelCheckpoint(tmp_path)]).fit(_train("loader_generator"))
+    state = load_checkpoint(tmp_path / "last.pt")
+    del state["loader_rng"]
+    torch.save(state, tmp_path / "old.pt")
+    with caplog.at_level(logging.WARNING, "lenetish"):
+        quick_trainer(epochs=2).fit(_train("loader_generator"), resume=tmp_path / "old.pt")
+    assert "holds no state of the training loader's generators (generator" in caplog.text
+
+
+def test_a_strided_one_dimensional_adam_moment_resumes_as_a_dense_one(tmp_path: Path) -> None:
+    """A 1-D moment saved as a stride-2 view trains like the same values laid out densely."""
+    quick_trainer(epochs=1, callbacks=[ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
+    state = load_checkpoint(tmp_path / "last.pt")
+    for entry in state["optimizer"]["state"].values():
+        moment = entry["exp_avg"]
+        if moment.dim() == 1:
+            entry["exp_avg"] = torch.zeros(2 * moment.numel())[::2].copy_(moment)
+    torch.save(state, tmp_path / "strided.pt")
+    dense, strided = quick_trainer(epochs=2), quick_trainer(epochs=2)
+    dense.fit(digit_batches(20, 10), resume=tmp_path / "last.pt")
+    strided.fit(digit_batches(20, 10), resume=tmp_path / "strided.pt")
+    assert _equal_weights(dense, strided)
+
+
+@pytest.fixture(scope="module")
+def one_cycle_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Epoch 1 of 2 of an SGD fit with the one-cycle schedule."""
+    folder = tmp_path_factory.mktemp("one_cycle")
+    callbacks = [StopAfterEpoch(1), ModelCheckpoint(folder)]
+    _one_cycle(callbacks).fit(digit_batches(20, 10))
+    return folder / "last.pt"
+
+
+def _one_cycle(callbacks: list[Callback] | None = None) -> Trainer:
+    return quick_trainer(
+        epochs=2, optimizer="sgd", lr=0.05, scheduler="onecycle", callbacks=callbacks or []
+    )
+
+
+def test_a_negative_one_cycle_peak_is_refused(one_cycle_checkpoint: Path, tmp_path: Path) -> None:
+    """A max_lr of -0.05 in the optimizer's group (the peak a resumed one-cycle reads) raises."""
+    damaged = _damaged_copy(
+        one_cycle_checkpoint,
+        tmp_path,
+        lambda state: state["optimizer"]["param_groups"][0].__setitem__("max_lr", -0.05),
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"param_groups\[0\].max_lr is -0.05; a learning rate must be a finite number > 0",
+    ):
+        _one_cycle().fit(digit_batches(20, 10), resume=damaged)
+
+
+@pytest.mark.parametrize("rate", [-0.002, math.nan, math.inf], ids=["negative", "nan", "inf"])
+def test_an_impossible_learning_rate_in_the_schedule_state_is_refused(
+    one_cycle_checkpoint: Path, tmp_path: Path, rate: float
+) -> None:
+    """A scheduler state whose base_lrs is negative or not finite raises naming the callback."""
+
+    def change(state: dict[str, Any]) -> None:
+        state["callbacks"]["lenetish.Trainer.scheduler"]["base_lrs"] = [rate]
+
+    damaged = _damaged_copy(one_cycle_checkpoint, tmp_path, change)
+    with pytest.raises(
+        CheckpointError,
+        match=r"state of callback lenetish.Trainer.scheduler does not load \(ValueError: "
+        r"state\['base_lrs'\] holds .*; a learning rate must be a finite number >= 0",
+    ):
+        _one_cycle().fit(digit_batches(20, 10), resume=damaged)
+
+
+@pytest.mark.parametrize("kind", ["EarlyStopping", "ModelCheckpoint"])
+def test_a_best_value_nothing_can_beat_is_refused(tmp_path: Path, kind: str) -> None:
+    """A minimised loss whose saved best is -inf (every epoch would look worse) raises."""
+
+    def monitors() -> list[Callback]:
+        if kind == "ModelCheckpoint":
+            return [ModelCheckpoint(tmp_path, monitor="loss", save_best=True)]
+        return [EarlyStopping("loss", patience=3), ModelCheckpoint(tmp_path)]
+
+    first = monitors()
+    quick_trainer(epochs=1, callbacks=first).fit(digit_batches(20, 10))
+    damaged = _damaged_copy(
+        tmp_path / "last.pt",
+        tmp_path,
+        lambda state: state["callbacks"][first[0].state_key].update(best=-math.inf),
+    )
+    with pytest.raises(
+        CheckpointError, match=r"the best 'loss' is -inf, which no value beats in mode 'min'"
+    ):
+        quick_trainer(epochs=3, callbacks=monitors()).fit(digit_batches(20, 10), resume=damaged)
+
+
+def test_a_plateau_best_nothing_can_beat_is_refused(tmp_path: Path) -> None:
+    """A ReduceLROnPlateau (mode min) whose saved best is -inf, cutting the lr forever, raises."""
+
+    def schedule() -> LRSchedule:
+        return LRSchedule(lambda optimizer: ReduceLROnPlateau(optimizer), monitor="loss")
+
+    first = schedule()
+    quick_trainer(epochs=1, callbacks=[first, ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
+    damaged = _damaged_copy(
+        tmp_path / "last.pt",
+        tmp_path,
+        lambda state: state["callbacks"][first.state_key].update(best=-math.inf),
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"state\['best'\] is -inf; a plateau scheduler's best must be a finite number "
+        r"or inf \(mode 'min', no value yet\)",
+    ):
+        quick_trainer(epochs=2, callbacks=[schedule()]).fit(digit_batches(20, 10), resume=damaged)
+
+
+def test_a_best_value_of_the_worst_infinity_resumes(tmp_path: Path) -> None:
+    """A minimised loss whose best is +inf (a first value that overflowed) resumes and improves."""
+    stopping = EarlyStopping("loss", patience=3, check_finite=False)
+    quick_trainer(epochs=1, callbacks=[stopping, ModelCheckpoint(tmp_path)]).fit(
+        digit_batches(20, 10)
+    )
+    damaged = _damaged_copy(
+        tmp_path / "last.pt",
+        tmp_path,
+        lambda state: state["callbacks"]["lenetish.EarlyStopping[monitor=loss]"].update(
+            best=math.inf
+        ),
+    )
+    resumed = EarlyStopping("loss", patience=3, check_finite=False)
+    quick_trainer(epochs=2, callbacks=[resumed]).fit(digit_batches(20, 10), resume=damaged)
+    assert math.isfinite(resumed.watch.best) and resumed.watch.best_epoch == 2
+
+
+class Hits:
+    """A metric object declaring higher_is_better, so mode='auto' is decided at fit start."""
+
+    higher_is_better = True
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.right, self.seen = 0, 0
+
+    def update(self, outputs: Tensor, targets: Tensor) -> None:
+        self.right += int((outputs.argmax(1) == targets).sum())
+        self.seen += int(targets.numel())
+
+    def compute(self) -> float:
+        return self.right / max(self.seen, 1)
+
+
+def test_an_unbeatable_best_of_an_auto_mode_monitor_is_refused_at_fit_start(
+    tmp_path: Path,
+) -> None:
+    """With mode='auto' decided at fit start, a best of +inf for a maximised metric raises then."""
+    options: dict[str, Any] = {"metrics": {"hits": Hits()}}
+    quick_trainer(
+        epochs=1, callbacks=[EarlyStopping("hits"), ModelCheckpoint(tmp_path)], **options
+    ).fit(digit_batches(20, 10))
+    damaged = _damaged_copy(
+        tmp_path / "last.pt",
+        tmp_path,
+        lambda state: state["callbacks"]["lenetish.EarlyStopping[monitor=hits]"].update(
+            best=math.inf
+        ),
+    )
+    trainer = quick_trainer(epochs=2, callbacks=[EarlyStopping("hits")], **options)
+    with pytest.raises(
+        CheckpointError,
+        match=r"EarlyStopping: the checkpoint's state is damaged: the best 'hits' is inf, "
+        r"which no value beats in mode 'max'",
+    ):
+        trainer.fit(digit_batches(20, 10), resume=damaged)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("_correct", torch.tensor(-8), r"_correct counts -8 correct predictions of 20 samples"),
+        ("_correct", torch.tensor(208320), r"_correct counts 208320 .* \(an accuracy in \[0, 1\]"),
+        ("_loss_sum", torch.tensor(math.nan, dtype=torch.float64), "_loss_sum holds NaN"),
+        ("_seen", 2000, r"counts 2000 samples, but the 2 batches it had trained hold 20"),
+    ],
+    ids=["negative-accuracy", "accuracy-above-one", "nan-loss", "more-samples-than-batches"],
+)
+def test_an_impossible_mid_epoch_score_is_refused(
+    tmp_path: Path, field: str, value: Any, message: str
+) -> None:
+    """A running score no batches could add up to raises CheckpointError before training on."""
+    _dropout_trainer(0, [SaveAtStep(8, tmp_path / "mid.pt")]).fit(_train("list"))
+    damaged = _damaged_copy(
+        tmp_path / "mid.pt",
+        tmp_path,
+        lambda state: state["mid_epoch"]["score"].__setitem__(field, value),
+    )
+    with pytest.raises(CheckpointError, match=message):
+        _dropout_trainer(1).fit(_train("list"), resume=damaged)

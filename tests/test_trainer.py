@@ -594,6 +594,37 @@ def test_the_optimizer_is_there_in_hooks_and_named_before_fit() -> None:
     assert lrs == [5e-4, 2.5e-4]
 
 
+def test_the_deprecated_criterion_warns_and_is_the_loss_the_fit_used() -> None:
+    """trainer.criterion gives one FutureWarning naming compute_loss, then the fit's loss."""
+    seen: list[object] = []
+
+    class Read(Callback):
+        def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+            with pytest.warns(FutureWarning):
+                seen.append(trainer.criterion)
+
+    trainer = quick_trainer(callbacks=[Read()])
+    trainer.fit(digit_batches(10, 10))
+    with pytest.warns(
+        FutureWarning, match=r"Trainer.criterion is deprecated .* 0.3: call trainer.compute_loss"
+    ) as caught:
+        criterion = trainer.criterion
+    assert len(caught) == 1 and criterion is seen[0]
+    assert criterion.kind == "log_probabilities"  # what the fit detected on its batches
+    outputs, targets = torch.log_softmax(torch.randn(4, 10), 1), torch.arange(4)
+    assert torch.equal(criterion(outputs, targets), trainer.compute_loss(outputs, targets))
+
+
+def test_the_deprecated_criterion_before_any_fit_raises_not_fitted() -> None:
+    """Before the first fit there is no fit's loss: NotFittedError, after the FutureWarning."""
+    trainer = quick_trainer()
+    with (
+        pytest.warns(FutureWarning, match="Trainer.criterion is deprecated"),
+        pytest.raises(NotFittedError, match=r"trainer.criterion exists once fit\(\) has started"),
+    ):
+        trainer.criterion  # noqa: B018
+
+
 def test_reduce_lr_on_plateau_through_scheduler_lowers_the_lr() -> None:
     """scheduler=lambda opt: ReduceLROnPlateau(opt, ...) is stepped with val_loss per epoch."""
     from torch.optim.lr_scheduler import ReduceLROnPlateau

@@ -328,7 +328,9 @@ def match_optimizer_layout(optimizer: torch.optim.Optimizer) -> None:
 
     Fused and foreach optimizers read a state tensor in memory order, so a moment saved from
     a channels-last fit and restored into a contiguous one (or the reverse) would update the
-    wrong elements. Values are kept; only their memory order changes.
+    wrong elements, and so would any strided view a checkpoint holds, of any number of
+    dimensions (a 1-D moment with stride 2 included). Values are kept; only their memory
+    order changes.
     """
     for group in optimizer.param_groups:
         for parameter in group["params"]:
@@ -339,7 +341,6 @@ def match_optimizer_layout(optimizer: torch.optim.Optimizer) -> None:
                 if (
                     isinstance(value, Tensor)
                     and value.shape == parameter.shape
-                    and value.dim() > 1
                     and value.stride() != parameter.stride()
                 ):
                     state[key] = _relaid(value, parameter.stride())

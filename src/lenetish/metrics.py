@@ -139,10 +139,15 @@ class RunningScore:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`: the same fields, tensor shapes and dtypes.
 
+        The values must be ones batches could have added up to, since a damaged score would
+        be reported for the whole epoch: correct predictions from 0 to the samples counted
+        (an accuracy in [0, 1]) and finite loss sums.
+
         Raises:
             KeyError: a field is missing.
-            ValueError: a field has another type, shape or dtype.
+            ValueError: a field has another type, shape or dtype, or an impossible value.
         """
+        loaded: dict[str, Tensor | int] = {}
         for name, current in self.state_dict().items():
             saved = state[name]
             if isinstance(current, Tensor):
@@ -153,11 +158,23 @@ class RunningScore:
                     raise ValueError(
                         f"{name} must be a {current.dtype} tensor of shape {tuple(current.shape)}"
                     )
-                setattr(self, name, saved.to(current.device).clone())
+                if saved.is_floating_point() and not bool(torch.isfinite(saved).all()):
+                    raise ValueError(f"{name} holds NaN or infinite values; a loss sum is finite")
+                loaded[name] = saved.to(current.device).clone()
             elif isinstance(saved, bool) or not isinstance(saved, int) or saved < 0:
                 raise ValueError(f"{name} must be an integer >= 0, not {saved!r}")
             else:
-                setattr(self, name, saved)
+                loaded[name] = saved
+        seen, correct = loaded.get("_seen"), loaded.get("_correct")
+        if isinstance(seen, int) and isinstance(correct, Tensor) and correct.numel():
+            low, high = int(correct.min()), int(correct.max())
+            if low < 0 or high > seen:
+                raise ValueError(
+                    f"_correct counts {low if low < 0 else high} correct predictions of {seen} "
+                    "samples; it must be from 0 to the samples counted (an accuracy in [0, 1])"
+                )
+        for name, value in loaded.items():
+            setattr(self, name, value)
 
     def all_reduce(self) -> None:
         """Replace this process's sums by the sums over every process of the group.

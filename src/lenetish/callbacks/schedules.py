@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +21,14 @@ if TYPE_CHECKING:
     from lenetish.training.state import BatchOutput, TrainState
     from lenetish.training.trainer import Trainer
 
-__all__ = ["Interval", "LRSchedule", "SchedulerFactory", "TrainerSchedule", "builtin_schedule"]
+__all__ = [
+    "Interval",
+    "LRSchedule",
+    "SchedulerFactory",
+    "TrainerSchedule",
+    "builtin_schedule",
+    "check_schedule_state",
+]
 
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 Interval = Literal["step", "epoch"]
@@ -52,9 +61,10 @@ class LRSchedule(Callback):
 
     Raises:
         InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``, or a
-            ``monitor`` with ``interval="step"``. At fit start: a plateau scheduler without a
-            monitor, a monitor for another scheduler, a ``val_*`` monitor without ``val``, or
-            a scheduler ``mode`` that contradicts the monitor's known direction.
+            ``monitor`` with ``interval="step"``. At fit start: a scheduler built on another
+            optimizer than the fit's, a plateau scheduler without a monitor, a monitor for
+            another scheduler, a ``val_*`` monitor without ``val``, or a scheduler ``mode``
+            that contradicts the monitor's known direction.
 
     Example:
         >>> from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -115,6 +125,15 @@ class LRSchedule(Callback):
             for group in trainer.optimizer.param_groups
         ]
         self.scheduler = self.factory(trainer.optimizer)
+        owner = getattr(self.scheduler, "optimizer", trainer.optimizer)
+        if owner is not trainer.optimizer:  # it would change another optimizer's lr
+            raise InvalidArgumentError(
+                f"the schedule's factory built a {type(self.scheduler).__name__} on another "
+                f"optimizer ({type(owner).__name__}) than the fit's "
+                f"{type(trainer.optimizer).__name__}, which it was given, so it would never "
+                "change the fit's learning rate; build the scheduler from the optimizer the "
+                "factory receives, e.g. lambda optimizer: StepLR(optimizer, 1)"
+            )
         self._check_monitor(trainer, state)
         if self._pending is not None:
             self.scheduler.load_state_dict(self._pending)
@@ -179,8 +198,80 @@ class LRSchedule(Callback):
         return self.scheduler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Keep the state until ``on_fit_start`` builds the scheduler."""
+        """Keep the state until ``on_fit_start`` builds the scheduler.
+
+        Raises:
+            ValueError: a learning rate in it is negative or not finite (a zero peak, or a
+                plateau scheduler's best value that nothing can beat, too): no schedule
+                produces one, and it would train with negative or stuck rates.
+        """
+        check_schedule_state(state)
         self._pending = state or None
+
+
+#: Learning-rate entries of torch's schedulers' states: base_lrs, _last_lr, min_lrs (plateau),
+#: max_lrs (cyclic), default_min_lr, eta_min (cosine). Keys naming the peak must be positive.
+_RATE_KEY = re.compile(r"(?:lrs?|eta_min)$")
+_PEAK_KEY = re.compile(r"^max_lrs?$")
+
+
+def check_schedule_state(state: object, where: str = "state") -> None:
+    """Refuse learning rates no schedule produces in a scheduler's ``state_dict``.
+
+    Every number under a learning-rate key (see ``_RATE_KEY``; nested states of
+    ``SequentialLR`` and ``ChainedScheduler`` too) must be finite and >= 0 (a cosine schedule
+    reaches 0), a peak (``max_lrs``) > 0; a ``ReduceLROnPlateau`` best must be finite or its
+    starting value (inf in mode min, -inf in mode max), else no value would ever improve.
+
+    Raises:
+        ValueError: naming the entry and its value.
+
+    Example:
+        >>> check_schedule_state({"base_lrs": [0.1], "_last_lr": [-0.05]})
+        Traceback (most recent call last):
+        ...
+        ValueError: state['_last_lr'] holds -0.05; a learning rate must be a finite number >= 0
+    """
+    if not isinstance(state, (dict, list, tuple)):
+        return
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for key, value in items:
+        place = f"{where}[{key!r}]"
+        if isinstance(value, (dict, list, tuple)) and not _numbers(value):
+            check_schedule_state(value, place)
+        elif isinstance(key, str) and _RATE_KEY.search(key):
+            peak = bool(_PEAK_KEY.match(key))
+            for rate in _numbers(value) or []:
+                if not math.isfinite(rate) or rate < 0 or (peak and rate == 0):
+                    bound = "> 0 (the peak of its schedule)" if peak else ">= 0"
+                    raise ValueError(
+                        f"{place} holds {rate:g}; a learning rate must be a finite number {bound}"
+                    )
+    if isinstance(state, dict) and state.get("mode") in ("min", "max") and "best" in state:
+        best = _numbers(state["best"])
+        start = math.inf if state["mode"] == "min" else -math.inf
+        if best is None or len(best) != 1 or not (math.isfinite(best[0]) or best[0] == start):
+            raise ValueError(
+                f"{where}['best'] is {state['best']!r}; a plateau scheduler's best must be a "
+                f"finite number or {start} (mode {state['mode']!r}, no value yet), else no "
+                "value would ever count as an improvement"
+            )
+
+
+def _numbers(value: object) -> list[float] | None:
+    """``value`` as a list of numbers (one, or a list or tuple of them), else ``None``."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        return None
+    numbers: list[float] = []
+    for item in values:
+        if isinstance(item, Tensor) and item.numel() == 1 and not item.is_complex():
+            numbers.append(float(item.item()))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            numbers.append(float(item))
+        elif item is not None:
+            return None
+    return numbers
 
 
 class TrainerSchedule(LRSchedule):

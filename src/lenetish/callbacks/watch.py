@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import CheckpointError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from lenetish.training.state import TrainState
@@ -138,6 +138,8 @@ class MetricWatch:
     requested: Mode | None = None
     min_delta_mode: DeltaMode = "abs"
     _announced: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    # A restored best checked once the fit decides mode="auto" (see load_state_dict).
+    _best_unchecked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.requested is None:
@@ -213,6 +215,14 @@ class MetricWatch:
             )
         self.mode, reason = found
         self.announce(who, reason)
+        if self._best_unchecked:
+            try:
+                self._check_best()
+            except ValueError as exc:
+                raise CheckpointError(
+                    f"{who}: the checkpoint's state is damaged: {exc}; resume from another "
+                    "checkpoint, or start a new run"
+                ) from None
 
     def announce(self, who: str, reason: str) -> None:
         """Log (INFO, logger ``"lenetish"``) which way the monitor is better, once per change."""
@@ -341,5 +351,34 @@ class MetricWatch:
         return {"best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        """Restore :meth:`state_dict`, refusing a best value no fit could have reached.
+
+        A best is NaN (no value yet), the baseline, or a value of the metric: finite, or an
+        infinity a later value can still beat (+inf in mode min, -inf in mode max). The
+        other infinity would make every epoch look worse, so a monitor would stop an
+        improving run or never save its best; with ``mode="auto"`` still undecided it is
+        refused when the fit decides the mode (:meth:`resolve`, at fit start).
+
+        Raises:
+            ValueError: the best value or its epoch is not a number, or the best value is
+                an infinity nothing beats.
+        """
+        best, epoch = state["best"], state["best_epoch"]
+        if isinstance(best, bool) or not isinstance(best, (int, float)):
+            raise ValueError(f"the best value of {self.monitor!r} is a {type(best).__name__}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"the epoch of the best {self.monitor!r} is {epoch!r}, not >= 0")
+        self.best, self.best_epoch = float(best), epoch
+        self._best_unchecked = self.mode == "auto"
+        if not self._best_unchecked:
+            self._check_best()
+
+    def _check_best(self) -> None:
+        """Raise ValueError for a best value that no later value could improve on."""
+        self._best_unchecked = False
+        if math.isinf(self.best) and (self.best < 0) == (self._direction == "min"):
+            raise ValueError(
+                f"the best {self.monitor!r} is {self.best}, which no value beats in mode "
+                f"{self.mode!r}: a best must be one a later epoch can improve on (a finite "
+                "value, NaN before any value, or the baseline)"
+            )

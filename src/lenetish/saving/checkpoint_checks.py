@@ -5,7 +5,8 @@ containers, not that they make sense: an optimizer state of the wrong shape make
 Adam kernels write past their buffers, a random-generator state can be a stride-0 view that
 expands to gigabytes, and a counter can be a string or 10^30. Values are checked too, since
 they train silently wrong: an Adam ``step`` of -1, NaN or 1.5, a negative second moment, NaN
-weights or moments, a negative learning rate (each resumes to NaN or diverging weights), and
+weights or moments, a negative or non-finite learning rate (also a schedule's ``initial_lr``,
+``max_lr`` or ``min_lr`` beside it; each resumes to NaN or diverging weights), and
 random-generator states that the generators themselves would refuse (each is tried on a
 generator of its own, so the process's streams are untouched). :func:`check_training_checkpoint`
 refuses all of that with a :class:`~lenetish.CheckpointError` naming the field, so that
@@ -38,6 +39,9 @@ _MT_POSITION_MAX = 624  # a Mersenne Twister's position runs from 0 to its 624 w
 _NON_NEGATIVE_STATE = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "acc_delta"})
 #: Hyperparameters that no optimizer takes below zero (a negative lr climbs the loss).
 _NON_NEGATIVE_HYPERPARAMETERS = frozenset({"lr", "eps", "weight_decay", "momentum", "dampening"})
+#: Learning rates a param group holds: its own, and those the schedulers write beside it
+#: (one-cycle's peak and ends, every scheduler's initial_lr), read again by a resumed schedule.
+_LEARNING_RATES = frozenset({"lr", "initial_lr", "max_lr", "min_lr"})
 
 
 class _Refusal(Exception):
@@ -167,6 +171,8 @@ def _check_optimizer(saved: object, optimizer: Optimizer) -> None:
                 _check_hyperparameter(value, f"{field}.{key}")
                 if key in _NON_NEGATIVE_HYPERPARAMETERS:
                     _non_negative(value, f"{field}.{key}")
+                if key in _LEARNING_RATES:
+                    _learning_rate(value, f"{field}.{key}", peak=key == "max_lr")
                 if key == "betas":
                     _check_betas(value, f"{field}.betas")
     for param_id, entry in state.items():
@@ -246,6 +252,17 @@ def _non_negative(value: object, field: str) -> None:
             raise _Refusal(field, f"holds negative values (down to {float(value.min()):g})")
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise _Refusal(field, f"is {value:g}; it must not be negative")
+
+
+def _learning_rate(value: object, field: str, *, peak: bool) -> None:
+    """A learning rate: a finite number >= 0 (schedules reach 0), > 0 for a schedule's peak.
+
+    A zero peak would make a one-cycle schedule train nothing; a negative rate climbs the loss.
+    """
+    rate = _number(value, field)
+    if not math.isfinite(rate) or rate < 0 or (peak and rate == 0):
+        bound = "> 0 (the peak of its schedule)" if peak else ">= 0"
+        raise _Refusal(field, f"is {rate:g}; a learning rate must be a finite number {bound}")
 
 
 def _check_betas(value: object, field: str) -> None:

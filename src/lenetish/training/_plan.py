@@ -24,14 +24,14 @@ from lenetish._checks import is_overridden
 from lenetish.callbacks.base import Callback, SkipBatch, StopTraining
 from lenetish.callbacks.schedules import builtin_schedule
 from lenetish.distributed.strategies import ParallelStrategy
-from lenetish.errors import InvalidArgumentError
+from lenetish.errors import InvalidArgumentError, NotFittedError
 from lenetish.layout import module_channels_last
 from lenetish.losses import Criterion
 from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.training._layout_plan import LayoutDecision, plan_layout
 from lenetish.training.callback_states import callbacks_by_key
 from lenetish.training.cuda_graph import CaptureRequest, make_step
-from lenetish.training.optimizer_config import unpack_optimizer_config
+from lenetish.training.optimizer_config import check_optimizer_owner, unpack_optimizer_config
 from lenetish.training.step import EagerStep, StepSettings, TrainingStep
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "batch_count",
     "build_plan",
     "check_reiterable",
+    "deprecated_criterion",
     "record_logged",
     "register_fit_kind",
 ]
@@ -263,6 +264,27 @@ def record_logged(plan: FitPlan | None, name: str, value: float | Tensor) -> Non
     plan.logged[name] = value.detach() if isinstance(value, Tensor) else value
 
 
+def deprecated_criterion(plan: FitPlan | None) -> Criterion:
+    """What the deprecated ``Trainer.criterion`` gives: the plan's loss, after a FutureWarning.
+
+    Raises:
+        NotFittedError: no fit has started yet (each fit builds its own loss).
+    """
+    warnings.warn(
+        "Trainer.criterion is deprecated and will be removed in lenetish 0.3: call "
+        "trainer.compute_loss(outputs, targets) for a batch's loss as the fit computes it, "
+        "or read trainer.loss for the loss setting",
+        FutureWarning,
+        stacklevel=3,  # the line reading trainer.criterion
+    )
+    if plan is None:
+        raise NotFittedError(
+            "trainer.criterion exists once fit() has started (each fit builds its own loss); "
+            "read it in a hook or after fit(), or use trainer.compute_loss(outputs, targets)"
+        )
+    return plan.criterion
+
+
 def _fit_callbacks(
     trainer: Trainer, parallel: ParallelStrategy, kind: FitKind, steps: int | None
 ) -> list[Callback]:
@@ -302,6 +324,14 @@ def build_plan(
     criterion.members = kind.members
     hooks = HookRunner(trainer, _fit_callbacks(trainer, parallel, kind, steps_per_epoch))
     optimizer, returned = unpack_optimizer_config(trainer.configure_optimizers())
+    built_by = (
+        "configure_optimizers"
+        if is_overridden(trainer, "configure_optimizers")
+        else "optimizer="
+        if callable(trainer.optimizer_spec)
+        else f"optimizer={trainer.optimizer_spec!r}"
+    )
+    check_optimizer_owner(optimizer, model, built_by=built_by)
     if returned is not None:
         if trainer.scheduler_spec is not None:
             raise InvalidArgumentError(

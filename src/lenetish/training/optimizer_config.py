@@ -8,7 +8,10 @@ Three shapes are accepted, the last two as Lightning users write them:
   ``{"scheduler": ..., "interval": "epoch" | "step", "monitor": "val_loss", "frequency": 1}``.
 
 A returned scheduler is stepped by an :class:`~lenetish.LRSchedule` the fit adds, under the
-same checkpoint key as the Trainer's ``scheduler=`` setting, so it resumes like it.
+same checkpoint key as the Trainer's ``scheduler=`` setting, so it resumes like it. Both must
+belong to the fit: a scheduler built on another optimizer than the one returned, or an
+optimizer holding none of the model's parameters, is refused before training starts (each
+would train silently without effect).
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from lenetish.callbacks.schedules import LRSchedule
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["SCHEDULE_KEY", "OptimizerConfig", "build_optimizer", "unpack_optimizer_config"]
+__all__ = [
+    "SCHEDULE_KEY",
+    "OptimizerConfig",
+    "build_optimizer",
+    "check_optimizer_owner",
+    "unpack_optimizer_config",
+]
 
 #: What ``configure_optimizers`` may return.
 OptimizerConfig: TypeAlias = Optimizer | tuple[Optimizer, LRScheduler] | Mapping[str, Any]
@@ -81,7 +90,7 @@ def _single(value: object, what: str) -> object:
     return value
 
 
-def _schedule(spec: object) -> LRSchedule:
+def _schedule(spec: object, optimizer: Optimizer) -> LRSchedule:
     """The callback that steps a returned scheduler (or a Lightning scheduler dict)."""
     settings: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {"scheduler": spec}
     scheduler = settings.get("scheduler")
@@ -89,6 +98,14 @@ def _schedule(spec: object) -> LRSchedule:
         raise InvalidArgumentError(
             f"configure_optimizers returned {type(scheduler).__name__} as the scheduler, not a "
             f"torch.optim.lr_scheduler scheduler: {_SHAPES}"
+        )
+    if scheduler.optimizer is not optimizer:  # it would change another optimizer's lr
+        raise InvalidArgumentError(
+            f"configure_optimizers returned a {type(scheduler).__name__} built on another "
+            f"optimizer ({type(scheduler.optimizer).__name__}) than the "
+            f"{type(optimizer).__name__} it returned, so it would never change the fit's "
+            "learning rate; build the scheduler from the returned optimizer, e.g. "
+            "StepLR(optimizer, ...)"
         )
     unknown = set(settings) - {"scheduler", "interval", "monitor", "frequency", "name", "strict"}
     if unknown:
@@ -121,8 +138,9 @@ def unpack_optimizer_config(config: object) -> tuple[Optimizer, LRSchedule | Non
         or ``None`` when it returned none.
 
     Raises:
-        InvalidArgumentError: any other shape, several optimizers or schedulers, or a
-            scheduler setting lenetish cannot honour.
+        InvalidArgumentError: any other shape, several optimizers or schedulers, a
+            scheduler built on another optimizer than the returned one, or a scheduler
+            setting lenetish cannot honour.
 
     Example:
         >>> import torch
@@ -158,4 +176,43 @@ def unpack_optimizer_config(config: object) -> tuple[Optimizer, LRSchedule | Non
             f"configure_optimizers returned {type(optimizer).__name__} as the optimizer, not a "
             f"torch.optim.Optimizer: {_SHAPES}"
         )
-    return optimizer, None if scheduler is None else _schedule(scheduler)
+    return optimizer, None if scheduler is None else _schedule(scheduler, optimizer)
+
+
+def check_optimizer_owner(optimizer: Optimizer, model: nn.Module, *, built_by: str) -> None:
+    """Refuse an optimizer that updates none of ``model``'s parameters.
+
+    An optimizer over another network's parameters trains that network and leaves the fit's
+    model as it was, with losses that never fall; one that also holds other tensors (a loss's
+    own learnable temperature, say) is fine.
+
+    Args:
+        optimizer: the fit's optimizer.
+        model: the network being fitted.
+        built_by: what built it, for the message (``"configure_optimizers"``...).
+
+    Raises:
+        InvalidArgumentError: none of the optimizer's parameters is one of ``model``'s.
+
+    Example:
+        >>> from lenetish.training.optimizer_config import check_optimizer_owner
+        >>> model, other = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        >>> check_optimizer_owner(torch.optim.SGD(model.parameters(), lr=0.1), model,
+        ...                       built_by="optimizer=")
+        >>> check_optimizer_owner(torch.optim.SGD(other.parameters(), lr=0.1), model,
+        ...                       built_by="optimizer=")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lenetish.errors.InvalidArgumentError: the optimizer built by optimizer= (SGD) holds ...
+    """
+    mine = {id(parameter) for parameter in model.parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(id(parameter) in mine for parameter in held):
+        return
+    raise InvalidArgumentError(
+        f"the optimizer built by {built_by} ({type(optimizer).__name__}) holds {len(held)} "
+        f"tensor{'' if len(held) == 1 else 's'}, none of them a parameter of the "
+        f"{type(model).__name__} being fitted, so training would never change it; build the "
+        "optimizer from the trainer's model: e.g. torch.optim.Adam(self.model.parameters()) "
+        "in configure_optimizers, or a callable optimizer= that uses the parameters it is given"
+    )

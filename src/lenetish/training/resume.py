@@ -12,14 +12,20 @@ holds how many of its batches were done, the random state when it was written, a
 epoch's running training score and logged values. A fit resumed from it starts that epoch
 again, draws its batches in the same order, skips those already trained
 (:func:`resumed_batches`), then puts the random state of the save back, so it goes on exactly
-as the interrupted fit did.
+as the interrupted fit did. ``loader_rng`` holds the states of the generators the training
+loader shuffles with when they are not torch's global one (a ``DataLoader``'s ``generator=``,
+its sampler's, also inside a ``BatchSampler``), as of the start of the epoch the checkpoint
+resumes, and a resumed fit puts them back before that epoch's iterator draws from them.
 
 Exactness has limits, logged when resuming: a checkpoint written from ``on_batch_end``
 resumes exactly when the callback writing it runs after the others with state (a higher
 ``order``; the built-in schedules and :class:`~lenetish.EMA` run early), or from
 ``on_epoch_start``; written from inside a step, the batch is trained again. Metric objects
 (``update``/``compute``/``reset``) save no state, and a run of several processes resumes from
-rank 0's random state.
+rank 0's random state. A sampler lenetish does not know, without a ``generator``
+attribute, may shuffle with a generator no checkpoint can capture: writing one warns, once
+per fit, naming the loader; a ``DataLoader`` with ``persistent_workers=True`` draws its
+workers' seed in its first epoch only, so a fit resumed after it draws once more.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import Tensor
 
+from lenetish._checks import is_overridden
 from lenetish.errors import CheckpointError
 from lenetish.saving.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
@@ -40,6 +47,12 @@ from lenetish.saving.checkpoint import (
     restore_rng_state,
 )
 from lenetish.saving.checkpoint_checks import check_training_checkpoint
+from lenetish.training._loader_rng import (
+    capture_loader_rng,
+    check_loader_rng,
+    restore_loader_rng,
+    warn_unseen_randomness,
+)
 from lenetish.training.callback_states import callbacks_by_key, loadable_state, restore_callbacks
 from lenetish.training.state import EpochProgress
 
@@ -77,6 +90,8 @@ def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
     if progress is not None and plan is not None:
         mid_epoch = _mid_epoch_state(plan, progress)
     told = _ARRAYS_TOLD.setdefault(trainer, set())
+    if plan is not None:
+        warn_unseen_randomness(trainer)
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": trainer.module.state_dict(),
@@ -93,6 +108,8 @@ def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
             for key, callback in callbacks_by_key(callbacks).items()
         },
         "rng": capture_rng_state() if progress is None else progress.rng,
+        # the loader's own generators, as of the start of the epoch a resume starts with
+        "loader_rng": capture_loader_rng(trainer) if progress is None else progress.loader_rng,
         **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
         "world_size": trainer.world_size,
         "rank_seed": 0 if plan is None else plan.parallel.rank_seed,
@@ -124,15 +141,19 @@ def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
 
 
 def start_epoch_progress(trainer: Trainer, plan: FitPlan) -> EpochProgress:
-    """The record of a starting epoch: random state now, a fresh training score.
+    """The record of a starting epoch: random states now, a fresh training score.
 
-    Called by the loop at the start of every epoch, before ``on_epoch_start``; a checkpoint
-    written from then until the end of the epoch's last batch resumes inside the epoch.
+    Called by the loop at the start of every epoch, before ``on_epoch_start`` and before the
+    training loader's iterator is made (which draws from the loader's generators); a
+    checkpoint written from then until the end of the epoch's last batch resumes inside the
+    epoch.
     """
     metric_set = plan.metric_sets[0]
     metric_set.reset()
     score = plan.running_score(trainer.device, smoothing=True)
-    return EpochProgress(capture_rng_state(), score, metric_set)
+    return EpochProgress(
+        capture_rng_state(), score, metric_set, loader_rng=capture_loader_rng(trainer)
+    )
 
 
 def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> Iterator[T]:
@@ -145,7 +166,8 @@ def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> It
     ``batches`` unchanged.
 
     Raises:
-        CheckpointError: the loader yields fewer batches than the checkpoint had done.
+        CheckpointError: the loader yields fewer batches than the checkpoint had done, or
+            its running score counts more samples than those batches hold.
     """
     state, progress = trainer.state, trainer.state.progress
     point, state.resume_point = state.resume_point, None
@@ -156,16 +178,57 @@ def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> It
     progress.metric_set.load_state_dict(point["metrics"])
     plan.logged.update(point["logged"])
     iterator = iter(batches)
+    samples: int | None = 0
     for skipped in range(point["batches_done"]):
-        if next(iterator, _END) is _END:
+        batch = next(iterator, _END)
+        if batch is _END:
             raise CheckpointError(
                 f"the checkpoint was written after {point['batches_done']} batches of epoch "
                 f"{state.epoch + 1}, but the training loader now yields {skipped}; resume "
                 "with the training data of the run that wrote it"
             )
+        samples = _add_samples(samples, batch)
+    _check_samples_counted(trainer, plan, samples, point["batches_done"])
     progress.batches_done = point["batches_done"]
     restore_rng_state(point["rng"])
     yield from iterator
+
+
+def _add_samples(total: int | None, batch: object) -> int | None:
+    """``total`` plus the labels in ``batch`` (``(index, (images, labels))``), if it has them."""
+    pair = batch[1] if isinstance(batch, tuple) and len(batch) == 2 else None
+    labels = pair[1] if isinstance(pair, (tuple, list)) and len(pair) == 2 else None
+    if total is None or not isinstance(labels, Tensor):
+        return None
+    return total + labels.numel()
+
+
+def _check_samples_counted(
+    trainer: Trainer, plan: FitPlan, samples: int | None, batches_done: int
+) -> None:
+    """Refuse a running score that counts more samples than the batches it was trained on.
+
+    The Trainer's own ``training_step`` scores the labels of its batch, so the samples of
+    the skipped batches bound the count; an overridden one may score other targets, and in a
+    run of several processes each holds its own share, so neither is checked.
+
+    Raises:
+        CheckpointError: the count is larger than those batches hold.
+    """
+    seen = trainer.state.progress.score.seen if trainer.state.progress is not None else 0
+    if (
+        samples is None
+        or seen <= samples
+        or plan.parallel.world_size > 1
+        or is_overridden(trainer, "training_step")
+    ):
+        return
+    raise CheckpointError(
+        f"the checkpoint is damaged: the running score of its unfinished epoch "
+        f"{trainer.state.epoch + 1} counts {seen} samples, but the {batches_done} batches it "
+        f"had trained hold {samples}; resume from another checkpoint (e.g. one written at an "
+        "epoch's end), or start a new run"
+    )
 
 
 def restore_training_state(
@@ -178,7 +241,9 @@ def restore_training_state(
     Raises:
         CheckpointError: the checkpoint does not fit (another network, another optimizer,
             another number of processes, or a one-cycle schedule planned for another number
-            of epochs).
+            of epochs) or holds values training does not produce (see
+            :mod:`lenetish.saving.checkpoint_checks`; a damaged running score, loader
+            generator state, scheduler state or best value of a monitor).
     """
     saved_world_size = checkpoint.get("world_size", 1)
     world_size = plan.parallel.world_size
@@ -196,6 +261,9 @@ def restore_training_state(
     _check_epochs_left(trainer, checkpoint["epoch"], mid_epoch is not None, source)
     if mid_epoch is not None:
         _check_mid_epoch(trainer, plan, mid_epoch, checkpoint["epoch"], source)
+    loader_rng = check_loader_rng(
+        trainer, checkpoint.get("loader_rng"), source, epoch=checkpoint["epoch"]
+    )
     load_model_state(trainer.module, checkpoint["model"], source=source)
     planned = checkpoint.get("epochs_planned", trainer.epochs)
     if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
@@ -219,6 +287,8 @@ def restore_training_state(
     trainer.state.global_step = checkpoint["global_step"]
     trainer.state.resume_point = mid_epoch
     restore_callbacks(plan.callbacks, checkpoint["callbacks"], source)
+    if loader_rng is not None:  # before the first epoch's iterator draws from them
+        restore_loader_rng(trainer, loader_rng)
 
 
 def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source: str) -> None:
@@ -244,8 +314,9 @@ def _check_mid_epoch(
     """Refuse a mid-epoch part that does not fit this fit; log what it cannot make exact.
 
     Raises:
-        CheckpointError: its running score does not load into this fit's, or it had done
-            more batches than the training loader has.
+        CheckpointError: its running score does not load into this fit's or holds values no
+            batches add up to (an accuracy outside [0, 1], a NaN loss, samples of no batch),
+            or it had done more batches than the training loader has.
     """
     steps = trainer.state.steps_per_epoch
     if steps is not None and mid_epoch["batches_done"] > steps:
@@ -255,8 +326,11 @@ def _check_mid_epoch(
             "of the run that wrote it"
         )
     try:  # the loop loads them for real at the epoch's start
-        plan.running_score(trainer.device, smoothing=True).load_state_dict(mid_epoch["score"])
+        score = plan.running_score(trainer.device, smoothing=True)
+        score.load_state_dict(mid_epoch["score"])
         copy.deepcopy(plan.metric_sets[0]).load_state_dict(mid_epoch["metrics"])
+        if score.seen and not mid_epoch["batches_done"]:
+            raise ValueError(f"it counts {score.seen} samples of no batch")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{source} is damaged or from another setup: the running score of its unfinished "

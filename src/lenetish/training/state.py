@@ -133,6 +133,9 @@ class EpochProgress:
         metric_set: the user's training metrics of those batches.
         batches_done: the epoch's batches finished so far (trained and counted, or skipped).
         pending: the batch whose ``on_batch_end`` hooks are running: trained, not yet counted.
+        loader_rng: the states of the generators the training loader shuffles with (its
+            own ``generator=``, its sampler's), by place, before the epoch's iterator was
+            made and drew from them.
 
     Example:
         A callback can read it during an epoch (it is ``None`` between epochs):
@@ -153,3 +156,4 @@ class EpochProgress:
     metric_set: MetricSet
     batches_done: int = 0
     pending: BatchOutput | None = None
+    loader_rng: dict[str, Tensor] = field(default_factory=dict)

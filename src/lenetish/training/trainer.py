@@ -28,8 +28,9 @@ from lenetish.errors import NotFittedError, TrainerBusyError
 from lenetish.losses import Criterion, LossFunction, LossName
 from lenetish.metrics import MetricLike, MetricSet, check_logged
 from lenetish.saving.checkpoint import save_checkpoint
+from lenetish.training._loader_rng import remember_loader
 from lenetish.training._loop import Batch, fit_once
-from lenetish.training._plan import FitPlan, record_logged
+from lenetish.training._plan import FitPlan, deprecated_criterion, record_logged
 from lenetish.training.optimizer_config import OptimizerConfig, build_optimizer
 from lenetish.training.resume import checkpoint_state
 from lenetish.training.state import BatchOutput, TrainState
@@ -187,6 +188,18 @@ class Trainer:
         return self._plan.optimizer
 
     @property
+    def criterion(self) -> Criterion:
+        """The loss of the current (or last) fit; deprecated, and removed in lenetish 0.3.
+
+        Reading it warns (``FutureWarning``). Call :meth:`compute_loss` for a batch's loss as
+        the fit computes it, or read ``trainer.loss`` for the setting.
+
+        Raises:
+            NotFittedError: no fit has started yet (each fit builds its own loss).
+        """
+        return deprecated_criterion(self._plan)
+
+    @property
     def fit_callbacks(self) -> tuple[Callback, ...]:
         """The current (or last) fit's callbacks, schedules included, in their hooks' order."""
         return () if self._plan is None else tuple(self._plan.callbacks)
@@ -341,6 +354,7 @@ class Trainer:
         try:
             if not self._history_given:  # each fit returns a History of its own
                 self.callbacks, self.history = renew_history(self.callbacks, self.history)
+            remember_loader(self, train)  # its generators, for exact checkpoints
             return fit_once(self, train, val, resume, adopt=self._adopt)
         finally:
             self._fitting.release()
