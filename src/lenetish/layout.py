@@ -11,7 +11,8 @@ model's results:
   declaration counts only on the class that defines ``forward``, so a subclass with its own
   ``forward`` must declare it again), or
 * :func:`channels_last_problem` runs a copy of the model in eval mode on a few images of a
-  real batch in both layouts and compares the outputs; the verdict is kept per model.
+  real batch in both layouts and compares the outputs; the verdict is kept per model, and
+  found again when its structure changes (a submodule replaced, a forward hook added).
 
 Otherwise the model runs in its own layout and the caller logs one line saying why.
 """
@@ -54,11 +55,67 @@ CHECK_IMAGES = 8
 
 Convert = Callable[[nn.Module], None]
 
-# Verdicts per model object: None (channels-last keeps its outputs) or the reason it does
-# not. The structure of a model, not its weights, decides, so a verdict stays valid.
-_VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[Convert, str | None]] = (
-    weakref.WeakKeyDictionary()
-)
+_VerdictKey = tuple[Convert, tuple[object, ...]]
+
+
+class _Structure:
+    """What a layout verdict depends on besides the weights' values, to tell when it changed.
+
+    The structure of a model, not its weights, decides its verdict; but a user may change
+    the structure after a first fit or predict (replace a submodule, add a forward hook,
+    assign another ``forward``), and a verdict for the old structure would then be applied
+    to the new one. So a verdict is kept with this record of every submodule (name, class,
+    identity), its ``forward`` function, its forward hooks and the shapes and dtypes of its
+    own parameters and buffers, plus torch's global forward hooks; it is reused only while
+    the record is unchanged.
+
+    Objects are recorded by ``id`` and watched through weak references: an id is equal
+    only while its object lives (a replaced submodule that was freed could leave its id to
+    the new one), so a dead reference also counts as a change. An object that takes no weak
+    reference is held instead, which keeps its id from being reused.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        ids: list[object] = [_hook_ids(torch.nn.modules.module, "_global")]
+        self._watched: list[weakref.ref[Any]] = []
+        self._held: list[object] = []
+        for name, module in model.named_modules(remove_duplicate=False):
+            forward = vars(module).get("forward", getattr(type(module), "forward", None))
+            ids.append((name, id(type(module)), self._watch(module), self._watch(forward)))
+            ids.append(_hook_ids(module))
+            own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+            ids.extend((key, tuple(tensor.shape), str(tensor.dtype)) for key, tensor in own)
+        self._ids = tuple(ids)
+
+    def _watch(self, value: object) -> int:
+        try:
+            self._watched.append(weakref.ref(value))
+        except TypeError:  # e.g. a method-wrapper: held, so its id stays its own
+            self._held.append(value)
+        return id(value)
+
+    def matches(self, other: _Structure) -> bool:
+        """Whether ``other`` (the model as it is now) has the structure recorded here."""
+        return self._ids == other._ids and all(ref() is not None for ref in self._watched)
+
+
+# torch keeps forward hooks in dicts keyed by the id of their handle, a new id for every
+# registration: a module's in these attributes, the global ones (register_module_forward_hook)
+# under the same names with "_global" in front, in torch.nn.modules.module.
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks")
+
+
+def _hook_ids(owner: object, prefix: str = "") -> tuple[tuple[object, ...], ...]:
+    """The handle ids of the forward hooks ``owner`` holds (``prefix``: before their names)."""
+    tables = [getattr(owner, prefix + name, None) for name in _HOOK_TABLES]
+    return tuple(tuple(table) if isinstance(table, dict) else () for table in tables)
+
+
+# Verdicts per model object, kept with the structure they were found for: None
+# (channels-last keeps its outputs) or the reason it does not, per convert and kind of sample.
+_VERDICTS: weakref.WeakKeyDictionary[
+    nn.Module, tuple[_Structure, dict[_VerdictKey, str | None]]
+] = weakref.WeakKeyDictionary()
 
 
 _DELEGATES: dict[type[nn.Module], Callable[[Any], nn.Module]] = {}
@@ -227,9 +284,12 @@ def channels_last_problem(
 def layout_verdict(
     model: nn.Module, sample: Tensor, convert: Convert = module_channels_last
 ) -> str | None:
-    """:func:`channels_last_problem`, run once per model object and ``convert``.
+    """:func:`channels_last_problem`, run once per model object, ``convert`` and kind of sample.
 
-    A model whose class declares ``lenetish_fast_path`` is not checked.
+    A model whose class declares ``lenetish_fast_path`` is not checked. The verdict is kept
+    while the model's structure stays as it was (its submodules, their ``forward``, forward
+    hooks and parameter shapes) and samples have the same image shape, dtype and device
+    type; a model changed after its first check is checked again.
 
     Example:
         >>> from lenetish.layout import layout_verdict
@@ -239,10 +299,16 @@ def layout_verdict(
     """
     if declares_fast_path(model):
         return None
-    verdicts = _VERDICTS.setdefault(model, {})
-    if convert not in verdicts:
-        verdicts[convert] = channels_last_problem(model, sample, convert)
-    return verdicts[convert]
+    structure = _Structure(model)
+    kept = _VERDICTS.get(model)
+    if kept is None or not kept[0].matches(structure):
+        kept = _VERDICTS[model] = (structure, {})
+    # The image size, dtype and device type pick the kernels, so they are part of the key.
+    key = (convert, (tuple(sample.shape[1:]), str(sample.dtype), sample.device.type))
+    verdicts = kept[1]
+    if key not in verdicts:
+        verdicts[key] = channels_last_problem(model, sample, convert)
+    return verdicts[key]
 
 
 def _compiled_wrapper_class() -> type | None:
