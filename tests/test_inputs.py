@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,42 @@ def test_empty_batch_is_refused(empty: object) -> None:
     """An empty tensor or an empty list raises InvalidInputError."""
     with pytest.raises(InvalidInputError, match="the batch is empty"):
         prepare_inputs(empty, MNIST)
+
+
+def _sparse_coo() -> torch.Tensor:
+    return torch.zeros(2, 28, 28).to_sparse()
+
+
+def _sparse_csr() -> torch.Tensor:
+    return torch.zeros(28, 28).to_sparse_csr()
+
+
+def _meta() -> torch.Tensor:
+    return torch.zeros(2, 28, 28, device="meta")
+
+
+def _nested() -> torch.Tensor:
+    return torch.nested.nested_tensor([torch.zeros(28, 28), torch.zeros(28, 28)])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: sparse CSR and nested are beta
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (_sparse_coo, r"layout torch.sparse_coo, not a dense one; .*images.to_dense\(\)"),
+        (_sparse_csr, r"layout torch.sparse_csr, not a dense one; pass a dense CPU or GPU"),
+        (_meta, r"a meta tensor of shape \(2, 28, 28\): .*no pixel values; pass a dense"),
+        (_nested, r"a nested tensor .*; pass a dense \(N, 28, 28\) tensor, e.g. torch.stack"),
+    ],
+)
+def test_sparse_meta_and_nested_tensors_are_refused(
+    make: Callable[[], torch.Tensor], expected: str
+) -> None:
+    """A sparse, meta or nested tensor is named, not torch's NotImplementedError."""
+    with pytest.raises(InvalidInputError, match=expected):
+        predict(MNISTConvNet(), make())
+    with pytest.raises(InvalidInputError, match=expected):
+        prepare_inputs([torch.zeros(28, 28), make()], MNIST)
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ def predict(
         InputShapeError: a tensor or array has the wrong rank or size.
         InvalidInputError: the batch is empty, holds NaN/Inf, has an unsupported dtype, or
             holds float values outside ``[0, 1]`` without ``normalized=True`` (the message
-            gives the range seen).
+            gives the range seen), or is a sparse, nested or meta-device tensor.
         InvalidImageError: a file is missing, not an image, or too large.
         InvalidArgumentError: ``batch_size``, ``dataset`` or ``precision`` is invalid.
         DatasetMismatchError: ``dataset`` contradicts what the model's weights file recorded.

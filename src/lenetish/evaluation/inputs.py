@@ -236,9 +236,34 @@ def _check_open(image: Any) -> None:
         raise InvalidImageError(f"the PIL image cannot be decoded ({exc})") from exc
 
 
+def _check_dense(tensor: Tensor) -> None:
+    """Refuse a tensor whose pixels cannot be read as one block: nested, meta or sparse.
+
+    Such tensors fail deep inside torch (``NotImplementedError`` for ``ne`` on the sparse
+    backend, "Cannot copy out of meta tensor"), so they are named before anything reads them.
+    """
+    if tensor.is_nested:
+        raise InvalidInputError(
+            "the images are a nested tensor (images of different sizes in one tensor); pass "
+            "a dense (N, 28, 28) tensor, e.g. torch.stack(images.unbind()) for images of one "
+            "size, or a list of tensors or image files to have them resized"
+        )
+    if tensor.is_meta:
+        raise InvalidInputError(
+            f"the images are a meta tensor of shape {tuple(tensor.shape)}: it holds a shape "
+            "but no pixel values; pass a dense CPU or GPU tensor of real data"
+        )
+    if tensor.layout != torch.strided:
+        raise InvalidInputError(
+            f"the images are a tensor of layout {tensor.layout}, not a dense one; pass a "
+            "dense CPU or GPU tensor, e.g. images.to_dense()"
+        )
+
+
 def _as_batch(item: Any, normalized: bool, prepare: Preparation) -> tuple[Tensor, bool]:
     """One input as a float batch, and whether it is already normalised."""
     if isinstance(item, Tensor):
+        _check_dense(item)
         return _scaled_batch(item.detach().cpu(), normalized), normalized
     if isinstance(item, np.ndarray):
         return _scaled_batch(_array_tensor(item), normalized), normalized
@@ -301,7 +326,8 @@ def prepare_images(
     Raises:
         InputShapeError: a tensor or array has the wrong rank or size.
         InvalidInputError: the batch is empty, holds NaN/Inf, has an unsupported dtype, or
-            float values outside [0, 1] without ``normalized=True``.
+            float values outside [0, 1] without ``normalized=True``; a tensor is sparse,
+            nested or on the meta device.
         InvalidImageError: a file is missing, not an image, or too large.
 
     Example:
@@ -349,7 +375,8 @@ def prepare_inputs(
     Raises:
         InputShapeError: a tensor or array has the wrong rank or size.
         InvalidInputError: the batch is empty, holds NaN/Inf, has an unsupported dtype, or
-            float values outside [0, 1] without ``normalized=True``.
+            float values outside [0, 1] without ``normalized=True``; a tensor is sparse,
+            nested or on the meta device.
         InvalidImageError: a file is missing, not an image, or too large.
 
     Example:
