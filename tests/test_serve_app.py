@@ -7,6 +7,7 @@ import concurrent.futures
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,15 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+import lenetish.serve.app
 from lenetish import MNISTConvNet, load_split, predict, pretrained
 from lenetish.errors import DatasetMismatchError
 from lenetish.serve import ServeSettings, create_app
+from tests.serve_helpers import until
 
 SETTINGS = ServeSettings(max_upload_bytes=200_000, max_images=8, max_image_pixels=4_000_000)
+#: What the page sends with its posts: the server refuses form posts without it.
+PAGE_HEADERS = {"X-Requested-With": "lenetish-page"}
 
 
 def _seven() -> Image.Image:
@@ -45,7 +50,10 @@ def _test_digits(count: int) -> tuple[list[Any], list[int]]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     """A client of the service with the shipped default weights and small limits."""
-    with TestClient(create_app(settings=SETTINGS), raise_server_exceptions=False) as client:
+    app = create_app(settings=SETTINGS)
+    with TestClient(
+        app, base_url="http://localhost", headers=PAGE_HEADERS, raise_server_exceptions=False
+    ) as client:
         yield client
 
 
@@ -105,6 +113,7 @@ def test_health_describes_the_model_and_limits(client: TestClient) -> None:
     )
     assert health["weights"] == "the shipped weights 'default'"
     assert (health["max_upload_bytes"], health["max_images"]) == (200_000, 8)
+    assert health["max_image_pixels"] == 4_000_000
 
 
 def test_the_page_is_served_without_outside_resources(client: TestClient) -> None:
@@ -121,7 +130,9 @@ def test_the_openapi_description_lists_every_body_and_answer(client: TestClient)
     assert sorted(operation["requestBody"]["content"]) == [
         "application/json", "image/jpeg", "image/png", "multipart/form-data",
     ]  # fmt: skip
-    assert set(operation["responses"]) == {"200", "400", "408", "413", "415", "422", "503"}
+    assert set(operation["responses"]) == {
+        "200", "400", "403", "408", "413", "415", "421", "422", "503",
+    }  # fmt: skip
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer == {"$ref": "#/components/schemas/PredictAnswer"}
 
@@ -173,6 +184,11 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
         "NaN or infinite",
     ),
     "no dtype": ({"json": {"pixels": [[0] * 28] * 28}}, 400, '"dtype" must be'),
+    "a boolean among numbers": (
+        {"json": {"pixels": [[0] * 27 + [True]] * 28, "dtype": "uint8"}},
+        422,
+        "found true/false",
+    ),
     "too many images": (
         {"json": {"pixels": [[[0] * 28] * 28] * 9, "dtype": "uint8"}},
         413,
@@ -234,7 +250,8 @@ def test_a_body_that_does_not_arrive_in_time_gets_408() -> None:
     scope = {
         "type": "http", "http_version": "1.1", "method": "POST", "path": "/predict",
         "raw_path": b"/predict", "query_string": b"", "root_path": "", "scheme": "http",
-        "headers": [(b"content-type", b"image/png")], "client": ("127.0.0.1", 1),
+        "headers": [(b"host", b"localhost"), (b"content-type", b"image/png")],
+        "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
     }  # fmt: skip
     sent: list[dict[str, Any]] = []
@@ -258,7 +275,86 @@ def test_a_dataset_against_the_model_record_is_refused() -> None:
 
 def test_the_answer_uses_the_dataset_class_names() -> None:
     """A model for Fashion-MNIST answers with the garment names."""
-    with TestClient(create_app(MNISTConvNet(), dataset="fashion-mnist")) as fashion:
+    app = create_app(MNISTConvNet(), dataset="fashion-mnist")
+    with TestClient(app, base_url="http://localhost") as fashion:
         pixels, _ = _test_digits(1)
         answer = fashion.post("/predict", json={"pixels": pixels, "dtype": "uint8"}).json()
     assert answer["classes"][0] == "T-shirt/top"
+
+
+def test_the_api_pages_are_off_by_default(client: TestClient) -> None:
+    """/docs and /redoc (scripts from a CDN) are not served; /openapi.json is."""
+    assert (client.get("/docs").status_code, client.get("/redoc").status_code) == (404, 404)
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_api_docs_serves_the_api_pages() -> None:
+    """ServeSettings(api_docs=True) serves Swagger UI at /docs and ReDoc at /redoc."""
+    app = create_app(MNISTConvNet(), settings=ServeSettings(api_docs=True))
+    with TestClient(app, base_url="http://localhost") as client:
+        assert client.get("/docs").status_code == 200
+        assert client.get("/redoc").status_code == 200
+
+
+def test_the_page_marks_its_posts() -> None:
+    """The page's posts carry the X-Requested-With header the server asks of form posts."""
+    with TestClient(create_app(MNISTConvNet()), base_url="http://localhost") as client:
+        assert '{ "X-Requested-With": "lenetish-page" }' in client.get("/").text
+
+
+class GatedDecoder:
+    """Stands in for image_pixels: notes each call, then waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = threading.Event()
+
+    def __call__(self, data: bytes, name: str, info: Any, max_pixels: int) -> torch.Tensor:
+        self.calls += 1
+        self.release.wait(120)
+        return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+
+
+def _post_png(client: TestClient) -> Any:
+    return client.post("/predict", content=b"png", headers={"content-type": "image/png"})
+
+
+def test_decodes_beyond_max_decodes_wait_for_a_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With max_decodes=1, a second upload is not decoded while the first one is."""
+    decoder = GatedDecoder()
+    monkeypatch.setattr(lenetish.serve.app, "image_pixels", decoder)
+    app = create_app(MNISTConvNet(), settings=ServeSettings(max_decodes=1))
+    with (
+        TestClient(app, base_url="http://localhost") as client,
+        concurrent.futures.ThreadPoolExecutor(2) as pool,
+    ):
+        try:
+            answers = [pool.submit(_post_png, client) for _ in range(2)]
+            until(lambda: decoder.calls == 1 and app.state.decodes.waiting == 1, "one waits")
+            assert decoder.calls == 1
+        finally:
+            decoder.release.set()
+        assert [answer.result(60).status_code for answer in answers] == [200, 200]
+    assert decoder.calls == 2
+
+
+def test_requests_beyond_max_requests_get_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With max_requests=1 and one upload in progress, another is answered busy at once."""
+    decoder = GatedDecoder()
+    monkeypatch.setattr(lenetish.serve.app, "image_pixels", decoder)
+    app = create_app(MNISTConvNet(), settings=ServeSettings(max_requests=1))
+    with (
+        TestClient(app, base_url="http://localhost") as client,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        try:
+            first = pool.submit(_post_png, client)
+            until(lambda: decoder.calls == 1, "the first upload is being decoded")
+            busy = _post_png(client)
+        finally:
+            decoder.release.set()
+        assert first.result(60).status_code == 200
+    assert busy.status_code == 503
+    assert busy.json()["error"].startswith(
+        "the server is busy (requests in progress: 1, as many as it takes at once)"
+    )

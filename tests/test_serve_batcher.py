@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 from typing import ClassVar
@@ -202,3 +203,21 @@ def test_a_request_on_its_way_is_waited_for() -> None:
     second = batcher.submit(_digits(1, seed=1))
     assert [len(f.result(timeout=20).labels) for f in (first, second)] == [1, 1]
     batcher.close()
+
+
+def test_a_caller_that_stops_waiting_has_its_images_dropped() -> None:
+    """A predict() cancelled before its pass begins is counted as dropped and never run."""
+    batcher = Batcher(pretrained(), dataset=MNIST)
+
+    async def give_up() -> None:
+        waiting = asyncio.ensure_future(batcher.predict(_digits(1)))
+        await asyncio.sleep(0)  # one turn of the loop: the task queues its images and waits
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(give_up())
+    assert batcher.stats().dropped == 1
+    batcher.start()
+    batcher.close()
+    assert (batcher.stats().passes, batcher.stats().requests) == (0, 0)

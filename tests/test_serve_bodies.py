@@ -193,6 +193,8 @@ def test_json_pixels_of_several_float_images() -> None:
         (_json([["a"] * 28] * 28), InvalidInputError, "must hold numbers only; found strings"),
         (_json([[None] * 28] * 28), InvalidInputError, "found null"),
         (_json([[True] * 28] * 28), InvalidInputError, "found true/false"),
+        (_json([[0] * 27 + [True]] * 28), InvalidInputError, "numbers only; found true/false"),
+        (_json([[0.0] * 27 + [False]] * 28, "float32"), InvalidInputError, "found true/false"),
         (_json([[300] * 28] * 28), InvalidInputError, "whole numbers from 0 to 255"),
         (_json([[0.5] * 28] * 28), InvalidInputError, 'send "dtype": "float32"'),
         (_json([[2.0] * 28] * 28, "float32"), InvalidInputError, "must be from 0 to 1"),

@@ -65,13 +65,26 @@ def test_a_weights_file_is_served_as_given(tmp_path: Path, monkeypatch: pytest.M
     )
     assert main(["serve", str(path), "--port", "0"]) == 0
     app, what = served[0]
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         health = client.get("/health").json()
     assert (what, health["model"], health["weights"]) == (
         f"MNISTWideNet ({path})",
         "MNISTWideNet",
         str(path),
     )
+
+
+def test_connection_and_host_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--allow-host adds to the default names; --max-connections and --api-docs are kept."""
+    served: list[Any] = []
+    monkeypatch.setattr(
+        lenetish.serve, "run_server", lambda app, sock, what, say: served.append(app)
+    )
+    options = ["--allow-host", "digits.lan", "--max-connections", "64", "--api-docs"]
+    assert main(["serve", "--port", "0", *options]) == 0
+    settings = served[0].state.settings
+    assert settings.host_names == ("localhost", "127.0.0.1", "[::1]", "digits.lan")
+    assert (settings.max_connections, settings.api_docs) == (64, True)
 
 
 def test_the_command_line_loads_no_serving_stack() -> None:

@@ -17,7 +17,7 @@ __all__ = ["add_serve_parser", "serve_command"]
 _EXAMPLES = """examples:
   lenetish serve                                # shipped weights, http://127.0.0.1:8000/
   lenetish serve runs/a/model.safetensors --port 8080
-  lenetish serve --weights best --host 0.0.0.0  # other machines may connect
+  lenetish serve --weights best --host 0.0.0.0 --allow-host myhost.lan  # others may connect
   curl -H 'Content-Type: image/png' --data-binary @digit.png http://127.0.0.1:8000/predict"""
 
 
@@ -73,6 +73,28 @@ def add_serve_parser(
     serve.add_argument(
         "--port", type=_bounded(int, 0, 65535), default=8000, help="default: 8000 (0: any free)"
     )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="a name requests may give in their Host header, besides localhost, 127.0.0.1, "
+        "[::1] and --host (repeat it for more; '*': any name). Others get status 421, which "
+        "keeps pages of other sites out (DNS rebinding)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_bounded(int, 1, 100_000),
+        default=512,
+        help="most connections open at once (default: 512); beyond it the longest idle one "
+        "is closed",
+    )
+    serve.add_argument(
+        "--api-docs",
+        action="store_true",
+        help="serve /docs and /redoc (their scripts come from a CDN); /openapi.json is always "
+        "served",
+    )
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cpu)")
     serve.add_argument(
         "--threads",
@@ -105,6 +127,15 @@ def add_serve_parser(
     return serve
 
 
+def _allowed_hosts(host: str, extra: list[str] | None) -> tuple[str, ...] | None:
+    """The Host names taken: the default ones and ``--allow-host`` (``None``: the default)."""
+    from lenetish.serve.settings import ServeSettings
+
+    if not extra:
+        return None
+    return (*ServeSettings(host=host).host_names, *extra)
+
+
 def serve_command(args: argparse.Namespace) -> None:
     """Load the model, bind the socket, say where, and serve until SIGINT or SIGTERM."""
     from lenetish.cli.models import is_weights_path
@@ -127,6 +158,9 @@ def serve_command(args: argparse.Namespace) -> None:
     settings = ServeSettings(
         host=args.host,
         port=args.port,
+        allowed_hosts=_allowed_hosts(args.host, args.allow_host),
+        max_connections=args.max_connections,
+        api_docs=args.api_docs,
         max_upload_bytes=max(1, round(args.max_upload_mb * 2**20)),
         batching=not args.no_batching,
         max_batch=args.max_batch,

@@ -1,8 +1,10 @@
 """The ASGI application of ``lenetish serve``: ``POST /predict``, ``GET /health``, ``GET /``.
 
-Built on FastAPI, whose generated OpenAPI description (``/openapi.json``, browsable at
-``/docs``) lists the bodies ``/predict`` takes and every answer it gives. Bad requests get a
-4xx status and a one-line JSON error ``{"error": ..., "type": ...}``; the server goes on.
+Built on FastAPI, whose generated OpenAPI description (``/openapi.json``; browsable at
+``/docs`` when ``ServeSettings.api_docs`` is on) lists the bodies ``/predict`` takes and every
+answer it gives. Bad requests get a 4xx status and a one-line JSON error
+``{"error": ..., "type": ...}``; the server goes on. Every request first passes
+:class:`~lenetish.serve.guard.RequestGuard` (Host names, cross-site forms).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from lenetish.serve.bodies import (
     json_pixels,
     read_body,
 )
+from lenetish.serve.guard import MAX_HEAD_BYTES, RequestGuard
+from lenetish.serve.limits import ClientWatch, DecodeSlots
 from lenetish.serve.settings import ServeSettings
 
 __all__ = ["ErrorAnswer", "HealthAnswer", "PixelsBody", "PredictAnswer", "create_app"]
@@ -93,11 +97,14 @@ class HealthAnswer(BaseModel):
     max_batch: int
     max_wait_ms: float
     max_upload_bytes: int
+    max_image_pixels: int
     max_images: int
     forward_passes: int
     requests: int
     images: int
     largest_batch: int
+    waiting: int
+    dropped: int
 
 
 class ErrorAnswer(BaseModel):
@@ -111,11 +118,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": description}
     for status, description in {
         400: "malformed body (not JSON, no pixels, no file)",
+        403: "a form post without an X-Requested-With header (or this server's Origin)",
         408: "the body did not arrive in time",
         413: "body over the size limit, or too many images",
         415: "a Content-Type other than PNG, JPEG, multipart or JSON",
+        421: "a Host header naming none of the server's names",
         422: "not an image, a blank image, wrong pixel shape or values (NaN, range)",
-        503: "busy (too many images waiting) or stopping",
+        503: "busy (too many requests or images waiting) or stopping",
     }.items()
 }
 
@@ -184,9 +193,11 @@ def create_app(
     """The prediction service for ``model`` as a FastAPI application.
 
     Serve the application it returns with any ASGI server (``uvicorn.run(app)``), or with
-    ``lenetish serve``. One thread runs the model, batching concurrent requests (see
-    ``lenetish.serve.batcher``); it starts with the first request and stops, after answering
-    what is queued, when the server shuts down.
+    ``lenetish serve`` (or :func:`~lenetish.serve.run_server`, which adds the connection
+    limits and deadlines of :mod:`lenetish.serve.protocol`). One thread runs the model,
+    batching concurrent requests (see ``lenetish.serve.batcher``); it starts with the
+    application (its lifespan) and stops, after answering what is queued, when the server
+    shuts down. Requests must name the server by one of ``settings.host_names``.
 
     Args:
         model: the network (default: the shipped ``default`` weights).
@@ -205,7 +216,7 @@ def create_app(
         >>> pixels = [[0] * 28 for _ in range(28)]
         >>> for row in range(4, 24):
         ...     pixels[row][14] = 255  # a vertical stroke: a one
-        >>> with TestClient(create_app()) as client:
+        >>> with TestClient(create_app(), base_url="http://localhost") as client:
         ...     answer = client.post("/predict", json={"pixels": pixels, "dtype": "uint8"})
         >>> answer.status_code, answer.json()["names"]
         (200, ['1'])
@@ -234,6 +245,7 @@ def create_app(
         try:
             yield
         finally:
+            decodes.close()
             await run_in_threadpool(batcher.close)
 
     import lenetish
@@ -243,11 +255,17 @@ def create_app(
         version=lenetish.__version__,
         summary=f"Classify {info.name} images with {type(model).__name__}.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load an unpinned script from a CDN into this origin
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
-    app.state.settings = settings  # the server reads max_connections from here
+    app.state.settings = settings  # the server reads its connection limits from here
+    app.state.decodes = decodes = DecodeSlots(settings.max_decodes)
     for kind in (LenetishError, HTTPException, RequestValidationError, Exception):
         app.add_exception_handler(kind, _error_answer)
+    app.add_middleware(RequestGuard, names=settings.host_names, max_head_bytes=MAX_HEAD_BYTES)
     page = _page()
+    in_progress = 0  # /predict requests being read, prepared or answered (one event loop)
 
     @app.get("/", response_class=HTMLResponse, summary="a page to draw or upload a digit")
     async def index() -> HTMLResponse:
@@ -268,11 +286,14 @@ def create_app(
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
             max_upload_bytes=settings.max_upload_bytes,
+            max_image_pixels=settings.max_image_pixels,
             max_images=settings.max_images,
             forward_passes=stats.passes,
             requests=stats.requests,
             images=stats.images,
             largest_batch=stats.largest_batch,
+            waiting=stats.waiting,
+            dropped=stats.dropped,
         )
 
     @app.post(
@@ -283,6 +304,7 @@ def create_app(
         summary="classify PNG/JPEG images or 28x28 pixel arrays",
     )
     async def predict_route(request: Request) -> PredictAnswer:
+        nonlocal in_progress
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in (JSON_TYPE, MULTIPART_TYPE, *IMAGE_TYPES):
             raise RequestRejectedError(
@@ -290,19 +312,36 @@ def create_app(
                 f"Content-Type {kind or '(none)'!r} is not taken; send image/png, image/jpeg, "
                 "multipart/form-data (field 'file') or application/json",
             )
-        with batcher.incoming():  # the model's thread may wait for this one to join a batch
-            pixels = await _pixels(request, kind, info, settings)
-        return PredictAnswer.of(await batcher.predict(pixels))
+        if in_progress >= settings.max_requests:
+            raise RequestRejectedError(
+                503,
+                f"the server is busy (requests in progress: {in_progress}, as many as it "
+                "takes at once); try again in a moment",
+            )
+        in_progress += 1
+        try:
+            with batcher.incoming():  # the model's thread may wait for this one to join
+                body = await _body(request, settings)
+                watch = ClientWatch(request.receive)  # the body is in: only a disconnect left
+                try:
+                    pixels = await watch.run(_pixels(request, body, kind, info, settings, decodes))
+                except BaseException:
+                    watch.close()
+                    raise
+            try:
+                return PredictAnswer.of(await watch.run(batcher.predict(pixels)))
+            finally:
+                watch.close()
+        finally:
+            in_progress -= 1
 
     return app
 
 
-async def _pixels(
-    request: Request, kind: str, info: DatasetInfo, settings: ServeSettings
-) -> Tensor:
-    """The request's body, read within the limits, as checked pixels ``(N, 1, 28, 28)``."""
+async def _body(request: Request, settings: ServeSettings) -> bytes:
+    """The request's body, read within the size limit and the time limit."""
     try:
-        body = await asyncio.wait_for(
+        return await asyncio.wait_for(
             read_body(dict(request.headers), request.receive, settings.max_upload_bytes),
             settings.read_timeout_s,
         )
@@ -310,14 +349,26 @@ async def _pixels(
         raise RequestRejectedError(
             408, f"the body did not arrive within {settings.read_timeout_s:g} s"
         ) from None
-    if kind == MULTIPART_TYPE:
-        files = await _form_files(request, body, settings.max_images)
-        return await run_in_threadpool(_files_pixels, files, info, settings)
-    if kind == JSON_TYPE:
-        return await run_in_threadpool(json_pixels, body, info, settings.max_images)
-    return await run_in_threadpool(
-        image_pixels, body, "the request body", info, settings.max_image_pixels
-    )
+
+
+async def _pixels(
+    request: Request,
+    body: bytes,
+    kind: str,
+    info: DatasetInfo,
+    settings: ServeSettings,
+    decodes: DecodeSlots,
+) -> Tensor:
+    """The body as checked pixels ``(N, 1, 28, 28)``, decoded in one of the slots."""
+    async with decodes.slot():
+        if kind == MULTIPART_TYPE:
+            files = await _form_files(request, body, settings.max_images)
+            return await decodes.run(_files_pixels, files, info, settings)
+        if kind == JSON_TYPE:
+            return await decodes.run(json_pixels, body, info, settings.max_images)
+        return await decodes.run(
+            image_pixels, body, "the request body", info, settings.max_image_pixels
+        )
 
 
 async def _form_files(request: Request, body: bytes, max_images: int) -> list[tuple[str, bytes]]:

@@ -52,6 +52,8 @@ class BatcherStats:
         images: images predicted.
         largest_batch: the most images in one pass.
         waiting: images queued now.
+        dropped: requests whose caller stopped waiting (a client that left) before their
+            pass began, so they were never run.
     """
 
     passes: int
@@ -59,6 +61,7 @@ class BatcherStats:
     images: int
     largest_batch: int
     waiting: int
+    dropped: int = 0
 
 
 class Batcher:
@@ -116,7 +119,7 @@ class Batcher:
         self._closed = False
         self._waiting = 0
         self._incoming = 0  # requests being read or prepared, which may join the next batch
-        self._passes = self._requests = self._images = self._largest = 0
+        self._passes = self._requests = self._images = self._largest = self._dropped = 0
 
     def start(self) -> None:
         """Start the model's thread (once); queued requests wait until then.
@@ -150,7 +153,12 @@ class Batcher:
         """Counts of passes, requests and images so far, and the images waiting now."""
         with self._lock:
             return BatcherStats(
-                self._passes, self._requests, self._images, self._largest, self._waiting
+                self._passes,
+                self._requests,
+                self._images,
+                self._largest,
+                self._waiting,
+                self._dropped,
             )
 
     def submit(self, pixels: Tensor) -> concurrent.futures.Future[Prediction]:
@@ -200,7 +208,9 @@ class Batcher:
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            future.cancel()
+            if future.cancel():  # not running yet: the model's thread will skip it
+                with self._lock:
+                    self._dropped += 1
             raise
 
     def _take(self, timeout: float | None) -> _Job | None:

@@ -240,6 +240,8 @@ def json_pixels(data: bytes, info: DatasetInfo, max_images: int) -> Tensor:
 
 def _numbers(value: Any) -> np.ndarray:
     """Nested JSON lists as a float64 array; anything but numbers in a regular grid refused."""
+    if _holds_bool(value):  # numpy would take true as 1 among numbers
+        raise InvalidInputError('"pixels" must hold numbers only; found true/false')
     try:
         array = np.asarray(value)
     except (ValueError, RecursionError) as exc:  # ragged lists, or nesting too deep
@@ -250,6 +252,18 @@ def _numbers(value: Any) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         raise InvalidInputError(f'"pixels" must hold numbers only; found {_kind_name(array)}')
     return array.astype(np.float64)
+
+
+def _holds_bool(value: Any) -> bool:
+    """Whether nested lists hold ``true`` or ``false`` anywhere (walked without recursion)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, bool):
+            return True
+        if isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _kind_name(array: np.ndarray) -> str:
