@@ -519,3 +519,66 @@ def test_own_temporary_is_kept_where_locks_do_not_conflict_within_a_process(
 
     atomic_write(tmp_path / "c.pt", write_and_clean)
     assert removed == [] and (tmp_path / "c.pt").read_bytes() == b"whole"
+
+
+def _name_of(size: int) -> str:
+    """A file name of ``size`` bytes in UTF-8, mostly two-byte characters: é...é.png."""
+    return "é" * ((size - 4) // 2) + "x" * ((size - 4) % 2) + ".png"
+
+
+@pytest.mark.parametrize("size", [244, 255])
+def test_a_long_non_ascii_name_within_the_limit_is_written(tmp_path: Path, size: int) -> None:
+    """A legal name of 244 or 255 UTF-8 bytes is written; its temporary's name is cut to fit."""
+    target = tmp_path / _name_of(size)
+    temporaries: list[str] = []
+
+    def write(handle: IO[bytes]) -> None:
+        temporaries.extend(p.name for p in tmp_path.iterdir())
+        handle.write(b"picture")
+
+    atomic_write(target, write)
+    assert len(os.fsencode(target.name)) == size and target.read_bytes() == b"picture"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    (temporary,) = temporaries
+    assert len(os.fsencode(temporary)) <= 255 and temporary.startswith(".éé")
+    assert temporary.endswith(".tmp") and ".lenetish-" in temporary
+
+
+def test_an_orphan_with_a_cut_name_is_cleaned(tmp_path: Path) -> None:
+    """The temporary of a long name, left by a writer that ended, is removed by the next write."""
+    target = tmp_path / _name_of(255)
+    orphans: list[Path] = []
+
+    def interrupted(handle: IO[bytes]) -> None:
+        orphans.extend(tmp_path.iterdir())
+        os.link(orphans[0], tmp_path / "kept")  # survives the writer's own cleanup
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    (tmp_path / "kept").rename(orphans[0])  # as a SIGKILL leaves it: one link, its lock free
+    assert remove_stale_temporaries(tmp_path) == orphans
+
+
+def test_a_name_longer_than_the_file_system_allows_is_named(tmp_path: Path) -> None:
+    """A 256-byte name is refused before anything is written, saying its size and the limit."""
+    with pytest.raises(CheckpointError, match=r"name is 256 bytes long .* more than the 255 .*"):
+        atomic_write(tmp_path / "run" / _name_of(256), lambda handle: handle.write(b"x"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_name_limit_is_the_file_systems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is what pathconf says for the folder (here 64), counting the temporary's room."""
+    asked: list[str] = []
+
+    def pathconf(path: object, name: str) -> int:
+        asked.append(name)
+        return 64
+
+    monkeypatch.setattr(os, "pathconf", pathconf)
+    atomic_write(tmp_path / ("a" * 64), lambda handle: handle.write(b"x"))
+    with pytest.raises(CheckpointError, match=r"name is 65 bytes long .* more than the 64 "):
+        atomic_write(tmp_path / ("a" * 65), lambda handle: handle.write(b"x"))
+    assert set(asked) == {"PC_NAME_MAX"} and [p.name for p in tmp_path.iterdir()] == ["a" * 64]

@@ -38,7 +38,14 @@ except ImportError:  # Windows: no flock, so no temporary is ever taken for aban
 
 _LOCKS = fcntl is not None
 
-__all__ = ["atomic_write", "refuse_unsafe", "remove_stale_temporaries", "unsafe_kind"]
+__all__ = [
+    "atomic_write",
+    "name_length_problem",
+    "name_max",
+    "refuse_unsafe",
+    "remove_stale_temporaries",
+    "unsafe_kind",
+]
 
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOSE_ON_EXEC = getattr(os, "O_CLOEXEC", 0)
@@ -52,7 +59,7 @@ matched: their writers held no lock, so nothing could tell one from a user's fil
 and a user's ``.settings.json.4242.tmp`` was deleted as one. What they left stays.
 """
 
-_MAX_TARGET_IN_NAME = 200  # keeps a temporary's name within the 255 bytes a name may have
+_DEFAULT_NAME_MAX = 255  # ext4, XFS, btrfs, APFS: bytes; NTFS: UTF-16 units (see _name_size)
 
 _WRITING: set[tuple[int, int]] = set()
 """The (device, inode) of this process's temporaries being written: never cleaned, even where
@@ -201,12 +208,80 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def name_max(folder: str | os.PathLike[str]) -> int:
+    """The most bytes one file name may have in ``folder`` (or its nearest existing parent).
+
+    Asks the file system (``pathconf``'s ``PC_NAME_MAX``) where it can; else 255, the limit
+    of the common file systems.
+
+    Example:
+        >>> import tempfile
+        >>> name_max(tempfile.mkdtemp()) >= 14  # POSIX's least
+        True
+    """
+    place = Path(folder).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent  # a folder still to be created gets its parent's file system
+    try:
+        limit = os.pathconf(place, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or not answered
+        return _DEFAULT_NAME_MAX
+    return limit if limit > 0 else _DEFAULT_NAME_MAX  # -1: no limit known
+
+
+def _name_size(name: str) -> int:
+    """How much of the file system's name limit ``name`` takes.
+
+    Bytes as stored (``os.fsencode``: UTF-8 on Linux and macOS, so ``é`` counts twice); on
+    Windows, whose limit counts UTF-16 units, those.
+    """
+    if os.name == "nt":
+        return len(name.encode("utf-16-le", "surrogatepass")) // 2
+    return len(os.fsencode(name))
+
+
+def name_length_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the last part of ``path`` cannot be a file name there (too many bytes), or ``None``.
+
+    The limit is on the name's bytes as the file system stores them (``os.fsencode``: UTF-8
+    on Linux, so ``é`` counts twice), not on its characters (see :func:`name_max`).
+
+    Example:
+        >>> import tempfile
+        >>> name_length_problem(f"{tempfile.mkdtemp()}/{'é' * 120}.png") is None  # 244 bytes
+        True
+    """
+    target = Path(path)
+    size, limit = _name_size(target.name), name_max(target.parent)
+    if size <= limit:
+        return None
+    return (
+        f"its name is {size} bytes long (encoded), more than the {limit} a file name may "
+        "have on this file system; pick a shorter name"
+    )
+
+
+def _temporary_name(target: str, limit: int) -> str:
+    """``.<target>.lenetish-<16 hex>.tmp`` within ``limit`` bytes, ``target`` cut if needed.
+
+    The target's part is cut by characters, never inside one (UTF-8 takes up to four bytes
+    each), so that a legal target whose temporary would be too long is still written; the
+    cut name still matches :data:`_TEMPORARY_NAME`, so its orphan can be cleaned.
+    """
+    rest = f".lenetish-{secrets.token_hex(8)}.tmp"
+    room = limit - _name_size("." + rest)
+    kept = target
+    while len(kept) > 1 and _name_size(kept) > room:
+        kept = kept[: max(1, min(len(kept) - 1, room))]  # at most one byte per character
+    return f".{kept}{rest}"
+
+
 def _create_temporary(target: Path) -> tuple[IO[bytes], Path]:
     """A new temporary file beside ``target``, open for writing and locked by this process."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | _CLOSE_ON_EXEC
+    limit = name_max(target.parent)
     while True:
-        name = f".{target.name[:_MAX_TARGET_IN_NAME]}.lenetish-{secrets.token_hex(8)}.tmp"
-        temporary = target.with_name(name)
+        temporary = target.with_name(_temporary_name(target.name, limit))
         descriptor = os.open(temporary, flags, 0o666)
         try:
             if _LOCKS:
@@ -274,8 +349,9 @@ def atomic_write(
             pictures and histories).
 
     Raises:
-        CheckpointError: (or ``error``) ``path`` is a link or not a regular file, or the write
-            failed (the message says why); ``path`` is untouched.
+        CheckpointError: (or ``error``) ``path`` is a link or not a regular file, its name has
+            more bytes than the file system allows (see :func:`name_max`), or the write failed
+            (the message says why); ``path`` is untouched.
 
     Example:
         >>> import tempfile
@@ -289,6 +365,9 @@ def atomic_write(
     writing = (-1, -1)
     try:
         refuse_unsafe(target, error)
+        too_long = name_length_problem(target)
+        if too_long is not None:  # refused before anything is created or cleaned
+            raise error(f"cannot write {target}: {too_long}")
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target.parent)
         handle, temporary = _create_temporary(target)

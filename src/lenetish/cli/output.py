@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from lenetish._atomic import unsafe_kind
+from lenetish._atomic import name_length_problem, unsafe_kind
 from lenetish._text import printable
 from lenetish.errors import InvalidArgumentError, LenetishError, OutputFileError
 
@@ -120,8 +120,9 @@ def silence_stdout() -> None:
 def check_output_file(name: str, option: str) -> None:
     """Refuse an output file path that cannot be written, before any work is done.
 
-    A symbolic link, a device, a FIFO or a folder at the path is refused (the writer would
-    refuse it too, after the work).
+    A symbolic link, a device, a FIFO or a folder at the path is refused, and so is a name
+    with more bytes than the file system allows (the writer would refuse them too, after the
+    work).
     """
     path = Path(name)
     if path.is_dir() and not path.is_symlink():
@@ -135,6 +136,9 @@ def check_output_file(name: str, option: str) -> None:
             f"{option} {path} is {kind}; lenetish writes only regular files, never through a "
             "link or over a device or a FIFO: remove it, or pick another path"
         )
+    too_long = name_length_problem(path)
+    if too_long is not None:
+        raise InvalidArgumentError(f"{option} {path} cannot be written: {too_long}")
     folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the nearest existing folder: the rest is created
