@@ -63,6 +63,46 @@ class SeedNet(nn.Module):
         return F.log_softmax(self.fc2(x), dim=1)
 
 
+class BlogViewNet(SeedNet):
+    """The seed network flattening with ``.view``, as the blog post's class does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (N, 10), flattened with ``.view``."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, 1200)
+        x = F.relu(self.fc1(x))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+class ExamplesViewNet(nn.Module):
+    """pytorch/examples' MNIST network as most users write it: dropout layers, ``.view``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (N, 10)."""
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)  # (N, 64, 12, 12)
+        x = self.dropout1(x).view(-1, 9216)
+        x = self.dropout2(F.relu(self.fc1(x)))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+#: The networks ``--model`` picks: lenetish's own, and two written as users write them.
+NETWORKS: dict[str, type[nn.Module]] = {
+    "seed": MNISTConvNet,
+    "blog-view": BlogViewNet,
+    "examples-view": ExamplesViewNet,
+}
+
+
 def torchvision_root(data: Path, folder: Path) -> Path:
     """Lay the idx files out as torchvision's MNIST expects (root/MNIST/raw, uncompressed)."""
     raw = folder / "MNIST" / "raw"
@@ -80,7 +120,9 @@ def torchvision_root(data: Path, folder: Path) -> Path:
 class Reference:
     """The seed-style loop: DataLoader + ToTensor/Normalize, eager float32, Adam."""
 
-    def __init__(self, root: Path, subset: int, device: torch.device) -> None:
+    def __init__(
+        self, root: Path, subset: int, device: torch.device, network: type[nn.Module] = SeedNet
+    ) -> None:
         from torchvision import datasets, transforms
 
         transform = transforms.Compose(
@@ -91,7 +133,7 @@ class Reference:
             dataset = Subset(dataset, range(subset))  # type: ignore[assignment]
         self.loader = DataLoader(dataset, batch_size=200, shuffle=True)
         self.device = device
-        self.model = SeedNet().to(device)
+        self.model = network().to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters())
 
     def epoch(self) -> None:
@@ -156,6 +198,13 @@ def main() -> None:
         "off, on, or both side by side",
     )
     parser.add_argument("--log", action="store_true", help="print lenetish's log lines")
+    parser.add_argument(
+        "--model",
+        choices=sorted(NETWORKS),
+        default="seed",
+        help="the network both loops train: 'seed' (lenetish's MNISTConvNet; the reference "
+        "writes it out as the post did), or a user-style network flattening with .view",
+    )
     args = parser.parse_args()
     if args.log:  # e.g. which training step each fit uses, and why
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -163,12 +212,18 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        reference = Reference(torchvision_root(args.data, Path(folder)), args.subset, device)
+        network = NETWORKS[args.model]
+        reference = Reference(
+            torchvision_root(args.data, Path(folder)),
+            args.subset,
+            device,
+            SeedNet if args.model == "seed" else network,
+        )
         loaders = make_loaders(args.data, device=device, download=False, subset=args.subset or None)
         graphs = {"off": [False], "on": [True], "both": [False, True]}[args.cuda_graphs]
         trainers = {
             precision + ("+graphs" if captured else ""): Trainer(
-                MNISTConvNet(),
+                network(),
                 epochs=1,
                 device=device,
                 precision=precision,
@@ -213,6 +268,7 @@ def main() -> None:
         "images_per_epoch": images,
         "batch_size": 200,
         "rounds": args.rounds,
+        "model": args.model,
     }
     rows = []
     for name, values in times.items():

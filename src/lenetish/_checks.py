@@ -94,7 +94,8 @@ def check_trainer_settings(
         )
     if lr is not None:
         check_positive_number("lr", lr)
-    check_positive_int("epochs", epochs)
+    if epochs is not None:  # None: open, bounded by max_steps (checked by the Trainer)
+        check_positive_int("epochs", epochs)
     if isinstance(scheduler, str) and scheduler not in SCHEDULERS:
         raise InvalidArgumentError(
             f"scheduler={scheduler!r} is not supported; use None, 'onecycle', 'step' or a callable"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
 import torch
@@ -252,7 +252,49 @@ def scored_log_probabilities(outputs: Tensor, kind: OutputKind) -> Tensor:
     return scores.log_softmax(dim=1) if rounded and kind != "logits" else scores
 
 
-def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
+def check_class_weight(
+    class_weight: Sequence[float] | Tensor | None, loss: object
+) -> Tensor | None:
+    """``class_weight`` as a float32 tensor ``(classes,)``, checked; ``None`` stays ``None``.
+
+    Raises:
+        InvalidArgumentError: weights that are not finite non-negative numbers, fewer than
+            two, all zero, or given with a loss callable (which cannot take them).
+
+    Example:
+        >>> check_class_weight([1, 2.5], "auto")
+        tensor([1.0000, 2.5000])
+    """
+    if class_weight is None:
+        return None
+    if callable(loss):
+        raise InvalidArgumentError(
+            "class_weight applies to the built-in losses only; with your own loss callable, "
+            "weight the classes inside it"
+        )
+    try:
+        weights = torch.as_tensor(class_weight, dtype=torch.float32).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidArgumentError(
+            f"class_weight must be a sequence of numbers, one per class, got {class_weight!r}"
+        ) from exc
+    if (
+        weights.dim() != 1
+        or len(weights) < 2
+        or not bool(torch.isfinite(weights).all())
+        or bool((weights < 0).any())
+        or not bool((weights > 0).any())
+    ):
+        raise InvalidArgumentError(
+            f"class_weight must hold one finite weight >= 0 per class (at least two, not all "
+            f"zero), got {class_weight!r}"
+        )
+    return weights
+
+
+def smoothed_nll(
+    log_probs: Tensor, targets: Tensor, smoothing: float = 0.0, weights: Tensor | None = None
+) -> Tensor:
     """Mean negative log-likelihood, mixed with ``smoothing`` of a uniform target.
 
     ``(1 - s) * NLL + s * mean(-log p)``, which is ``F.cross_entropy(logits,
@@ -262,6 +304,8 @@ def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> 
         log_probs: log-probabilities ``(B, classes)``.
         targets: the class indices ``(B,)``.
         smoothing: the share ``s`` of the uniform target (0: the plain NLL).
+        weights: each sample's weight ``(B,)``: the mean of weight times loss is returned
+            (Keras' ``sample_weight``, not ``nll_loss``'s division by the weights' sum).
 
     Returns:
         The mean loss over the batch, a scalar.
@@ -276,6 +320,11 @@ def smoothed_nll(log_probs: Tensor, targets: Tensor, smoothing: float = 0.0) -> 
         >>> bool(torch.isclose(a, b))
         True
     """
+    if weights is not None:
+        per_sample = F.nll_loss(log_probs, targets, reduction="none")
+        if smoothing:
+            per_sample = (1 - smoothing) * per_sample - smoothing * log_probs.mean(dim=1)
+        return (per_sample * weights.to(per_sample.dtype)).mean()
     loss = F.nll_loss(log_probs, targets)
     if smoothing:
         uniform = -log_probs.float().mean(dim=1).mean()
@@ -331,6 +380,8 @@ class Criterion:
         self.kind: OutputKind | None = None
         self.smoothing_used = False
         self.members: int | None = None
+        self.class_weight: Tensor | None = None  # set by the fit (training losses only)
+        self.batch_weights: Tensor | None = None  # this training batch's (x, y, w) weights
         self.reset()
 
     def reset(self) -> None:
@@ -378,13 +429,37 @@ class Criterion:
             [self._mean_loss(o, t, smoothing) for o, t in zip(outputs, per_member, strict=True)]
         )
 
+    def _weights(self, targets: Tensor) -> Tensor | None:
+        """Each training sample's weight: its class's times its own (``None``: unweighted)."""
+        weights = None
+        if self.class_weight is not None:
+            table = self.class_weight.to(targets.device)
+            # Read on the CPU only, where it costs no device synchronisation.
+            if targets.device.type == "cpu" and len(targets) and int(targets.max()) >= len(table):
+                raise InvalidArgumentError(
+                    f"class_weight has {len(table)} weights, but a label is "
+                    f"{int(targets.max())}; give one weight per class"
+                )
+            weights = table[targets]
+        if self.batch_weights is not None:
+            own = self.batch_weights.to(targets.device, torch.float32)
+            weights = own if weights is None else weights * own
+        return weights
+
     def _mean_loss(self, outputs: Tensor, targets: Tensor, smoothing: bool) -> Tensor:
         if callable(self.loss):
+            if self.batch_weights is not None and smoothing:
+                raise InvalidArgumentError(
+                    "the batches hold sample weights (images, labels, weights), but your loss "
+                    "callable takes (outputs, targets); weight the samples in a training_step "
+                    "of your own, or yield (images, labels) batches"
+                )
             return self.loss(outputs, targets)
         check_targets(outputs, targets)
         kind = self.kind if self.kind is not None else self._detect(outputs)
         amount = self.label_smoothing if smoothing else 0.0
-        return smoothed_nll(log_probabilities(outputs, kind), targets, amount)
+        weights = self._weights(targets) if smoothing else None  # training losses only
+        return smoothed_nll(log_probabilities(outputs, kind), targets, amount, weights)
 
     def _detect(self, outputs: Tensor) -> OutputKind:
         """Fix the output kind from a first batch (a declared one is checked, not trusted)."""

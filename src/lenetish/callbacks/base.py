@@ -89,6 +89,8 @@ class Callback:
             (for callbacks that just print or write files, like the progress bar and the
             loggers); the default runs it in every process, which callbacks that change the
             training or decide to stop need, since all processes must agree.
+        writes_files: the callback writes files (checkpoints, logs): a ``fast_dev_run``
+            leaves it out, as Lightning does.
 
     Example:
         >>> class PrintLoss(Callback):
@@ -101,6 +103,7 @@ class Callback:
     order: int = 0
     reads_metrics: bool = False
     rank_zero_only: bool = False
+    writes_files: bool = False
 
     @property
     def state_key(self) -> str:

@@ -217,6 +217,7 @@ class CSVLogger(Callback):
 
     reads_metrics = True
     rank_zero_only = True
+    writes_files = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, append: bool = False, separator: str = ","
@@ -261,6 +262,7 @@ class TensorBoardLogger(Callback):
 
     reads_metrics = True
     rank_zero_only = True
+    writes_files = True
 
     def __init__(self, log_dir: str | os.PathLike[str]) -> None:
         try:

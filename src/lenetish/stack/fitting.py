@@ -354,8 +354,14 @@ class MemberByMemberStep:
         self.eager, self.stack, self.criterion = eager, stack, criterion
         self.scaler = eager.scaler
 
-    def __call__(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Run one optimizer step of every member on ``(images, labels)``."""
+    def __call__(
+        self, images: Tensor, labels: Tensor, *, scale: float = 1.0, update: bool = True
+    ) -> BatchOutput:
+        """Run one optimizer step of every member on ``(images, labels)``.
+
+        Gradient accumulation is refused for a stack fit, so ``scale`` and ``update`` are
+        always the defaults here.
+        """
         eager, stack = self.eager, self.stack
         if eager.settings.augment is not None:
             images = eager.settings.augment(images)

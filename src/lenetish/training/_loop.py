@@ -8,10 +8,13 @@ plan (step, parallel strategy, hooks, scores, logged values); the trainer gives 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,7 +22,7 @@ from torch import Tensor
 
 from lenetish._checks import as_class_labels
 from lenetish._device import deterministic_algorithms, scoring, seed_everything
-from lenetish.callbacks.base import SkipBatch, StopTraining
+from lenetish.callbacks.base import Callback, SkipBatch, StopTraining
 from lenetish.callbacks.history import History
 from lenetish.data.identity import training_data_record
 from lenetish.data.loaders import tell_epoch
@@ -30,6 +33,7 @@ from lenetish.losses import remember_output_kind
 from lenetish.saving.checkpoint import load_checkpoint, restore_rng_state
 from lenetish.training._layout_plan import ModelAsFound, restore_model, settle_layout
 from lenetish.training._plan import FitPlan, batch_count, build_plan, check_reiterable
+from lenetish.training.limits import LoopLimits, batches_allowed
 from lenetish.training.resume import (
     restore_training_state,
     resumed_batches,
@@ -68,11 +72,13 @@ def fit_once(
     trainer.data_info = training_data_record(trainer.module, train, trainer.data_info)
     train = parallel.shard(train, role="training")
     val = None if val is None else parallel.shard(val, role="validation")
-    steps_per_epoch = batch_count(train)
+    limits = trainer.limits
+    steps_per_epoch = epoch_batches(train, limits)
     trainer.state = TrainState(
-        epochs=trainer.epochs,
+        epochs=fit_epochs(trainer, steps_per_epoch),
         steps_per_epoch=steps_per_epoch,
         resumed=checkpoint is not None,
+        resumed_from=None if resume is None else str(Path(resume).resolve()),
         validating=val is not None,
         validation_freq=trainer.validation_freq,
         min_epochs=trainer.min_epochs,
@@ -87,9 +93,44 @@ def fit_once(
             plan = build_plan(trainer, parallel, steps_per_epoch)
             adopt(parallel, plan)
             run_fit(trainer, plan, train, val, checkpoint, source=str(resume))
+    except BaseException as exc:
+        if plan is None:  # the plan failed (configure_optimizers...): run_fit never ran
+            _tell_callbacks(trainer, trainer.callbacks, exc)
+        raise
     finally:  # layout, compilation and mode as they came
         restore_model(trainer.module, as_found, None if plan is None else plan.optimizer)
     return trainer.history
+
+
+def _tell_callbacks(trainer: Trainer, callbacks: Iterable[Callback], exc: BaseException) -> None:
+    """Hand a fit's exception to every callback's ``on_exception`` (their own errors logged)."""
+    for callback in callbacks:
+        try:
+            callback.on_exception(trainer, trainer.state, exc)
+        except Exception:
+            logger.exception("%s.on_exception failed", type(callback).__name__)
+
+
+def epoch_batches(train: Iterable[Batch], limits: LoopLimits) -> int | None:
+    """The batches an epoch trains on: ``len(train)``, cut by ``limit_train_batches``."""
+    length = batch_count(train)
+    allowed = batches_allowed(limits.train_batches, length, name="limit_train_batches")
+    if allowed is None:
+        return length
+    return allowed if length is None else min(allowed, length)
+
+
+def fit_epochs(trainer: Trainer, batches: int | None) -> int:
+    """The epochs a fit runs to: ``epochs``, or with ``epochs=None`` what ``max_steps`` needs."""
+    limits = trainer.limits
+    if limits.quick_run:
+        return 1
+    if trainer.epochs is not None:
+        return trainer.epochs
+    assert limits.max_steps is not None  # the Trainer refuses epochs=None without it
+    if not batches:  # no len(): epochs end when max_steps is reached
+        return limits.max_steps
+    return math.ceil(limits.max_steps / limits.optimizer_steps(batches))
 
 
 def run_fit(
@@ -107,19 +148,21 @@ def run_fit(
     model is unwrapped from its data-parallel wrapper however the fit ends.
     """
     state, parallel = trainer.state, plan.parallel
-    if checkpoint is not None:
-        restore_training_state(trainer, plan, checkpoint, source=source)
-        match_optimizer_layout(plan.optimizer)  # the saved moments' layout may differ
-    plan.first_step = state.global_step
-    parallel.agree_on_seed(
-        checkpoint.get("rank_seed", 0) if checkpoint is not None else trainer.seed
-    )
-    trainer.model = parallel.wrap(trainer.model)
     try:
+        if checkpoint is not None:
+            restore_training_state(trainer, plan, checkpoint, source=source)
+            match_optimizer_layout(plan.optimizer)  # the saved moments' layout may differ
+        plan.first_step = state.global_step
+        parallel.agree_on_seed(
+            checkpoint.get("rank_seed", 0) if checkpoint is not None else trainer.seed
+        )
+        trainer.model = parallel.wrap(trainer.model)
         plan.hooks("on_fit_start")
         if checkpoint is not None:
             restore_rng_state(checkpoint["rng"])
-        for epoch in range(state.epoch, trainer.epochs):
+        if val is not None:
+            sanity_check(trainer, plan, val)
+        for epoch in range(state.epoch, state.epochs):
             stop = parallel.agree_to_stop(stop_requested(trainer, epoch), epoch_end=True)
             if stop or not run_epoch(trainer, plan, epoch, train, val):
                 break
@@ -128,11 +171,7 @@ def run_fit(
         remember_output_kind(trainer.module, plan.criterion.kind)  # for predict, export
     except BaseException as exc:
         parallel.note_failure()
-        for callback in plan.callbacks:
-            try:
-                callback.on_exception(trainer, state, exc)
-            except Exception:
-                logger.exception("%s.on_exception failed", type(callback).__name__)
+        _tell_callbacks(trainer, plan.callbacks, exc)
         raise
     finally:
         trainer.model = trainer.module  # drop the DDP wrapper
@@ -149,7 +188,9 @@ def run_epoch(
 
     Returns:
         False if a stop request cut the epoch short (it then gets no validation and no
-        ``on_epoch_end``), else True.
+        ``on_epoch_end``), else True. An epoch cut by ``max_steps`` or
+        ``limit_train_batches`` is validated and recorded like a whole one; ``max_steps``
+        then ends the fit.
     """
     state, parallel, hooks = trainer.state, plan.parallel, plan.hooks
     state.epoch, state.batch_index = epoch, 0
@@ -159,27 +200,40 @@ def run_epoch(
     state.progress = progress = start_epoch_progress(trainer, plan)
     score, metric_set = progress.score, progress.metric_set
     started = time.monotonic()
-    trainer.model.train()
+    if not trainer.model.training:  # a model given in eval mode; frozen submodules stay so
+        trainer.model.train()
     plan.logged, plan.logging_open = {}, True
     hooks("on_epoch_start")
     batch_index = -1
-    for batch_index, (images, labels) in resumed_batches(trainer, plan, enumerate(train)):
+    batches: Iterator[tuple[int, Any]] = enumerate(train)
+    if state.steps_per_epoch is not None and trainer.limits.train_batches is not None:
+        batches = itertools.islice(batches, state.steps_per_epoch)  # limit_train_batches
+    for batch_index, batch in resumed_batches(trainer, plan, batches):
         if parallel.agree_to_stop(stop_requested(trainer, epoch)):
             plan.logging_open = False
             return False
         state.batch_index = batch_index
         _check_planned_length(trainer, batch_index)
         try:
-            output = _train_batch(trainer, plan, *_on_device(trainer, plan, images, labels))
+            output = _train_batch(trainer, plan, *_on_device(trainer, plan, *unpack(batch)))
         except SkipBatch:
             progress.pending, progress.batches_done = None, batch_index + 1
             continue
         except StopTraining:
             trainer.should_stop = True
             continue
+        finally:
+            plan.criterion.batch_weights = None
         score.add(output.loss, output.logits, output.targets)
         metric_set.update(output.logits, output.targets)
         progress.pending, progress.batches_done = None, batch_index + 1
+        if _out_of_steps(trainer):
+            trainer.should_stop = True  # this epoch is recorded, then the fit ends
+            break
+    if plan.eager is not None and plan.eager.accumulated:  # a last group of no known size
+        plan.eager.update()
+        state.global_step += 1
+        state.accumulating = False
     state.progress = None  # every batch done: a checkpoint now holds the epoch as finished
     if batch_index < 0 and not progress.batches_done:  # (a resume may have skipped them all)
         raise InvalidArgumentError(
@@ -242,23 +296,90 @@ def _check_planned_length(trainer: Trainer, batch_index: int) -> None:
         )
 
 
-def _on_device(trainer: Trainer, plan: FitPlan, images: Tensor, labels: Tensor) -> Batch:
+def _out_of_steps(trainer: Trainer) -> bool:
+    """Whether ``max_steps`` optimizer steps are done (never between micro-batches)."""
+    limit, state = trainer.limits.max_steps, trainer.state
+    return limit is not None and state.global_step >= limit and not state.accumulating
+
+
+def unpack(batch: object, *, weights: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(images, labels)`` or ``(images, labels, sample_weights)`` from a loader's batch.
+
+    Raises:
+        InvalidArgumentError: the batch is of another form (a dict, a single tensor, a
+            tuple of another length), or holds weights where none are taken (validation).
+    """
+    if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+        if len(batch) == 3 and not weights:
+            raise InvalidArgumentError(
+                "a validation batch holds (images, labels, weights), but validation losses "
+                "are not weighted; yield (images, labels) from the validation loader"
+            )
+        parts = tuple(batch)
+        if all(isinstance(part, Tensor) for part in parts):
+            return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+    kind = (
+        f"a dict with keys {sorted(map(str, batch))}"
+        if isinstance(batch, dict)
+        else f"a {type(batch).__name__} of {len(batch)}"
+        if isinstance(batch, (tuple, list))
+        else f"a {type(batch).__name__}"
+    )
+    raise InvalidArgumentError(
+        f"a batch is {kind}; the Trainer takes (images, labels) tuples of tensors, or "
+        "(images, labels, sample_weights) for training; convert the batches (e.g. a "
+        "collate_fn), or override training_step and validation_step for your own form"
+    )
+
+
+def _on_device(
+    trainer: Trainer,
+    plan: FitPlan,
+    images: Tensor,
+    labels: Tensor,
+    weights: Tensor | None,
+    *,
+    settle: bool = True,
+) -> Batch:
+    if weights is not None:
+        if tuple(weights.shape) != (len(labels),):
+            raise InvalidArgumentError(
+                f"sample weights of shape {tuple(weights.shape)} do not fit {len(labels)} "
+                "labels; give one weight per sample, (B,)"
+            )
+        plan.criterion.batch_weights = weights.to(trainer.device, non_blocking=True)
     images = images.to(trainer.device, non_blocking=True)
     layout = plan.layout
-    if layout.pending:  # decided (or verified) on the first batch
+    if layout.pending and settle:  # decided (or verified) on the first training batch
         settle_layout(layout, trainer.module, plan.optimizer, images)
     if layout.channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, as_class_labels(labels.to(trainer.device, non_blocking=True))
 
 
+def _group(trainer: Trainer, batch_index: int) -> tuple[float, bool]:
+    """The loss scale of a micro-batch and whether an optimizer step follows it.
+
+    Groups of ``accumulate_grad_batches`` batches from the epoch's start; the last group of
+    an epoch of known length may be shorter and is scaled by its own size.
+    """
+    size, batches = trainer.limits.accumulate_grad_batches, trainer.state.steps_per_epoch
+    if size == 1:
+        return 1.0, True
+    start = batch_index - batch_index % size
+    members = size if batches is None else min(size, batches - start)
+    return 1.0 / members, batch_index - start == members - 1
+
+
 def _train_batch(trainer: Trainer, plan: FitPlan, images: Tensor, labels: Tensor) -> BatchOutput:
     state = trainer.state
     plan.hooks("on_batch_start")
-    output = plan.step(images, labels)
+    scale, update = _group(trainer, state.batch_index)
+    output = plan.step(images, labels, scale=scale, update=update)
     if state.global_step == plan.first_step:
         plan.criterion.warn_if_smoothing_dropped()
-    state.global_step += 1
+    state.accumulating = not update
+    state.global_step += int(update)
     detached = BatchOutput(output.loss.detach(), output.logits.detach(), output.targets)
     state.last_loss = detached.loss
     if state.progress is not None:  # trained, counted after on_batch_end (see resume.py)
@@ -270,8 +391,26 @@ def _train_batch(trainer: Trainer, plan: FitPlan, images: Tensor, labels: Tensor
     return detached
 
 
-def validate(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> dict[str, float]:
+def sanity_check(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> None:
+    """Run the first ``num_sanity_val_steps`` validation batches before the first epoch.
+
+    Their scores are discarded and no hook sees them; the random state is put back, so the
+    fit goes on exactly as without the check.
+    """
+    count = trainer.limits.sanity_batches
+    if not count or trainer.state.resumed:
+        return
+    cuda = [trainer.device] if trainer.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        validate(trainer, plan, val, batches=count)
+
+
+def validate(
+    trainer: Trainer, plan: FitPlan, val: Iterable[Batch], *, batches: int | None = None
+) -> dict[str, float]:
     """Score ``val`` with ``trainer.validation_step`` in eval and inference mode.
+
+    ``batches`` (or ``limit_val_batches``) cuts it short.
 
     Returns:
         ``val_loss``, ``val_accuracy`` and ``val_<name>`` for each of the trainer's metrics.
@@ -281,9 +420,18 @@ def validate(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> dict[str,
     """
     score, metric_set = plan.running_score(trainer.device, smoothing=False), plan.metric_sets[1]
     metric_set.reset()
+    limit = trainer.limits.val_batches
+    allowed = batches_allowed(limit, batch_count(val), name="limit_val_batches")
+    if batches is not None:
+        allowed = batches if allowed is None else min(allowed, batches)
+    shown = val if allowed is None else itertools.islice(val, allowed)
     with scoring([trainer.model], trainer.device, trainer.precision):
-        for images, labels in val:
-            output = trainer.validation_step(*_on_device(trainer, plan, images, labels))
+        for batch in shown:
+            images, labels, _ = unpack(batch, weights=False)
+            # Not settle the layout: a sanity check runs before the first training batch,
+            # under inference mode, where laying out the weights would make them unusable.
+            on_device = _on_device(trainer, plan, images, labels, None, settle=False)
+            output = trainer.validation_step(*on_device)
             score.add(output.loss, output.logits, output.targets)
             metric_set.update(output.logits, output.targets)
     plan.parallel.reduce(score)

@@ -201,6 +201,8 @@ class FitPlan:
         step_line: which step and why, for the plan's log line.
         metric_sets: the user's metrics for training and for validation batches.
         layout: whether the fit runs channels-last (or decides on the first batch).
+        eager: the eager step (``step`` or what it wraps): it holds whether gradients of
+            micro-batches wait for an optimizer step (``accumulate_grad_batches``).
         first_step: ``state.global_step`` when the fit started (a resume starts later).
         logged: this epoch's ``trainer.log`` values.
         logging_open: whether ``trainer.log`` records now (from ``on_epoch_start`` until the
@@ -216,6 +218,7 @@ class FitPlan:
     step_line: str
     metric_sets: tuple[MetricSet, MetricSet]
     layout: LayoutDecision
+    eager: EagerStep | None = None
     first_step: int = 0
     logged: dict[str, float | Tensor] = field(default_factory=dict)
     logging_open: bool = False
@@ -289,10 +292,22 @@ def _fit_callbacks(
     trainer: Trainer, parallel: ParallelStrategy, kind: FitKind, steps: int | None
 ) -> list[Callback]:
     """The trainer's callbacks, its built-in schedule and the kind's, sorted and reset."""
+    limits = trainer.limits
     schedule = builtin_schedule(
-        trainer.scheduler_spec, epochs=trainer.epochs, steps_per_epoch=steps
+        trainer.scheduler_spec,
+        epochs=trainer.state.epochs,
+        steps_per_epoch=None if steps is None else limits.optimizer_steps(steps),
     )
     everyone = [*trainer.callbacks, *([schedule] if schedule else []), *kind.callbacks()]
+    if limits.quick_run:  # fast_dev_run writes nothing (Lightning's)
+        left_out = [type(c).__name__ for c in everyone if c.writes_files]
+        everyone = [c for c in everyone if not c.writes_files]
+        if left_out:
+            logger.info(
+                "lenetish: fast_dev_run=%d leaves out the callbacks that write files: %s",
+                limits.quick_run,
+                ", ".join(left_out),
+            )
     callbacks_by_key(everyone)  # refuses two callbacks with one key, on every rank
     mine = sorted(
         (c for c in everyone if parallel.is_main or not c.rank_zero_only), key=lambda c: c.order
@@ -322,6 +337,7 @@ def build_plan(
     kind.check(trainer)
     criterion = Criterion(trainer.loss, trainer.label_smoothing)
     criterion.members = kind.members
+    criterion.class_weight = trainer.class_weight
     hooks = HookRunner(trainer, _fit_callbacks(trainer, parallel, kind, steps_per_epoch))
     optimizer, returned = unpack_optimizer_config(trainer.configure_optimizers())
     built_by = (
@@ -352,9 +368,16 @@ def build_plan(
         deterministic=trainer.deterministic,
         compiled=trainer.compile,
         world_size=parallel.world_size,
+        accumulate_grad_batches=trainer.limits.accumulate_grad_batches,
     )
     step, step_line = make_step(eager, request)
     own_step = kind.step(step, eager, StepChoice(trainer, hooks.callbacks, criterion))
+    if own_step is not None and trainer.limits.accumulate_grad_batches > 1:
+        raise InvalidArgumentError(
+            f"accumulate_grad_batches={trainer.limits.accumulate_grad_batches} is not "
+            f"supported for a {type(model).__name__} fit (it runs as "
+            f"{type(own_step).__name__}); use a larger batch, or accumulate_grad_batches=1"
+        )
     if own_step is not None:
         step, step_line = own_step, f"{step_line}, run as {type(own_step).__name__}"
     metric_sets = (
@@ -368,7 +391,8 @@ def build_plan(
     if layout.channels_last:
         module_channels_last(model)
     plan = FitPlan(
-        parallel, kind, criterion, hooks, optimizer, step, step_line, metric_sets, layout
-    )
+        parallel, kind, criterion, hooks, optimizer, step, step_line, metric_sets, layout,
+        eager=eager,
+    )  # fmt: skip
     logger.info("%s", plan.describe(trainer))
     return plan

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from lenetish._device import ResolvedPrecision, autocast
+from lenetish.errors import InvalidArgumentError
 from lenetish.training.state import BatchOutput
 
 __all__ = [
@@ -42,8 +43,10 @@ class TrainingStep(Protocol):
 
     scaler: torch.amp.GradScaler | None
 
-    def __call__(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Run one optimizer step on ``(images, labels)``."""
+    def __call__(
+        self, images: Tensor, labels: Tensor, *, scale: float = 1.0, update: bool = True
+    ) -> BatchOutput:
+        """Run one optimizer step on ``(images, labels)`` (see :meth:`EagerStep.__call__`)."""
         ...
 
 
@@ -89,6 +92,8 @@ class EagerStep:
         scaler: the gradient scaler of ``"16-mixed"`` precision, else ``None``.
         zero_in_place: zero gradients in place instead of dropping them (set once a CUDA
             graph owns the gradients' memory).
+        accumulated: the parameters' gradients hold micro-batches not yet stepped on
+            (gradient accumulation; a mid-group checkpoint saves them).
 
     Example:
         >>> from lenetish import BatchOutput, MNISTConvNet
@@ -121,24 +126,50 @@ class EagerStep:
         self.call_hook = call_hook
         self.scaler = torch.amp.GradScaler("cuda") if settings.precision == "16-mixed" else None
         self.zero_in_place = False
+        self.accumulated = False  # gradients added since the last optimizer step
 
     def losses(self, images: Tensor, labels: Tensor) -> BatchOutput:
         """Augment and run ``training_step`` under autocast (cache off, as capture needs)."""
         if self.settings.augment is not None:
             images = self.settings.augment(images)
         with self.settings.autocast(cache_enabled=False):
-            return self.forward(images, labels)
+            output = self.forward(images, labels)
+        if not isinstance(output, BatchOutput):
+            raise InvalidArgumentError(
+                f"training_step returned {type(output).__name__}, not a BatchOutput(loss, "
+                "outputs, labels); return one (raise SkipBatch to skip a batch)"
+            )
+        return output
 
-    def __call__(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Run one whole step and return the batch's (attached) output."""
+    def __call__(
+        self, images: Tensor, labels: Tensor, *, scale: float = 1.0, update: bool = True
+    ) -> BatchOutput:
+        """Run one whole step and return the batch's (attached) output.
+
+        With gradient accumulation the loop calls it once per micro-batch: ``scale`` (1/N)
+        multiplies the loss before backward, the gradients start from zero only after an
+        optimizer step, and ``update=False`` adds this batch's gradients without stepping.
+        The returned loss is the batch's own, unscaled.
+        """
         output = self.losses(images, labels)
         self.call_hook("on_before_backward", output.loss)
-        self.optimizer.zero_grad(set_to_none=not self.zero_in_place)
+        if not self.accumulated:  # the first micro-batch since the last optimizer step
+            self.optimizer.zero_grad(set_to_none=not self.zero_in_place)
+        loss = output.loss if scale == 1.0 else output.loss * scale
         if self.scaler is not None:
-            torch.autograd.backward(self.scaler.scale(output.loss))
-            self.scaler.unscale_(self.optimizer)
+            torch.autograd.backward(self.scaler.scale(loss))
         else:
-            torch.autograd.backward(output.loss)
+            torch.autograd.backward(loss)
+        # A hook that raises in update() (SkipBatch) drops the group: the next batch zeroes.
+        self.accumulated = not update
+        if update:
+            self.update()
+        return output
+
+    def update(self) -> None:
+        """The optimizer step on the gradients added so far: unscale, hook, clip, step."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         self.call_hook("on_before_optimizer_step", self.optimizer)
         if self.settings.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
@@ -147,4 +178,4 @@ class EagerStep:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return output
+        self.accumulated = False

@@ -1,0 +1,327 @@
+"""Tests of lenetish.training.limits: accumulation, budgets, quick runs, weights, sanity checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lenetish import (
+    BatchOutput,
+    Callback,
+    CSVLogger,
+    InvalidArgumentError,
+    MNISTConvNet,
+    ModelCheckpoint,
+    Trainer,
+    TrainState,
+)
+from lenetish.training.limits import LoopLimits
+
+
+def _batches(count: int, size: int, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    """``count`` random batches of ``size`` images with labels."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(count * size, 1, 28, 28, generator=generator)
+    labels = torch.randint(0, 10, (count * size,), generator=generator)
+    return [(images[i : i + size], labels[i : i + size]) for i in range(0, count * size, size)]
+
+
+def _sgd_trainer(model: nn.Module, **options: Any) -> Trainer:
+    return Trainer(
+        model, optimizer="sgd", lr=0.05, momentum=0.0, device="cpu", progress=False,
+        channels_last=False, **options,
+    )  # fmt: skip
+
+
+class Counter(Callback):
+    """Counts optimizer-step hooks and records global_step at each batch end."""
+
+    def __init__(self) -> None:
+        self.optimizer_steps = 0
+        self.steps: list[int] = []
+        self.training_batches = 0
+
+    def on_batch_start(self, trainer: Trainer, state: TrainState) -> None:
+        self.training_batches += 1
+
+    def on_before_optimizer_step(
+        self, trainer: Trainer, state: TrainState, optimizer: torch.optim.Optimizer
+    ) -> None:
+        self.optimizer_steps += 1
+
+    def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+        self.steps.append(state.global_step)
+
+
+def test_accumulating_n_batches_of_b_equals_one_batch_of_n_times_b_like_lightning() -> None:
+    """accumulate_grad_batches=4 over batches of 8 trains like batches of 32 (within 1e-6)."""
+    torch.manual_seed(0)
+    small, big = MNISTConvNet(), None
+    big = copy.deepcopy(small)
+    micro = _batches(8, 8)
+    whole = [
+        (torch.cat([b[0] for b in micro[i : i + 4]]), torch.cat([b[1] for b in micro[i : i + 4]]))
+        for i in (0, 4)
+    ]
+    _sgd_trainer(small, epochs=2, accumulate_grad_batches=4).fit(micro)
+    _sgd_trainer(big, epochs=2).fit(whole)
+    for a, b in zip(small.parameters(), big.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), float((a - b).abs().max())
+
+
+def test_global_step_counts_optimizer_steps_and_the_last_short_group_steps_too() -> None:
+    """10 batches, groups of 4: steps after batches 4, 8 and 10; one hook call per step."""
+    counter = Counter()
+    _sgd_trainer(MNISTConvNet(), epochs=1, accumulate_grad_batches=4, callbacks=[counter]).fit(
+        _batches(10, 4)
+    )
+    assert counter.optimizer_steps == 3
+    assert counter.steps == [0, 0, 0, 1, 1, 1, 1, 2, 2, 3]
+
+
+def test_a_per_step_schedule_steps_once_per_optimizer_step_with_accumulation() -> None:
+    """The one-cycle schedule is planned for optimizer steps, stepped only after them."""
+    lrs: list[float] = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer = Trainer(
+        MNISTConvNet(), epochs=2, scheduler="onecycle", accumulate_grad_batches=3,
+        device="cpu", progress=False, callbacks=[Watch()],
+    )  # fmt: skip
+    trainer.fit(_batches(7, 4))  # 3 + 3 + 1 batches: 3 optimizer steps an epoch
+    assert trainer.state.global_step == 6
+    assert lrs[0] == lrs[1] < lrs[2]  # micro-batches leave the schedule where it is
+    assert min(lrs) < 1e-8  # the cycle's end is reached at the planned last step
+
+
+def test_max_steps_ends_the_fit_and_records_the_cut_epoch_like_keras() -> None:
+    """max_steps=5 with epochs=None: 5 steps, the cut epoch validated and in History."""
+    counter = Counter()
+    trainer = _sgd_trainer(MNISTConvNet(), epochs=None, max_steps=5, callbacks=[counter])
+    history = trainer.fit(_batches(3, 4), _batches(1, 4, seed=1))
+    assert trainer.state.global_step == 5 and counter.optimizer_steps == 5
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert "val_loss" in history[-1]
+
+
+def test_limit_train_and_val_batches_take_counts_and_fractions_like_lightning() -> None:
+    """An int or a fraction of len(loader) per epoch; validation likewise."""
+    counter = Counter()
+    seen: list[int] = []
+
+    class CountingTrainer(Trainer):
+        def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            seen.append(len(labels))
+            return super().validation_step(images, labels)
+
+    trainer = CountingTrainer(
+        MNISTConvNet(), epochs=2, device="cpu", progress=False, callbacks=[counter],
+        limit_train_batches=0.5, limit_val_batches=1, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(_batches(8, 2), _batches(4, 3, seed=1))
+    assert counter.training_batches == 8 and seen == [3, 3]
+
+
+def test_fast_dev_run_trains_n_batches_once_and_writes_no_files(tmp_path: Path) -> None:
+    """fast_dev_run=2: one epoch of 2 batches; ModelCheckpoint and CSVLogger write nothing."""
+    counter = Counter()
+    callbacks = [counter, ModelCheckpoint(tmp_path / "ckpt"), CSVLogger(tmp_path / "h.csv")]
+    trainer = _sgd_trainer(MNISTConvNet(), epochs=5, fast_dev_run=2, callbacks=callbacks)
+    history = trainer.fit(_batches(6, 2), _batches(6, 2, seed=1))
+    assert len(history) == 1 and counter.training_batches == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_validation_step_fails_before_the_first_epoch_like_lightning() -> None:
+    """The sanity check runs 2 validation batches first: the error comes before any training."""
+    counter = Counter()
+
+    class Broken(Trainer):
+        def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            raise RuntimeError("broken validation")
+
+    trainer = Broken(MNISTConvNet(), epochs=1, device="cpu", progress=False, callbacks=[counter])
+    with pytest.raises(RuntimeError, match="broken validation"):
+        trainer.fit(_batches(3, 4), _batches(3, 4, seed=1))
+    assert counter.training_batches == 0
+
+
+def test_the_sanity_check_changes_nothing_the_fit_computes() -> None:
+    """A fit with and without the sanity check ends with the same weights and History."""
+    results = []
+    for sanity in (0, 2):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(784, 10))
+        history = Trainer(
+            model, epochs=2, device="cpu", progress=False, num_sanity_val_steps=sanity, seed=1
+        ).fit(_batches(3, 4), _batches(3, 4, seed=1))
+        results.append(([p.detach().clone() for p in model.parameters()], history[-1]["loss"]))
+    assert all(torch.equal(a, b) for a, b in zip(results[0][0], results[1][0], strict=True))
+    assert results[0][1] == results[1][1]
+
+
+def test_class_weight_weights_the_training_loss_only_like_keras() -> None:
+    """Each sample's loss times its class's weight, the batch mean; val_loss unweighted."""
+    weights = torch.tensor([2.0] + [0.5] * 9)
+    images, labels = _batches(1, 16)[0]
+    model = MNISTConvNet()
+
+    class Probe(Trainer):
+        def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            output = super().training_step(images, labels)
+            per_sample = F.nll_loss(output.logits.detach(), labels, reduction="none")
+            expected.append(float((per_sample * weights[labels]).mean()))
+            got.append(float(output.loss))
+            return output
+
+    expected: list[float] = []
+    got: list[float] = []
+    trainer = Probe(model, epochs=1, lr=0.0 + 1e-12, device="cpu", progress=False,
+                    class_weight=weights.tolist(), channels_last=False)  # fmt: skip
+    history = trainer.fit([(images, labels)], [(images, labels)])
+    assert got[0] == pytest.approx(expected[0], rel=1e-5)
+    unweighted = F.nll_loss(model.eval()(images), labels).item()
+    assert history[-1]["val_loss"] == pytest.approx(unweighted, rel=1e-4)
+
+
+def test_sample_weight_batches_weight_each_sample_like_keras() -> None:
+    """(images, labels, weights) batches: zero weights leave an SGD model unchanged."""
+    model = MNISTConvNet()
+    before = [p.detach().clone() for p in model.parameters()]
+    images, labels = _batches(1, 8)[0]
+    _sgd_trainer(model, epochs=1).fit([(images, labels, torch.zeros(8))])
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_mid_group_checkpoint_resumes_bit_identical(tmp_path: Path) -> None:
+    """A checkpoint written between micro-batches keeps their gradients: resume is exact."""
+
+    class SaveAt(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            if state.epoch == 0 and state.batch_index == 1:  # mid-group of 3
+                trainer.save_checkpoint(tmp_path / "mid.pt")
+
+    batches = _batches(6, 4)
+    torch.manual_seed(0)
+    straight = MNISTConvNet()
+    resumed = copy.deepcopy(straight)
+    _sgd_trainer(straight, epochs=2, accumulate_grad_batches=3, callbacks=[SaveAt()]).fit(batches)
+    _sgd_trainer(resumed, epochs=2, accumulate_grad_batches=3).fit(
+        batches, resume=tmp_path / "mid.pt"
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("batch", "match"),
+    [
+        (
+            {"images": torch.zeros(2, 1, 28, 28), "labels": torch.zeros(2).long()},
+            "a dict with keys",
+        ),
+        ((torch.zeros(2, 1, 28, 28),), "a tuple of 1"),
+        (torch.zeros(2, 1, 28, 28), "a Tensor"),
+    ],
+)
+def test_a_batch_of_another_form_is_a_named_error(batch: Any, match: str) -> None:
+    """Dicts, 1-tuples and bare tensors are refused with what to yield instead."""
+    with pytest.raises(InvalidArgumentError, match=match):
+        _sgd_trainer(MNISTConvNet(), epochs=1).fit([batch])
+
+
+def test_training_step_returning_none_is_a_named_error() -> None:
+    """A training_step that returns nothing says to return a BatchOutput."""
+
+    class Forgetful(Trainer):
+        def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            super().training_step(images, labels)
+            return None  # type: ignore[return-value]
+
+    trainer = Forgetful(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+    with pytest.raises(InvalidArgumentError, match="training_step returned NoneType"):
+        trainer.fit(_batches(1, 4))
+
+
+def test_on_exception_sees_a_failing_configure_optimizers_like_lightning() -> None:
+    """An error in configure_optimizers reaches every callback's on_exception."""
+    seen: list[BaseException] = []
+
+    class Watcher(Callback):
+        def on_exception(self, trainer: Trainer, state: TrainState, exc: BaseException) -> None:
+            seen.append(exc)
+
+    class NoOptimizer(Trainer):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            raise RuntimeError("no optimizer today")
+
+    trainer = NoOptimizer(MNISTConvNet(), epochs=1, device="cpu", progress=False,
+                          callbacks=[Watcher()])  # fmt: skip
+    with pytest.raises(RuntimeError, match="no optimizer today"):
+        trainer.fit(_batches(1, 4))
+    assert len(seen) == 1 and "no optimizer today" in str(seen[0])
+
+
+def test_a_submodule_frozen_in_eval_mode_stays_frozen_while_training_like_lightning() -> None:
+    """model.train() with its batch norm set to eval: the fit does not flip it back."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(2704, 10))
+    model[1].eval()
+    modes: list[bool] = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            modes.append(model[1].training)
+
+    Trainer(model, epochs=2, device="cpu", progress=False, callbacks=[Watch()]).fit(
+        _batches(2, 4), _batches(1, 4, seed=1)
+    )
+    assert modes == [False] * 4
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"accumulate_grad_batches": 0}, "accumulate_grad_batches must be an integer >= 1"),
+        ({"max_steps": 0}, "max_steps must be an integer >= 1"),
+        ({"limit_train_batches": 1.5}, r"must be in \(0, 1\]"),
+        ({"limit_val_batches": "all"}, "a number of batches"),
+        ({"fast_dev_run": -1}, "fast_dev_run must be an integer >= 1"),
+        ({"num_sanity_val_steps": -1}, "num_sanity_val_steps must be"),
+        ({"epochs": None}, "needs max_steps"),
+        ({"class_weight": [1.0, -1.0]}, "one finite weight >= 0"),
+    ],
+)
+def test_loop_settings_out_of_range_are_refused(options: dict[str, Any], match: str) -> None:
+    """Each loop setting is checked when the Trainer is built."""
+    with pytest.raises(InvalidArgumentError, match=match):
+        Trainer(MNISTConvNet(), device="cpu", **options)
+
+
+def test_a_fractional_limit_of_a_loader_without_length_is_refused() -> None:
+    """limit_train_batches=0.5 needs len(loader)."""
+
+    def endless() -> Any:
+        yield from _batches(2, 4)
+
+    class NoLength:
+        def __iter__(self) -> Any:
+            return endless()
+
+    trainer = _sgd_trainer(MNISTConvNet(), epochs=1, limit_train_batches=0.5)
+    with pytest.raises(InvalidArgumentError, match="the loader has no len"):
+        trainer.fit(NoLength())
+
+
+def test_loop_limits_count_optimizer_steps() -> None:
+    """optimizer_steps rounds a last short group up."""
+    assert LoopLimits(accumulate_grad_batches=3).optimizer_steps(7) == 3
