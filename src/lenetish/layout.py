@@ -85,7 +85,7 @@ class _Structure:
             ids.append(_hook_ids(module))
             own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
             ids.extend((key, tuple(tensor.shape), str(tensor.dtype)) for key, tensor in own)
-        self._ids = tuple(ids)
+        self.ids = tuple(ids)  # ints, names and shapes: compared without any module's __eq__
 
     def _watch(self, value: object) -> int:
         try:
@@ -96,7 +96,7 @@ class _Structure:
 
     def matches(self, other: _Structure) -> bool:
         """Whether ``other`` (the model as it is now) has the structure recorded here."""
-        return self._ids == other._ids and all(ref() is not None for ref in self._watched)
+        return self.ids == other.ids and all(ref() is not None for ref in self._watched)
 
 
 # torch keeps forward hooks in dicts keyed by the id of their handle, a new id for every
