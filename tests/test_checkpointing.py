@@ -557,3 +557,21 @@ def test_a_metric_name_with_a_slash_written_into_a_top_k_name_is_refused(tmp_pat
     )
     with pytest.raises(InvalidArgumentError, match=r"'epoch=1-val/score=1.0.pt' for epoch 1"):
         quick_trainer(epochs=1, callbacks=[SlashScore(), saver]).fit(digit_batches(10, 10))
+
+
+def test_lightning_model_checkpoint_keeps_the_checkpoint_it_resumed_from(tmp_path: Path) -> None:
+    """A top-k file a fit resumed from stays on disk when a better epoch displaces it."""
+
+    def saver() -> ModelCheckpoint:
+        return ModelCheckpoint(
+            tmp_path, monitor="score", mode="min", save_top_k=1, filename="{epoch}.pt"
+        )
+
+    quick_trainer(epochs=2, callbacks=[Scripted([2, 1]), saver()]).fit(digit_batches(10, 10))
+    resumed_from = tmp_path / "2.pt"
+    assert resumed_from.exists() and not (tmp_path / "1.pt").exists()
+    resumed = saver()
+    quick_trainer(epochs=3, callbacks=[Scripted([2, 1, 0.5]), resumed]).fit(
+        digit_batches(10, 10), resume=resumed_from
+    )
+    assert resumed.top == [(0.5, "3.pt")] and resumed_from.exists()

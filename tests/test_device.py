@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from lenetish import DeviceUnavailableError, InvalidArgumentError, resolve_device, seed_everything
+from lenetish import (
+    Callback,
+    DeviceUnavailableError,
+    InvalidArgumentError,
+    Trainer,
+    TrainState,
+    resolve_device,
+    seed_everything,
+)
+from lenetish._device import deterministic_algorithms
+from tests.training_helpers import digit_batches, quick_trainer
 
 
 def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,3 +101,42 @@ def test_local_rank_beyond_the_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LOCAL_RANK", "3")
     with pytest.raises(DeviceUnavailableError, match="LOCAL_RANK=3 asks for GPU 3 but this"):
         resolve_device("cuda")
+
+
+def test_lightning_deterministic_warn_turns_on_warn_only_for_the_fit() -> None:
+    """Trainer(deterministic='warn') is use_deterministic_algorithms(True, warn_only=True)."""
+    flags: list[tuple[bool, bool]] = []
+
+    class Watch(Callback):
+        def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+            flags.append(
+                (
+                    torch.are_deterministic_algorithms_enabled(),
+                    torch.is_deterministic_algorithms_warn_only_enabled(),
+                )
+            )
+
+    before = torch.is_deterministic_algorithms_warn_only_enabled()
+    quick_trainer(deterministic="warn", callbacks=[Watch()]).fit(digit_batches(10, 10))
+    assert flags == [(True, True)]
+    assert torch.is_deterministic_algorithms_warn_only_enabled() == before
+
+
+def test_deterministic_algorithms_restores_a_callers_warn_only() -> None:
+    """Leaving deterministic_algorithms(True) puts back warn_only=True set before it."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with deterministic_algorithms(True):
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def test_a_deterministic_setting_other_than_true_false_or_warn_is_refused() -> None:
+    """Trainer(deterministic='strict') names the three settings instead of meaning True."""
+    with pytest.raises(
+        InvalidArgumentError, match="deterministic must be True, False or 'warn', got 'strict'"
+    ):
+        quick_trainer(deterministic="strict")

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -135,6 +136,64 @@ def test_log_refuses_built_in_names_and_non_numbers(name: str, value: Any, messa
     trainer = quick_trainer(metrics={"error": error_rate})
     with pytest.raises(InvalidArgumentError, match=message):
         trainer.log(name, value)
+
+
+class LogOnce(Callback):
+    """Logs one given value under 'custom' from on_epoch_start."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+        trainer.log("custom", self.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (torch.ones(3), r"needs one number, got a tensor of shape \(3,\); log a scalar"),
+        (np.ones((2, 2)), r"needs one number, got a NumPy array of shape \(2, 2\)"),
+        (torch.tensor(True), "needs a real number, got a tensor of dtype torch.bool"),
+        (torch.tensor(1 + 2j), "needs a real number, got a tensor of dtype torch.complex64"),
+        (True, r"needs a number, got True \(bool\); log float\(flag\)"),
+        (np.bool_(True), r"needs a number, got .*\(bool\); log float\(flag\)"),
+        (1 + 2j, r"needs a number, got \(1\+2j\) \(complex\)"),
+        (10**400, r"got a number too large for a float \(int\)"),
+    ],
+    ids=[
+        "tensor",
+        "array",
+        "bool-tensor",
+        "complex-tensor",
+        "bool",
+        "numpy-bool",
+        "complex",
+        "huge",
+    ],
+)
+def test_lightning_log_refuses_a_value_that_is_not_one_number(value: Any, message: str) -> None:
+    """Lightning's self.log refuses a multi-element tensor at the call, naming the metric."""
+    trainer = quick_trainer()
+    with pytest.raises(InvalidArgumentError, match=r"trainer.log\('custom', ...\) " + message):
+        trainer.log("custom", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.float32(0.25), np.int64(3), np.array(0.5), np.array([0.75]), torch.tensor([[2.5]])],
+    ids=["float32", "int64", "0-d-array", "1-element-array", "1-element-tensor"],
+)
+def test_lightning_log_accepts_numpy_scalars_and_one_element_tensors(value: Any) -> None:
+    """np.float32, 0-d and one-element arrays and tensors land in the row as floats."""
+    history = quick_trainer(callbacks=[LogOnce(value)]).fit(digit_batches(10, 10))
+    logged = history[0]["custom"]
+    assert isinstance(logged, float) and logged == float(np.asarray(value).item())
+
+
+def test_lightning_log_keeps_a_nan_value() -> None:
+    """A NaN logged value is kept in the row, as Lightning keeps it."""
+    history = quick_trainer(callbacks=[LogOnce(float("nan"))]).fit(digit_batches(10, 10))
+    assert math.isnan(history[0]["custom"])
 
 
 def test_a_tensor_value_is_read_once_at_the_epoch_end() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim import Optimizer
 
-from lenetish import Callback, InvalidArgumentError, MNISTConvNet, Trainer, TrainState
+from lenetish import Callback, InvalidArgumentError, LRSchedule, MNISTConvNet, Trainer, TrainState
 from lenetish.training.optimizer_config import OptimizerConfig, unpack_optimizer_config
 from tests.training_helpers import digit_batches
 
@@ -186,3 +186,51 @@ def test_a_scheduler_factory_building_on_another_optimizer_is_refused() -> None:
         match=r"factory built a StepLR on another optimizer \(SGD\) than the fit's Adam",
     ):
         trainer.fit(digit_batches(16, 16))
+
+
+def _plateau_dict(monitor: str, **settings: Any) -> Any:
+    """A build function returning Lightning's dict with a plateau scheduler on ``monitor``."""
+
+    def build(parameters: Any) -> Any:
+        optimizer = torch.optim.SGD(parameters, lr=0.08)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, **settings},
+        }
+
+    return build
+
+
+def test_lightning_strict_false_skips_a_missing_monitor_with_a_warning() -> None:
+    """'strict': False: an epoch without the monitored metric skips the step and warns."""
+    trainer = Returning(_plateau_dict("never_logged", strict=False), epochs=2)
+    with pytest.warns(UserWarning, match=r"monitor='never_logged' is not among epoch 1's metrics"):
+        history = trainer.fit(digit_batches(16, 16))
+    assert [row["lr"] for row in history] == pytest.approx([0.08, 0.08])
+
+
+def test_strict_false_still_refuses_a_val_monitor_without_validation() -> None:
+    """'strict': False with a val_* monitor and no val= is refused: it would never step."""
+    trainer = Returning(_plateau_dict("val_loss", strict=False), epochs=1)
+    with pytest.raises(InvalidArgumentError, match="watches 'val_loss', but fit"):
+        trainer.fit(digit_batches(16, 16))
+
+
+def test_lightning_strict_true_raises_for_a_missing_monitor() -> None:
+    """The default 'strict': True names the missing metric at the epoch's end."""
+    trainer = Returning(_plateau_dict("never_logged"), epochs=1)
+    with pytest.raises(InvalidArgumentError, match="monitor='never_logged' is not among"):
+        trainer.fit(digit_batches(16, 16))
+
+
+def test_a_strict_setting_that_is_not_a_bool_is_refused() -> None:
+    """'strict': 'no' is refused, saying what True and False mean."""
+    with pytest.raises(InvalidArgumentError, match=r"'strict': 'no' in the scheduler dict must"):
+        unpack_optimizer_config(_plateau_dict("loss", strict="no")(MNISTConvNet().parameters()))
+
+
+def test_lr_schedule_refuses_a_strict_that_is_not_a_bool() -> None:
+    """LRSchedule(strict=1) is refused: strict is True or False."""
+    with pytest.raises(InvalidArgumentError, match=r"strict must be True .* got 1"):
+        LRSchedule(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1), strict=1)  # type: ignore[arg-type]

@@ -773,3 +773,83 @@ def test_an_impossible_mid_epoch_score_is_refused(
     )
     with pytest.raises(CheckpointError, match=message):
         _dropout_trainer(1).fit(_train("list"), resume=damaged)
+
+
+class AddConvGroup(Callback):
+    """A fine-tuning callback: conv1 joins the optimizer as a second group at fit start."""
+
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+        conv1 = trainer.module.conv1
+        assert isinstance(conv1, torch.nn.Module)
+        trainer.optimizer.add_param_group({"params": list(conv1.parameters()), "lr": 5e-4})
+
+
+def _head_trainer(epochs: int, callbacks: list[Callback]) -> Trainer:
+    """A seeded CPU trainer whose optimizer starts with every parameter but conv1's."""
+    torch.manual_seed(0)
+    model = MNISTConvNet()
+    head = [p for name, p in model.named_parameters() if not name.startswith("conv1.")]
+    return Trainer(
+        model,
+        optimizer=lambda parameters: torch.optim.Adam(head, lr=1e-3),
+        epochs=epochs,
+        callbacks=callbacks,
+        device="cpu",
+        progress=False,
+    )
+
+
+def test_lightning_finetuning_resumes_after_a_callback_added_a_param_group(
+    tmp_path: Path,
+) -> None:
+    """A group added in on_fit_start resumes: 2 epochs and a resume to 3 equal 3 straight."""
+    straight = _head_trainer(3, [AddConvGroup()])
+    straight.fit(digit_batches(20, 10))
+    _head_trainer(2, [AddConvGroup(), ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
+    resumed = _head_trainer(3, [AddConvGroup(), ModelCheckpoint(tmp_path)])
+    resumed.fit(digit_batches(20, 10), resume=tmp_path / "last.pt")
+    assert len(resumed.optimizer.param_groups) == 2
+    assert _equal_weights(straight, resumed)
+
+
+def test_a_checkpoint_written_before_the_added_group_exists_holds_the_resumed_optimizer(
+    tmp_path: Path,
+) -> None:
+    """Saved before the first resumed batch, the file holds the checkpoint's two groups."""
+    _head_trainer(2, [AddConvGroup(), ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
+    saved = load_checkpoint(tmp_path / "last.pt")
+    callbacks = [SaveAtFitStart(tmp_path / "early.pt"), AddConvGroup(), ModelCheckpoint(tmp_path)]
+    _head_trainer(3, callbacks).fit(digit_batches(20, 10), resume=tmp_path / "last.pt")
+    written = load_checkpoint(tmp_path / "early.pt")["optimizer"]
+    assert len(written["param_groups"]) == 2
+    assert all(
+        torch.equal(saved["optimizer"]["state"][key]["exp_avg"], moments["exp_avg"])
+        for key, moments in written["state"].items()
+    )
+
+
+class SaveAtFitStart(Callback):
+    """Writes a checkpoint from on_fit_start, before the callbacks after it run."""
+
+    order = -100
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def test_resuming_without_the_callback_that_added_a_group_names_the_groups(
+    tmp_path: Path,
+) -> None:
+    """A resume whose callbacks add no group says so, instead of calling the file damaged."""
+    _head_trainer(2, [AddConvGroup(), ModelCheckpoint(tmp_path)]).fit(digit_batches(20, 10))
+    with pytest.raises(
+        CheckpointError,
+        match=r"last.pt holds an optimizer state of 2 parameter groups, and this fit's Adam has "
+        r"1 when its first batch starts; a callback that adds groups",
+    ):
+        _head_trainer(3, [ModelCheckpoint(tmp_path)]).fit(
+            digit_batches(20, 10), resume=tmp_path / "last.pt"
+        )

@@ -18,10 +18,12 @@ from lenetish.errors import DeviceUnavailableError, InvalidArgumentError
 
 __all__ = [
     "AUTOCAST_DTYPES",
+    "Deterministic",
     "DeviceLike",
     "Precision",
     "ResolvedPrecision",
     "autocast",
+    "check_deterministic",
     "deterministic_algorithms",
     "resolve_device",
     "resolve_precision",
@@ -212,31 +214,65 @@ def scoring(
         >>> model.training
         True
     """
-    modes = [model.training for model in models]
+    # Every submodule's own mode: a layer frozen in eval mode inside a training model stays so.
+    modes = [[module.training for module in model.modules()] for model in models]
     for model in models:
         model.eval()
     try:
         with torch.inference_mode(), autocast(device, precision):
             yield
     finally:
-        for model, mode in zip(models, modes, strict=True):
-            model.train(mode)
+        for model, own in zip(models, modes, strict=True):
+            for module, mode in zip(model.modules(), own, strict=False):
+                module.training = mode
+
+
+#: The Trainer's ``deterministic`` setting: on, off, or on with warnings where an operation
+#: has no deterministic implementation (Lightning's ``"warn"``).
+Deterministic = bool | Literal["warn"]
+
+
+def check_deterministic(deterministic: object) -> None:
+    """Refuse a ``deterministic`` setting other than ``True``, ``False`` and ``"warn"``.
+
+    Raises:
+        InvalidArgumentError: naming the value and the three meanings.
+
+    Example:
+        >>> check_deterministic("warn")
+        >>> check_deterministic("yes")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lenetish.errors.InvalidArgumentError: deterministic must be ..., got 'yes': ...
+    """
+    if not (isinstance(deterministic, bool) or deterministic == "warn"):
+        raise InvalidArgumentError(
+            f"deterministic must be True, False or 'warn', got {deterministic!r}: True "
+            "raises where an operation has no deterministic implementation, 'warn' warns "
+            "there and goes on (torch.use_deterministic_algorithms(True, warn_only=True))"
+        )
 
 
 @contextmanager
-def deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """Use PyTorch's deterministic algorithms inside the block (if ``enabled``), then restore."""
+def deterministic_algorithms(enabled: Deterministic) -> Iterator[None]:
+    """Use PyTorch's deterministic algorithms inside the block (if ``enabled``), then restore.
+
+    ``"warn"`` uses them where they exist and warns instead of raising where an operation
+    has none (``warn_only=True``).
+    """
     if not enabled:
         yield
         return
     previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     previous_benchmark = torch.backends.cudnn.benchmark
     # cuBLAS needs a fixed workspace to be deterministic; it reads this at first use.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=enabled == "warn")
     torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        # warn_only too: setting the flag alone would reset a caller's warn_only=True.
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
         torch.backends.cudnn.benchmark = previous_benchmark

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -21,6 +23,7 @@ from lenetish.errors import InvalidArgumentError
 
 __all__ = [
     "BUILT_IN_METRICS",
+    "LoggedValue",
     "MetricFunction",
     "MetricLike",
     "MetricObject",
@@ -31,6 +34,10 @@ __all__ = [
 ]
 
 MetricFunction = Callable[[Tensor, Tensor], Any]
+
+#: What ``trainer.log`` takes: a real number (Python's or NumPy's) or a one-element tensor
+#: or array (see :func:`check_logged`).
+LoggedValue: TypeAlias = float | Tensor | np.number[Any] | np.ndarray[Any, Any]
 
 
 @runtime_checkable
@@ -216,20 +223,70 @@ def check_metric_name(name: object) -> None:
         )
 
 
-def check_logged(name: str, value: object, *, computed: Mapping[str, object]) -> None:
-    """Refuse a ``trainer.log`` of a column the trainer computes, or of a non-number.
+def check_logged(name: str, value: object, *, computed: Mapping[str, object]) -> float | Tensor:
+    """The value ``trainer.log(name, value)`` keeps, or refuse a computed column or a non-number.
+
+    A Python or NumPy number (``np.float32(0.5)``, ``np.int64(3)``) or a one-element NumPy
+    array becomes a float now; a one-element tensor (``loss``, ``shape (1,)``) is kept as it
+    is and read once at the epoch's end, so logging never waits for the device. NaN and
+    infinities are kept, as Lightning keeps them: the row shows them, monitors rank NaN worst.
 
     Raises:
         InvalidArgumentError: ``name`` is a built-in column, a user metric (or its ``val_``
-            copy), or ``value`` is not an int, a float or a tensor.
+            copy), or ``value`` is not one real number: a bool (or bool tensor), a string,
+            a complex number, or a tensor or array of several elements (which the epoch's
+            row could not hold).
+
+    Example:
+        >>> import numpy as np
+        >>> check_logged("gap", np.float32(0.25), computed={})
+        0.25
+        >>> check_logged("gap", torch.ones(3), computed={})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lenetish.errors.InvalidArgumentError: trainer.log('gap', ...) needs one number, got a ...
     """
     builtin = name in BUILT_IN_METRICS or name in ("val_loss", "val_accuracy")
     if builtin or name in computed or name.removeprefix("val_") in computed:
         raise InvalidArgumentError(
             f"{name!r} is a metric the trainer computes itself; log under another name"
         )
-    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
-        raise InvalidArgumentError(f"trainer.log({name!r}, ...) needs a number, got {value!r}")
+    if isinstance(value, (Tensor, np.ndarray)):
+        kind = "tensor" if isinstance(value, Tensor) else "NumPy array"
+        if math.prod(value.shape) != 1:  # a 0-d one has shape (), of product 1
+            raise InvalidArgumentError(
+                f"trainer.log({name!r}, ...) needs one number, got a {kind} of shape "
+                f"{tuple(value.shape)}; log a scalar: value.mean() (or value.sum()), or one "
+                "element's value[i].item()"
+            )
+        if isinstance(value, Tensor):
+            dtype: object = value.dtype
+            real = not (value.dtype.is_complex or value.dtype == torch.bool)
+        else:
+            dtype, real = value.dtype, value.dtype.kind in "iuf"
+        if not real:
+            raise InvalidArgumentError(
+                f"trainer.log({name!r}, ...) needs a real number, got a {kind} of dtype "
+                f"{dtype}; log a float tensor (value.float()) or a Python number"
+            )
+        # A tensor stays on its device until the epoch's end; an array is read now.
+        return value if isinstance(value, Tensor) else float(value.item())
+    # numbers.Real: int, float, fractions and NumPy's integer and floating scalars, not bool
+    # (a flag is logged as float(flag), so a comparison logged by mistake is caught).
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = "; log float(flag) for a flag" if isinstance(value, (bool, np.bool_)) else ""
+        raise InvalidArgumentError(
+            f"trainer.log({name!r}, ...) needs a number, got {value!r} "
+            f"({type(value).__name__}){hint}"
+        )
+    try:
+        return float(value)
+    except OverflowError:  # an int or fraction beyond a float's range
+        raise InvalidArgumentError(
+            f"trainer.log({name!r}, ...) got a number too large for a float "
+            f"({type(value).__name__}); "
+            "log a number below 1.8e308 (a float's largest)"
+        ) from None
 
 
 class MetricSet:

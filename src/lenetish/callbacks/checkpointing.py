@@ -40,7 +40,9 @@ class ModelCheckpoint(Callback):
     value is kept across fits of the same object, so a second fit never replaces a better
     ``best.pt`` with a worse one (unless ``reset_best``). With the Trainer's
     ``validation_freq=N`` and a ``val_*`` monitor, only validated epochs compete for
-    ``best.pt`` and the top k.
+    ``best.pt`` and the top k. The checkpoint a fit resumed from is never deleted: when
+    better epochs push it out of the top k it leaves the list and stays on disk (as in
+    Lightning), so a resume that goes wrong can start again from it.
 
     Args:
         folder: where the files go (created if needed).
@@ -242,10 +244,13 @@ class ModelCheckpoint(Callback):
             trainer.save_checkpoint(self.last_path)
         if trainer.is_main_process:
             for name in displaced:
-                self._delete(name)
+                self._delete(name, state.resumed_from)
 
-    def _delete(self, name: str) -> None:
-        """Delete the displaced top-k file ``name``, never anything outside :attr:`folder`."""
+    def _delete(self, name: str, resumed_from: str | None = None) -> None:
+        """Delete the displaced top-k file ``name``, never anything outside :attr:`folder`.
+
+        Nor the checkpoint the fit resumed from (``resumed_from``), the one file known good.
+        """
         problem = _name_problem(name, self.folder)
         if problem is not None:
             # load_state_dict refuses such names; this guards a top list set any other way
@@ -253,6 +258,14 @@ class ModelCheckpoint(Callback):
                 "ModelCheckpoint: not deleting the displaced top-k file %s: %s",
                 printable(repr(name)),
                 problem,
+            )
+            return
+        if resumed_from is not None and _same_file(self.folder / name, resumed_from):
+            logger.info(
+                "ModelCheckpoint: %s left the top %d; kept, as the checkpoint this fit "
+                "resumed from",
+                printable(str(self.folder / name)),
+                self.save_top_k,
             )
             return
         (self.folder / name).unlink(missing_ok=True)
@@ -363,6 +376,14 @@ def _name_problem(name: str, folder: Path) -> str | None:
     if os.path.dirname(os.path.normpath(os.path.join(inside, name))) != inside:
         return f"is not inside {printable(str(folder))}"
     return None
+
+
+def _same_file(path: Path, other: str) -> bool:
+    """Whether ``path`` and ``other`` are one file (``False`` if either is missing)."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # gone already: nothing left to keep
+        return False
 
 
 def _insert_names(template: str) -> str:

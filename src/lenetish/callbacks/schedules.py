@@ -52,6 +52,11 @@ class LRSchedule(Callback):
             ``cooldown`` lasts one epoch longer (torch's ``cooldown=1`` is Keras'
             ``cooldown=2``). With the Trainer's ``validation_freq=N``, epochs without
             validation do not step a ``val_*``-monitored scheduler.
+        strict: with a ``monitor``, what an epoch whose metrics lack it does: ``True``
+            raises :class:`~lenetish.InvalidArgumentError`; ``False`` skips that epoch's step
+            with a ``UserWarning`` (Lightning's scheduler-dict ``"strict": False``), for a
+            metric logged on some epochs only. Either way a ``val_*`` monitor in a fit
+            without ``val`` is refused at fit start (it would never step).
         builtin: deprecated and ignored (it will be removed in 0.3): the Trainer's own
             schedules are recognised by their type, ``TrainerSchedule``.
 
@@ -60,11 +65,11 @@ class LRSchedule(Callback):
             (``"val_loss"`` for the Trainer's ``scheduler=`` callable; ``None`` here).
 
     Raises:
-        InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``, or a
-            ``monitor`` with ``interval="step"``. At fit start: a scheduler built on another
-            optimizer than the fit's, a plateau scheduler without a monitor, a monitor for
-            another scheduler, a ``val_*`` monitor without ``val``, or a scheduler ``mode``
-            that contradicts the monitor's known direction.
+        InvalidArgumentError: ``interval`` is neither ``"step"`` nor ``"epoch"``, a
+            ``monitor`` with ``interval="step"``, or ``strict`` not a bool. At fit start: a
+            scheduler built on another optimizer than the fit's, a plateau scheduler without
+            a monitor, a monitor for another scheduler, a ``val_*`` monitor without ``val``,
+            or a scheduler ``mode`` that contradicts the monitor's known direction.
 
     Example:
         >>> from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -82,6 +87,7 @@ class LRSchedule(Callback):
         *,
         interval: Interval = "epoch",
         monitor: str | None = None,
+        strict: bool = True,
         builtin: bool | None = None,
     ) -> None:
         if builtin is not None:
@@ -94,12 +100,18 @@ class LRSchedule(Callback):
             raise InvalidArgumentError(f"interval must be 'step' or 'epoch', got {interval!r}")
         if not callable(factory):
             raise InvalidArgumentError(f"factory must be callable, got {factory!r}")
+        if not isinstance(strict, bool):
+            raise InvalidArgumentError(
+                f"strict must be True (a missing monitored metric raises) or False (its "
+                f"epoch's step is skipped with a warning), got {strict!r}"
+            )
         if monitor is not None and interval != "epoch":
             raise InvalidArgumentError(
                 "a monitored schedule steps once per epoch: use interval='epoch'"
             )
         self.factory = factory
         self.interval = interval
+        self.strict = strict
         self.default_monitor: str | None = None
         # ReduceLROnPlateau has its own mode; the watch only reads the value.
         self.watch = None if monitor is None else MetricWatch.checked(monitor, "min")
@@ -157,6 +169,15 @@ class LRSchedule(Callback):
             return
         if self.watch is not None:
             if self.watch.skips(state):  # validation_freq: no val_* value this epoch
+                return
+            if not self.strict and self.watch.monitor not in state.metrics:
+                warnings.warn(
+                    f"LRSchedule: monitor={self.watch.monitor!r} is not among epoch "
+                    f"{state.epoch + 1}'s metrics ({', '.join(sorted(state.metrics))}), so its "
+                    f"{type(self.scheduler).__name__} step is skipped (strict=False)",
+                    UserWarning,
+                    stacklevel=2,
+                )
                 return
             self.scheduler.step(self.watch.value(state.metrics))  # type: ignore[arg-type]
         else:

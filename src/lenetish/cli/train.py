@@ -14,6 +14,7 @@ import torch
 from lenetish.callbacks import Callback, CSVLogger, History, ModelCheckpoint, TerminateOnNaN
 from lenetish.cli.folders import check_run_folder, run_folder
 from lenetish.cli.output import UsageError, flush_stdout, say
+from lenetish.cli.run_settings import recorded_settings
 from lenetish.cli.signals import raise_pending, signals_at_batch_ends
 from lenetish.data import make_loaders
 from lenetish.data.identity import remember_dataset
@@ -160,11 +161,8 @@ class _RunSettings(Callback):
 
 
 def _saved_settings(checkpoint: str) -> dict[str, Any] | None:
-    """The settings a CLI run recorded in ``checkpoint``, or None (e.g. a Python API run)."""
-    for key, state in load_checkpoint(checkpoint).get("callbacks", {}).items():
-        if str(key).rsplit(".", 1)[-1] == _RunSettings.__name__ and isinstance(state, dict):
-            return state
-    return None
+    """The settings a CLI run recorded in ``checkpoint``, checked, or None (e.g. an API run)."""
+    return recorded_settings(load_checkpoint(checkpoint), checkpoint, _RunSettings.__name__)
 
 
 def _check_resumed_settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> None:

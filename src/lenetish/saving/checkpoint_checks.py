@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from lenetish.errors import CheckpointError
 
-__all__ = ["check_training_checkpoint"]
+__all__ = ["check_optimizer_state", "check_training_checkpoint", "extra_param_groups"]
 
 MAX_COUNT = 2**53  # epochs, steps and seeds beyond this are damage, not training
 _REQUIRED = ("model", "optimizer", "epoch", "global_step", "callbacks", "rng")
@@ -52,14 +52,16 @@ class _Refusal(Exception):
 
 
 def check_training_checkpoint(
-    checkpoint: Mapping[str, Any], *, model: nn.Module, optimizer: Optimizer, source: str
+    checkpoint: Mapping[str, Any], *, model: nn.Module, optimizer: Optimizer | None, source: str
 ) -> None:
     """Refuse a checkpoint whose fields do not fit ``model`` and ``optimizer``.
 
     Args:
         checkpoint: what :func:`~lenetish.load_checkpoint` returned.
         model: the network it will be loaded into.
-        optimizer: the optimizer it will be loaded into.
+        optimizer: the optimizer it will be loaded into; ``None`` leaves the optimizer's
+            state to :func:`check_optimizer_state` later (once callbacks have added the
+            parameter groups it holds, see :func:`extra_param_groups`).
         source: the checkpoint's name, for the message.
 
     Raises:
@@ -88,17 +90,55 @@ def check_training_checkpoint(
             _count(checkpoint["rank_seed"], "rank_seed", low=0)
         if not _check_model(checkpoint["model"], model):
             return  # another architecture: load_model_state names the layers that differ
-        _check_optimizer(checkpoint["optimizer"], optimizer)
+        if optimizer is not None:
+            _check_optimizer(checkpoint["optimizer"], optimizer)
         _check_scaler(checkpoint.get("scaler"))
         _check_callbacks(checkpoint["callbacks"])
         _check_rng(checkpoint["rng"])
         if checkpoint.get("mid_epoch") is not None:
             _check_mid_epoch(checkpoint["mid_epoch"])
     except _Refusal as refusal:
-        raise CheckpointError(
-            f"{source} is damaged: {refusal}; resume from another checkpoint (e.g. best.pt or "
-            "an earlier copy), or start a new run"
-        ) from None
+        raise _damaged(source, refusal) from None
+
+
+def _damaged(source: str, refusal: _Refusal) -> CheckpointError:
+    return CheckpointError(
+        f"{source} is damaged: {refusal}; resume from another checkpoint (e.g. best.pt or "
+        "an earlier copy), or start a new run"
+    )
+
+
+def check_optimizer_state(saved: object, optimizer: Optimizer, *, source: str) -> None:
+    """Refuse a checkpoint's optimizer state that does not fit ``optimizer``.
+
+    The part :func:`check_training_checkpoint` checks when given the optimizer.
+
+    Raises:
+        CheckpointError: its groups, parameters or values do not fit, naming the field.
+    """
+    try:
+        _check_optimizer(saved, optimizer)
+    except _Refusal as refusal:
+        raise _damaged(source, refusal) from None
+
+
+def extra_param_groups(saved: object, optimizer: Optimizer) -> int:
+    """How many more parameter groups a saved optimizer state holds than ``optimizer``.
+
+    A callback may add groups during a fit (``optimizer.add_param_group`` in a fine-tuning
+    callback's ``on_fit_start``), so a resumed fit's fresh optimizer can have fewer than its
+    checkpoint; 0 when the state has no more (or is no state at all: the checks say so).
+
+    Example:
+        >>> weight = torch.nn.Parameter(torch.zeros(2))
+        >>> saved = {"state": {}, "param_groups": [{"params": [0]}, {"params": [1]}]}
+        >>> extra_param_groups(saved, torch.optim.SGD([weight], lr=0.1))
+        1
+    """
+    groups = saved.get("param_groups") if isinstance(saved, Mapping) else None
+    if not isinstance(groups, list):
+        return 0
+    return max(0, len(groups) - len(optimizer.param_groups))
 
 
 def _count(value: object, field: str, *, low: int) -> int:

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from lenetish._checks import is_overridden
+from lenetish._device import Deterministic
 from lenetish.callbacks.base import Callback
 from lenetish.callbacks.schedules import LRSchedule, TrainerSchedule
 from lenetish.training.state import BatchOutput
@@ -269,7 +270,7 @@ class CaptureRequest:
         optimizer: the optimizer the fit uses.
         callbacks: the callbacks of the fit (the Trainer's schedule included).
         custom_training_step: a subclass overrides ``training_step``.
-        deterministic: the fit uses deterministic algorithms.
+        deterministic: the Trainer's ``deterministic`` (``True``, ``False`` or ``"warn"``).
         compiled: the model is compiled with ``torch.compile``.
         world_size: the number of processes training together.
 
@@ -296,7 +297,7 @@ class CaptureRequest:
     optimizer: Optimizer
     callbacks: Sequence[Callback]
     custom_training_step: bool = False
-    deterministic: bool = False
+    deterministic: Deterministic = False
     compiled: bool = False
     world_size: int = 1
 
@@ -348,7 +349,7 @@ def capture_blockers(request: CaptureRequest) -> list[str]:
     if settings.grad_clip_norm is not None:
         reasons.append("grad_clip_norm is set")
     if request.deterministic:
-        reasons.append("deterministic=True")
+        reasons.append(f"deterministic={request.deterministic!r}")
     if request.compiled:
         reasons.append("compile=True (torch.compile captures graphs its own way)")
     if request.world_size > 1:

@@ -5,7 +5,11 @@ Three shapes are accepted, the last two as Lightning users write them:
 * an optimizer;
 * ``(optimizer, scheduler)``;
 * ``{"optimizer": optimizer, "lr_scheduler": scheduler}``, where the scheduler may be a dict
-  ``{"scheduler": ..., "interval": "epoch" | "step", "monitor": "val_loss", "frequency": 1}``.
+  ``{"scheduler": ..., "interval": "epoch" | "step", "monitor": "val_loss", "frequency": 1,
+  "strict": True}``. ``"strict": False`` makes an epoch whose metrics lack ``monitor`` skip
+  the scheduler's step with a warning instead of raising (Lightning's meaning); ``"name"`` is
+  accepted for Lightning's sake and names nothing (:class:`~lenetish.LearningRateMonitor`
+  names its columns by optimizer and parameter group).
 
 A returned scheduler is stepped by an :class:`~lenetish.LRSchedule` the fit adds, under the
 same checkpoint key as the Trainer's ``scheduler=`` setting, so it resumes like it. Both must
@@ -111,7 +115,13 @@ def _schedule(spec: object, optimizer: Optimizer) -> LRSchedule:
     if unknown:
         raise InvalidArgumentError(
             f"the scheduler dict has keys lenetish does not know ({', '.join(sorted(unknown))});"
-            " use 'scheduler', 'interval', 'monitor' (and 'frequency': 1)"
+            " use 'scheduler', 'interval', 'monitor', 'strict', 'name' (and 'frequency': 1)"
+        )
+    strict = settings.get("strict", True)
+    if not isinstance(strict, bool):
+        raise InvalidArgumentError(
+            f"'strict': {strict!r} in the scheduler dict must be True (an epoch without the "
+            "monitored metric raises) or False (it skips that epoch's step with a warning)"
         )
     if settings.get("frequency", 1) != 1:
         raise InvalidArgumentError(
@@ -122,6 +132,7 @@ def _schedule(spec: object, optimizer: Optimizer) -> LRSchedule:
         lambda optimizer: scheduler,  # built already, by configure_optimizers
         interval=settings.get("interval", "epoch"),
         monitor=settings.get("monitor"),
+        strict=strict,
     )
     schedule.state_key = SCHEDULE_KEY
     return schedule

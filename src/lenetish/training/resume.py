@@ -26,6 +26,12 @@ rank 0's random state. A sampler lenetish does not know, without a ``generator``
 attribute, may shuffle with a generator no checkpoint can capture: writing one warns, once
 per fit, naming the loader; a ``DataLoader`` with ``persistent_workers=True`` draws its
 workers' seed in its first epoch only, so a fit resumed after it draws once more.
+
+An optimizer state with more parameter groups than the resumed fit's fresh optimizer (a
+fine-tuning callback added some with ``optimizer.add_param_group`` in ``on_fit_start`` or
+``on_epoch_start``) waits until those hooks have run, so the callback adds its groups again,
+and is checked and loaded just before the first batch; until then the optimizer holds its
+fresh values, and a checkpoint written meanwhile holds the resumed state.
 """
 
 from __future__ import annotations
@@ -40,13 +46,18 @@ from torch import Tensor
 
 from lenetish._checks import is_overridden
 from lenetish.errors import CheckpointError
+from lenetish.layout import match_optimizer_layout
 from lenetish.saving.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     capture_rng_state,
     load_model_state,
     restore_rng_state,
 )
-from lenetish.saving.checkpoint_checks import check_training_checkpoint
+from lenetish.saving.checkpoint_checks import (
+    check_optimizer_state,
+    check_training_checkpoint,
+    extra_param_groups,
+)
 from lenetish.training._loader_rng import (
     capture_loader_rng,
     check_loader_rng,
@@ -96,7 +107,7 @@ def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": trainer.module.state_dict(),
         "model_class": type(trainer.module).__name__,
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "optimizer": _optimizer_state(trainer, plan),
         "optimizer_class": type(optimizer).__name__,
         "scaler": None if scaler is None else scaler.state_dict(),
         # finished epochs; an unfinished one is resumed from its start (see mid_epoch)
@@ -159,16 +170,19 @@ def start_epoch_progress(trainer: Trainer, plan: FitPlan) -> EpochProgress:
 def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> Iterator[T]:
     """``batches``, less those a mid-epoch checkpoint had already trained.
 
-    In the first epoch of a fit resumed from a checkpoint written inside that epoch, the
-    running score and the logged values of the checkpoint are put back, the batches it had
-    done are drawn and dropped (so the loader's order and any random numbers it draws are as
-    before), and then the random state of the save is restored. Every other epoch gets
-    ``batches`` unchanged.
+    First it loads an optimizer state kept back for parameter groups that callbacks add
+    (see :func:`restore_training_state`). In the first epoch of a fit resumed from a
+    checkpoint written inside that epoch, the running score and the logged values of the
+    checkpoint are put back, the batches it had done are drawn and dropped (so the loader's
+    order and any random numbers it draws are as before), and then the random state of the
+    save is restored. Every other epoch gets ``batches`` unchanged.
 
     Raises:
         CheckpointError: the loader yields fewer batches than the checkpoint had done, or
-            its running score counts more samples than those batches hold.
+            its running score counts more samples than those batches hold; a kept-back
+            optimizer state whose groups the callbacks did not add, or that does not fit.
     """
+    _load_pending_optimizer(trainer, plan)
     state, progress = trainer.state, trainer.state.progress
     point, state.resume_point = state.resume_point, None
     if point is None or progress is None:
@@ -236,7 +250,10 @@ def restore_training_state(
 ) -> None:
     """Load ``checkpoint`` into ``trainer`` and the fit ``plan`` built for it.
 
-    Every callback was reset first; each then gets the state saved under its key.
+    Every callback was reset first; each then gets the state saved under its key. An
+    optimizer state with more parameter groups than ``plan.optimizer`` is kept in
+    ``trainer.state.pending_optimizer`` for :func:`resumed_batches` to load once callbacks
+    have added theirs.
 
     Raises:
         CheckpointError: the checkpoint does not fit (another network, another optimizer,
@@ -254,9 +271,14 @@ def restore_training_state(
             f"--nproc_per_node={saved_world_size}), since each process's share of the batches "
             "and its random stream depend on it"
         )
+    # A fine-tuning callback may have added parameter groups (optimizer.add_param_group in
+    # on_fit_start or on_epoch_start) that this fresh optimizer has not yet: such a state is
+    # checked and loaded once the callbacks have run, before the first batch.
+    later = extra_param_groups(checkpoint.get("optimizer"), plan.optimizer) > 0
     check_training_checkpoint(
-        checkpoint, model=trainer.module, optimizer=plan.optimizer, source=source
-    )
+        checkpoint, model=trainer.module, optimizer=None if later else plan.optimizer,
+        source=source,
+    )  # fmt: skip
     mid_epoch = checkpoint.get("mid_epoch")
     _check_epochs_left(trainer, checkpoint["epoch"], mid_epoch is not None, source)
     if mid_epoch is not None:
@@ -278,7 +300,9 @@ def restore_training_state(
             f"{source} was written by a trainer using {saved_class}, but this one uses "
             f"{type(plan.optimizer).__name__}; resume with the same optimizer settings"
         )
-    if checkpoint["optimizer"] is not None:
+    if later:
+        trainer.state.pending_optimizer = (checkpoint["optimizer"], source)
+    elif checkpoint["optimizer"] is not None:
         plan.optimizer.load_state_dict(checkpoint["optimizer"])
     scaler = plan.step.scaler
     if scaler is not None and checkpoint["scaler"] is not None:
@@ -353,3 +377,39 @@ def _check_mid_epoch(
             epoch + 1,
             plan.parallel.world_size,
         )
+
+
+def _optimizer_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any] | None:
+    """The optimizer's state, or the resumed one still waiting for its parameter groups."""
+    pending = trainer.state.pending_optimizer
+    if pending is not None:  # written before the first batch loaded it: the resumed state
+        return pending[0]
+    return None if plan is None else plan.optimizer.state_dict()
+
+
+def _load_pending_optimizer(trainer: Trainer, plan: FitPlan) -> None:
+    """Load the optimizer state kept back for the groups callbacks add (see restore).
+
+    Called as the first epoch's batches start, after ``on_fit_start`` and ``on_epoch_start``.
+
+    Raises:
+        CheckpointError: the optimizer still has another number of parameter groups than
+            the state, or the state does not fit them.
+    """
+    pending, trainer.state.pending_optimizer = trainer.state.pending_optimizer, None
+    if pending is None:
+        return
+    saved, source = pending
+    have, want = len(plan.optimizer.param_groups), len(saved["param_groups"])
+    if have != want:
+        raise CheckpointError(
+            f"{source} holds an optimizer state of {want} parameter groups, and this fit's "
+            f"{type(plan.optimizer).__name__} has {have} when its first batch starts; a "
+            "callback that adds groups (optimizer.add_param_group) must add them again when "
+            "a fit resumes, in on_fit_start or on_epoch_start, with the same parameters in "
+            "the same order; or resume with the optimizer settings and callbacks of the run "
+            "that wrote it"
+        )
+    check_optimizer_state(saved, plan.optimizer, source=source)
+    plan.optimizer.load_state_dict(saved)
+    match_optimizer_layout(plan.optimizer)  # the saved moments' layout may differ

@@ -62,6 +62,8 @@ class TrainState:
             waits for the device, so read it only when you need it.
         metrics: the latest epoch's metrics (``loss``, ``accuracy``, ``val_loss``, ...).
         resumed: whether this fit continues from a checkpoint.
+        resumed_from: the absolute path of the checkpoint this fit resumed from, else
+            ``None`` (:class:`~lenetish.ModelCheckpoint` never deletes that file).
         validating: whether this fit was given validation batches (``val_*`` metrics).
         validation_freq: validate every this many epochs (the Trainer's setting); see
             ``validates(epoch)``.
@@ -75,6 +77,10 @@ class TrainState:
         resume_point: the ``mid_epoch`` part of the checkpoint this fit resumed from, until
             the first epoch has skipped the batches it had already trained. Set by
             :mod:`lenetish.training.resume` when a fit resumes, not a constructor argument.
+        pending_optimizer: the checkpoint's optimizer state and file name, when it holds
+            more parameter groups than the fresh optimizer: kept until callbacks have added
+            theirs (``on_fit_start``, ``on_epoch_start``) and loaded before the first batch.
+            Set by :mod:`lenetish.training.resume`, not a constructor argument.
         stop_held: a stop request was held back by ``min_epochs`` (said once per fit). Set
             by the loop, not a constructor argument.
 
@@ -101,9 +107,13 @@ class TrainState:
     validating: bool = False
     validation_freq: int = 1
     min_epochs: int = 0
+    resumed_from: str | None = None
     started_at: float = field(default_factory=time.monotonic)
     progress: EpochProgress | None = field(default=None, init=False, repr=False)
     resume_point: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    pending_optimizer: tuple[dict[str, Any], str] | None = field(
+        default=None, init=False, repr=False
+    )
     stop_held: bool = field(default=False, init=False, repr=False)
 
     @property

@@ -16,7 +16,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from lenetish._checks import DEFAULT_LR, check_trainer_settings
-from lenetish._device import DeviceLike, Precision, resolve_device, resolve_precision
+from lenetish._device import (
+    Deterministic,
+    DeviceLike,
+    Precision,
+    check_deterministic,
+    resolve_device,
+    resolve_precision,
+)
 from lenetish.callbacks import Callback, History
 from lenetish.callbacks.base import check_callbacks
 from lenetish.callbacks.defaults import renew_history, with_defaults
@@ -26,7 +33,7 @@ from lenetish.data.identity import DatasetInfo
 from lenetish.distributed.strategies import ParallelStrategy, SingleProcess
 from lenetish.errors import NotFittedError, TrainerBusyError
 from lenetish.losses import Criterion, LossFunction, LossName
-from lenetish.metrics import MetricLike, MetricSet, check_logged
+from lenetish.metrics import LoggedValue, MetricLike, MetricSet, check_logged
 from lenetish.saving.checkpoint import save_checkpoint
 from lenetish.training._loader_rng import remember_loader
 from lenetish.training._loop import Batch, fit_once
@@ -87,7 +94,9 @@ class Trainer:
             update/compute/reset}``; History gets ``name`` (and ``val_name``).
         seed: seed Python, NumPy and torch when :meth:`fit` starts (not the model's initial
             weights: call :func:`~lenetish.seed_everything` before building it for that).
-        deterministic: use PyTorch's deterministic algorithms during :meth:`fit`.
+        deterministic: use PyTorch's deterministic algorithms during :meth:`fit`: ``True``
+            raises where an operation has none, ``"warn"`` (Lightning's) warns there and goes
+            on (``torch.use_deterministic_algorithms(True, warn_only=True)``).
         progress: show a progress bar (``None``: in a terminal or a Jupyter notebook, not
             under ``CI=true``; elsewhere a plain line now and then).
 
@@ -137,7 +146,7 @@ class Trainer:
         loss: LossName | LossFunction = "auto",
         metrics: Mapping[str, MetricLike] | None = None,
         seed: int | None = None,
-        deterministic: bool = False,
+        deterministic: Deterministic = False,
         progress: bool | None = None,
     ) -> None:
         check_trainer_settings(
@@ -145,6 +154,7 @@ class Trainer:
             label_smoothing, augment, channels_last, min_epochs, validation_freq,
         )  # fmt: skip
         check_callbacks(callbacks)
+        check_deterministic(deterministic)
         Criterion(loss, label_smoothing)  # refuses an unknown loss now, not at fit()
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -279,17 +289,20 @@ class Trainer:
             return Criterion(self.loss, self.label_smoothing)(outputs, targets, smoothing=smoothing)
         return self._plan.criterion(outputs, targets, smoothing=smoothing)
 
-    def log(self, name: str, value: float | Tensor) -> None:
+    def log(self, name: str, value: LoggedValue) -> None:
         """Record ``value`` as this epoch's ``name`` metric (the last value logged wins).
 
         Call it from ``training_step`` or a hook during an epoch: the value lands in the
-        epoch's History row, the loggers and the monitors (a tensor is read at the epoch end).
+        epoch's History row, the loggers and the monitors. It is one real number: a Python
+        or NumPy number (``np.float32``...), or a one-element tensor or array (a tensor is
+        read at the epoch end); NaN is kept.
 
         Raises:
-            InvalidArgumentError: ``name`` is a built-in metric, or ``value`` not a number.
+            InvalidArgumentError: ``name`` is a built-in metric, or ``value`` is not one
+                number (a string, a bool, a tensor of several elements: log
+                ``value.mean()``).
         """
-        check_logged(name, value, computed=self.metrics)
-        record_logged(self._plan, name, value)
+        record_logged(self._plan, name, check_logged(name, value, computed=self.metrics))
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to resume this fit exactly, as plain containers and tensors.
