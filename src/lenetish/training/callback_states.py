@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lenetish._checks import is_overridden
+from lenetish._text import printable
 from lenetish.callbacks.base import Callback
 from lenetish.errors import CheckpointError, InvalidArgumentError
 
@@ -203,17 +204,39 @@ def _refuse(value: object, path: str, callback: Callback, detail: str) -> NoRetu
     )
 
 
+def _kind(key: object) -> str | None:
+    """The kind of callback a key like ``lenetish.ModelCheckpoint[folder=runs/a]`` names.
+
+    Built-ins that may appear twice in one fit add their settings in brackets to their
+    ``state_key``; a key without them (a user's own) has no kind here.
+    """
+    if not isinstance(key, str):  # a damaged checkpoint's key: matches nothing
+        return None
+    head, bracket, _ = key.partition("[")
+    return head if bracket and key.endswith("]") and head else None
+
+
+def _settings(key: str) -> str:
+    """The bracketed settings of such a key: ``folder=runs/a``."""
+    return key.partition("[")[2][:-1]
+
+
 def restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: str) -> None:
     """Give each callback the state saved under its key (or under its 0.1-style key).
 
-    A saved state that no callback of this fit claims is named in a ``UserWarning``.
+    A callback the checkpoint has no state for starts fresh, with one log line at WARNING;
+    where the checkpoint holds the state of a callback of the same kind with other settings
+    (a ``ModelCheckpoint`` of another folder, when a run is resumed into a new one), that
+    line says so and nothing more is reported. Any other saved state that no callback of
+    this fit claims is named in a ``UserWarning``.
     """
     legacy = {id(callback): key for key, callback in _legacy_keys(callbacks).items()}
     claimed: set[str] = set()
+    fresh: list[str] = []
     for key, callback in callbacks_by_key(callbacks).items():
         found = key if key in saved else legacy[id(callback)]
         if found not in saved:
-            logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
+            fresh.append(key)
             continue
         claimed.add(found)
         try:
@@ -226,7 +249,23 @@ def restore_callbacks(callbacks: list[Callback], saved: dict[str, Any], source: 
                 f"({type(exc).__name__}: {exc}); resume from another checkpoint, or start a "
                 "new run"
             ) from exc
-    for key in sorted(set(saved) - claimed):
+    dropped = sorted(set(saved) - claimed)
+    for key in fresh:
+        kind = _kind(key)
+        kin = [other for other in dropped if kind is not None and _kind(other) == kind]
+        if len(kin) != 1:
+            logger.warning("checkpoint has no state for callback %s; it starts fresh", key)
+            continue
+        dropped.remove(kin[0])  # told here: the same callback, set up otherwise
+        logger.warning(
+            "%s starts fresh: %s holds the state of one with %s, and this fit's has %s (a "
+            "state carries over only to a callback with the same settings)",
+            kind,
+            printable(source),
+            printable(_settings(kin[0])),
+            printable(_settings(key)),
+        )
+    for key in dropped:
         warnings.warn(
             f"{source} holds the state of callback {key!r}, which no callback of this fit "
             "has (callbacks are matched by state_key), so its state is dropped; to keep it, "
