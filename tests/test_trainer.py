@@ -292,7 +292,8 @@ def test_subclass_seams_are_used() -> None:
     trainer = Custom(MNISTConvNet(), device="cpu", epochs=1, progress=False)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.fit(digit_batches(20, 10), digit_batches(10, 10))
-    assert calls == ["configure", "train", "train", "val"]
+    # The first "val" is the sanity check of num_sanity_val_steps before the first epoch.
+    assert calls == ["configure", "val", "train", "train", "val"]
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
 
 

@@ -93,6 +93,7 @@ class ModelCheckpoint(Callback):
 
     order = 1000
     reads_metrics = True
+    writes_files = True
 
     def __init__(
         self,
@@ -206,6 +207,8 @@ class ModelCheckpoint(Callback):
     def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
         """Write ``last.pt`` every ``every_n_steps`` optimizer steps (a mid-epoch checkpoint)."""
         if self.every_n_steps is None or state.global_step % self.every_n_steps:
+            return
+        if state.accumulating:  # a micro-batch: the step it belongs to has not happened
             return
         if not math.isfinite(float(output.loss)):
             logger.warning(

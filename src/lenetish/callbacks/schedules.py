@@ -159,8 +159,8 @@ class LRSchedule(Callback):
         state.lr = float(trainer.optimizer.param_groups[0]["lr"])
 
     def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
-        """Step per batch when ``interval="step"``."""
-        if self.interval == "step" and self.scheduler is not None:
+        """Step per optimizer step when ``interval="step"`` (not after a micro-batch)."""
+        if self.interval == "step" and self.scheduler is not None and not state.accumulating:
             self.scheduler.step()
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:

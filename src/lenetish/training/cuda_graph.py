@@ -162,8 +162,14 @@ class CudaGraphStep:
             else None
         )
 
-    def __call__(self, images: Tensor, labels: Tensor) -> BatchOutput:
-        """Run one step: warm-up, capture, replay, or eager for another shape."""
+    def __call__(
+        self, images: Tensor, labels: Tensor, *, scale: float = 1.0, update: bool = True
+    ) -> BatchOutput:
+        """Run one step: warm-up, capture, replay, or eager for another shape.
+
+        Gradient accumulation (``scale``, ``update``) is a capture blocker, so a captured
+        step is only ever called with the defaults.
+        """
         if self.failed or not self._fits(images, labels):
             return self.eager(images, labels)
         self.steps += 1
@@ -273,6 +279,7 @@ class CaptureRequest:
         deterministic: the Trainer's ``deterministic`` (``True``, ``False`` or ``"warn"``).
         compiled: the model is compiled with ``torch.compile``.
         world_size: the number of processes training together.
+        accumulate_grad_batches: micro-batches per optimizer step.
 
     Example:
         >>> from lenetish import MNISTConvNet
@@ -300,6 +307,7 @@ class CaptureRequest:
     deterministic: Deterministic = False
     compiled: bool = False
     world_size: int = 1
+    accumulate_grad_batches: int = 1
 
 
 def capture_blockers(request: CaptureRequest) -> list[str]:
@@ -352,6 +360,8 @@ def capture_blockers(request: CaptureRequest) -> list[str]:
         reasons.append(f"deterministic={request.deterministic!r}")
     if request.compiled:
         reasons.append("compile=True (torch.compile captures graphs its own way)")
+    if request.accumulate_grad_batches > 1:
+        reasons.append("accumulate_grad_batches > 1 (a step is several micro-batches)")
     if request.world_size > 1:
         reasons.append("distributed training (DDP synchronises gradients outside the graph)")
     return reasons

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import Tensor
+from torch.optim import Optimizer
 
 from lenetish._checks import is_overridden
 from lenetish.errors import CheckpointError
@@ -112,7 +113,7 @@ def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
         "scaler": None if scaler is None else scaler.state_dict(),
         # finished epochs; an unfinished one is resumed from its start (see mid_epoch)
         "epoch": trainer.state.epoch + (1 if progress is None else 0),
-        "epochs_planned": trainer.epochs,
+        "epochs_planned": trainer.state.epochs,
         "global_step": trainer.state.global_step,
         "callbacks": {
             key: loadable_state(callback, callback.state_dict(), told=told)
@@ -139,7 +140,11 @@ def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
         score.add(pending.loss, pending.logits, pending.targets)
         metric_set.update(pending.logits, pending.targets)
         done += 1
+    accumulated = {}
+    if plan.eager is not None and plan.eager.accumulated:  # between micro-batches of a step
+        accumulated = {"accumulated_grads": _gradients(plan.optimizer)}
     return {
+        **accumulated,
         "batches_done": done,
         "rng": capture_rng_state(),
         "score": score.state_dict(),
@@ -149,6 +154,40 @@ def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
             for name, value in plan.logged.items()
         },
     }
+
+
+def _gradients(optimizer: Optimizer) -> list[Tensor | None]:
+    """Every optimized parameter's gradient so far (copies), in the optimizer's order."""
+    return [
+        None if parameter.grad is None else parameter.grad.detach().clone()
+        for group in optimizer.param_groups
+        for parameter in group["params"]
+    ]
+
+
+def _restore_gradients(plan: FitPlan, saved: object) -> None:
+    """Put back the gradients of micro-batches a mid-group checkpoint had added up.
+
+    Raises:
+        CheckpointError: they do not fit the optimizer's parameters.
+    """
+    parameters = [p for group in plan.optimizer.param_groups for p in group["params"]]
+    if (
+        not isinstance(saved, list)
+        or len(saved) != len(parameters)
+        or plan.eager is None
+        or any(
+            g is not None and (not isinstance(g, Tensor) or g.shape != p.shape)
+            for g, p in zip(saved, parameters, strict=True)
+        )
+    ):
+        raise CheckpointError(
+            "the checkpoint's accumulated gradients do not fit this fit's parameters; resume "
+            "with the model, optimizer and accumulate_grad_batches of the run that wrote it"
+        )
+    for parameter, grad in zip(parameters, saved, strict=True):
+        parameter.grad = None if grad is None else grad.to(parameter.device, parameter.dtype)
+    plan.eager.accumulated = True
 
 
 def start_epoch_progress(trainer: Trainer, plan: FitPlan) -> EpochProgress:
@@ -204,6 +243,8 @@ def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> It
         samples = _add_samples(samples, batch)
     _check_samples_counted(trainer, plan, samples, point["batches_done"])
     progress.batches_done = point["batches_done"]
+    if "accumulated_grads" in point:
+        _restore_gradients(plan, point["accumulated_grads"])
     restore_rng_state(point["rng"])
     yield from iterator
 
@@ -287,11 +328,11 @@ def restore_training_state(
         trainer, checkpoint.get("loader_rng"), source, epoch=checkpoint["epoch"]
     )
     load_model_state(trainer.module, checkpoint["model"], source=source)
-    planned = checkpoint.get("epochs_planned", trainer.epochs)
-    if planned != trainer.epochs and trainer.scheduler_spec == "onecycle":
+    planned = checkpoint.get("epochs_planned", trainer.state.epochs)
+    if planned != trainer.state.epochs and trainer.scheduler_spec == "onecycle":
         raise CheckpointError(
             f"{source} comes from a run planned for {planned} epochs with the one-cycle "
-            f"schedule, which cannot stretch to {trainer.epochs}; resume it with epochs="
+            f"schedule, which cannot stretch to {trainer.state.epochs}; resume it with epochs="
             f"{planned}, or start a new run"
         )
     saved_class = checkpoint.get("optimizer_class")
@@ -322,12 +363,12 @@ def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source
         CheckpointError: ``epochs`` is below the checkpoint's finished epochs, or, for a
             checkpoint written inside an epoch, does not reach that epoch.
     """
-    if finished > trainer.epochs or (unfinished and finished >= trainer.epochs):
+    if finished > trainer.state.epochs or (unfinished and finished >= trainer.state.epochs):
         trained = f"{finished} epoch{'' if finished == 1 else 's'}"
         part = f" and part of epoch {finished + 1}" if unfinished else ""
         raise CheckpointError(
             f"{source} has already trained {trained}{part}, and this trainer has "
-            f"epochs={trainer.epochs}, so the resumed fit would train nothing; pass epochs > "
+            f"epochs={trainer.state.epochs}, so the resumed fit would train nothing; pass epochs > "
             f"{finished} (the total number of epochs, e.g. epochs={finished + 1})"
         )
 

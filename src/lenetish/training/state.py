@@ -83,6 +83,9 @@ class TrainState:
             Set by :mod:`lenetish.training.resume`, not a constructor argument.
         stop_held: a stop request was held back by ``min_epochs`` (said once per fit). Set
             by the loop, not a constructor argument.
+        accumulating: the batch just trained added its gradients without an optimizer step
+            (``accumulate_grad_batches``); per-step callbacks wait for the step. Set by the
+            loop, not a constructor argument.
 
     Example:
         >>> from lenetish import Callback, MNISTConvNet, Trainer
@@ -115,6 +118,7 @@ class TrainState:
         default=None, init=False, repr=False
     )
     stop_held: bool = field(default=False, init=False, repr=False)
+    accumulating: bool = field(default=False, init=False, repr=False)
 
     @property
     def elapsed(self) -> float:

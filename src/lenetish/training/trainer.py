@@ -31,13 +31,14 @@ from lenetish.callbacks.schedules import SchedulerFactory
 from lenetish.catalog import OptimizerName, SchedulerName
 from lenetish.data.identity import DatasetInfo
 from lenetish.distributed.strategies import ParallelStrategy, SingleProcess
-from lenetish.errors import NotFittedError, TrainerBusyError
-from lenetish.losses import Criterion, LossFunction, LossName
+from lenetish.errors import InvalidArgumentError, NotFittedError, TrainerBusyError
+from lenetish.losses import Criterion, LossFunction, LossName, check_class_weight
 from lenetish.metrics import LoggedValue, MetricLike, MetricSet, check_logged
 from lenetish.saving.checkpoint import save_checkpoint
 from lenetish.training._loader_rng import remember_loader
 from lenetish.training._loop import Batch, fit_once
 from lenetish.training._plan import FitPlan, deprecated_criterion, record_logged
+from lenetish.training.limits import BatchLimit, LoopLimits
 from lenetish.training.optimizer_config import OptimizerConfig, build_optimizer
 from lenetish.training.resume import checkpoint_state
 from lenetish.training.state import BatchOutput, TrainState
@@ -61,7 +62,7 @@ class Trainer:
         optimizer: ``"adam"``, ``"sgd"`` (with ``momentum``), or a callable that takes the
             model's parameters and returns an optimizer (then ``lr`` must be ``None``).
         lr: learning rate (default: 1e-3 for Adam, 0.1 for SGD, the seed's values).
-        epochs: passes over the training data.
+        epochs: passes over the training data (``None``: as many as ``max_steps`` needs).
         min_epochs: whole epochs no stop request cuts short (Lightning's): an earlier one
             (early stopping, a Timer, ``StopTraining``) is held, logged once.
         validation_freq: validate every this many epochs (Keras' ``validation_freq``).
@@ -99,6 +100,20 @@ class Trainer:
             on (``torch.use_deterministic_algorithms(True, warn_only=True)``).
         progress: show a progress bar (``None``: in a terminal or a Jupyter notebook, not
             under ``CI=true``; elsewhere a plain line now and then).
+        accumulate_grad_batches: micro-batches whose gradients make one optimizer step
+            (Lightning's; fastai's ``GradientAccumulation``); see
+            :mod:`lenetish.training.limits`.
+        max_steps: stop after this many optimizer steps (with ``epochs=None``, epochs open).
+        limit_train_batches: training batches per epoch: an int, or a fraction of ``len``.
+        limit_val_batches: validation batches per validation: an int, or a fraction.
+        fast_dev_run: ``True`` or N: one epoch of N training and validation batches that
+            writes no files (no checkpoint, CSV or TensorBoard callback runs).
+        num_sanity_val_steps: validation batches run before the first epoch (2), so a
+            broken ``validation_step`` fails at once; 0 turns it off.
+        class_weight: one weight per class for the training loss (Keras'): each sample's
+            loss is multiplied by its class's weight, the mean taken over the batch.
+            Batches may also be ``(images, labels, weights)`` (per-sample weights, Keras'
+            ``sample_weight``); validation losses are never weighted.
 
     Attributes:
         history: the :class:`~lenetish.History` of the latest fit.
@@ -128,7 +143,7 @@ class Trainer:
         *,
         optimizer: OptimizerName | OptimizerFactory = "adam",
         lr: float | None = None,
-        epochs: int = 5,
+        epochs: int | None = 5,
         min_epochs: int = 0,
         validation_freq: int = 1,
         scheduler: SchedulerName | SchedulerFactory | None = None,
@@ -148,6 +163,13 @@ class Trainer:
         seed: int | None = None,
         deterministic: Deterministic = False,
         progress: bool | None = None,
+        accumulate_grad_batches: int = 1,
+        max_steps: int | None = None,
+        limit_train_batches: BatchLimit = None,
+        limit_val_batches: BatchLimit = None,
+        fast_dev_run: bool | int = False,
+        num_sanity_val_steps: int = 2,
+        class_weight: Sequence[float] | Tensor | None = None,
     ) -> None:
         check_trainer_settings(
             optimizer, lr, epochs, scheduler, momentum, weight_decay, grad_clip_norm,
@@ -155,6 +177,16 @@ class Trainer:
         )  # fmt: skip
         check_callbacks(callbacks)
         check_deterministic(deterministic)
+        self.limits = LoopLimits(
+            accumulate_grad_batches, max_steps, limit_train_batches, limit_val_batches,
+            fast_dev_run, num_sanity_val_steps,
+        )  # fmt: skip
+        if epochs is None and max_steps is None:
+            raise InvalidArgumentError(
+                "epochs=None leaves the fit open, so it needs max_steps to end; give "
+                "epochs or max_steps"
+            )
+        self.class_weight = check_class_weight(class_weight, loss)
         Criterion(loss, label_smoothing)  # refuses an unknown loss now, not at fit()
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -171,7 +203,7 @@ class Trainer:
         self.seed, self.deterministic = seed, deterministic
         self.callbacks, self.history, self._history_given = with_defaults(callbacks, progress)
         self.should_stop = False
-        self.state = TrainState(epochs=epochs)
+        self.state = TrainState(epochs=epochs or 0)
         self.data_info: DatasetInfo | None = None
         self._parallel: ParallelStrategy = SingleProcess()  # the current (or last) fit's
         self._plan: FitPlan | None = None  # the current (or last) fit's (see _plan.FitPlan)
