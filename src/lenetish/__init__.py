@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         UnsupportedModelError,
     )
     from lenetish.evaluation import EvalResult, Prediction, evaluate, predict
+    from lenetish.lr_finder import LRFinderResult, lr_find
     from lenetish.models import MNISTConvNet, MNISTWideNet
     from lenetish.plots import plot_confusion, plot_digits, plot_history, plot_mistakes
     from lenetish.recipe_runs import (
@@ -115,6 +116,8 @@ _HOMES: dict[str, str] = {
     "load_split": "lenetish.data",
     "load_weights": "lenetish.saving.weightfiles",
     "Loaders": "lenetish.data",
+    "lr_find": "lenetish.lr_finder",
+    "LRFinderResult": "lenetish.lr_finder",
     "LRSchedule": "lenetish.callbacks",
     "LearningRateMonitor": "lenetish.callbacks",
     "make_loaders": "lenetish.data",
@@ -199,6 +202,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidImageError",
     "InvalidInputError",
+    "LRFinderResult",
     "LRSchedule",
     "LearningRateMonitor",
     "LenetishError",
@@ -240,6 +244,7 @@ __all__ = [
     "load_model",
     "load_split",
     "load_weights",
+    "lr_find",
     "make_loaders",
     "plot_confusion",
     "plot_digits",

@@ -1,4 +1,4 @@
-"""Headless PNG figures: digit grids, predictions, confusion matrix, training curves, mistakes.
+"""Headless PNG figures: digits, predictions, confusion matrix, training curves, mistakes, lr_find.
 
 Needs the ``plot`` extra (matplotlib). Figures are drawn on matplotlib's Agg canvas directly,
 so nothing here changes the user's pyplot backend or opens a window. Each PNG is written
@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -22,7 +22,10 @@ from lenetish._atomic import atomic_write
 from lenetish.callbacks import History
 from lenetish.errors import InvalidArgumentError, MissingDependencyError, OutputFileError
 
-__all__ = ["plot_confusion", "plot_digits", "plot_history", "plot_mistakes"]
+if TYPE_CHECKING:
+    from lenetish.lr_finder import LRFinderResult
+
+__all__ = ["plot_confusion", "plot_digits", "plot_history", "plot_lr_find", "plot_mistakes"]
 
 
 def _figure(width: float, height: float) -> Any:
@@ -310,5 +313,67 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
         axes.set_ylabel(metric)
         axes.legend()
         axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_lr_find(result: LRFinderResult, path: str | os.PathLike[str]) -> Path:
+    """Draw :func:`~lenetish.lr_find`'s losses against the learning rate on a log axis.
+
+    The raw losses are drawn faintly, the smoothed ones solidly, and the suggestion (when
+    there is one) as a red point and a dashed line. The loss axis stops a little above the
+    highest smoothed loss before any divergence, so the climb at the end does not flatten the
+    rest. :meth:`LRFinderResult.plot <lenetish.LRFinderResult.plot>` calls it.
+
+    Args:
+        result: what :func:`~lenetish.lr_find` returned.
+        path: the PNG to write.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        InvalidArgumentError: the result holds no steps.
+        MissingDependencyError: matplotlib is not installed.
+        OutputFileError: the PNG cannot be written (see :func:`~lenetish.plot_history`).
+
+    Example:
+        >>> import tempfile
+        >>> from lenetish import LRFinderResult
+        >>> from lenetish.plots import plot_lr_find
+        >>> result = LRFinderResult((1e-4, 1e-3, 1e-2, 1e-1), (2.3, 2.0, 1.2, 1.5),
+        ...                         (2.3, 2.1, 1.8, 1.7), 1e-2, False)
+        >>> plot_lr_find(result, f"{tempfile.mkdtemp()}/lr_find.png").name
+        'lr_find.png'
+    """
+    if not result.lrs:
+        raise InvalidArgumentError("the lr_find result holds no steps: run lr_find first")
+    figure = _figure(7, 4.5)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot(result.lrs, result.losses, color="0.6", linewidth=0.8, label="loss")
+    axes.plot(result.lrs, result.smoothed_losses, color="C0", label="smoothed loss")
+    if result.suggestion is not None:
+        at = result.lrs.index(result.suggestion)
+        axes.axvline(result.suggestion, color="C3", linestyle="--", linewidth=0.8)
+        axes.plot(
+            [result.suggestion],
+            [result.smoothed_losses[at]],
+            "o",
+            color="C3",
+            label=f"suggestion {result.suggestion:.2g}",
+        )
+    before = result.smoothed_losses[:-1] if result.diverged else result.smoothed_losses
+    shown = [x for x in (*before, *result.losses[: len(before)]) if math.isfinite(x)]
+    highest = max((x for x in before if math.isfinite(x)), default=None)
+    if shown and highest is not None:  # keep the climb at the end from flattening the rest
+        lowest = min(shown)
+        margin = 0.1 * (highest - lowest) or 0.1 * abs(highest) or 0.1
+        axes.set_ylim(lowest - margin, highest + margin)
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("training loss")
+    axes.set_title("learning-rate finder")
+    axes.legend()
+    axes.grid(alpha=0.3, which="both")
     figure.tight_layout()
     return _save(figure, path)
