@@ -325,3 +325,50 @@ def test_a_fractional_limit_of_a_loader_without_length_is_refused() -> None:
 def test_loop_limits_count_optimizer_steps() -> None:
     """optimizer_steps rounds a last short group up."""
     assert LoopLimits(accumulate_grad_batches=3).optimizer_steps(7) == 3
+
+
+def test_trainer_validate_scores_like_the_fits_last_validation_like_lightning() -> None:
+    """trainer.validate(val) after a fit gives the last epoch's val_loss and val_accuracy."""
+    val = _batches(2, 4, seed=1)
+    trainer = Trainer(MNISTConvNet(), epochs=2, device="cpu", progress=False)
+    history = trainer.fit(_batches(3, 4), val)
+    scores = trainer.validate(val)
+    assert scores["val_loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
+    assert scores["val_accuracy"] == history[-1]["val_accuracy"]
+
+
+def test_trainer_validate_before_any_fit_is_a_named_error() -> None:
+    """validate() needs a fit's loss: NotFittedError says to fit or use evaluate."""
+    from lenetish import NotFittedError
+
+    with pytest.raises(NotFittedError, match="call fit"):
+        Trainer(MNISTConvNet(), device="cpu").validate(_batches(1, 4))
+
+
+def test_trainer_predict_runs_predict_step_on_every_batch_like_lightning() -> None:
+    """predict() concatenates predict_step's outputs; (images, labels) tuples are taken too."""
+    model = MNISTConvNet().eval()
+    batches = _batches(2, 3)
+    outputs = Trainer(model, device="cpu").predict(batches)
+    with torch.no_grad():
+        expected = torch.cat([model(images) for images, _ in batches])
+    assert torch.allclose(outputs, expected, atol=1e-6)
+
+
+def test_a_list_of_validation_loaders_is_a_named_error() -> None:
+    """val=[loader, loader] is refused with how to combine them (Lightning takes several)."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*_batches(1, 4)[0]))
+    with pytest.raises(InvalidArgumentError, match="a list of 2 loaders"):
+        Trainer(MNISTConvNet(), epochs=1, device="cpu").fit(_batches(1, 4), [loader, loader])
+
+
+def test_lbfgs_is_a_named_error_not_a_missing_closure() -> None:
+    """An optimizer whose step needs a closure is refused before the first batch."""
+
+    class LBFGSTrainer(Trainer):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.LBFGS(self.model.parameters())
+
+    trainer = LBFGSTrainer(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+    with pytest.raises(InvalidArgumentError, match="LBFGS, whose step needs a closure"):
+        trainer.fit(_batches(1, 4))

@@ -31,7 +31,12 @@ from lenetish.errors import InvalidArgumentError
 from lenetish.layout import match_optimizer_layout
 from lenetish.losses import remember_output_kind
 from lenetish.saving.checkpoint import load_checkpoint, restore_rng_state
-from lenetish.training._layout_plan import ModelAsFound, restore_model, settle_layout
+from lenetish.training._layout_plan import (
+    LayoutDecision,
+    ModelAsFound,
+    restore_model,
+    settle_layout,
+)
 from lenetish.training._plan import FitPlan, batch_count, build_plan, check_reiterable
 from lenetish.training.limits import LoopLimits, batches_allowed
 from lenetish.training.resume import (
@@ -439,3 +444,32 @@ def validate(
     if not score.seen:
         raise InvalidArgumentError("the validation loader yielded no samples")
     return {**score.metrics(prefix="val_"), **metric_set.compute(prefix="val_")}
+
+
+def validate_alone(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> dict[str, float]:
+    """:func:`validate` outside a fit (``Trainer.validate``): the model in its own layout."""
+    check_reiterable(val=val)
+    own = FitPlan(**{**vars(plan), "layout": LayoutDecision(False, False, reason="own layout")})
+    own.metric_sets[1].reset()
+    return validate(trainer, own, val)
+
+
+def predict_batches(trainer: Trainer, batches: Iterable[Any]) -> Tensor:
+    """``trainer.predict_step`` of every batch (images, or a tuple led by them), concatenated.
+
+    Raises:
+        InvalidArgumentError: a batch is not images or a tuple led by them, or none came.
+    """
+    outputs = []
+    with scoring([trainer.model], trainer.device, trainer.precision):
+        for batch in batches:
+            images = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+            if not isinstance(images, Tensor):
+                raise InvalidArgumentError(
+                    f"a batch for predict is a {type(batch).__name__}; give image tensors, "
+                    "or (images, ...) tuples"
+                )
+            outputs.append(trainer.predict_step(images.to(trainer.device)).float())
+    if not outputs:
+        raise InvalidArgumentError("predict was given no batches")
+    return torch.cat(outputs)

@@ -68,6 +68,17 @@ def check_reiterable(**batches: Iterable[object] | None) -> None:
                 "after one pass; pass something that can be iterated again each epoch: a "
                 "list of batches, a DataLoader, a lenetish loader"
             )
+        if isinstance(given, (list, tuple)) and given and _is_loader(given[0]):
+            raise InvalidArgumentError(
+                f"{name} is a {type(given).__name__} of {len(given)} loaders; a fit takes one "
+                f"loader for {name}: chain them (itertools.chain of their batches in a list, "
+                "or torch.utils.data.ConcatDataset), or score each with lenetish.evaluate"
+            )
+
+
+def _is_loader(item: object) -> bool:
+    """Whether ``item`` is a loader of batches (a DataLoader, a TensorLoader), not one batch."""
+    return hasattr(item, "__iter__") and not isinstance(item, (tuple, list, Tensor, dict, str))
 
 
 def batch_count(batches: Iterable[object]) -> int | None:
@@ -348,6 +359,12 @@ def build_plan(
         else f"optimizer={trainer.optimizer_spec!r}"
     )
     check_optimizer_owner(optimizer, model, built_by=built_by)
+    if isinstance(optimizer, torch.optim.LBFGS):
+        raise InvalidArgumentError(
+            f"{built_by} gave LBFGS, whose step needs a closure that re-evaluates the loss; "
+            "the Trainer's step calls optimizer.step() once per batch without one: use a "
+            "first-order optimizer (Adam, SGD), or train LBFGS in a loop of your own"
+        )
     if returned is not None:
         if trainer.scheduler_spec is not None:
             raise InvalidArgumentError(

@@ -36,7 +36,7 @@ from lenetish.losses import Criterion, LossFunction, LossName, check_class_weigh
 from lenetish.metrics import LoggedValue, MetricLike, MetricSet, check_logged
 from lenetish.saving.checkpoint import save_checkpoint
 from lenetish.training._loader_rng import remember_loader
-from lenetish.training._loop import Batch, fit_once
+from lenetish.training._loop import Batch, fit_once, predict_batches, validate_alone
 from lenetish.training._plan import FitPlan, deprecated_criterion, record_logged
 from lenetish.training.limits import BatchLimit, LoopLimits
 from lenetish.training.optimizer_config import OptimizerConfig, build_optimizer
@@ -310,6 +310,52 @@ class Trainer:
         """
         outputs = self.model(images)
         return BatchOutput(self.compute_loss(outputs, labels, smoothing=False), outputs, labels)
+
+    def predict_step(self, images: Tensor) -> Tensor:
+        """The outputs of one batch for :meth:`predict` (override to return something else)."""
+        return self.model(images)  # type: ignore[no-any-return]
+
+    def validate(self, val: Iterable[Batch]) -> dict[str, float]:
+        """Score ``val`` as the last fit's validation did (Lightning's ``trainer.validate``).
+
+        Runs :meth:`validation_step` in eval and inference mode with the fit's loss and
+        metrics, in the model's own layout; no hook runs and nothing is logged.
+
+        Returns:
+            ``val_loss``, ``val_accuracy`` and ``val_<name>`` of each of the trainer's metrics.
+
+        Raises:
+            NotFittedError: no fit has run (its loss decides what the outputs are).
+            InvalidArgumentError: ``val`` yields no samples or batches of another form.
+
+        Example:
+            >>> from lenetish import MNISTConvNet
+            >>> batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+            >>> trainer = Trainer(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+            >>> _ = trainer.fit(batches)
+            >>> sorted(trainer.validate(batches))
+            ['val_accuracy', 'val_loss']
+        """
+        if self._plan is None:
+            raise NotFittedError(
+                "trainer.validate() scores with a fit's loss and metrics; call fit() first, or "
+                "use lenetish.evaluate(model, loader)"
+            )
+        return validate_alone(self, self._plan, val)
+
+    def predict(self, batches: Iterable[Any]) -> Tensor:
+        """:meth:`predict_step` of every batch, concatenated (Lightning's ``trainer.predict``).
+
+        A batch is the images, or a tuple whose first item they are (labels are ignored).
+        Runs in eval and inference mode under the trainer's precision, on its device.
+
+        Example:
+            >>> from lenetish import MNISTConvNet
+            >>> trainer = Trainer(MNISTConvNet(), device="cpu")
+            >>> trainer.predict([torch.randn(4, 1, 28, 28), torch.randn(2, 1, 28, 28)]).shape
+            torch.Size([6, 10])
+        """
+        return predict_batches(self, batches)
 
     def compute_loss(self, outputs: Tensor, targets: Tensor, *, smoothing: bool = True) -> Tensor:
         """The trainer's ``loss`` of a batch (with ``label_smoothing`` unless told not to).
