@@ -62,8 +62,10 @@ def batches_allowed(limit: BatchLimit, length: int | None, *, name: str) -> int 
         InvalidArgumentError: a fractional limit of a loader without ``len()``.
 
     Example:
-        >>> batches_allowed(0.25, 10, name="limit_train_batches"), batches_allowed(3, 10, name="x")
-        (3, 3)
+        >>> batches_allowed(0.25, 10, name="limit_train_batches")  # a quarter, rounded down
+        2
+        >>> batches_allowed(3, 10, name="limit_train_batches"), batches_allowed(None, 10, name="x")
+        (3, None)
     """
     if limit is None:
         return None
