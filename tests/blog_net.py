@@ -6,6 +6,7 @@ parameter names and shapes are exactly :class:`lenetish.MNISTConvNet`'s.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,3 +28,14 @@ class Net(nn.Module):
         x = x.view(-1, 5 * 5 * 48)
         x = F.relu(self.fc1(x))
         return F.log_softmax(self.fc2(x), dim=1)
+
+
+class MemoryOrderNet(Net):
+    """The blog's network reading its activations in memory order: channels-last changes it."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Log-probabilities, the pooled activations taken as stored, not in logical order."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2, 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2, 2)
+        flat = torch.as_strided(x, (x.shape[0], 1200), (1200, 1))
+        return F.log_softmax(self.fc2(F.relu(self.fc1(flat.view(-1, 1200)))), dim=1)

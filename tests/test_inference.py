@@ -14,7 +14,7 @@ from lenetish import InvalidArgumentError, MNISTConvNet, predict
 from lenetish._device import resolve_precision
 from lenetish.evaluation.inference import as_model_list, inference, plan_inference, tta_views
 from lenetish.layout import compiled_forward
-from tests.blog_net import Net
+from tests.blog_net import MemoryOrderNet, Net
 
 CPU = torch.device("cpu")
 
@@ -85,17 +85,39 @@ def test_the_callers_model_is_untouched_when_the_block_raises() -> None:
     assert all(p.is_contiguous() for p in model.parameters()) and model.training
 
 
-def test_a_view_model_keeps_its_own_layout_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
-    """A network flattening with .view runs contiguous, with one log line giving the reason."""
-    model = Net()
+def test_a_view_model_runs_channels_last_through_its_reshape_twin(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A .view network's private copy runs channels-last via its twin, said once; same outputs."""
+    model = Net().eval()
     sample = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(sample)
     with caplog.at_level(logging.INFO, logger="lenetish"):
         for _ in range(2):
-            with inference([model], plan_inference(CPU, "auto"), sample) as (runner,):
-                assert all(p.is_contiguous() for p in runner.parameters())
-                runner(sample)
+            plan = plan_inference(CPU, "auto", models=[model])  # float32: undeclared
+            with inference([model], plan, sample) as (runner,):
+                conv = next(p for p in runner.parameters() if p.dim() == 4 and p.shape[1] > 1)
+                assert conv.is_contiguous(memory_format=torch.channels_last)
+                assert torch.allclose(runner(sample), expected, atol=1e-4)
+    said = [r.message for r in caplog.records if ".view run as .reshape" in r.message]
+    assert len(said) == 1 and all(p.is_contiguous() for p in model.parameters())
+
+
+def test_a_model_without_a_twin_keeps_its_own_layout_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A network reading memory order (no twin helps) runs contiguous, said once, with why."""
+    model = MemoryOrderNet()
+    sample = torch.rand(4, 1, 28, 28)
+    with (
+        caplog.at_level(logging.INFO, logger="lenetish"),
+        inference([model], plan_inference(CPU, "auto"), sample) as (runner,),
+    ):
+        assert all(p.is_contiguous() for p in runner.parameters())
+        runner(sample)
     reasons = [r.message for r in caplog.records if "keeps its own layout" in r.message]
-    assert len(reasons) == 1 and "view size is not compatible" in reasons[0]
+    assert len(reasons) == 1 and "its outputs change channels-last" in reasons[0]
 
 
 def test_a_checked_user_model_gets_channels_last() -> None:

@@ -349,7 +349,7 @@ def test_auto_layout_trains_a_view_model_through_its_reshape_twin(
     with caplog.at_level(logging.INFO, logger="lenetish"):
         _trainer(build("blog")).fit(_batches("blog"))
     lines = [r.getMessage() for r in caplog.records if "channels-last" in r.getMessage()]
-    assert len(lines) == 1 and ".view call run as .reshape" in lines[0], caplog.text
+    assert len(lines) == 1 and ".view run as .reshape" in lines[0], caplog.text
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,98 +1,69 @@
-"""A traced twin of a network with ``.reshape`` for ``.view``: channels-last for ``.view`` nets.
+"""Channels-last for ``.view`` networks: their own forward, with ``.view`` run as ``.reshape``.
 
 Most MNIST networks flatten with ``x.view(-1, 1200)`` (the seed blog's class, pytorch/examples'
 ``Net``). ``view`` needs memory in NCHW order, so such a network cannot take channels-last
-activations, and loses the fastest convolutions. ``reshape`` gives the same values (on an NCHW
+activations and loses the fastest convolutions. ``reshape`` gives the same values (on an NCHW
 tensor it *is* ``view``; on a channels-last one it copies into that order). So
-:func:`reshape_twin` traces the network with :mod:`torch.fx` and swaps each tensor ``view``
-for ``reshape``; the twin calls the network's own submodules and parameters, so training the
-twin trains the network. The twin is used only where it is the same program as the network:
+:class:`ReshapeTwin` runs the network's own call (its hooks and ``forward``) under a
+:class:`~torch.overrides.TorchFunctionMode` that turns each shape ``view`` into ``reshape``.
+The mode is active only in the thread running the network, for the length of its call (torch
+keeps the mode stack per thread), and nothing is traced or rewritten, so the forward runs as
+written: its Python, its ``self.training`` branches, its hooks.
 
-* tracing must succeed, and give the same graph in training and in eval mode (a forward that
-  reads ``self.training``, e.g. ``F.dropout(x, training=self.training)``, or branches on
-  anything fixed at trace time, is refused);
-* the network has no forward hooks of its own and is not compiled (the twin would skip them);
-* and the caller still checks the twin's outputs channels-last against the network's own
-  (:func:`lenetish.layout.layout_verdict`) before using it.
-
-The network object itself is never changed: a fit runs the twin in place of its forward
-(:func:`lenetish.layout.set_compiled_forward`, with the twin's bound ``forward``, which is
-not a submodule, so the network's ``state_dict`` is unchanged) and takes it away when it ends.
+The twin is used only where a check shows the network's outputs unchanged, channels-last and
+through the twin, against its own layout (:func:`lenetish.layout.layout_verdict` with
+:func:`twin_channels_last` or :func:`twin_strict_channels_last` as the layout), and never for
+a compiled network. A fit runs the twin in place of the network's call
+(:func:`lenetish.layout.set_compiled_forward`) and takes it away when it ends; ``predict``
+and ``evaluate`` run it on their private copies. The network object is left as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from lenetish.layout import compiled_forward
+from lenetish.layout import (
+    compiled_forward,
+    module_channels_last,
+    runs_members,
+    set_compiled_forward,
+    strict_channels_last,
+)
 
-__all__ = ["ReshapeTwin", "reshape_twin"]
-
-
-class ReshapeTwin(nn.Module):
-    """A network's traced forward with ``view`` as ``reshape``, sharing its submodules.
-
-    Attributes:
-        graph_module: the traced program (a :class:`torch.fx.GraphModule`).
-        views: how many ``view`` calls became ``reshape``.
-    """
-
-    def __init__(self, graph_module: torch.fx.GraphModule, views: int) -> None:
-        super().__init__()
-        self.graph_module = graph_module
-        self.views = views
-
-    def forward(self, *args: object, **kwargs: object) -> object:
-        """The network's forward, with ``reshape`` for ``view``."""
-        return self.graph_module(*args, **kwargs)
+__all__ = ["ReshapeTwin", "install_twin", "twin_channels_last", "twin_strict_channels_last"]
 
 
-def _trace(model: nn.Module, training: bool) -> torch.fx.GraphModule:
-    """``model`` traced in training or eval mode (its modes put back)."""
-    modes = [module.training for module in model.modules()]
-    try:
-        model.train(training)
-        return torch.fx.symbolic_trace(model)
-    finally:
-        for module, mode in zip(model.modules(), modes, strict=True):
-            module.training = mode
+def _reinterprets_bits(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a ``view`` call is ``view(dtype)``: a reinterpretation, not a shape."""
+    return "dtype" in kwargs or (len(args) == 2 and isinstance(args[1], torch.dtype))
 
 
-def _has_hooks(model: nn.Module) -> bool:
-    """Whether ``model`` itself has forward hooks, which a traced program would not run."""
-    hooks = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs")
-    return any(bool(getattr(model, name, None)) for name in hooks)
+class _ViewAsReshape(TorchFunctionMode):
+    """Tensor ``.view(shape)`` calls become ``.reshape(shape)`` while the mode is active."""
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.Tensor.view and not _reinterprets_bits(args, kwargs):
+            func = torch.Tensor.reshape
+        return func(*args, **kwargs)
 
 
-def _views_as_reshape(graph_module: torch.fx.GraphModule) -> int:
-    """Turn every ``.view(...)`` method call on a tensor into ``.reshape(...)``; count them.
-
-    A ``view`` whose first argument is a dtype (a reinterpretation of bits, not a shape) is
-    left alone, and so the network is refused by the caller if that is the only one.
-    """
-    changed = 0
-    for node in graph_module.graph.nodes:
-        if node.op != "call_method" or node.target != "view":
-            continue
-        if len(node.args) > 1 and isinstance(node.args[1], torch.dtype):
-            continue
-        node.target = "reshape"
-        changed += 1
-    if changed:
-        graph_module.graph.lint()
-        graph_module.recompile()
-    return changed
-
-
-def reshape_twin(model: nn.Module) -> tuple[ReshapeTwin | None, str]:
-    """A :class:`ReshapeTwin` of ``model``, or ``None`` and why there is none.
+class ReshapeTwin:
+    """Calls a network as ``network(...)`` would, with ``.view`` run as ``.reshape``.
 
     Args:
-        model: the user's network (left as it is: modes put back, nothing assigned).
-
-    Returns:
-        ``(twin, "")``, or ``(None, reason)`` for the log line.
+        network: the module whose call (forward hooks and ``forward``) the twin runs.
 
     Example:
         >>> import torch.nn.functional as F
@@ -103,25 +74,45 @@ def reshape_twin(model: nn.Module) -> tuple[ReshapeTwin | None, str]:
         ...     def forward(self, x):
         ...         return F.relu(self.conv(x)).view(-1, 4 * 26 * 26)
         >>> model = ViewNet()
-        >>> twin, _ = reshape_twin(model)
-        >>> images = torch.rand(2, 1, 28, 28)
-        >>> bool(torch.equal(twin(images), model(images))), twin.views
-        (True, 1)
-        >>> twin.graph_module.conv is model.conv  # the network's own layer, not a copy
-        True
+        >>> images = torch.rand(2, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        >>> model.to(memory_format=torch.channels_last)  # doctest: +ELLIPSIS
+        ViewNet(...)
+        >>> ReshapeTwin(model).forward(images).shape  # model(images) would raise
+        torch.Size([2, 2704])
     """
-    if compiled_forward(model) is not None:
-        return None, "it is compiled"
-    if _has_hooks(model):
-        return None, "it has forward hooks of its own"
-    try:
-        training, evaluating = _trace(model, True), _trace(model, False)
-    except Exception as exc:  # any Python the tracer cannot follow: step aside
-        first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else ""
-        return None, f"torch.fx cannot trace it ({type(exc).__name__}: {first})"
-    if training.code != evaluating.code:
-        return None, "its traced forward differs between training and eval mode"
-    views = _views_as_reshape(training)
-    if not views:
-        return None, "it has no tensor .view call to rewrite"
-    return ReshapeTwin(training, views), ""
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network = network
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The network's call, hooks included, under the view-as-reshape mode."""
+        with _ViewAsReshape():
+            # _call_impl is what network(...) runs when nothing replaces its call; calling
+            # network(...) here would come back to this twin.
+            return self.network._call_impl(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def install_twin(module: nn.Module) -> None:
+    """Make ``module(...)`` run through its :class:`ReshapeTwin` (undo: ``set_compiled_forward``).
+
+    Raises:
+        RuntimeError: the module is compiled (its call is compiled code already).
+    """
+    if compiled_forward(module) is not None:
+        raise RuntimeError("it is compiled, so its call cannot run through a reshape twin")
+    if runs_members(module):  # a stack's fit runs its members' own calls, not the stack's
+        raise RuntimeError("it runs other networks, whose calls a reshape twin would not reach")
+    # The bound method is not a submodule: the module's state_dict is unchanged.
+    set_compiled_forward(module, ReshapeTwin(module).forward)
+
+
+def twin_channels_last(module: nn.Module) -> None:
+    """How a fit lays out a ``.view`` network: channels-last, called through its twin."""
+    install_twin(module)
+    module_channels_last(module)
+
+
+def twin_strict_channels_last(module: nn.Module) -> None:
+    """How ``predict`` lays out a ``.view`` network's copy: strict channels-last, its twin."""
+    install_twin(module)
+    strict_channels_last(module)

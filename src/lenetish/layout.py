@@ -143,6 +143,11 @@ def declares_fast_path(model: nn.Module) -> bool:
     return False
 
 
+def runs_members(model: nn.Module) -> bool:
+    """Whether ``model`` is of a kind that runs other networks (a registered stack type)."""
+    return any(isinstance(model, model_type) for model_type in _DELEGATES)
+
+
 def delegate_fast_path(model_type: type[nn.Module], inner: Callable[[Any], nn.Module]) -> None:
     """Let models of ``model_type`` declare the fast path when ``inner(model)`` does.
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from lenetish._device import Precision, ResolvedPrecision, resolve_precision, scoring
+from lenetish._reshape_twin import twin_strict_channels_last
 from lenetish.errors import InvalidArgumentError
 from lenetish.layout import declares_fast_path, layout_verdict, private_copy, strict_channels_last
 
@@ -152,13 +153,16 @@ def _runner(model: nn.Module, plan: InferencePlan, sample: Tensor | None) -> nn.
     if declares_fast_path(model):
         strict_channels_last(runner)
         return runner
-    problem = (
-        "was not checked (no batch)"
-        if sample is None
-        else layout_verdict(model, sample.to(plan.device), strict_channels_last)
-    )
+    if sample is None:
+        _tell_once([model], "keeps its own layout, not channels-last: was not checked (no batch)")
+        return runner
+    images = sample.to(plan.device)
+    problem = layout_verdict(model, images, strict_channels_last)
     if problem is None:
         strict_channels_last(runner)
+    elif layout_verdict(model, images, twin_strict_channels_last) is None:  # a .view network
+        twin_strict_channels_last(runner)
+        _tell_once([model], "runs channels-last with .view run as .reshape")
     else:
         _tell_once([model], f"keeps its own layout, not channels-last: {problem}")
     return runner

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lenetish._reshape_twin import ReshapeTwin, reshape_twin
+from lenetish._reshape_twin import twin_channels_last
 from lenetish.errors import UnsupportedModelError
 from lenetish.layout import (
     LayoutRecord,
@@ -113,15 +113,6 @@ def _own_layout(model: nn.Module) -> Iterator[None]:
         restore_layout(record)
 
 
-def _checked_twin(model: nn.Module, images: Tensor) -> ReshapeTwin | None:
-    """The model's reshape twin if it has one whose outputs are unchanged channels-last."""
-    twin, why_not = reshape_twin(model)
-    if twin is None or layout_verdict(twin, images, module_channels_last) is not None:
-        logger.debug("lenetish: no reshape twin for %s: %s", type(model).__name__, why_not)
-        return None
-    return twin
-
-
 def settle_layout(
     decision: LayoutDecision, model: nn.Module, optimizer: Optimizer, images: Tensor
 ) -> None:
@@ -141,10 +132,12 @@ def settle_layout(
             problem = layout_verdict(model, images, module_channels_last)
     else:
         problem = layout_verdict(model, images, module_channels_last)
-    twin = None
-    if problem is not None and not verify_only:  # e.g. a .view network: its reshape twin
-        twin = _checked_twin(model, images)
-        problem = None if twin is not None else problem
+    twin = False
+    # e.g. a .view network: its reshape twin (not for a compiled model, whose compiled call
+    # the check's private copy does not have)
+    if problem is not None and not verify_only and compiled_forward(model) is None:
+        twin = layout_verdict(model, images, twin_channels_last) is None
+        problem = None if twin else problem
     if problem is not None and decision.setting is True:
         raise UnsupportedModelError(
             f"channels_last=True, but {name} cannot run channels-last: {problem}; {_ADVICE}, "
@@ -153,19 +146,14 @@ def settle_layout(
     if verify_only:
         return
     decision.channels_last = problem is None
-    if problem is None and twin is not None:
-        decision.reason = (
-            f"its {twin.views} .view call{'s' if twin.views > 1 else ''} run as .reshape, "
-            "outputs checked unchanged"
-        )
-        module_channels_last(model)
+    if problem is None and twin:
+        decision.reason = ".view run as .reshape, outputs checked unchanged"
+        twin_channels_last(model)  # its call replaced until restore_model takes it away
         match_optimizer_layout(optimizer)
-        set_compiled_forward(model, twin.forward)  # taken away again by restore_model
         logger.info(
-            "lenetish: %s trains channels-last through a traced copy of its forward with "
-            "%s (its outputs checked unchanged; the model itself is not changed)",
+            "lenetish: %s trains channels-last with .view run as .reshape (its outputs "
+            "checked unchanged; the model itself is not changed)",
             name,
-            decision.reason.split(", ")[0].replace("its ", "", 1),
         )
     elif problem is None:
         decision.reason = "its outputs checked unchanged"
