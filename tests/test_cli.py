@@ -905,6 +905,39 @@ def test_train_into_a_closed_pipe_writes_its_files_and_exits_zero(
     assert len(json.loads((out / "history.json").read_text())) == 3
 
 
+@pytest.mark.slow
+def test_train_through_a_pipe_prints_each_epochs_row_when_the_epoch_ends(
+    fake_mnist: Path, tmp_path: Path
+) -> None:
+    """Into a pipe, epoch 1's row comes before epoch 2's first progress line, each row once."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "lenetish", *short_training(fake_mnist, out)]
+    # A progress line (stderr) after every batch; stdout and stderr share one pipe, so the
+    # order of the lines read is the order the process wrote them in: no timing involved.
+    environment = {**os.environ, "LENETISH_PROGRESS_EVERY": "0"}
+    environment.pop("CI", None)
+    done = subprocess.run(
+        [*command, "--recipe", "seed-adam", "--epochs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    rows = [index for index, line in enumerate(lines) if line.startswith("epoch=")]
+    progress = {
+        epoch: [index for index, line in enumerate(lines) if line.startswith(f"epoch {epoch}/2:")]
+        for epoch in (1, 2)
+    }
+    assert [lines[index].split()[0] for index in rows] == ["epoch=1", "epoch=2"]
+    assert progress[1] and progress[2]
+    assert max(progress[1]) < rows[0] < min(progress[2])  # printed when epoch 1 ended
+    assert max(progress[2]) < rows[1]
+    assert lines[-1].startswith("test accuracy ")
+
+
 def test_predict_names_a_bad_image_and_skip_bad_predicts_the_rest(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -81,6 +81,8 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
     callbacks: list[Callback] = [guard, run_settings, _StopAtBatchEnd()]
     if out is not None:
         callbacks += [CSVLogger(out / "history.csv"), ModelCheckpoint(out)]
+    if reports and not args.quiet:
+        callbacks.append(_EpochRows())
     trainer = recipe.build_trainer(
         model,
         device=args.device,
@@ -122,9 +124,6 @@ def _train_into(args: argparse.Namespace, out: Path | None, *, reports: bool) ->
             "try a lower --lr or another --recipe"
         )
     result = evaluate(model, loaders.test)
-    if not args.quiet:
-        for row in history:
-            say(" ".join(_format_metric(key, value) for key, value in row.items()))
     say(f"test accuracy {result.accuracy:.2%} ({result.correct}/{result.total})")
 
 
@@ -144,6 +143,27 @@ class _StopAtBatchEnd(Callback):
     def on_epoch_start(self, trainer: Any, state: Any) -> None:
         """Raise the pending interrupt, if any."""
         raise_pending()
+
+
+class _EpochRows(Callback):
+    """Print each epoch's row when the epoch ends, flushed: a file or a pipe sees it then.
+
+    It reads the epoch's final metrics (validation included) after the progress bar has closed
+    its line and the checkpoint is written; a resumed run first prints the restored epochs.
+    """
+
+    order = 1100  # after ModelCheckpoint (1000): a row printed is an epoch saved
+    reads_metrics = True
+    rank_zero_only = True
+
+    def on_fit_start(self, trainer: Any, state: Any) -> None:
+        """Print the rows a resumed run's checkpoint restored."""
+        for row in trainer.history:
+            say(_row_line(row))
+
+    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+        """Print this epoch's row."""
+        say(_row_line(state.metrics))
 
 
 class _RunSettings(Callback):
@@ -197,6 +217,11 @@ def _divergence(guard: TerminateOnNaN, history: History, model: torch.nn.Module)
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         return "the weights became NaN or infinite"
     return None
+
+
+def _row_line(row: dict[str, float]) -> str:
+    """One History row as the command prints it: ``epoch=1 loss=0.1234 ...``."""
+    return " ".join(_format_metric(key, value) for key, value in row.items())
 
 
 def _format_metric(key: str, value: float) -> str:
