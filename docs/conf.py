@@ -8,11 +8,13 @@ import inspect
 import pkgutil
 import re
 import sys
+from collections.abc import Iterator
 from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
+from sphinx.domains.python import PythonDomain
 from sphinx.util.typing import stringify_annotation
 
 project = "lenetish"
@@ -42,8 +44,22 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "myst_parser",
+    "sphinx_copybutton",
     "api_index",  # docs/_ext/api_index.py: the table of every public name on the API index
 ]
+
+# The copy button of a code block copies what can be pasted and run: the prompts of ``>>>``
+# (pycon) blocks and ``$`` lines are dropped, and so are the output lines that follow them. The
+# prompts stay in the text the button reads (copybutton_exclude leaves out only line numbers),
+# so that it can tell the input lines from the output.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+copybutton_exclude = ".linenos"
+
+# No typographic dashes: ``--epochs`` in a caption or a table stays two hyphens, not an en dash
+# (quotes and ellipses are still typeset).
+smartquotes_action = "qe"
 
 # The changelog page includes CHANGELOG.md through MyST; every page itself is reStructuredText.
 source_suffix = {".rst": "restructuredtext"}
@@ -189,10 +205,36 @@ def _attribute_types(
             lines[index] = f"{match[1]}:type: {stringify_annotation(annotation, 'smart')}"
 
 
+class _SearchRankedPythonDomain(PythonDomain):
+    """Sphinx's Python domain, with some modules ranked below the objects a reader looks for.
+
+    The search ranks a module above a class of the same name (a module is an "important"
+    entry, a class an ordinary one), so ``Trainer`` found the module
+    ``lenetish.training.trainer`` first and the class :class:`~lenetish.Trainer` second.
+    A module named like a documented class or function, and every module of the Internals
+    page, is an "unimportant" entry instead; it is still found, below the object.
+    """
+
+    def get_objects(self) -> Iterator[tuple[str, str, str, str, str, int]]:
+        """The domain's entries, those modules with the lowest search priority."""
+        entries = list(super().get_objects())
+        named = {
+            name.rsplit(".", 1)[-1].lower()
+            for name, _, kind, _, _, priority in entries
+            if kind in ("class", "exception", "function") and priority >= 0
+        }
+        for name, shown, kind, docname, anchor, priority in entries:
+            last = name.rsplit(".", 1)[-1].lower()
+            if kind == "module" and (docname == "api/internals" or last in named):
+                priority = 2
+            yield name, shown, kind, docname, anchor, priority
+
+
 def setup(app: Sphinx) -> None:
     """Connect the type recorders: after autodoc's own, and after napoleon's docstrings."""
     app.connect("autodoc-process-signature", _record_parameter_types)
     app.connect("autodoc-process-docstring", _attribute_types, priority=600)
+    app.add_domain(_SearchRankedPythonDomain, override=True)
 
 
 html_theme = "furo"

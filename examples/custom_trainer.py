@@ -1,6 +1,6 @@
 """Example: subclass the Trainer (label smoothing) and write a callback (gradient norms).
 
-    python examples/custom_trainer.py --data ../shared/datasets/mnist --epochs 2
+    python examples/custom_trainer.py --epochs 2     # the MNIST copy bundled with lenetish
 
 ``LENETISH_EXAMPLE_SUBSET=N`` trains on the first N training images only.
 """
@@ -67,8 +67,16 @@ class GradientNorm(Callback):
 
 def main() -> None:
     """Train with the subclass and the callback, stopping early on the validation loss."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default=None, help="folder with the MNIST idx files")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="folder of MNIST idx files (default: $LENETISH_DATA or ~/.cache/lenetish if they "
+        "hold them, else the copy bundled with lenetish)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
 

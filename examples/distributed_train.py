@@ -2,10 +2,10 @@
 
 Run it alone, or with two processes on this machine's CPU (Gloo) or GPUs (NCCL):
 
-    python examples/distributed_train.py --data ~/mnist --epochs 2
-    torchrun --standalone --nproc_per_node=2 examples/distributed_train.py --data ~/mnist
+    python examples/distributed_train.py --epochs 2
+    torchrun --standalone --nproc_per_node=2 examples/distributed_train.py --device cpu
 
-(``~/mnist`` holding the four MNIST idx files.)
+(on the MNIST copy bundled with lenetish; ``--data DIR`` reads the idx files in ``DIR``.)
 
 Nothing in the script is specific to distributed training except that only the main process
 prints and writes files: the Trainer sees torchrun's variables, joins the process group,
@@ -31,8 +31,16 @@ from lenetish.distributed import exit_together
 
 def main() -> None:
     """Train with a validation split; the main process scores and saves the model."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default=None, help="folder with the MNIST idx files")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="folder of MNIST idx files (default: $LENETISH_DATA or ~/.cache/lenetish if they "
+        "hold them, else the copy bundled with lenetish)",
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", default=None, help="write the weights here (.safetensors)")

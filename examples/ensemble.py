@@ -1,6 +1,6 @@
 """Example: train an ensemble of MNISTConvNets with different seeds and score it.
 
-    python examples/ensemble.py --data ../shared/datasets/mnist --members 3 --epochs 2
+    python examples/ensemble.py --members 3 --epochs 2     # the MNIST copy bundled with lenetish
 
 ``evaluate`` and ``predict`` accept a list of models and average their probabilities.
 ``LENETISH_EXAMPLE_SUBSET=N`` trains on the first N training images only.
@@ -18,8 +18,16 @@ from lenetish import MNISTConvNet, Trainer, evaluate, make_loaders
 
 def main() -> None:
     """Train the members one after another, then compare each with the ensemble."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default=None, help="folder with the MNIST idx files")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="folder of MNIST idx files (default: $LENETISH_DATA or ~/.cache/lenetish if they "
+        "hold them, else the copy bundled with lenetish)",
+    )
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """Example: classify your own PNG digits (dark ink on white, any size) with a trained model.
 
-    python examples/predict_png.py --data ../shared/datasets/mnist my_digit.png other.png
+    python examples/predict_png.py my_digit.png other.png    # trains on the bundled MNIST first
+    python examples/predict_png.py --weights runs/a/model.safetensors my_digit.png
 
 Without a ``--weights`` file it first trains MNISTConvNet briefly; without image paths it draws
 three test digits as dark-on-white PNGs of odd sizes (as a phone photo of paper would be) and
@@ -33,9 +34,17 @@ def drawn_test_digits(data: str | None, folder: Path) -> list[Path]:
 
 def main() -> None:
     """Load or train a model, then print a label and a probability per image."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("images", nargs="*", help="PNG/JPEG files to classify")
-    parser.add_argument("--data", default=None, help="folder with the MNIST idx files")
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="folder of MNIST idx files (default: $LENETISH_DATA or ~/.cache/lenetish if they "
+        "hold them, else the copy bundled with lenetish)",
+    )
     parser.add_argument("--weights", default=None, help="model.safetensors or last.pt")
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()

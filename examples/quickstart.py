@@ -1,8 +1,9 @@
 """Example: train the seed's MNISTConvNet with lenetish and report its test accuracy.
 
-Run it with the MNIST files in a local folder (no internet needed):
+Run it from the root of a checkout; it trains on the MNIST copy bundled with lenetish (no
+files, no internet needed), or on the idx files of ``--data DIR``:
 
-    python examples/quickstart.py --data ../shared/datasets/mnist --epochs 1
+    python examples/quickstart.py --epochs 1
 
 ``LENETISH_EXAMPLE_SUBSET=N`` trains on the first N training images only, for a quick check
 that the example still runs.
@@ -18,8 +19,16 @@ from lenetish import MNISTConvNet, Trainer, evaluate, make_loaders
 
 def main() -> None:
     """Train for a few epochs with a validation split, then score on the test set."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default=None, help="folder with the MNIST idx files")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="folder of MNIST idx files (default: $LENETISH_DATA or ~/.cache/lenetish if they "
+        "hold them, else the copy bundled with lenetish)",
+    )
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
 

@@ -1,11 +1,14 @@
-"""Run one documentation page's Python blocks in order in a fresh interpreter, as a reader would.
+"""Run one documentation page's code blocks in order in a fresh interpreter, as a reader would.
 
 Used by tests/test_docs_snippets.py: ``python tests/docs_snippet_runner.py BLOCKS.json``, where
-the JSON file holds a list of blocks ``{"where": "page.rst:12", "kind": "python" | "pycon",
-"code": ..., "expected": str | null}``. All blocks of a page share one namespace, starting
-empty: only the imports the page shows are there. A ``python`` block is executed; when the page
-shows its output (``expected``), what it prints must match (``...`` matches anything). A
-``pycon`` block (``>>>`` lines) is checked like a doctest. The first failure is printed with its
+the JSON file holds a list of blocks ``{"where": "page.rst:12", "kind": "python" | "pycon" |
+"shell", "code": ..., "expected": str | null}``. All Python blocks of a page share one
+namespace, starting empty: only the imports the page shows are there. A ``python`` block is
+executed; when the page shows its output (``expected``), what it prints must match (``...``
+matches anything). A ``pycon`` block (``>>>`` lines) is checked like a doctest. A ``shell``
+block is one command line, run by bash in the current folder with this process's environment;
+it must exit with status 0. ``cd DIR`` and ``export NAME=VALUE`` change that folder and that
+environment for the blocks after them, as in a terminal. The first failure is printed with its
 page and line, and the exit status is 1.
 """
 
@@ -15,6 +18,10 @@ import contextlib
 import doctest
 import io
 import json
+import os
+import re
+import shlex
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -63,12 +70,41 @@ def run_pycon(block: dict[str, Any], namespace: dict[str, Any]) -> str | None:
     return None
 
 
+def run_shell(block: dict[str, Any], namespace: dict[str, Any]) -> str | None:
+    """Run one command line with bash (``cd``, ``export``: here); return a failure or None."""
+    command = block["code"]
+    words = shlex.split(command, comments=True)
+    if words[:1] == ["cd"] and len(words) == 2:
+        os.chdir(os.path.expanduser(words[1]))
+        return None
+    if words[:1] == ["export"] and all(re.fullmatch(r"[A-Za-z_]\w*=.*", w) for w in words[1:]):
+        for word in words[1:]:
+            name, _, value = word.partition("=")
+            os.environ[name] = os.path.expandvars(os.path.expanduser(value))
+        return None
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    sys.__stdout__.write(done.stdout)  # type: ignore[union-attr]
+    if done.returncode != 0:
+        return (
+            f"{block['where']}: `{command}` exited with status {done.returncode} in "
+            f"{os.getcwd()}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
+    return None
+
+
+RUNNERS = {"python": run_python, "pycon": run_pycon, "shell": run_shell}
+
+
 def main(path: str) -> int:
     """Run the blocks listed in the JSON file ``path``; 0 if all pass, 1 at the first failure."""
     namespace: dict[str, Any] = {"__name__": "__main__"}
     for block in json.loads(Path(path).read_text()):
-        run = run_python if block["kind"] == "python" else run_pycon
-        failure = run(block, namespace)
+        failure = RUNNERS[block["kind"]](block, namespace)
         if failure is not None:
             print(failure, file=sys.stderr)
             return 1

@@ -1,10 +1,11 @@
 """Train SmallConvNet with lenetish: focal loss, macro F1, early stopping, checkpoints, resume.
 
     python -m logit_digits                      # synthetic digits, no files needed
-    python -m logit_digits --data ../shared/datasets/mnist --epochs 5 --out runs/a
-    python -m logit_digits --data ../shared/datasets/mnist --epochs 8 --out runs/a --resume
+    python -m logit_digits --mnist --epochs 5 --out runs/a
+    python -m logit_digits --mnist --epochs 8 --out runs/a --resume
 
-``LENETISH_EXAMPLE_SUBSET=N`` trains on the first N training images of ``--data`` only.
+``--mnist`` trains on the MNIST copy bundled with lenetish, ``--data DIR`` on the idx files in
+``DIR``. ``LENETISH_EXAMPLE_SUBSET=N`` trains on the first N training images of either only.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def synthetic_splits(samples: int, *, seed: int = 0) -> Splits:
     )
 
 
-def real_splits(data: str, *, seed: int = 0) -> Splits:
-    """Loaders of the MNIST-family idx files in ``data`` (10% of training for validation)."""
+def real_splits(data: str | None, *, seed: int = 0) -> Splits:
+    """Loaders of the MNIST-family idx files in ``data`` (10% of training for validation).
+
+    ``None`` is lenetish's default: ``$LENETISH_DATA`` or its cache folder if they hold MNIST,
+    else the copy bundled with lenetish.
+    """
     subset = os.environ.get("LENETISH_EXAMPLE_SUBSET")
     loaders = make_loaders(
         data, val_size=0.1, seed=seed, batch_size=64, subset=int(subset) if subset else None
@@ -84,8 +89,22 @@ def build_trainer(epochs: int, out: Path, *, seed: int) -> Trainer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, train (or resume), evaluate; return the exit status."""
-    parser = argparse.ArgumentParser(prog="logit_digits", description=__doc__)
-    parser.add_argument("--data", default=None, help="MNIST idx folder (default: synthetic)")
+    parser = argparse.ArgumentParser(
+        prog="logit_digits",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="a folder of MNIST idx files (default: synthetic digits)",
+    )
+    parser.add_argument(
+        "--mnist",
+        action="store_true",
+        help="MNIST: the copy bundled with lenetish (or $LENETISH_DATA)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="epochs in all (resumed included)")
     parser.add_argument("--out", type=Path, default=Path("runs/logit_digits"))
     parser.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
@@ -93,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     train, val, test = (
-        synthetic_splits(512, seed=args.seed)
-        if args.data is None
+        synthetic_splits(512, seed=args.seed)  # neither --data nor --mnist
+        if args.data is None and not args.mnist
         else real_splits(args.data, seed=args.seed)
     )
     trainer = build_trainer(args.epochs, args.out, seed=args.seed)
