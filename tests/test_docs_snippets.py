@@ -439,10 +439,7 @@ PIP_LINES = [
 
 
 # pip lines known to be wrong, each with what it should be; an entry fails once its line is right.
-WRONG_PIP_LINES = {
-    ("serving.rst", 'pip install "lenetish[serve]"'): "names the published package, which is not "
-    'on PyPI yet; from a checkout the line is pip install ".[serve]"',
-}
+WRONG_PIP_LINES: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.parametrize(

@@ -64,8 +64,8 @@ class DatasetInfo:
         std: standard deviation of the training pixels, scaled to ``[0, 1]``.
         classes: the class names, index = label.
         preparation: how an image file is made into one of this dataset's pictures: one of
-            :data:`PREPARATIONS`, or ``None`` for the dataset's own (see
-            :attr:`image_preparation`). A folder of images read by
+            :data:`~lenetish.catalog.PREPARATIONS`, or ``None`` for the dataset's own (see
+            :attr:`~lenetish.DatasetInfo.image_preparation`). A folder of images read by
             :func:`~lenetish.make_loaders` records ``"resize"``, so that
             :func:`~lenetish.predict` prepares files as the training images were.
 

@@ -190,10 +190,11 @@ def preparation_for(info: DatasetInfo) -> Preparation:
         info: the dataset the model was trained on, e.g. ``loaders.info``.
 
     Returns:
-        The preparation :attr:`DatasetInfo.preparation <lenetish.DatasetInfo.preparation>`
-        names (:func:`resize` for a folder of images); without one, :func:`fashionify` for
-        Fashion-MNIST and :func:`mnistify` for the rest, whichever makes a PIL image look like
-        the dataset's own 28x28 pictures.
+        The preparation :attr:`DatasetInfo.image_preparation
+        <lenetish.DatasetInfo.image_preparation>` names: the recorded one
+        (:func:`~lenetish.evaluation.prepare.resize` for a folder of images), else
+        :func:`fashionify` for Fashion-MNIST, :func:`mnistify` for MNIST and KMNIST, and
+        :func:`~lenetish.evaluation.prepare.resize` for a record of one's own data.
 
     Example:
         >>> from lenetish.data.identity import DATASETS
