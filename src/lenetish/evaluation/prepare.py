@@ -190,8 +190,8 @@ def preparation_for(info: DatasetInfo) -> Preparation:
         info: the dataset the model was trained on, e.g. ``loaders.info``.
 
     Returns:
-        The preparation that :attr:`DatasetInfo.image_preparation
-        <lenetish.DatasetInfo.image_preparation>` names, which is the recorded one
+        The preparation named by the record's ``image_preparation``
+        (:attr:`lenetish.DatasetInfo.image_preparation`), which is the recorded one
         (:func:`~lenetish.evaluation.prepare.resize` for a folder of images), else
         :func:`fashionify` for Fashion-MNIST, :func:`mnistify` for MNIST and KMNIST, and
         :func:`~lenetish.evaluation.prepare.resize` for a record of one's own data.
