@@ -149,6 +149,7 @@ def hold_out(labels: Tensor, fraction: float = TEST_FRACTION) -> tuple[Tensor, T
     A class of one sample keeps it. Both index lists are sorted.
 
     Example:
+        >>> from lenetish.data.own import hold_out
         >>> kept, held = hold_out(torch.tensor([0] * 10 + [1] * 5))
         >>> len(kept), len(held), sorted(set(torch.tensor([0] * 10 + [1] * 5)[held].tolist()))
         (12, 3, [0, 1])

@@ -403,7 +403,9 @@ def sanity_check(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> None:
     fit goes on exactly as without the check.
     """
     count = trainer.limits.sanity_batches
-    if not count or trainer.state.resumed:
+    # A layout laid out before the first batch could verify it (channels_last=True in a
+    # multi-process fit) is checked by that batch first, with its named error.
+    if not count or trainer.state.resumed or plan.layout.unchecked:
         return
     cuda = [trainer.device] if trainer.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):

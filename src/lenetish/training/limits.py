@@ -88,6 +88,7 @@ class LoopLimits:
             ``max_steps``.
 
     Example:
+        >>> from lenetish.training.limits import LoopLimits
         >>> LoopLimits(accumulate_grad_batches=4).optimizer_steps(10)  # 4 + 4 + 2
         3
         >>> LoopLimits(fast_dev_run=True).train_batches
