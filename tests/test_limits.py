@@ -372,3 +372,61 @@ def test_lbfgs_is_a_named_error_not_a_missing_closure() -> None:
     trainer = LBFGSTrainer(MNISTConvNet(), epochs=1, device="cpu", progress=False)
     with pytest.raises(InvalidArgumentError, match="LBFGS, whose step needs a closure"):
         trainer.fit(_batches(1, 4))
+
+
+class LogsBatchMeans(Trainer):
+    """Logs each batch's mean label, in training (reduce='mean') and validation (default)."""
+
+    def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        self.log("train_label", labels.float().mean(), reduce="mean")
+        self.log("last_label", labels.float().mean())
+        return super().training_step(images, labels)
+
+    def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        self.log("val_label", labels.float().mean())
+        return super().validation_step(images, labels)
+
+
+def _uneven_batches() -> list[tuple[Tensor, Tensor]]:
+    """Three batches of 4, 4 and 2 samples with known labels."""
+    images = torch.zeros(10, 1, 28, 28)
+    labels = torch.tensor([0, 0, 0, 0, 4, 4, 4, 4, 9, 9])
+    return [(images[:4], labels[:4]), (images[4:8], labels[4:8]), (images[8:], labels[8:])]
+
+
+def test_log_averages_by_batch_size_in_validation_and_when_asked_like_lightning() -> None:
+    """Validation logs default to the batch-size-weighted mean; reduce='mean' in training."""
+    batches = _uneven_batches()
+    trainer = LogsBatchMeans(MNISTConvNet(), epochs=1, device="cpu", progress=False,
+                             num_sanity_val_steps=0)  # fmt: skip
+    row = trainer.fit(batches, batches)[-1]
+    assert row["val_label"] == pytest.approx(3.4) and row["train_label"] == pytest.approx(3.4)
+    assert row["last_label"] == pytest.approx(9.0)  # training's default: the last value
+
+
+def test_an_unknown_reduce_is_refused() -> None:
+    """trainer.log(..., reduce='max') names the choices."""
+
+    class Odd(Trainer):
+        def training_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            self.log("x", 1.0, reduce="max")  # type: ignore[arg-type]
+            return super().training_step(images, labels)
+
+    with pytest.raises(InvalidArgumentError, match="reduce='max' is not supported"):
+        Odd(MNISTConvNet(), epochs=1, device="cpu", progress=False).fit(_batches(1, 4))
+
+
+def test_a_mid_epoch_resume_keeps_a_logged_mean(tmp_path: Path) -> None:
+    """A checkpoint inside the epoch keeps the mean's weight: the resumed row is the same."""
+
+    class SaveAt(Callback):
+        def on_batch_end(self, trainer: Trainer, state: TrainState, output: BatchOutput) -> None:
+            if state.epoch == 0 and state.batch_index == 1:
+                trainer.save_checkpoint(tmp_path / "mid.pt")
+
+    batches = _uneven_batches()
+    straight = LogsBatchMeans(MNISTConvNet(), epochs=1, device="cpu", progress=False,
+                              callbacks=[SaveAt()])  # fmt: skip
+    expected = straight.fit(batches)[-1]["train_label"]
+    resumed = LogsBatchMeans(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+    assert resumed.fit(batches, resume=tmp_path / "mid.pt")[-1]["train_label"] == expected

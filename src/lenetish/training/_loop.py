@@ -207,7 +207,7 @@ def run_epoch(
     started = time.monotonic()
     if not trainer.model.training:  # a model given in eval mode; frozen submodules stay so
         trainer.model.train()
-    plan.logged, plan.logging_open = {}, True
+    plan.logged, plan.logged_weights, plan.logging_open = {}, {}, True
     hooks("on_epoch_start")
     batch_index = -1
     batches: Iterator[tuple[int, Any]] = enumerate(train)
@@ -353,6 +353,7 @@ def _on_device(
                 "labels; give one weight per sample, (B,)"
             )
         plan.criterion.batch_weights = weights.to(trainer.device, non_blocking=True)
+    plan.batch_size = len(labels)  # the weight of a value logged with reduce="mean"
     images = images.to(trainer.device, non_blocking=True)
     layout = plan.layout
     if layout.pending and settle:  # decided (or verified) on the first training batch
@@ -432,15 +433,19 @@ def validate(
     if batches is not None:
         allowed = batches if allowed is None else min(allowed, batches)
     shown = val if allowed is None else itertools.islice(val, allowed)
-    with scoring([trainer.model], trainer.device, trainer.precision):
-        for batch in shown:
-            images, labels, _ = unpack(batch, weights=False)
-            # Not settle the layout: a sanity check runs before the first training batch,
-            # under inference mode, where laying out the weights would make them unusable.
-            on_device = _on_device(trainer, plan, images, labels, None, settle=False)
-            output = trainer.validation_step(*on_device)
-            score.add(output.loss, output.logits, output.targets)
-            metric_set.update(output.logits, output.targets)
+    plan.validating = True  # trainer.log averages over the batches by default now
+    try:
+        with scoring([trainer.model], trainer.device, trainer.precision):
+            for batch in shown:
+                images, labels, _ = unpack(batch, weights=False)
+                # Not settle the layout: a sanity check runs before the first training
+                # batch, under inference mode, where laying out the weights would spoil them.
+                on_device = _on_device(trainer, plan, images, labels, None, settle=False)
+                output = trainer.validation_step(*on_device)
+                score.add(output.loss, output.logits, output.targets)
+                metric_set.update(output.logits, output.targets)
+    finally:
+        plan.validating = False
     plan.parallel.reduce(score)
     plan.parallel.reduce(metric_set)
     if not score.seen:

@@ -218,6 +218,10 @@ class FitPlan:
         logged: this epoch's ``trainer.log`` values.
         logging_open: whether ``trainer.log`` records now (from ``on_epoch_start`` until the
             epoch's logged values are merged).
+        logged_weights: for values logged with ``reduce="mean"``, the samples averaged so
+            far (``logged`` then holds the running mean).
+        validating: a validation is running (``trainer.log`` averages by default then).
+        batch_size: the samples of the batch being trained or validated (the mean's weight).
     """
 
     parallel: ParallelStrategy
@@ -232,7 +236,10 @@ class FitPlan:
     eager: EagerStep | None = None
     first_step: int = 0
     logged: dict[str, float | Tensor] = field(default_factory=dict)
+    logged_weights: dict[str, float] = field(default_factory=dict)
     logging_open: bool = False
+    validating: bool = False
+    batch_size: int = 0
 
     @property
     def callbacks(self) -> list[Callback]:
@@ -264,8 +271,22 @@ class FitPlan:
         )
 
 
-def record_logged(plan: FitPlan | None, name: str, value: float | Tensor) -> None:
-    """Keep ``trainer.log(name, value)`` for the epoch's row, or warn that it is dropped."""
+def record_logged(
+    plan: FitPlan | None, name: str, value: float | Tensor, reduce: str | None = None
+) -> None:
+    """Keep ``trainer.log(name, value)`` for the epoch's row, or warn that it is dropped.
+
+    ``reduce="mean"`` (the default during validation) keeps the mean over the batches
+    weighted by their sizes; ``"last"`` (the default elsewhere) the last value.
+
+    Raises:
+        InvalidArgumentError: ``reduce`` is neither ``"last"``, ``"mean"`` nor ``None``.
+    """
+    if reduce not in (None, "last", "mean"):
+        raise InvalidArgumentError(
+            f"reduce={reduce!r} is not supported; use 'mean' (weighted by batch size), 'last', "
+            "or leave it out (mean during validation, last otherwise)"
+        )
     if plan is None or not plan.logging_open:
         warnings.warn(
             f"trainer.log({name!r}, ...) outside an epoch is dropped: log from "
@@ -275,7 +296,19 @@ def record_logged(plan: FitPlan | None, name: str, value: float | Tensor) -> Non
             stacklevel=3,
         )
         return
-    plan.logged[name] = value.detach() if isinstance(value, Tensor) else value
+    value = value.detach() if isinstance(value, Tensor) else value
+    if (reduce or ("mean" if plan.validating else "last")) == "last":
+        plan.logged[name] = value
+        plan.logged_weights.pop(name, None)
+        return
+    weight = float(plan.batch_size or 1)
+    seen = plan.logged_weights.get(name, 0.0)
+    if not seen:
+        plan.logged[name] = value
+    else:  # a running mean: tensors stay on their device, read at the epoch's end
+        previous = plan.logged[name]
+        plan.logged[name] = previous + (value - previous) * (weight / (seen + weight))
+    plan.logged_weights[name] = seen + weight
 
 
 def deprecated_criterion(plan: FitPlan | None) -> Criterion:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -153,6 +154,7 @@ def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
             name: value.detach().clone() if isinstance(value, Tensor) else float(value)
             for name, value in plan.logged.items()
         },
+        **({"logged_weights": dict(plan.logged_weights)} if plan.logged_weights else {}),
     }
 
 
@@ -230,6 +232,7 @@ def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> It
     progress.score.load_state_dict(point["score"])  # checked by restore_training_state
     progress.metric_set.load_state_dict(point["metrics"])
     plan.logged.update(point["logged"])
+    plan.logged_weights.update(_logged_weights(point.get("logged_weights", {}), point["logged"]))
     iterator = iter(batches)
     samples: int | None = 0
     for skipped in range(point["batches_done"]):
@@ -247,6 +250,28 @@ def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> It
         _restore_gradients(plan, point["accumulated_grads"])
     restore_rng_state(point["rng"])
     yield from iterator
+
+
+def _logged_weights(saved: object, logged: dict[str, Any]) -> dict[str, float]:
+    """The samples behind each mean a mid-epoch checkpoint logged, checked.
+
+    Raises:
+        CheckpointError: a weight that is not a positive finite number of a logged name.
+    """
+    weights = saved if isinstance(saved, dict) else None
+    if weights is None or any(
+        name not in logged
+        or isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or weight <= 0
+        for name, weight in weights.items()
+    ):
+        raise CheckpointError(
+            "the checkpoint's logged_weights are damaged (each must be a positive number of "
+            "samples of a logged value); resume from a checkpoint written at an epoch's end"
+        )
+    return {str(name): float(weight) for name, weight in weights.items()}
 
 
 def _add_samples(total: int | None, batch: object) -> int | None:

@@ -43,6 +43,9 @@ from lenetish.training.optimizer_config import OptimizerConfig, build_optimizer
 from lenetish.training.resume import checkpoint_state
 from lenetish.training.state import BatchOutput, TrainState
 
+#: How ``Trainer.log`` combines an epoch's values of one name.
+Reduce = Literal["last", "mean"]
+
 __all__ = ["BatchOutput", "TrainState", "Trainer"]  # the first two live in lenetish.training.state
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
@@ -367,20 +370,23 @@ class Trainer:
             return Criterion(self.loss, self.label_smoothing)(outputs, targets, smoothing=smoothing)
         return self._plan.criterion(outputs, targets, smoothing=smoothing)
 
-    def log(self, name: str, value: LoggedValue) -> None:
-        """Record ``value`` as this epoch's ``name`` metric (the last value logged wins).
+    def log(self, name: str, value: LoggedValue, *, reduce: Reduce | None = None) -> None:
+        """Record ``value`` as this epoch's ``name`` metric.
 
-        Call it from ``training_step`` or a hook during an epoch: the value lands in the
-        epoch's History row, the loggers and the monitors. It is one real number: a Python
-        or NumPy number (``np.float32``...), or a one-element tensor or array (a tensor is
-        read at the epoch end); NaN is kept.
+        Call it from ``training_step``, ``validation_step`` or a hook during an epoch: the
+        value lands in the epoch's History row, the loggers and the monitors. It is one real
+        number: a Python or NumPy number (``np.float32``...), or a one-element tensor or array
+        (a tensor is read at the epoch end); NaN is kept. ``reduce="mean"`` keeps the mean of
+        the epoch's values weighted by their batches' sizes, ``"last"`` the last value; the
+        default is ``"mean"`` during validation (Lightning's) and ``"last"`` elsewhere.
 
         Raises:
-            InvalidArgumentError: ``name`` is a built-in metric, or ``value`` is not one
-                number (a string, a bool, a tensor of several elements: log
-                ``value.mean()``).
+            InvalidArgumentError: ``name`` is a built-in metric, ``value`` is not one number
+                (a string, a bool, a tensor of several elements: log ``value.mean()``), or
+                ``reduce`` is unknown.
         """
-        record_logged(self._plan, name, check_logged(name, value, computed=self.metrics))
+        checked = check_logged(name, value, computed=self.metrics)
+        record_logged(self._plan, name, checked, reduce)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to resume this fit exactly, as plain containers and tensors.
