@@ -15,11 +15,13 @@ from lenetish import (
     BatchOutput,
     Callback,
     CSVLogger,
+    EarlyStopping,
     InvalidArgumentError,
     MNISTConvNet,
     ModelCheckpoint,
     Trainer,
     TrainState,
+    load_checkpoint,
 )
 from lenetish.training.limits import LoopLimits
 
@@ -430,3 +432,135 @@ def test_a_mid_epoch_resume_keeps_a_logged_mean(tmp_path: Path) -> None:
     expected = straight.fit(batches)[-1]["train_label"]
     resumed = LogsBatchMeans(MNISTConvNet(), epochs=1, device="cpu", progress=False)
     assert resumed.fit(batches, resume=tmp_path / "mid.pt")[-1]["train_label"] == expected
+
+
+class ScriptedValidation(Trainer):
+    """A trainer whose validation losses follow a script, one value per validation."""
+
+    def __init__(self, model: nn.Module, losses: list[float], **options: Any) -> None:
+        super().__init__(model, device="cpu", progress=False, num_sanity_val_steps=0, **options)
+        self.script, self.calls = list(losses), 0
+
+    def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+        output = super().validation_step(images, labels)
+        loss = torch.tensor(self.script[min(self.calls, len(self.script) - 1)])
+        return BatchOutput(loss, output.logits, output.targets)
+
+    def on_validation_done(self) -> None:
+        self.calls += 1
+
+
+class NextScriptValue(Callback):
+    """Moves a ScriptedValidation to its next scripted loss after each validation."""
+
+    order = 5000  # after every reader
+
+    def on_validation_end(
+        self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+    ) -> None:
+        assert isinstance(trainer, ScriptedValidation)
+        trainer.on_validation_done()
+
+
+def test_val_check_interval_fraction_validates_inside_each_epoch_like_lightning() -> None:
+    """val_check_interval=0.25 of 8 batches: validations after batches 2, 4, 6 and 8."""
+    trainer = _sgd_trainer(MNISTConvNet(), epochs=2, val_check_interval=0.25)
+    history = trainer.fit(_batches(8, 2), _batches(1, 2, seed=1))
+    assert [(row["epoch"], row["batch"]) for row in history.validations] == [
+        (e, b) for e in (1, 2) for b in (2, 4, 6, 8)
+    ]
+    assert len(history) == 2  # one row per epoch, holding the epoch end's validation
+    assert history[-1]["val_loss"] == history.validations[-1]["val_loss"]
+
+
+def test_val_check_interval_counts_batches_and_waits_for_the_optimizer_step() -> None:
+    """An int interval counts batches; inside a group of micro-batches it waits for the step."""
+    trainer = _sgd_trainer(MNISTConvNet(), epochs=1, val_check_interval=3,
+                           accumulate_grad_batches=2)  # fmt: skip
+    history = trainer.fit(_batches(10, 2), _batches(1, 2, seed=1))
+    assert [row["batch"] for row in history.validations] == [4, 6, 10]
+    assert [row["step"] for row in history.validations] == [2, 3, 5]
+
+
+def test_early_stopping_judges_every_in_epoch_validation_like_lightning() -> None:
+    """Patience counts validations: a loss rising after the first check stops inside epoch 1."""
+    stopper = EarlyStopping("val_loss", patience=1)
+    trainer = ScriptedValidation(
+        MNISTConvNet(), [1.0, 2.0, 3.0], epochs=3, val_check_interval=2,
+        callbacks=[stopper, NextScriptValue()],
+    )  # fmt: skip
+    history = trainer.fit(_batches(8, 2), _batches(1, 2, seed=1))
+    assert stopper.stopping_reason == "patience_exhausted" and stopper.stopped_epoch == 1
+    assert [row["batch"] for row in history.validations] == [2, 4]
+    assert trainer.state.global_step == 4 and len(history) == 0  # the epoch was cut short
+
+
+def test_model_checkpoint_keeps_the_best_in_epoch_validation_resumable(tmp_path: Path) -> None:
+    """best.pt from a validation inside the epoch is a mid-epoch checkpoint of that point."""
+    checkpoint = ModelCheckpoint(
+        tmp_path, save_best=True, save_top_k=2, filename="{epoch}-{step}.pt"
+    )
+    trainer = ScriptedValidation(
+        MNISTConvNet(), [3.0, 1.0, 2.0, 4.0], epochs=1, val_check_interval=2,
+        callbacks=[checkpoint, NextScriptValue()],
+    )  # fmt: skip
+    trainer.fit(_batches(8, 2), _batches(1, 2, seed=1))
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["mid_epoch"]["batches_done"] == 4 and best["global_step"] == 4
+    assert sorted(p.name for p in tmp_path.glob("1-*.pt")) == ["1-4.pt", "1-6.pt"]
+
+
+def test_a_checkpoint_from_an_in_epoch_validation_resumes_bit_identical(tmp_path: Path) -> None:
+    """Resumed from a save at an in-epoch validation: same weights, same validations."""
+
+    class SaveAtCheck(Callback):
+        reads_metrics, order = True, 1000  # after History, as ModelCheckpoint: its row saved
+
+        def on_validation_end(
+            self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+        ) -> None:
+            if state.in_epoch_validation and state.global_step == 6:
+                trainer.save_checkpoint(tmp_path / "check.pt")
+
+    batches, val = _batches(8, 2), _batches(1, 2, seed=1)
+    torch.manual_seed(0)
+    straight = MNISTConvNet()
+    resumed = copy.deepcopy(straight)
+    first = _sgd_trainer(straight, epochs=2, val_check_interval=3, callbacks=[SaveAtCheck()])
+    expected = first.fit(batches, val).validations
+    second = _sgd_trainer(resumed, epochs=2, val_check_interval=3)
+    assert second.fit(batches, val, resume=tmp_path / "check.pt").validations == expected
+    assert all(
+        torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters(), strict=True)
+    )
+
+
+def test_values_logged_by_an_in_epoch_validation_stay_in_its_own_row() -> None:
+    """trainer.log in validation_step: each validation's row has its own mean."""
+
+    class LogsBatches(Trainer):
+        def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            self.log("val_step", float(self.state.global_step))
+            return super().validation_step(images, labels)
+
+    trainer = LogsBatches(MNISTConvNet(), epochs=1, device="cpu", progress=False,
+                          val_check_interval=2, num_sanity_val_steps=0)  # fmt: skip
+    history = trainer.fit(_batches(4, 2), _batches(2, 2, seed=1))
+    assert history.validations[0]["val_step"] == 2.0
+    assert history[-1]["val_step"] == 4.0  # the epoch's end, not a mean with the check at 2
+
+
+@pytest.mark.parametrize(
+    ("options", "val", "match"),
+    [
+        ({"val_check_interval": 2}, None, "fit\\(\\) was given no val batches"),
+        ({"val_check_interval": 9}, _batches(1, 2), "longer than an epoch"),
+        ({"val_check_interval": 0}, _batches(1, 2), "val_check_interval=0"),
+    ],
+)
+def test_val_check_interval_that_cannot_work_is_refused(
+    options: dict[str, Any], val: Any, match: str
+) -> None:
+    """No validation data, an interval past the epoch's end, or 0: named errors."""
+    with pytest.raises(InvalidArgumentError, match=match):
+        _sgd_trainer(MNISTConvNet(), epochs=1, **options).fit(_batches(4, 2), val)

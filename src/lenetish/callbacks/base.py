@@ -10,6 +10,7 @@ Hooks are called in this order (``E`` epochs of ``B`` batches, with validation):
             on_before_backward(loss)
             on_before_optimizer_step(optimizer)
             on_batch_end(output)
+            on_validation_end(metrics)      # every val_check_interval batches, if set
         on_validation_end(metrics)          # only when fit() was given val=
         on_epoch_end
     on_fit_end
@@ -153,7 +154,12 @@ class Callback:
     def on_validation_end(
         self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
     ) -> None:
-        """Called after validation with its metrics (``val_loss``, ``val_accuracy``)."""
+        """Called after validation with its metrics (``val_loss``, ``val_accuracy``).
+
+        Also after each validation inside an epoch (the Trainer's ``val_check_interval``),
+        with ``state.in_epoch_validation`` set. Callbacks that read metrics
+        (``reads_metrics``) run after the others, as in ``on_epoch_end``.
+        """
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Called at the end of every whole epoch; ``state.metrics`` holds its metrics."""

@@ -40,7 +40,9 @@ class ModelCheckpoint(Callback):
     value is kept across fits of the same object, so a second fit never replaces a better
     ``best.pt`` with a worse one (unless ``reset_best``). With the Trainer's
     ``validation_freq=N`` and a ``val_*`` monitor, only validated epochs compete for
-    ``best.pt`` and the top k. The checkpoint a fit resumed from is never deleted: when
+    ``best.pt`` and the top k; with ``val_check_interval`` every validation inside an epoch
+    competes too (as in Lightning), its files resuming inside that epoch (give the top-k
+    ``filename`` a ``{step}``). The checkpoint a fit resumed from is never deleted: when
     better epochs push it out of the top k it leaves the list and stays on disk (as in
     Lightning), so a resume that goes wrong can start again from it.
 
@@ -229,25 +231,55 @@ class ModelCheckpoint(Callback):
             # A diverged epoch would overwrite the last good checkpoint with NaN weights.
             logger.warning("ModelCheckpoint: epoch %d has a non-finite loss; not saving", epoch)
             return
-        top_name: str | None = None
-        displaced: list[str] = []
-        improved = False
-        if (self.save_best or self.save_top_k) and not self.watch.skips(state):
-            value = self.watch.value(state.metrics)
-            if self.save_top_k:
-                top_name, displaced = self._rank(state, value)
-            improved = self.save_best and self.watch.update(value, epoch, ties=self.latest_on_tie)
-        if top_name is not None:
-            trainer.save_checkpoint(self.folder / top_name)
-        if improved:
-            trainer.save_checkpoint(self.best_path)
+        judged = (self.save_best or self.save_top_k) and not self.watch.skips(state)
+        displaced = self._keep(trainer, state, state.metrics) if judged else []
         # the fit ends after this epoch: its last, or a stop that min_epochs does not hold
         final = epoch == state.epochs or (trainer.should_stop and epoch >= state.min_epochs)
         if self.save_last and (epoch % self.every_n_epochs == 0 or final):
             trainer.save_checkpoint(self.last_path)
+        self._delete_all(trainer, displaced, state.resumed_from)
+
+    def on_validation_end(
+        self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+    ) -> None:
+        """Judge a validation inside the epoch (``val_check_interval``) for the best and top k.
+
+        Its files are mid-epoch checkpoints: a fit resumed from one goes on inside the epoch.
+        """
+        if not (self.save_best or self.save_top_k) or not self.watch.judges_in_epoch(
+            state, metrics
+        ):
+            return
+        if state.last_loss is not None and not math.isfinite(float(state.last_loss)):
+            logger.warning(
+                "ModelCheckpoint: step %d has a non-finite loss; not saving", state.global_step
+            )
+            return
+        self._delete_all(trainer, self._keep(trainer, state, metrics), state.resumed_from)
+
+    def _keep(self, trainer: Trainer, state: TrainState, metrics: dict[str, float]) -> list[str]:
+        """Write ``best.pt`` on improvement and this point's top-k file; the displaced names.
+
+        The place in the top k and the best value are decided before any file is written,
+        so every file written here holds them.
+        """
+        value = self.watch.value(metrics)
+        top_name: str | None = None
+        displaced: list[str] = []
+        if self.save_top_k:
+            top_name, displaced = self._rank(state, metrics, value)
+        epoch = state.epoch + 1
+        improved = self.save_best and self.watch.update(value, epoch, ties=self.latest_on_tie)
+        if top_name is not None:
+            trainer.save_checkpoint(self.folder / top_name)
+        if improved:
+            trainer.save_checkpoint(self.best_path)
+        return displaced
+
+    def _delete_all(self, trainer: Trainer, names: list[str], resumed_from: str | None) -> None:
         if trainer.is_main_process:
-            for name in displaced:
-                self._delete(name, state.resumed_from)
+            for name in names:
+                self._delete(name, resumed_from)
 
     def _delete(self, name: str, resumed_from: str | None = None) -> None:
         """Delete the displaced top-k file ``name``, never anything outside :attr:`folder`.
@@ -273,7 +305,9 @@ class ModelCheckpoint(Callback):
             return
         (self.folder / name).unlink(missing_ok=True)
 
-    def _rank(self, state: TrainState, value: float) -> tuple[str | None, list[str]]:
+    def _rank(
+        self, state: TrainState, metrics: dict[str, float], value: float
+    ) -> tuple[str | None, list[str]]:
         """Place this epoch in the top k (NaN ranks worst) and update :attr:`top`.
 
         Returns:
@@ -284,7 +318,7 @@ class ModelCheckpoint(Callback):
         if full and not self.watch.improves(value, self.top[-1][0], ties=self.latest_on_tie):
             return None, []
         name = self.format_filename(
-            {**state.metrics, "epoch": state.epoch + 1, "step": state.global_step}
+            {**metrics, "epoch": state.epoch + 1, "step": state.global_step}
         )
         problem = _name_problem(name, self.folder)
         if problem is not None:
@@ -296,7 +330,8 @@ class ModelCheckpoint(Callback):
         if any(kept == name for _, kept in self.top):
             raise InvalidArgumentError(
                 f"filename={self.filename!r} gives {name!r} for epoch {state.epoch + 1} too, "
-                "which would overwrite another kept epoch's file; put {epoch} in the template"
+                "which would overwrite another kept epoch's file; put {epoch} in the template "
+                "({step} too with val_check_interval)"
             )
         # On a tie the newcomer goes first (latest_on_tie) or last: the sort is stable.
         entries = [(value, name), *self.top] if self.latest_on_tie else [*self.top, (value, name)]

@@ -31,6 +31,11 @@ class History(Callback):
     A row holds ``epoch`` (1-based), ``loss`` and ``accuracy`` (training), ``val_loss`` and
     ``val_accuracy`` (with validation), ``lr`` and ``seconds``.
 
+    :attr:`validations` holds one row per validation, those inside epochs included (the
+    Trainer's ``val_check_interval``): ``epoch`` (the one it ran in, 1-based), ``step``
+    (optimizer steps so far), ``batch`` (the epoch's training batches so far) and its
+    ``val_*`` metrics.
+
     Args:
         rows: rows to start with (e.g. read back from a file); usually none.
 
@@ -45,11 +50,21 @@ class History(Callback):
 
     def __init__(self, rows: list[Row] | None = None) -> None:
         self.rows: list[Row] = list(rows or [])
+        self.validations: list[Row] = []
         self.state_key = "lenetish.History"
 
     def reset(self) -> None:
         """Drop the rows of an earlier fit."""
-        self.rows = []
+        self.rows, self.validations = [], []
+
+    def on_validation_end(
+        self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+    ) -> None:
+        """Append the validation's row to :attr:`validations`."""
+        progress = state.progress  # set inside an epoch's batches, None at its end
+        batch = progress.batches_done if progress is not None else state.batch_index + 1
+        where = {"epoch": state.epoch + 1, "step": state.global_step, "batch": batch}
+        self.validations.append({**where, **metrics})
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Append the epoch's metrics."""
@@ -72,19 +87,16 @@ class History(Callback):
         return [row[name] for row in self.rows if name in row]
 
     def state_dict(self) -> dict[str, Any]:
-        """The rows, for checkpoints."""
-        return {"rows": [dict(row) for row in self.rows]}
+        """The rows and the validations' rows, for checkpoints."""
+        return {
+            "rows": [dict(row) for row in self.rows],
+            "validations": [dict(row) for row in self.validations],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the rows from a checkpoint."""
-        rows = state["rows"]
-        if not isinstance(rows, list) or not all(
-            isinstance(row, dict)
-            and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in row.items())
-            for row in rows
-        ):
-            raise ValueError("History rows must be a list of {metric name: number} rows")
-        self.rows = [dict(row) for row in rows]
+        """Restore the rows from a checkpoint (one written before validations had none)."""
+        self.rows = _checked_rows(state["rows"])
+        self.validations = _checked_rows(state.get("validations", []))
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write the rows as a JSON list of objects (NaN and infinities as ``null``), atomically.
@@ -180,6 +192,16 @@ def _write_text(path: str | os.PathLike[str], text: str) -> None:
 def _number(text: str) -> float:
     value = float(text)
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def _checked_rows(rows: object) -> list[Row]:
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict)
+        and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in row.items())
+        for row in rows
+    ):
+        raise ValueError("History rows must be a list of {metric name: number} rows")
+    return [dict(row) for row in rows]
 
 
 def _not_finite(value: object) -> bool:

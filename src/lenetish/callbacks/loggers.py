@@ -243,6 +243,9 @@ class CSVLogger(Callback):
 class TensorBoardLogger(Callback):
     """Write every epoch's metrics as TensorBoard scalars (needs the ``tensorboard`` extra).
 
+    Each validation (inside epochs too, with ``val_check_interval``) is also written as
+    ``validation/<name>`` at its optimizer step.
+
     Args:
         log_dir: the TensorBoard run folder.
 
@@ -288,6 +291,17 @@ class TensorBoardLogger(Callback):
             if name != "epoch":
                 self.writer.add_scalar(name, value, global_step=state.epoch + 1)
         self.writer.flush()
+
+    def on_validation_end(
+        self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+    ) -> None:
+        """Log every validation, inside epochs too, as ``validation/<name>`` at its step.
+
+        With ``val_check_interval`` these series show the validations inside each epoch;
+        the per-epoch series keep the epoch's end, at step ``epoch``.
+        """
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"validation/{name}", value, global_step=state.global_step)
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         """Close the event file."""

@@ -168,12 +168,22 @@ class EarlyStopping(Callback):
                 stacklevel=2,
             )
 
+    def on_validation_end(
+        self, trainer: Trainer, state: TrainState, metrics: dict[str, float]
+    ) -> None:
+        """Judge a validation inside the epoch (``val_check_interval``), as Lightning does."""
+        if self.watch.judges_in_epoch(state, metrics):
+            self._judge(trainer, state, metrics)
+
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
         """Judge the epoch's metric; request a stop on a threshold or when patience runs out."""
         if self.watch.skips(state):  # validation_freq: this epoch was not validated
             return
+        self._judge(trainer, state, state.metrics)
+
+    def _judge(self, trainer: Trainer, state: TrainState, metrics: dict[str, float]) -> None:
         epoch, watch = state.epoch + 1, self.watch
-        value = watch.value(state.metrics)
+        value = watch.value(metrics)
         if self.check_finite and not math.isfinite(value):
             self._stop(
                 trainer,
@@ -234,7 +244,16 @@ class EarlyStopping(Callback):
     def _stop(self, trainer: Trainer, epoch: int, why: StoppingReason, message: str) -> None:
         self.stopped_epoch = epoch
         self.stopping_reason, self.stopping_reason_message = why, message
-        logger.info("EarlyStopping: %s; stopping after epoch %d", message, epoch)
+        state = trainer.state
+        if state.in_epoch_validation:  # the epoch ends before its next batch
+            logger.info(
+                "EarlyStopping: %s; stopping at step %d, inside epoch %d",
+                message,
+                state.global_step,
+                epoch,
+            )
+        else:
+            logger.info("EarlyStopping: %s; stopping after epoch %d", message, epoch)
         trainer.should_stop = True
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:

@@ -282,6 +282,14 @@ class MetricWatch:
         """
         return self.monitor.startswith("val_") and not state.validates(state.epoch)
 
+    def judges_in_epoch(self, state: TrainState, metrics: dict[str, float]) -> bool:
+        """Whether a validation inside an epoch (``val_check_interval``) has this value.
+
+        Monitors judge each such validation of their metric, as Lightning's do, so their
+        patience counts validations; the epoch's end is judged as always.
+        """
+        return state.in_epoch_validation and self.monitor in metrics
+
     def improves(self, value: float, reference: float, *, ties: bool = False) -> bool:
         """Whether ``value`` beats ``reference`` by more than ``min_delta`` (NaN never does).
 

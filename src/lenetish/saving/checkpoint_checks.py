@@ -97,6 +97,9 @@ def check_training_checkpoint(
         _check_rng(checkpoint["rng"])
         if checkpoint.get("mid_epoch") is not None:
             _check_mid_epoch(checkpoint["mid_epoch"])
+        stream = checkpoint.get("stream")
+        if isinstance(stream, Mapping) and "rng" in stream:  # steps_per_epoch's pass
+            _check_rng(stream["rng"], "stream.rng")
     except _Refusal as refusal:
         raise _damaged(source, refusal) from None
 
@@ -403,6 +406,8 @@ def _check_mid_epoch(mid_epoch: object) -> None:
         if key not in mid_epoch:
             raise _Refusal(f"mid_epoch.{key}", "is missing")
     _count(mid_epoch["batches_done"], "mid_epoch.batches_done", low=0)
+    if "validated_at" in mid_epoch:
+        _count(mid_epoch["validated_at"], "mid_epoch.validated_at", low=0)
     _check_rng(mid_epoch["rng"], "mid_epoch.rng")
     for key in ("score", "metrics"):  # their contents are checked as they load
         for name, value in _mapping(mid_epoch[key], f"mid_epoch.{key}").items():

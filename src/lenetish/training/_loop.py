@@ -38,13 +38,14 @@ from lenetish.training._layout_plan import (
     settle_layout,
 )
 from lenetish.training._plan import FitPlan, batch_count, build_plan, check_reiterable
-from lenetish.training.limits import LoopLimits, batches_allowed
+from lenetish.training._streams import ContinuingLoader, FirstBatches
+from lenetish.training.limits import LoopLimits, batches_allowed, check_interval
 from lenetish.training.resume import (
     restore_training_state,
     resumed_batches,
     start_epoch_progress,
 )
-from lenetish.training.state import BatchOutput, TrainState
+from lenetish.training.state import BatchOutput, EpochProgress, TrainState
 
 if TYPE_CHECKING:
     from lenetish.training.trainer import Trainer
@@ -78,7 +79,10 @@ def fit_once(
     train = parallel.shard(train, role="training")
     val = None if val is None else parallel.shard(val, role="validation")
     limits = trainer.limits
+    if limits.steps_per_epoch is not None:  # Keras': the loader's iterator goes on
+        train = ContinuingLoader(train, limits.steps_per_epoch, trainer)
     steps_per_epoch = epoch_batches(train, limits)
+    _check_in_epoch_validation(limits, val, steps_per_epoch)
     trainer.state = TrainState(
         epochs=fit_epochs(trainer, steps_per_epoch),
         steps_per_epoch=steps_per_epoch,
@@ -95,7 +99,10 @@ def fit_once(
         with deterministic_algorithms(trainer.deterministic):
             if checkpoint is None and trainer.seed is not None:
                 seed_everything(trainer.seed)
+            if limits.overfit_batches:
+                train = _overfit_batches(train, steps_per_epoch, resumed=checkpoint is not None)
             plan = build_plan(trainer, parallel, steps_per_epoch)
+            plan.stream = train if isinstance(train, ContinuingLoader) else None
             adopt(parallel, plan)
             run_fit(trainer, plan, train, val, checkpoint, source=str(resume))
     except BaseException as exc:
@@ -123,6 +130,45 @@ def epoch_batches(train: Iterable[Batch], limits: LoopLimits) -> int | None:
     if allowed is None:
         return length
     return allowed if length is None else min(allowed, length)
+
+
+def _check_in_epoch_validation(
+    limits: LoopLimits, val: Iterable[Batch] | None, batches: int | None
+) -> None:
+    """Refuse ``val_check_interval`` without validation batches, or longer than an epoch."""
+    interval = limits.val_check_interval
+    if interval is None:
+        return
+    if val is None:
+        raise InvalidArgumentError(
+            f"val_check_interval={interval} validates inside each epoch, but fit() was given "
+            "no val batches; pass val=, or leave val_check_interval unset"
+        )
+    if isinstance(interval, int):
+        check_interval(interval, batches)
+    else:
+        batches_allowed(interval, batches, name="val_check_interval")  # needs len(train)
+
+
+def _overfit_batches(train: Iterable[Batch], batches: int | None, *, resumed: bool) -> FirstBatches:
+    """The fixed training batches of ``overfit_batches`` (taken once, logged once)."""
+    fixed = FirstBatches(train, batches if batches is not None else 1)
+    logger.info(
+        "lenetish: overfit_batches: training on the first %d batch(es) of the training loader, "
+        "the same ones every epoch (shuffling off), and validating on as many%s",
+        len(fixed),
+        "; a resumed fit takes them afresh from the loader" if resumed else "",
+    )
+    return fixed
+
+
+def in_epoch_checks(trainer: Trainer, batches: int | None) -> int | None:
+    """Every how many training batches an epoch validates (``None``: at its end only)."""
+    interval = trainer.limits.val_check_interval
+    if interval is None:
+        return None
+    every = batches_allowed(interval, batches, name="val_check_interval")
+    return None if every is None or (batches is not None and every >= batches) else every
 
 
 def fit_epochs(trainer: Trainer, batches: int | None) -> int:
@@ -213,10 +259,19 @@ def run_epoch(
     batches: Iterator[tuple[int, Any]] = enumerate(train)
     if state.steps_per_epoch is not None and trainer.limits.train_batches is not None:
         batches = itertools.islice(batches, state.steps_per_epoch)  # limit_train_batches
+    check_every = in_epoch_checks(trainer, state.steps_per_epoch) if val is not None else None
+    if not state.validates(epoch):
+        check_every = None
     for batch_index, batch in resumed_batches(trainer, plan, batches):
         if parallel.agree_to_stop(stop_requested(trainer, epoch)):
             plan.logging_open = False
             return False
+        if check_every is not None and _check_due(state, progress, check_every):
+            assert val is not None
+            validate_in_epoch(trainer, plan, val)
+            if parallel.agree_to_stop(stop_requested(trainer, epoch)):  # a monitor stopped
+                plan.logging_open = False
+                return False
         state.batch_index = batch_index
         _check_planned_length(trainer, batch_index)
         try:
@@ -250,7 +305,8 @@ def run_epoch(
     state.metrics = metrics = {"epoch": epoch + 1, **score.metrics(), **metric_set.compute()}
     if val is not None and state.validates(epoch):  # every validation_freq-th epoch
         val_metrics = validate(trainer, plan, val)
-        hooks("on_validation_end", val_metrics)
+        hooks("on_validation_end", val_metrics, reading=False)
+        hooks("on_validation_end", val_metrics, reading=True)
         metrics.update(val_metrics)  # with what the hooks wrote into it
     state.lr = float(plan.optimizer.param_groups[0]["lr"])
     metrics.update(lr=state.lr, seconds=time.monotonic() - started)
@@ -261,6 +317,39 @@ def run_epoch(
     plan.logging_open = False
     hooks("on_epoch_end", reading=True)
     return True
+
+
+def _check_due(state: TrainState, progress: EpochProgress, every: int) -> bool:
+    """Whether an in-epoch validation is due before the next batch (never mid-group)."""
+    done = progress.batches_done
+    return (
+        done // every > progress.validated_at // every
+        and not state.accumulating
+    )
+
+
+def validate_in_epoch(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> None:
+    """Validate between two training batches (``val_check_interval``), then the hooks.
+
+    ``on_validation_end`` sees the metrics with ``state.in_epoch_validation`` set, readers
+    last. Values ``validation_step`` logs go into these metrics, not the epoch's row.
+    """
+    state, progress = trainer.state, trainer.state.progress
+    assert progress is not None
+    progress.validated_at = progress.batches_done  # (a checkpoint written now holds it)
+    epoch_logged, epoch_weights = plan.logged, plan.logged_weights
+    plan.logged, plan.logged_weights = {}, {}
+    try:
+        metrics = validate(trainer, plan, val)
+        metrics.update({name: float(value) for name, value in plan.logged.items()})
+    finally:
+        plan.logged, plan.logged_weights = epoch_logged, epoch_weights
+    state.in_epoch_validation = True
+    try:
+        plan.hooks("on_validation_end", metrics, reading=False)
+        plan.hooks("on_validation_end", metrics, reading=True)
+    finally:
+        state.in_epoch_validation = False
 
 
 def stop_requested(trainer: Trainer, epochs_done: int) -> bool:

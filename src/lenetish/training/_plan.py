@@ -35,6 +35,7 @@ from lenetish.training.optimizer_config import check_optimizer_owner, unpack_opt
 from lenetish.training.step import EagerStep, StepSettings, TrainingStep
 
 if TYPE_CHECKING:
+    from lenetish.training._streams import ContinuingLoader
     from lenetish.training.trainer import Trainer
 
 __all__ = [
@@ -222,6 +223,8 @@ class FitPlan:
             far (``logged`` then holds the running mean).
         validating: a validation is running (``trainer.log`` averages by default then).
         batch_size: the samples of the batch being trained or validated (the mean's weight).
+        stream: the training batches' stream under ``steps_per_epoch`` (its position goes
+            into checkpoints), else ``None``.
     """
 
     parallel: ParallelStrategy
@@ -240,6 +243,7 @@ class FitPlan:
     logging_open: bool = False
     validating: bool = False
     batch_size: int = 0
+    stream: ContinuingLoader | None = None
 
     @property
     def callbacks(self) -> list[Callback]:

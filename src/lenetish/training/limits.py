@@ -17,6 +17,18 @@ resolved per fit:
 * ``num_sanity_val_steps``: validation batches run before the first epoch (2 by default, as
   in Lightning), so a broken ``validation_step`` fails at once, not after a whole epoch;
   their scores are discarded, no hook sees them, and the random state is put back.
+* ``val_check_interval``: validate inside the epoch too, every N training batches (an int)
+  or every fraction of the epoch (a float), as in Lightning; the epoch's end is validated as
+  before. Each validation reaches ``on_validation_end``, ``History.validations``, the
+  TensorBoard logger, and the ``val_*`` monitors of :class:`~lenetish.EarlyStopping` and
+  :class:`~lenetish.ModelCheckpoint`, which judge every validation (patience then counts
+  validations, as in Lightning).
+* ``overfit_batches``: train on the first N batches (or fraction) of the training loader,
+  the same batches in the same order every epoch (taken once, so shuffling is off), and
+  validate on N batches, as in Lightning: a network that cannot overfit them has a bug.
+* ``steps_per_epoch``: Keras' setting: each epoch trains that many batches, the loader's
+  iterator going on across epochs; where a pass of the loader ends, the next begins inside
+  the same epoch (Keras ends such an epoch early with a warning instead).
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from dataclasses import dataclass
 
 from lenetish.errors import InvalidArgumentError
 
-__all__ = ["BatchLimit", "LoopLimits", "batches_allowed"]
+__all__ = ["BatchLimit", "LoopLimits", "batches_allowed", "check_interval"]
 
 BatchLimit = int | float | None
 
@@ -53,6 +65,31 @@ def _check_count(name: str, value: object, *, least: int, allow_none: bool = Fal
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise InvalidArgumentError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+def _refuse_together(*settings: tuple[str, object]) -> None:
+    """Refuse two settings that each decide which training batches an epoch takes."""
+    given = [name for name, value in settings if value not in (None, 0)]
+    # limit_train_batches gives way to fast_dev_run (Lightning's); the others are refused
+    if len(given) > 1 and given[0] in ("overfit_batches", "steps_per_epoch"):
+        raise InvalidArgumentError(
+            f"{' and '.join(given)} each decide which training batches an epoch takes; "
+            "give one of them"
+        )
+
+
+def check_interval(interval: int, batches: int | None) -> None:
+    """Refuse an in-epoch validation interval longer than the epoch it divides.
+
+    Raises:
+        InvalidArgumentError: ``interval`` batches exceed the ``batches`` of an epoch.
+    """
+    if batches is not None and interval > batches:
+        raise InvalidArgumentError(
+            f"val_check_interval={interval} batches is longer than an epoch ({batches} "
+            "batches): give at most that many, a fraction of the epoch, or validation_freq "
+            "for validation every few epochs"
+        )
 
 
 def batches_allowed(limit: BatchLimit, length: int | None, *, name: str) -> int | None:
@@ -101,6 +138,9 @@ class LoopLimits:
     limit_val_batches: BatchLimit = None
     fast_dev_run: bool | int = False
     num_sanity_val_steps: int = 2
+    val_check_interval: BatchLimit = None
+    overfit_batches: BatchLimit = None
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         _check_count("accumulate_grad_batches", self.accumulate_grad_batches, least=1)
@@ -110,6 +150,20 @@ class LoopLimits:
         _check_count("num_sanity_val_steps", self.num_sanity_val_steps, least=0)
         if not isinstance(self.fast_dev_run, bool):
             _check_count("fast_dev_run", self.fast_dev_run, least=1)
+        _check_limit("val_check_interval", self.val_check_interval)
+        _check_limit("overfit_batches", self.overfit_batches)
+        _check_count("steps_per_epoch", self.steps_per_epoch, least=1, allow_none=True)
+        if self.val_check_interval == 0:
+            raise InvalidArgumentError(
+                "val_check_interval=0 would validate before every batch; give a number of "
+                "batches >= 1, a fraction of the epoch in (0, 1], or None"
+            )
+        _refuse_together(
+            ("overfit_batches", self.overfit_batches),
+            ("steps_per_epoch", self.steps_per_epoch),
+            ("limit_train_batches", self.limit_train_batches),
+            ("fast_dev_run", self.fast_dev_run or None),
+        )
 
     @property
     def quick_run(self) -> int:
@@ -119,12 +173,12 @@ class LoopLimits:
     @property
     def train_batches(self) -> BatchLimit:
         """The training batches an epoch takes (a count or fraction; ``None``: all)."""
-        return self.quick_run or self.limit_train_batches
+        return self.quick_run or self.overfit_batches or self.limit_train_batches
 
     @property
     def val_batches(self) -> BatchLimit:
         """The validation batches a validation takes (a count or fraction; ``None``: all)."""
-        return self.quick_run or self.limit_val_batches
+        return self.quick_run or self.overfit_batches or self.limit_val_batches
 
     @property
     def sanity_batches(self) -> int:

@@ -12,7 +12,11 @@ holds how many of its batches were done, the random state when it was written, a
 epoch's running training score and logged values. A fit resumed from it starts that epoch
 again, draws its batches in the same order, skips those already trained
 (:func:`resumed_batches`), then puts the random state of the save back, so it goes on exactly
-as the interrupted fit did. ``loader_rng`` holds the states of the generators the training
+as the interrupted fit did (a checkpoint written at a validation inside the epoch, with
+``val_check_interval``, also records that the validation was done). Under
+``steps_per_epoch`` ``stream`` holds where the loader's pass stands, and the resumed fit
+rebuilds that pass and draws on from there (:mod:`lenetish.training._streams`).
+``loader_rng`` holds the states of the generators the training
 loader shuffles with when they are not torch's global one (a ``DataLoader``'s ``generator=``,
 its sampler's, also inside a ``BatchSampler``), as of the start of the epoch the checkpoint
 resumes, and a resumed fit puts them back before that epoch's iterator draws from them.
@@ -124,11 +128,22 @@ def checkpoint_state(trainer: Trainer, plan: FitPlan | None) -> dict[str, Any]:
         # the loader's own generators, as of the start of the epoch a resume starts with
         "loader_rng": capture_loader_rng(trainer) if progress is None else progress.loader_rng,
         **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
+        **_stream_state(plan, mid_epoch),
         "world_size": trainer.world_size,
         "rank_seed": 0 if plan is None else plan.parallel.rank_seed,
         # the dataset the data came from, when the caller told the trainer (issue 17)
         **({} if trainer.data_info is None else {"dataset": trainer.data_info.record()}),
     }
+
+
+def _stream_state(plan: FitPlan | None, mid_epoch: dict[str, Any] | None) -> dict[str, Any]:
+    """Under ``steps_per_epoch``, where the loader's stream stands after the batches done."""
+    if plan is None or plan.stream is None:
+        return {}
+    done = 0 if mid_epoch is None else mid_epoch["batches_done"]
+    if mid_epoch is None:
+        return {"stream": plan.stream.position()}
+    return {"stream": plan.stream.position_after(done)}
 
 
 def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
@@ -147,6 +162,7 @@ def _mid_epoch_state(plan: FitPlan, progress: EpochProgress) -> dict[str, Any]:
     return {
         **accumulated,
         "batches_done": done,
+        "validated_at": progress.validated_at,
         "rng": capture_rng_state(),
         "score": score.state_dict(),
         "metrics": metric_set.state_dict(),
@@ -204,8 +220,9 @@ def start_epoch_progress(trainer: Trainer, plan: FitPlan) -> EpochProgress:
     metric_set.reset()
     score = plan.running_score(trainer.device, smoothing=True)
     return EpochProgress(
-        capture_rng_state(), score, metric_set, loader_rng=capture_loader_rng(trainer)
-    )
+        capture_rng_state(), score, metric_set, loader_rng=capture_loader_rng(trainer),
+        stream=None if plan.stream is None else plan.stream.position(),
+    )  # fmt: skip
 
 
 def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> Iterator[T]:
@@ -246,6 +263,7 @@ def resumed_batches(trainer: Trainer, plan: FitPlan, batches: Iterable[T]) -> It
         samples = _add_samples(samples, batch)
     _check_samples_counted(trainer, plan, samples, point["batches_done"])
     progress.batches_done = point["batches_done"]
+    progress.validated_at = point.get("validated_at", point["batches_done"])
     if "accumulated_grads" in point:
         _restore_gradients(plan, point["accumulated_grads"])
     restore_rng_state(point["rng"])
@@ -379,6 +397,28 @@ def restore_training_state(
     restore_callbacks(plan.callbacks, checkpoint["callbacks"], source)
     if loader_rng is not None:  # before the first epoch's iterator draws from them
         restore_loader_rng(trainer, loader_rng)
+    _restore_stream(plan, checkpoint, source)  # (its own loader states win)
+
+
+def _restore_stream(plan: FitPlan, checkpoint: dict[str, Any], source: str) -> None:
+    """Under ``steps_per_epoch``, put the loader's stream where the checkpoint left it.
+
+    Raises:
+        CheckpointError: the saved position is damaged or the loader is now shorter.
+    """
+    if plan.stream is None:
+        return
+    position = checkpoint.get("stream")
+    if position is None:
+        logger.warning(
+            "%s holds no steps_per_epoch position (it was written by a fit without "
+            "steps_per_epoch), so the resumed fit starts a new pass of the training loader",
+            source,
+        )
+        return
+    mid_epoch = checkpoint.get("mid_epoch")
+    done = 0 if mid_epoch is None else mid_epoch["batches_done"]
+    plan.stream.resume_at(position, source, done=done)
 
 
 def _check_epochs_left(trainer: Trainer, finished: int, unfinished: bool, source: str) -> None:

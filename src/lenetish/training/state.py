@@ -86,6 +86,10 @@ class TrainState:
         accumulating: the batch just trained added its gradients without an optimizer step
             (``accumulate_grad_batches``); per-step callbacks wait for the step. Set by the
             loop, not a constructor argument.
+        in_epoch_validation: the ``on_validation_end`` hooks running are those of a
+            validation inside the epoch (``val_check_interval``), not at its end;
+            ``batch_index`` and ``global_step`` say where. Set by the loop, not a
+            constructor argument.
 
     Example:
         >>> from lenetish import Callback, MNISTConvNet, Trainer
@@ -119,6 +123,7 @@ class TrainState:
     )
     stop_held: bool = field(default=False, init=False, repr=False)
     accumulating: bool = field(default=False, init=False, repr=False)
+    in_epoch_validation: bool = field(default=False, init=False, repr=False)
 
     @property
     def elapsed(self) -> float:
@@ -150,6 +155,9 @@ class EpochProgress:
         loader_rng: the states of the generators the training loader shuffles with (its
             own ``generator=``, its sampler's), by place, before the epoch's iterator was
             made and drew from them.
+        validated_at: ``batches_done`` at the epoch's latest in-epoch validation (0: none).
+        stream: under ``steps_per_epoch``, where the loader's stream stood at the epoch's
+            start (see :mod:`lenetish.training._streams`).
 
     Example:
         A callback can read it during an epoch (it is ``None`` between epochs):
@@ -171,3 +179,5 @@ class EpochProgress:
     batches_done: int = 0
     pending: BatchOutput | None = None
     loader_rng: dict[str, Tensor] = field(default_factory=dict)
+    validated_at: int = 0
+    stream: dict[str, Any] | None = None

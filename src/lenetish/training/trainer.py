@@ -117,6 +117,15 @@ class Trainer:
             loss is multiplied by its class's weight, the mean taken over the batch.
             Batches may also be ``(images, labels, weights)`` (per-sample weights, Keras'
             ``sample_weight``); validation losses are never weighted.
+        val_check_interval: also validate inside each epoch, every N training batches (an
+            int) or every fraction of it (a float), as Lightning does; each validation
+            reaches ``on_validation_end``, :attr:`History.validations
+            <lenetish.History.validations>` and the ``val_*`` monitors.
+        overfit_batches: train on the loader's first N batches (or fraction), the same ones
+            every epoch, and validate on N batches (Lightning's): a quick check that the
+            network can learn at all.
+        steps_per_epoch: train this many batches per epoch, the loader's iterator going on
+            across epochs (Keras'); a new pass of the loader begins where one ends.
 
     Attributes:
         history: the :class:`~lenetish.History` of the latest fit.
@@ -173,6 +182,9 @@ class Trainer:
         fast_dev_run: bool | int = False,
         num_sanity_val_steps: int = 2,
         class_weight: Sequence[float] | Tensor | None = None,
+        val_check_interval: BatchLimit = None,
+        overfit_batches: BatchLimit = None,
+        steps_per_epoch: int | None = None,
     ) -> None:
         check_trainer_settings(
             optimizer, lr, epochs, scheduler, momentum, weight_decay, grad_clip_norm,
@@ -182,7 +194,8 @@ class Trainer:
         check_deterministic(deterministic)
         self.limits = LoopLimits(
             accumulate_grad_batches, max_steps, limit_train_batches, limit_val_batches,
-            fast_dev_run, num_sanity_val_steps,
+            fast_dev_run, num_sanity_val_steps, val_check_interval, overfit_batches,
+            steps_per_epoch,
         )  # fmt: skip
         if epochs is None and max_steps is None:
             raise InvalidArgumentError(
