@@ -164,3 +164,31 @@ def test_lr_monitor_continues_after_a_resume(tmp_path: Path) -> None:
     trainer.fit(batches, resume=tmp_path / "last.pt")
     assert len(resumed.lrs["lr-Adam"]) == 6
     assert resumed.lrs == whole.lrs
+
+
+def test_lr_monitor_names_a_group_added_during_the_fit_like_lightning() -> None:
+    """A group added at epoch 2 gets its column; the first group's values keep theirs."""
+
+    class Unfreeze(Callback):
+        def on_epoch_start(self, trainer: Trainer, state: TrainState) -> None:
+            if state.epoch == 1:
+                head = trainer.module.fc2  # type: ignore[union-attr]
+                trainer.optimizer.add_param_group({"params": head.parameters(), "lr": 5e-4})
+
+    class FrozenHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.fc2 = nn.Sequential(nn.Flatten(), nn.Linear(784, 16)), nn.Linear(16, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.body(x)))
+
+    model = FrozenHead()
+    monitor = LearningRateMonitor(logging_interval="epoch")
+    trainer = Trainer(
+        model, epochs=3, device="cpu", progress=False, callbacks=[Unfreeze(), monitor],
+        optimizer=lambda params: torch.optim.Adam(model.body.parameters(), lr=1e-3),
+        lr=None,
+    )  # fmt: skip
+    trainer.fit(digit_batches(20, 10))
+    assert monitor.lrs == {"lr-Adam/pg1": [1e-3, 1e-3, 1e-3], "lr-Adam/pg2": [5e-4, 5e-4]}

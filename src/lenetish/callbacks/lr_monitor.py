@@ -129,8 +129,28 @@ class LearningRateMonitor(Callback):
         if self.interval == "step":
             self._read(trainer.optimizer, record=True)
 
+    def _rename(self, optimizer: Optimizer) -> None:
+        """Name groups a callback added since (``add_param_group``), as Lightning does.
+
+        The first group's values so far move with its name (``lr-Adam`` to ``lr-Adam/pg1``).
+        """
+        names = group_names(optimizer)
+        if names[: len(self._names)] != self._names and self._names:
+            first, renamed = self._names[0], names[0]
+            self.lrs.setdefault(renamed, []).extend(self.lrs.pop(first, []))
+            for kind, last in (
+                ("momentum", self.last_momentum_values),
+                ("weight_decay", self.last_weight_decay_values),
+            ):
+                last.setdefault(f"{renamed}-{kind}", last.pop(f"{first}-{kind}", None))
+        for name in names:
+            self.lrs.setdefault(name, [])
+        self._names = names
+
     def _read(self, optimizer: Optimizer, *, record: bool) -> dict[str, float]:
         """The current values by name; appended to :attr:`lrs` when ``record``."""
+        if len(optimizer.param_groups) != len(self._names):
+            self._rename(optimizer)
         values: dict[str, float] = {}
         for name, group in zip(self._names, optimizer.param_groups, strict=True):
             values[name] = lr = float(group["lr"])
