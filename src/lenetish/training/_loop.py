@@ -37,7 +37,13 @@ from lenetish.training._layout_plan import (
     restore_model,
     settle_layout,
 )
-from lenetish.training._plan import FitPlan, batch_count, build_plan, check_reiterable
+from lenetish.training._plan import (
+    FitPlan,
+    batch_count,
+    build_plan,
+    check_reiterable,
+    settle_precision,
+)
 from lenetish.training._streams import ContinuingLoader, FirstBatches
 from lenetish.training.limits import LoopLimits, batches_allowed, check_interval
 from lenetish.training.resume import (
@@ -322,10 +328,7 @@ def run_epoch(
 def _check_due(state: TrainState, progress: EpochProgress, every: int) -> bool:
     """Whether an in-epoch validation is due before the next batch (never mid-group)."""
     done = progress.batches_done
-    return (
-        done // every > progress.validated_at // every
-        and not state.accumulating
-    )
+    return done // every > progress.validated_at // every and not state.accumulating
 
 
 def validate_in_epoch(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> None:
@@ -444,6 +447,9 @@ def _on_device(
         plan.criterion.batch_weights = weights.to(trainer.device, non_blocking=True)
     plan.batch_size = len(labels)  # the weight of a value logged with reduce="mean"
     images = images.to(trainer.device, non_blocking=True)
+    if plan.precision_pending and settle:  # (before the layout check: in its own layout)
+        settle_precision(plan, trainer.module, images)
+        trainer.precision = plan.precision
     layout = plan.layout
     if layout.pending and settle:  # decided (or verified) on the first training batch
         settle_layout(layout, trainer.module, plan.optimizer, images)
@@ -524,7 +530,7 @@ def validate(
     shown = val if allowed is None else itertools.islice(val, allowed)
     plan.validating = True  # trainer.log averages over the batches by default now
     try:
-        with scoring([trainer.model], trainer.device, trainer.precision):
+        with scoring([trainer.model], trainer.device, plan.precision):
             for batch in shown:
                 images, labels, _ = unpack(batch, weights=False)
                 # Not settle the layout: a sanity check runs before the first training

@@ -10,6 +10,7 @@ that plain training never imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
@@ -20,12 +21,14 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from lenetish._bf16_check import bf16_problem
 from lenetish._checks import is_overridden
+from lenetish._device import ResolvedPrecision, resolve_precision
 from lenetish.callbacks.base import Callback, SkipBatch, StopTraining
 from lenetish.callbacks.schedules import builtin_schedule
 from lenetish.distributed.strategies import ParallelStrategy
 from lenetish.errors import InvalidArgumentError, NotFittedError
-from lenetish.layout import module_channels_last
+from lenetish.layout import declares_fast_path, module_channels_last
 from lenetish.losses import Criterion
 from lenetish.metrics import MetricLike, MetricSet, RunningScore
 from lenetish.training._layout_plan import LayoutDecision, plan_layout
@@ -225,6 +228,9 @@ class FitPlan:
         batch_size: the samples of the batch being trained or validated (the mean's weight).
         stream: the training batches' stream under ``steps_per_epoch`` (its position goes
             into checkpoints), else ``None``.
+        precision: the fit's precision (the trainer's, or ``"32"`` where the first batch's
+            bfloat16 check failed); validation runs under it too.
+        precision_pending: the bfloat16 check waits for the first training batch.
     """
 
     parallel: ParallelStrategy
@@ -244,6 +250,8 @@ class FitPlan:
     validating: bool = False
     batch_size: int = 0
     stream: ContinuingLoader | None = None
+    precision: ResolvedPrecision = "32"
+    precision_pending: bool = False
 
     @property
     def callbacks(self) -> list[Callback]:
@@ -409,6 +417,8 @@ def build_plan(
                 f"{trainer.scheduler_spec!r} is set too; keep one of them"
             )
         hooks.callbacks = sorted([*hooks.callbacks, returned], key=lambda c: c.order)
+    # afresh each fit: an earlier fit's bfloat16 check may have set "32"
+    trainer.precision = resolve_precision(trainer.precision_spec, trainer.device)
     settings = StepSettings(
         trainer.device, trainer.precision, trainer.grad_clip_norm, trainer.augment
     )
@@ -446,7 +456,41 @@ def build_plan(
         module_channels_last(model)
     plan = FitPlan(
         parallel, kind, criterion, hooks, optimizer, step, step_line, metric_sets, layout,
-        eager=eager,
+        eager=eager, precision=trainer.precision,
     )  # fmt: skip
+    # precision="auto" gives bfloat16 to a network lenetish did not write only once its first
+    # batch shows the outputs unchanged (lenetish._bf16_check); decided by settle_precision.
+    plan.precision_pending = (
+        trainer.precision_spec == "auto"
+        and trainer.precision == "bf16-mixed"
+        and own_step is None
+        and not declares_fast_path(model)
+    )
     logger.info("%s", plan.describe(trainer))
     return plan
+
+
+def settle_precision(plan: FitPlan, model: nn.Module, images: Tensor) -> None:
+    """On the first training batch: bfloat16 for ``model`` if the check finds it safe.
+
+    Otherwise the fit's step and validation run in float32, said in one log line.
+    """
+    plan.precision_pending = False
+    problem = bf16_problem(model, images)
+    name = type(model).__name__
+    if problem is None:
+        logger.info(
+            "lenetish: %s trains under bfloat16 autocast (precision='auto'): its outputs on "
+            "the first batch were checked against float32",
+            name,
+        )
+        return
+    logger.info(
+        "lenetish: %s trains in float32, not bfloat16: %s; precision='bf16-mixed' asks for "
+        "bfloat16 anyway",
+        name,
+        problem,
+    )
+    plan.precision = "32"
+    if plan.eager is not None:
+        plan.eager.settings = dataclasses.replace(plan.eager.settings, precision="32")

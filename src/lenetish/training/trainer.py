@@ -79,7 +79,11 @@ class Trainer:
         device: ``"auto"`` picks CUDA, then MPS, then the CPU.
         precision: ``"32"`` (the seed's), ``"bf16-mixed"``, ``"16-mixed"`` (CUDA, with a
             gradient scaler), or ``"auto"``: ``"bf16-mixed"`` where the device computes
-            bfloat16 natively, else ``"32"`` (the resolved value is ``trainer.precision``).
+            bfloat16 natively, else ``"32"`` (the resolved value is ``trainer.precision``,
+            the setting ``trainer.precision_spec``). Under ``"auto"`` a network that does
+            not declare ``lenetish_fast_path`` gets bfloat16 only if its first batch's
+            outputs are unchanged by it (:mod:`lenetish._bf16_check`); otherwise the fit
+            runs in float32 (``trainer.precision`` says ``"32"``), with one log line.
         channels_last: run the fit channels-last (NHWC, fastest for convolutions).
             ``"auto"``: for networks declaring ``lenetish_fast_path`` (lenetish's) and any
             model whose outputs a first-batch check finds unchanged (else one log line says
@@ -205,6 +209,7 @@ class Trainer:
         self.class_weight = check_class_weight(class_weight, loss)
         Criterion(loss, label_smoothing)  # refuses an unknown loss now, not at fit()
         self.device = resolve_device(device)
+        self.precision_spec: Precision = precision
         self.precision = resolve_precision(precision, self.device)
         self.metrics: dict[str, MetricLike] = dict(metrics or {})
         MetricSet(self.metrics, self.device)  # refuses a non-metric now
