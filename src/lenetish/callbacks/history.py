@@ -39,6 +39,11 @@ class History(Callback):
     Args:
         rows: rows to start with (e.g. read back from a file); usually none.
 
+    Attributes:
+        rows: one dict of metrics per epoch.
+        validations: one dict per validation (inside epochs too): ``epoch``, ``step``,
+            ``batch`` and the ``val_*`` metrics.
+
     Example:
         >>> history = History([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
         >>> len(history), history[-1]["loss"], history.column("loss")

@@ -157,7 +157,7 @@ class EpochProgress:
             made and drew from them.
         validated_at: ``batches_done`` at the epoch's latest in-epoch validation (0: none).
         stream: under ``steps_per_epoch``, where the loader's stream stood at the epoch's
-            start (see :mod:`lenetish.training._streams`).
+            start (see ``lenetish.training._streams``).
 
     Example:
         A callback can read it during an epoch (it is ``None`` between epochs):

@@ -82,7 +82,7 @@ class Trainer:
             bfloat16 natively, else ``"32"`` (the resolved value is ``trainer.precision``,
             the setting ``trainer.precision_spec``). Under ``"auto"`` a network that does
             not declare ``lenetish_fast_path`` gets bfloat16 only if its first batch's
-            outputs are unchanged by it (:mod:`lenetish._bf16_check`); otherwise the fit
+            outputs are unchanged by it (the rule is on the speed page); otherwise the fit
             runs in float32 (``trainer.precision`` says ``"32"``), with one log line.
         channels_last: run the fit channels-last (NHWC, fastest for convolutions).
             ``"auto"``: for networks declaring ``lenetish_fast_path`` (lenetish's) and any
