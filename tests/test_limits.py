@@ -564,3 +564,37 @@ def test_val_check_interval_that_cannot_work_is_refused(
     """No validation data, an interval past the epoch's end, or 0: named errors."""
     with pytest.raises(InvalidArgumentError, match=match):
         _sgd_trainer(MNISTConvNet(), epochs=1, **options).fit(_batches(4, 2), val)
+
+
+def test_the_sanity_check_drops_what_validation_step_logs_without_a_warning() -> None:
+    """A validation_step that logs is fine before the first epoch: nothing warns or leaks."""
+    import warnings
+
+    class Logs(Trainer):
+        def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            self.log("val_seen", float(len(labels)))
+            return super().validation_step(images, labels)
+
+    trainer = Logs(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        history = trainer.fit(_batches(2, 4), _batches(3, 2, seed=1))
+    assert history[-1]["val_seen"] == 2.0
+
+
+def test_trainer_validate_returns_what_validation_step_logs_like_lightning() -> None:
+    """Trainer.validate's dict holds the logged means too, and nothing warns."""
+    import warnings
+
+    class Logs(Trainer):
+        def validation_step(self, images: Tensor, labels: Tensor) -> BatchOutput:
+            self.log("val_seen", float(len(labels)))
+            return super().validation_step(images, labels)
+
+    trainer = Logs(MNISTConvNet(), epochs=1, device="cpu", progress=False)
+    trainer.fit(_batches(2, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert trainer.validate([*_batches(1, 2), *_batches(1, 4)])["val_seen"] == pytest.approx(
+            (2 * 2 + 4 * 4) / 6
+        )

@@ -8,6 +8,7 @@ plan (step, parallel strategy, hooks, scores, logged values); the trainer gives 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -340,13 +341,9 @@ def validate_in_epoch(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> 
     state, progress = trainer.state, trainer.state.progress
     assert progress is not None
     progress.validated_at = progress.batches_done  # (a checkpoint written now holds it)
-    epoch_logged, epoch_weights = plan.logged, plan.logged_weights
-    plan.logged, plan.logged_weights = {}, {}
-    try:
+    with _own_logs(plan) as logged:
         metrics = validate(trainer, plan, val)
-        metrics.update({name: float(value) for name, value in plan.logged.items()})
-    finally:
-        plan.logged, plan.logged_weights = epoch_logged, epoch_weights
+    metrics.update({name: float(value) for name, value in logged.items()})
     state.in_epoch_validation = True
     try:
         plan.hooks("on_validation_end", metrics, reading=False)
@@ -504,8 +501,19 @@ def sanity_check(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> None:
     if not count or trainer.state.resumed or plan.layout.unchecked:
         return
     cuda = [trainer.device] if trainer.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=cuda), _own_logs(plan):  # its trainer.log discarded
         validate(trainer, plan, val, batches=count)
+
+
+@contextlib.contextmanager
+def _own_logs(plan: FitPlan) -> Iterator[dict[str, float | Tensor]]:
+    """``trainer.log`` records into a fresh dict for the block (yielded), then as before."""
+    saved = plan.logged, plan.logged_weights, plan.logging_open
+    plan.logged, plan.logged_weights, plan.logging_open = {}, {}, True
+    try:
+        yield plan.logged
+    finally:
+        plan.logged, plan.logged_weights, plan.logging_open = saved
 
 
 def validate(
@@ -551,9 +559,14 @@ def validate(
 def validate_alone(trainer: Trainer, plan: FitPlan, val: Iterable[Batch]) -> dict[str, float]:
     """:func:`validate` outside a fit (``Trainer.validate``): the model in its own layout."""
     check_reiterable(val=val)
-    own = FitPlan(**{**vars(plan), "layout": LayoutDecision(False, False, reason="own layout")})
-    own.metric_sets[1].reset()
-    return validate(trainer, own, val)
+    fits_layout = plan.layout
+    plan.layout = LayoutDecision(False, False, reason="own layout")
+    try:
+        with _own_logs(plan) as logged:
+            metrics = validate(trainer, plan, val)
+    finally:
+        plan.layout = fits_layout
+    return {**metrics, **{name: float(value) for name, value in logged.items()}}
 
 
 def predict_batches(trainer: Trainer, batches: Iterable[Any]) -> Tensor:

@@ -340,10 +340,12 @@ class Trainer:
         """Score ``val`` as the last fit's validation did (Lightning's ``trainer.validate``).
 
         Runs :meth:`validation_step` in eval and inference mode with the fit's loss and
-        metrics, in the model's own layout; no hook runs and nothing is logged.
+        metrics, in the model's own layout; no hook runs, and what ``validation_step`` logs
+        with :meth:`log` is returned with the metrics (as Lightning's does).
 
         Returns:
-            ``val_loss``, ``val_accuracy`` and ``val_<name>`` of each of the trainer's metrics.
+            ``val_loss``, ``val_accuracy``, ``val_<name>`` of each of the trainer's metrics,
+            and the values ``validation_step`` logged (means over the batches by default).
 
         Raises:
             NotFittedError: no fit has run (its loss decides what the outputs are).
