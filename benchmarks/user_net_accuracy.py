@@ -57,7 +57,6 @@ def main() -> None:
     results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         root = torchvision_root(args.data, Path(folder))
-        loaders = make_loaders(args.data, device=device, download=False)
         for name in args.models:
             network = NETWORKS[name]
             for seed in args.seeds:
@@ -67,6 +66,8 @@ def main() -> None:
                 for _ in range(args.epochs):
                     reference.epoch()
                 plain = plain_test_accuracy(reference.model, root)
+                # The training order follows the seed too, as the plain loop's does.
+                loaders = make_loaders(args.data, device=device, download=False, seed=seed)
                 model = network()
                 model.load_state_dict(initial)
                 trainer = Trainer(model, epochs=args.epochs, device=device, progress=False,
